@@ -1,2 +1,20 @@
 # SPDX-License-Identifier: Apache-2.0
-"""attestor.registry."""
+"""OCI distribution client, image reference parsing and the verified blob cache."""
+
+from attestor.registry.auth import Credentials
+from attestor.registry.cache import BlobCache
+from attestor.registry.client import RegistryClient
+from attestor.registry.models import ImageConfig, LayerDescriptor, RegistryLimits, ResolvedImage
+from attestor.registry.reference import ImageReference, parse_reference
+
+__all__ = [
+    "BlobCache",
+    "Credentials",
+    "ImageConfig",
+    "ImageReference",
+    "LayerDescriptor",
+    "RegistryClient",
+    "RegistryLimits",
+    "ResolvedImage",
+    "parse_reference",
+]

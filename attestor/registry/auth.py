@@ -1,0 +1,179 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Registry authentication: anonymous, HTTP Basic and Bearer tokens.
+
+Follows the distribution token spec (docs/spec/auth/token.md): a 401 carries
+``WWW-Authenticate: Bearer realm=...,service=...,scope=...``; we GET the realm
+with ``service`` and ``scope`` (with Basic credentials when configured) and
+retry with ``Authorization: Bearer <token>``. Tokens are cached per
+(registry, scope) for the client's lifetime and dropped when a 401 shows they
+went stale.
+
+Credentials come only from our configuration, never from ``~/.docker`` or
+``~/.netrc``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import requests
+from requests.utils import parse_dict_header
+
+from attestor.errors import UpstreamError
+
+__all__ = ["Challenge", "Credentials", "RegistryAuth", "parse_challenge"]
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and password (or identity token) for one registry host."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def basic(self) -> str:
+        """The ``Authorization`` header value for HTTP Basic."""
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A parsed ``WWW-Authenticate`` header."""
+
+    scheme: str
+    realm: str | None = None
+    service: str | None = None
+    scope: str | None = None
+
+
+def parse_challenge(header: str) -> Challenge:
+    """Parse ``Basic realm=...`` or ``Bearer realm=...,service=...,scope=...``.
+
+    Raises:
+        UpstreamError: if the scheme is neither Basic nor Bearer.
+    """
+    scheme, _, params = header.strip().partition(" ")
+    scheme = scheme.lower()
+    if scheme not in ("basic", "bearer"):
+        raise UpstreamError(f"unsupported registry auth scheme {scheme[:20]!r}")
+    # requests' RFC 2068 list parser handles quoted values containing commas
+    # (scopes like "repository:a:pull,push").
+    values: dict[str, str | None] = parse_dict_header(params)  # type: ignore[no-untyped-call]
+    return Challenge(
+        scheme=scheme,
+        realm=values.get("realm"),
+        service=values.get("service"),
+        scope=values.get("scope"),
+    )
+
+
+class RegistryAuth:
+    """Produces ``Authorization`` headers per (host, scope); thread-safe."""
+
+    def __init__(
+        self,
+        credentials: Mapping[str, Credentials],
+        *,
+        session: requests.Session,
+        url_allowed: Callable[[str], bool],
+        timeout: float,
+        max_token_bytes: int,
+    ) -> None:
+        self._credentials = dict(credentials)
+        self._session = session
+        self._url_allowed = url_allowed
+        self._timeout = timeout
+        self._max_token_bytes = max_token_bytes
+        self._challenges: dict[str, Challenge] = {}
+        self._tokens: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def authorization(self, host: str, scope: str) -> str | None:
+        """The header to send up front, once a challenge from ``host`` is known.
+
+        Raises:
+            UpstreamError: if the token endpoint fails.
+        """
+        with self._lock:
+            challenge = self._challenges.get(host)
+            token = self._tokens.get((host, scope))
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            creds = self._credentials.get(host)
+            return creds.basic() if creds else None
+        if token is None:
+            token = self._fetch_token(host, challenge, scope)
+        return f"Bearer {token}"
+
+    def answer(self, host: str, scope: str, header: str | None) -> str:
+        """The header to retry with after a 401 carrying ``header``.
+
+        Raises:
+            UpstreamError: if the challenge is missing or unsupported, Basic is
+                asked for without configured credentials, or the token
+                endpoint fails.
+        """
+        if not header:
+            raise UpstreamError(f"registry {host} answered 401 without WWW-Authenticate")
+        challenge = parse_challenge(header)
+        with self._lock:
+            self._challenges[host] = challenge
+            self._tokens.pop((host, scope), None)
+        if challenge.scheme == "basic":
+            creds = self._credentials.get(host)
+            if creds is None:
+                raise UpstreamError(
+                    f"registry {host} requires credentials and none are configured for it"
+                )
+            return creds.basic()
+        return f"Bearer {self._fetch_token(host, challenge, challenge.scope or scope, scope)}"
+
+    def _fetch_token(
+        self, host: str, challenge: Challenge, scope: str, cache_scope: str | None = None
+    ) -> str:
+        realm = challenge.realm
+        if not realm or not self._url_allowed(realm):
+            # A realm over plain HTTP would leak our Basic credentials.
+            raise UpstreamError(f"registry {host} names a token realm we may not use: {realm!r}")
+        params = {"scope": scope}
+        if challenge.service:
+            params["service"] = challenge.service
+        headers = {"Accept": "application/json"}
+        creds = self._credentials.get(host)
+        if creds is not None:
+            headers["Authorization"] = creds.basic()
+        try:
+            with self._session.get(
+                realm,
+                params=params,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            ) as resp:
+                body = resp.raw.read(self._max_token_bytes + 1, decode_content=True)
+                status = resp.status_code
+        except requests.RequestException as e:
+            raise UpstreamError(f"token endpoint of {host} failed: {type(e).__name__}") from e
+        if status != 200:
+            raise UpstreamError(f"token endpoint of {host} answered HTTP {status}")
+        if len(body) > self._max_token_bytes:
+            raise UpstreamError(
+                f"token endpoint of {host} sent more than {self._max_token_bytes} bytes"
+            )
+        try:
+            doc = json.loads(body)
+            token = doc.get("token") or doc.get("access_token")
+        except (ValueError, AttributeError) as e:
+            raise UpstreamError(f"token endpoint of {host} sent no JSON object") from e
+        if not isinstance(token, str) or not token:
+            raise UpstreamError(f"token endpoint of {host} sent no token")
+        with self._lock:
+            self._tokens[(host, cache_scope or scope)] = token
+        return token

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Small local HTTP servers for what the offline registry cannot do: token and
+Basic auth in front of the real registry, and a server that never answers."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+USER, PASSWORD = "ci", "s3cret"
+
+
+class AuthProxy(ThreadingHTTPServer):
+    """Forwards GET/HEAD to ``upstream`` once the request carries valid auth."""
+
+    daemon_threads = True
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.upstream = upstream
+        self.mode = mode  # "basic" or "bearer"
+        self.token_requests: list[str] = []
+        self.requests = 0
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AuthProxy
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _basic_ok(self) -> bool:
+        expected = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        return self.headers.get("Authorization") == f"Basic {expected}"
+
+    def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/token":
+            query = parse_qs(url.query)
+            scope = query.get("scope", [""])[0]
+            self.server.token_requests.append(scope)
+            if not self._basic_ok() or query.get("service") != ["test-registry"]:
+                self._reply(401)
+                return
+            self._reply(
+                200, b'{"token": "tok %s"}' % scope.encode(), {"Content-Type": "application/json"}
+            )
+            return
+        self.server.requests += 1
+        repo = url.path.removeprefix("/v2/").split("/manifests/")[0].split("/blobs/")[0]
+        scope = f"repository:{repo}:pull"
+        if self.server.mode == "basic":
+            ok = self._basic_ok()
+            challenge = 'Basic realm="test"'
+        else:
+            ok = self.headers.get("Authorization") == f"Bearer tok {scope}"
+            realm = f"http://{self.server.host}/token"
+            challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
+        if not ok:
+            self._reply(401, b"{}", {"WWW-Authenticate": challenge})
+            return
+        conn = http.client.HTTPConnection(self.server.upstream, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept",)}
+        conn.request(self.command, self.path, headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        passed = {
+            k: v
+            for k, v in resp.getheaders()
+            if k.lower() in ("content-type", "docker-content-digest")
+        }
+        conn.close()
+        self._reply(resp.status, body, passed)
+
+
+@contextlib.contextmanager
+def auth_proxy(upstream: str, mode: str) -> Iterator[AuthProxy]:
+    server = AuthProxy(upstream, mode)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[str]:
+    """A listening socket that never accepts: connects succeed, answers never come."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Redirector(ThreadingHTTPServer):
+    """Answers every GET with a redirect to ``target(path)``."""
+
+    daemon_threads = True
+
+    def __init__(self, target: str) -> None:
+        super().__init__(("127.0.0.1", 0), _RedirectHandler)
+        self.target = target
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _RedirectHandler(BaseHTTPRequestHandler):
+    server: Redirector
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        location = self.server.target.replace("{path}", self.path).replace(
+            "{self}", self.server.host
+        )
+        self.send_response(307)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@contextlib.contextmanager
+def redirector(target: str) -> Iterator[Redirector]:
+    server = Redirector(target)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _StatusHandler(BaseHTTPRequestHandler):
+    status = 503
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(self.status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+@contextlib.contextmanager
+def failing_server() -> Iterator[str]:
+    """Answers every GET with HTTP 503."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StatusHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
