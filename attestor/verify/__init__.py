@@ -1,2 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""attestor.verify."""
+"""THE verification core: DSSE envelopes (and, via ``bundle``, Sigstore bundles).
+
+Bytes go in, a typed verified object comes out, or ``VerificationError`` is
+raised with a precise reason. The server, workers, agent and CLI all use it.
+"""
+
+from attestor.verify._verifier import Verifier
+from attestor.verify.keys import TrustedKey
+from attestor.verify.result import Subject, VerifiedStatement
+
+__all__ = ["Subject", "TrustedKey", "VerifiedStatement", "Verifier"]

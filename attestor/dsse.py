@@ -1,0 +1,245 @@
+# SPDX-License-Identifier: Apache-2.0
+"""DSSE envelope model, PAE and a strict parser (pure, no I/O).
+
+Spec: https://github.com/secure-systems-lab/dsse (envelope.md, protocol.md).
+
+Base64 decision: DSSE's envelope.md allows *either* standard or URL-safe
+base64, and protobuf-JSON (Sigstore bundles) also accepts both, so the parser
+accepts either alphabet (never mixed in one value), with or without ``=``
+padding, and rejects everything else: whitespace, stray characters, non-zero
+trailing bits (non-canonical encodings). We always *write* standard, padded
+base64, which is what cosign writes.
+
+We do not use ``securesystemslib.dsse.Envelope.from_dict`` on caller data: it
+empties the dict it is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from attestor.errors import InvalidInput, TooLarge
+
+__all__ = [
+    "IN_TOTO_PAYLOAD_TYPE",
+    "Envelope",
+    "EnvelopeLimits",
+    "Signature",
+    "b64decode_strict",
+    "pae",
+    "parse_envelope",
+]
+
+#: The payloadType of an in-toto Statement (in-toto attestation spec, envelope.md).
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+
+_STD_RE = re.compile(rb"^[A-Za-z0-9+/]*={0,2}$")
+_URL_RE = re.compile(rb"^[A-Za-z0-9_-]*={0,2}$")
+_ENVELOPE_FIELDS = frozenset({"payloadType", "payload", "signatures"})
+_SIGNATURE_FIELDS = frozenset({"keyid", "sig"})
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 Pre-Authentication Encoding.
+
+    ``"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body``, lengths in ASCII
+    decimal of the *byte* length (protocol.md).
+    """
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One DSSE signature. ``keyid`` is only a hint and is never trusted."""
+
+    keyid: str
+    sig: bytes
+
+
+@dataclass(frozen=True)
+class EnvelopeLimits:
+    """Caps applied while parsing untrusted envelopes."""
+
+    #: Largest accepted envelope JSON document, in bytes.
+    max_document_bytes: int = 8 * 1024 * 1024
+    #: Largest decoded payload, in bytes.
+    max_payload_bytes: int = 4 * 1024 * 1024
+    #: Most signatures accepted in one envelope.
+    max_signatures: int = 16
+    #: Largest decoded signature (RSA-8192 is 1 KiB; leave room).
+    max_signature_bytes: int = 2048
+    #: Longest keyid and payloadType strings.
+    max_keyid_chars: int = 256
+    max_payload_type_chars: int = 256
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A DSSE envelope; ``payload`` holds the exact signed bytes."""
+
+    payload_type: str
+    payload: bytes
+    signatures: tuple[Signature, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope as cosign writes it (standard, padded base64)."""
+        return {
+            "payloadType": self.payload_type,
+            "payload": base64.b64encode(self.payload).decode("ascii"),
+            "signatures": [
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")}
+                for s in self.signatures
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        """Compact JSON of :meth:`to_dict`, UTF-8."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=False).encode()
+
+    def pae(self) -> bytes:
+        """The bytes each signature covers."""
+        return pae(self.payload_type, self.payload)
+
+
+def b64decode_strict(value: object, *, field: str, max_bytes: int) -> bytes:
+    """Decode standard or URL-safe base64 (padding optional), canonical only.
+
+    Raises:
+        InvalidInput: if ``value`` is not a string of canonical base64.
+        TooLarge: if the decoded value would exceed ``max_bytes``.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: expected a base64 string, got {type(value).__name__}")
+    # 4 chars per 3 bytes; check before decoding so huge inputs cost nothing.
+    if len(value) > (max_bytes + 2) // 3 * 4:
+        raise TooLarge(f"{field}: over {max_bytes} bytes once decoded")
+    try:
+        raw = value.encode("ascii")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field}: not base64 (non-ASCII character)") from None
+    if _STD_RE.match(raw):
+        altchars = None
+    elif _URL_RE.match(raw):
+        altchars = b"-_"
+    else:
+        raise InvalidInput(f"{field}: not base64 (bad character or mixed alphabets)")
+    stripped = raw.rstrip(b"=")
+    padded_len = -(-len(stripped) // 4) * 4
+    if len(stripped) % 4 == 1 or (raw != stripped and len(raw) != padded_len):
+        raise InvalidInput(f"{field}: not base64 (bad length or padding)")
+    try:
+        decoded = base64.b64decode(
+            stripped + b"=" * (padded_len - len(stripped)), altchars=altchars, validate=True
+        )
+    except binascii.Error as e:
+        raise InvalidInput(f"{field}: not base64 ({e})") from None
+    # Canonical only: non-zero trailing bits would let two strings mean one value.
+    # Only a final partial 3-byte group has such bits, so re-encode just that.
+    partial = len(decoded) % 3
+    if partial and not stripped.endswith(
+        base64.b64encode(decoded[-partial:], altchars=altchars).rstrip(b"=")
+    ):
+        raise InvalidInput(f"{field}: not canonical base64 (non-zero trailing bits)")
+    if len(decoded) > max_bytes:
+        raise TooLarge(f"{field}: {len(decoded)} bytes, over the cap of {max_bytes}")
+    return decoded
+
+
+def _load_document(data: bytes | Mapping[str, object], limits: EnvelopeLimits) -> Mapping[str, Any]:
+    if isinstance(data, Mapping):
+        return data
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidInput(f"envelope: expected bytes or a mapping, got {type(data).__name__}")
+    if len(data) > limits.max_document_bytes:
+        raise TooLarge(f"envelope: {len(data)} bytes, over the cap of {limits.max_document_bytes}")
+    try:
+        doc = json.loads(bytes(data))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InvalidInput(f"envelope: not JSON ({e})") from None
+    except RecursionError:
+        raise InvalidInput("envelope: JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"envelope: expected a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _text(value: object, *, field: str, max_chars: int, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: expected a string, got {type(value).__name__}")
+    if not value and not allow_empty:
+        raise InvalidInput(f"{field}: must not be empty")
+    if len(value) > max_chars:
+        raise TooLarge(f"{field}: over {max_chars} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field}: not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def parse_envelope(
+    data: bytes | Mapping[str, object], *, limits: EnvelopeLimits = EnvelopeLimits()
+) -> Envelope:
+    """Parse an untrusted DSSE envelope (JSON bytes or an already-decoded mapping).
+
+    Strict: exactly the members ``payloadType``, ``payload`` and ``signatures``
+    (each signature ``sig`` and optional ``keyid``), exact JSON types, canonical
+    base64 (see the module docstring), at least one signature. The input is
+    never mutated. No signature is checked here.
+
+    Raises:
+        InvalidInput: on any malformed or unexpected content, with the field.
+        TooLarge: when a cap in ``limits`` is exceeded (a subclass of InvalidInput).
+    """
+    doc = _load_document(data, limits)
+    unknown = set(doc) - _ENVELOPE_FIELDS
+    if unknown:
+        raise InvalidInput(f"envelope: unknown member(s) {sorted(map(str, unknown))[:5]}")
+    for name in ("payloadType", "payload", "signatures"):
+        if name not in doc:
+            raise InvalidInput(f"envelope: missing member {name!r}")
+    payload_type = _text(
+        doc["payloadType"],
+        field="payloadType",
+        max_chars=limits.max_payload_type_chars,
+        allow_empty=False,
+    )
+    payload = b64decode_strict(doc["payload"], field="payload", max_bytes=limits.max_payload_bytes)
+    raw_sigs = doc["signatures"]
+    if not isinstance(raw_sigs, list):
+        raise InvalidInput(f"signatures: expected a list, got {type(raw_sigs).__name__}")
+    if not raw_sigs:
+        raise InvalidInput("signatures: at least 1 signature required, got 0")
+    if len(raw_sigs) > limits.max_signatures:
+        raise TooLarge(f"signatures: at most {limits.max_signatures} allowed, got {len(raw_sigs)}")
+    signatures: list[Signature] = []
+    for i, raw in enumerate(raw_sigs):
+        where = f"signatures[{i}]"
+        if not isinstance(raw, Mapping):
+            raise InvalidInput(f"{where}: expected an object, got {type(raw).__name__}")
+        unknown = set(raw) - _SIGNATURE_FIELDS
+        if unknown:
+            raise InvalidInput(f"{where}: unknown member(s) {sorted(map(str, unknown))[:5]}")
+        if "sig" not in raw:
+            raise InvalidInput(f"{where}: missing member 'sig'")
+        # keyid is optional in DSSE and cosign writes "" for keyless; absent == "".
+        keyid = _text(
+            raw.get("keyid", ""),
+            field=f"{where}.keyid",
+            max_chars=limits.max_keyid_chars,
+            allow_empty=True,
+        )
+        sig = b64decode_strict(
+            raw["sig"], field=f"{where}.sig", max_bytes=limits.max_signature_bytes
+        )
+        if not sig:
+            raise InvalidInput(f"{where}.sig: empty signature")
+        signatures.append(Signature(keyid=keyid, sig=sig))
+    return Envelope(payload_type=payload_type, payload=payload, signatures=tuple(signatures))

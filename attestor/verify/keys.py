@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Trusted public keys, loaded once, handed to the :class:`~attestor.verify.Verifier`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # no __all__ upstream
+
+from attestor.errors import InvalidInput
+from attestor.verify._crypto import PublicKey, key_algorithm, load_public_key
+
+__all__ = ["TrustedKey"]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key the verifier trusts; ``keyid`` is only used as a lookup hint."""
+
+    keyid: str
+    public_key: PublicKey
+    algorithm: str
+
+    def __post_init__(self) -> None:
+        """Refuse key objects the verifier cannot use.
+
+        Raises:
+            InvalidInput: if ``public_key`` is not an ECDSA, Ed25519 or RSA key.
+        """
+        if not isinstance(
+            self.public_key,
+            ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey,
+        ):
+            raise InvalidInput(f"unsupported public key type {type(self.public_key).__name__}")
+
+    @classmethod
+    def from_pem(cls, pem: bytes | str, keyid: str | None = None) -> TrustedKey:
+        """Load a SubjectPublicKeyInfo PEM (cosign.pub).
+
+        Args:
+            pem: the public key.
+            keyid: its id; by default the securesystemslib keyid (what we sign with).
+
+        Raises:
+            InvalidInput: if the PEM is not an accepted public key.
+        """
+        key = load_public_key(pem)
+        if keyid is None:
+            keyid = SSlibKey.from_crypto(key).keyid
+        return cls(keyid=keyid, public_key=key, algorithm=key_algorithm(key))

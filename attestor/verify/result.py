@@ -1,0 +1,44 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Typed results of a successful verification."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Subject", "VerifiedStatement"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One statement subject: its name and its digests (algorithm -> hex)."""
+
+    name: str
+    digest: tuple[tuple[str, str], ...]
+
+    @property
+    def sha256(self) -> str | None:
+        """The subject's sha256 hex, if it has one."""
+        return dict(self.digest).get("sha256")
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    """An in-toto Statement whose envelope verified, and what was checked.
+
+    ``statement`` is the parsed JSON of the signed payload bytes; it must be
+    treated as read-only.
+    """
+
+    statement: dict[str, Any]
+    #: sha256 hex of the exact signed payload bytes.
+    payload_sha256: str
+    #: sha256 hex of the envelope's canonical JSON (``Envelope.to_json``), the id
+    #: used by revocation lists and attestation chains.
+    envelope_sha256: str
+    #: keyids of the distinct trusted keys whose signatures verified.
+    keys: tuple[str, ...]
+    predicate_type: str
+    subjects: tuple[Subject, ...]
+    #: The subject matched to the artifact digest, when one was given.
+    matched_subject: Subject | None = None
