@@ -1,2 +1,4 @@
 # SPDX-License-Identifier: Apache-2.0
-"""attestor.cli."""
+"""The ``attestor`` console script (click)."""
+
+__all__: list[str] = []

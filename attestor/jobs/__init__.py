@@ -1,2 +1,4 @@
 # SPDX-License-Identifier: Apache-2.0
-"""attestor.jobs."""
+"""Background jobs: the ``JobRunner`` protocol, ``InlineRunner``, ``RQRunner`` and tasks."""
+
+__all__: list[str] = []

@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The adapters one app instance wires together, kept in ``app.extensions``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask, current_app
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from attestor.api.metrics import Metrics
+from attestor.config import Settings
+from attestor.jobs.runner import JobRunner
+
+__all__ = ["AppState", "app_state"]
+
+EXTENSION_KEY = "attestor"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppState:
+    """Settings and adapters of one app; views read them through ``app_state()``."""
+
+    settings: Settings
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    runner: JobRunner
+    metrics: Metrics
+    clock: Callable[[], datetime]
+
+
+def app_state(app: Flask | None = None) -> AppState:
+    """The state of ``app`` (default: the current app)."""
+    target = app if app is not None else current_app
+    state = target.extensions[EXTENSION_KEY]
+    assert isinstance(state, AppState)  # noqa: S101 - set only by create_app
+    return state

@@ -1,0 +1,131 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The Flask app factory: wires settings, store, job runner, metrics and blueprints."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from attestor import __version__
+from attestor.api._state import EXTENSION_KEY, AppState
+from attestor.api.auth import SECURITY_SCHEME, check_declarations
+from attestor.api.blueprints import BLUEPRINT_MODULES
+from attestor.api.limits import install_body_limits
+from attestor.api.metrics import Metrics
+from attestor.api.observability import install_observability
+from attestor.api.problems import PROBLEM_MEDIA_TYPE, ProblemSchema, register_error_handlers
+from attestor.config import Settings, load_settings
+from attestor.jobs.runner import InlineRunner, JobRunner, RQRunner, utc_now
+from attestor.store.bootstrap import prepare
+from attestor.store.db import make_engine, make_session_factory
+
+__all__ = ["create_app"]
+
+#: Set to True in ``overrides`` when start-up already ran (``attestor serve`` does it once
+#: before forking workers, so they don't race on migrations).
+PREPARED_KEY = "ATTESTOR_PREPARED"
+# Swagger UI's assets cannot be vendored from PyPI here; the page loads them from
+# this CDN. /openapi.json itself is always served locally.
+SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+# Endpoints that flask-smorest adds for the docs; public by nature.
+DOC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
+
+
+class _Api(Api):  # type: ignore[misc]
+    # Documents every default error as our problem document.
+    ERROR_SCHEMA = ProblemSchema
+
+    def _register_responses(self) -> None:
+        # flask-smorest documents its error responses as application/json; ours are
+        # problem+json, so register them with that media type.
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = PROBLEM_MEDIA_TYPE
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    runner: JobRunner | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Flask:
+    """Build the app. Nothing runs at import time.
+
+    Args:
+        settings: Defaults to ``load_settings(os.environ)``.
+        overrides: Flask config values applied last (e.g. ``{"TESTING": True}``).
+        runner: Job runner; defaults to ``RQRunner`` when ``redis_url`` is set,
+            else ``InlineRunner``.
+        clock: Source of "now" for everything the app stores.
+
+    Raises:
+        ConfigError: Invalid settings or unusable data directory.
+        Unavailable: The database cannot be reached or migrated.
+    """
+    settings = settings if settings is not None else load_settings(os.environ)
+    app = Flask("attestor", static_folder=None)
+    app.config.update(
+        API_TITLE="attestor",
+        API_VERSION=__version__,
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=SWAGGER_UI_CDN,
+    )
+    app.config.update(overrides or {})
+
+    engine = make_engine(settings.database_url)
+    if not app.config.get(PREPARED_KEY):
+        prepare(settings, engine, now=clock())
+    factory = make_session_factory(engine)
+    if runner is None:
+        runner = (
+            RQRunner(settings.redis_url)
+            if settings.redis_url
+            else InlineRunner(settings, factory, clock=clock)
+        )
+    app.extensions[EXTENSION_KEY] = AppState(
+        settings=settings,
+        engine=engine,
+        session_factory=factory,
+        runner=runner,
+        metrics=Metrics(),
+        clock=clock,
+    )
+
+    install_observability(app)
+    install_body_limits(app)
+    api = _Api(
+        app, spec_kwargs={"info": {"description": "Layer attestations for container images."}}
+    )
+    _document_components(api)
+    for module_name in BLUEPRINT_MODULES:
+        api.register_blueprint(importlib.import_module(module_name).blp)
+    # After Api(): these replace flask-smorest's own JSON error handler.
+    register_error_handlers(app)
+    check_declarations(app, exempt=DOC_ENDPOINTS)
+    return app
+
+
+def _document_components(api: Any) -> None:
+    api.spec.components.security_scheme(
+        SECURITY_SCHEME, {"type": "http", "scheme": "bearer", "description": "attestor token"}
+    )
+    problem_ref = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    api.spec.components.response(
+        "Unauthorized",
+        {"description": "Missing, unknown or revoked token.", "content": problem_ref},
+    )
+    api.spec.components.response(
+        "Forbidden", {"description": "The token's role may not do this.", "content": problem_ref}
+    )

@@ -1,0 +1,13 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one list of API blueprints; later phases append their module here."""
+
+from __future__ import annotations
+
+__all__ = ["BLUEPRINT_MODULES"]
+
+#: Modules that define ``blp`` (a flask-smorest Blueprint), registered in this order.
+BLUEPRINT_MODULES: tuple[str, ...] = (
+    "attestor.api.health",
+    "attestor.api.tokens",
+    "attestor.api.jobs",
+)

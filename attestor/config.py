@@ -1,0 +1,279 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Server settings: a frozen dataclass built from the environment and an optional YAML file.
+
+Precedence: environment variable > YAML file > embedded default. ``ATTESTOR_CONFIG``
+names the YAML file. Every value is validated here, once; an invalid value raises
+:class:`~attestor.errors.ConfigError` with one line that names the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from attestor.errors import ConfigError
+
+__all__ = ["ENV_VARS", "Settings", "load_settings"]
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Validated configuration of the server, the CLI and the workers."""
+
+    data_dir: Path
+    #: May hold a password, so it stays out of repr() (and so out of logs).
+    database_url: str = field(repr=False)
+    redis_url: str | None = field(default=None, repr=False)
+    #: Seeds an admin token at start; never logged or shown.
+    admin_token: str | None = field(default=None, repr=False)
+    policy_dir: Path = Path("policies")
+    #: host:port pairs that may be reached over plain HTTP; all others need HTTPS.
+    insecure_registries: frozenset[str] = frozenset()
+    max_body_bytes: int = 1 * MIB
+    max_bulk_body_bytes: int = 64 * MIB
+    #: Signer URI; ``None`` selects the generated default key under ``data_dir/keys``.
+    signing_key: str | None = None
+    builder_id: str = "https://attestor.local/builder/localhost"
+    attach_attestations: bool = False
+    registry_credentials_file: Path | None = None
+    max_manifest_bytes: int = 4 * MIB
+    max_config_bytes: int = 4 * MIB
+    log_level: str = "INFO"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Directory of generated signing keys (mode 0700)."""
+        return self.data_dir / "keys"
+
+
+# Setting name -> environment variable. YAML files use the setting names as keys.
+ENV_VARS: Mapping[str, str] = {
+    "data_dir": "ATTESTOR_DATA_DIR",
+    "database_url": "DATABASE_URL",
+    "redis_url": "REDIS_URL",
+    "admin_token": "ATTESTOR_ADMIN_TOKEN",
+    "policy_dir": "ATTESTOR_POLICY_DIR",
+    "insecure_registries": "ATTESTOR_INSECURE_REGISTRIES",
+    "max_body_bytes": "ATTESTOR_MAX_BODY_BYTES",
+    "max_bulk_body_bytes": "ATTESTOR_MAX_BULK_BODY_BYTES",
+    "signing_key": "ATTESTOR_SIGNING_KEY",
+    "builder_id": "ATTESTOR_BUILDER_ID",
+    "attach_attestations": "ATTESTOR_ATTACH_ATTESTATIONS",
+    "registry_credentials_file": "ATTESTOR_REGISTRY_CREDENTIALS_FILE",
+    "max_manifest_bytes": "ATTESTOR_MAX_MANIFEST_BYTES",
+    "max_config_bytes": "ATTESTOR_MAX_CONFIG_BYTES",
+    "log_level": "ATTESTOR_LOG_LEVEL",
+}
+
+_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -> Settings:
+    """Build validated settings from ``environ`` and an optional YAML file.
+
+    Args:
+        environ: Usually ``os.environ``; only the variables in ``ENV_VARS`` and
+            ``ATTESTOR_CONFIG`` are read.
+        config_file: YAML file of setting names to values; defaults to the file
+            named by ``ATTESTOR_CONFIG``, if any.
+
+    Returns:
+        The settings.
+
+    Raises:
+        ConfigError: A value is invalid, or the YAML file is unreadable or has
+            unknown keys.
+    """
+    if config_file is None and environ.get("ATTESTOR_CONFIG"):
+        config_file = Path(environ["ATTESTOR_CONFIG"])
+    raw: dict[str, Any] = _read_yaml(config_file) if config_file is not None else {}
+    for name, var in ENV_VARS.items():
+        if var in environ:
+            raw[name] = environ[var]
+
+    data_dir = _path(raw.get("data_dir", "var"), "data_dir")
+    values: dict[str, Any] = {"data_dir": data_dir}
+    values["database_url"] = _database_url(
+        raw.get("database_url") or f"sqlite:///{data_dir / 'attestor.db'}"
+    )
+    parsers: dict[str, Callable[[Any, str], Any]] = {
+        "redis_url": _redis_url,
+        "admin_token": _admin_token,
+        "policy_dir": _path,
+        "insecure_registries": _host_ports,
+        "max_body_bytes": _positive_int,
+        "max_bulk_body_bytes": _positive_int,
+        "signing_key": _signing_key,
+        "builder_id": _uri,
+        "attach_attestations": _bool,
+        "registry_credentials_file": _existing_file,
+        "max_manifest_bytes": _positive_int,
+        "max_config_bytes": _positive_int,
+        "log_level": _log_level,
+    }
+    for name, parse in parsers.items():
+        value = raw.get(name)
+        if value is None or value == "":
+            continue
+        values[name] = parse(value, name)
+    values.setdefault("builder_id", f"https://attestor.local/builder/{_hostname()}")
+    settings = Settings(**values)
+    if settings.max_bulk_body_bytes < settings.max_body_bytes:
+        raise ConfigError(
+            f"max_bulk_body_bytes ({settings.max_bulk_body_bytes}) must be >= "
+            f"max_body_bytes ({settings.max_body_bytes})"
+        )
+    return settings
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML") from e
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must be a mapping of setting names")
+    # Fail closed on typos: an unknown key is an error, not a silent default.
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(str(k) for k in loaded if k not in known)
+    if unknown:
+        raise ConfigError(f"config file {path} has unknown settings: {', '.join(unknown)}")
+    return dict(loaded)
+
+
+def _hostname() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def _path(value: Any, name: str) -> Path:
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{name} must be a path, got {value!r}")
+    return Path(os.path.abspath(Path(value).expanduser()))
+
+
+def _existing_file(value: Any, name: str) -> Path:
+    path = _path(value, name)
+    if not path.is_file():
+        raise ConfigError(f"{name}: {path} is not a readable file")
+    return path
+
+
+def _database_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"DATABASE_URL must be a string, got {type(value).__name__}")
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError) as e:
+        raise ConfigError(f"DATABASE_URL is not a valid database URL: {value!r}") from e
+    backend, driver = url.get_backend_name(), url.get_driver_name()
+    if backend in {"postgresql", "postgres"}:
+        # psycopg 3 is the one PostgreSQL driver we ship; plain postgresql:// means it.
+        if url.drivername not in {"postgresql", "postgres", "postgresql+psycopg"}:
+            raise ConfigError(
+                f"DATABASE_URL driver {url.drivername!r} is not supported; "
+                "use postgresql+psycopg://"
+            )
+        url = url.set(drivername="postgresql+psycopg")
+    elif backend == "sqlite":
+        if driver != "pysqlite":
+            raise ConfigError(f"DATABASE_URL driver {url.drivername!r} is not supported")
+    else:
+        raise ConfigError(
+            f"DATABASE_URL backend {backend!r} is not supported; use postgresql or sqlite"
+        )
+    return url.render_as_string(hide_password=False)
+
+
+def _redis_url(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string")
+    parts = urlsplit(value)
+    if parts.scheme not in {"redis", "rediss", "unix"} or not (parts.hostname or parts.path):
+        raise ConfigError(f"REDIS_URL must be redis://, rediss:// or unix://, got {value!r}")
+    return value
+
+
+def _admin_token(value: Any, name: str) -> str:
+    # The value itself is a secret: the message never repeats it.
+    if not isinstance(value, str) or len(value) < 16:
+        raise ConfigError("ATTESTOR_ADMIN_TOKEN must be at least 16 characters")
+    if any(c.isspace() for c in value):
+        raise ConfigError("ATTESTOR_ADMIN_TOKEN must not contain whitespace")
+    return value
+
+
+def _host_ports(value: Any, name: str) -> frozenset[str]:
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{name} must be a comma list of host:port")
+    result: set[str] = set()
+    for item in items:
+        hp = str(item).strip()
+        if not hp:
+            continue
+        host, sep, port = hp.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}: {hp!r} is not host:port")
+        result.add(hp.lower())
+    return frozenset(result)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from e
+    if n <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {n}")
+    return n
+
+
+def _bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _signing_key(value: Any, name: str) -> str:
+    if not isinstance(value, str) or "://" not in value and not value.startswith("file:"):
+        raise ConfigError(f"{name} must be a signer URI such as file:///path/key.pem")
+    return value
+
+
+def _uri(value: Any, name: str) -> str:
+    parts = urlsplit(str(value))
+    if not parts.scheme or not (parts.netloc or parts.path):
+        raise ConfigError(f"{name} must be an absolute URI, got {value!r}")
+    return str(value)
+
+
+def _log_level(value: Any, name: str) -> str:
+    level = str(value).upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"{name} must be one of {', '.join(sorted(_LOG_LEVELS))}")
+    return level

@@ -1,0 +1,228 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Attestation rows: one signed envelope per layer, image, key and policy version.
+
+The envelope bytes are stored exactly as signed and served verbatim. Listing
+uses keyset pagination on ``(created_at, id)`` with an opaque cursor.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attestor.errors import Conflict, InvalidInput, NotFound
+from attestor.store.models import ATTESTATION_STATUSES, AttestationModel, ImageModel
+
+__all__ = [
+    "ATTESTATION_STATUSES",
+    "AttestationRow",
+    "NewAttestation",
+    "add_attestations",
+    "count_attestations",
+    "find_issued",
+    "get_attestation",
+    "list_attestations",
+    "revoke_by_key",
+]
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAttestation:
+    """An attestation signed but not yet stored."""
+
+    id: str
+    layer_index: int
+    layer_digest: str
+    layer_media_type: str
+    diff_id: str
+    chain_id: str
+    parent_id: str | None
+    envelope: bytes
+    envelope_sha256: str
+    keyid: str
+    policy_id: str
+    policy_version: str
+    manifest_sha256: str
+    tree_digest: str
+    invocation_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttestationRow(NewAttestation):
+    """A stored attestation with the image it belongs to."""
+
+    image_id: str
+    registry: str
+    repository: str
+    manifest_digest: str
+    status: str
+    created_at: datetime
+
+
+def _row(m: AttestationModel, image: ImageModel) -> AttestationRow:
+    return AttestationRow(
+        id=m.id,
+        layer_index=m.layer_index,
+        layer_digest=m.layer_digest,
+        layer_media_type=m.layer_media_type,
+        diff_id=m.diff_id,
+        chain_id=m.chain_id,
+        parent_id=m.parent_id,
+        envelope=bytes(m.envelope),
+        envelope_sha256=m.envelope_sha256,
+        keyid=m.keyid,
+        policy_id=m.policy_id,
+        policy_version=m.policy_version,
+        manifest_sha256=m.manifest_sha256,
+        tree_digest=m.tree_digest,
+        invocation_id=m.invocation_id,
+        image_id=m.image_id,
+        registry=image.registry_host,
+        repository=image.repository,
+        manifest_digest=image.manifest_digest,
+        status=m.status,
+        created_at=m.created_at,
+    )
+
+
+def _joined() -> Select[AttestationModel, ImageModel]:
+    return select(AttestationModel, ImageModel).join(
+        ImageModel, AttestationModel.image_id == ImageModel.id
+    )
+
+
+def add_attestations(
+    session: Session, *, image_id: str, items: Sequence[NewAttestation], now: datetime
+) -> None:
+    """Insert one image's attestations (status ``valid``) in the caller's transaction.
+
+    Raises:
+        Conflict: an attestation for the same (image, layer, key, policy
+            version) exists, e.g. inserted by a concurrent request; the
+            transaction must be rolled back.
+    """
+    for item in items:
+        session.add(
+            AttestationModel(
+                **{k: getattr(item, k) for k in NewAttestation.__dataclass_fields__},
+                image_id=image_id,
+                status="valid",
+                created_at=now,
+            )
+        )
+        # Flush in order: each parent row exists before its child references it.
+        try:
+            session.flush()
+        except IntegrityError as e:
+            raise Conflict(f"attestations for image {image_id} were added concurrently") from e
+
+
+def find_issued(
+    session: Session, *, image_id: str, keyid: str, policy_id: str, policy_version: str
+) -> list[AttestationRow]:
+    """Attestations of an image under one key and policy version, by layer index."""
+    query = (
+        _joined()
+        .where(
+            AttestationModel.image_id == image_id,
+            AttestationModel.keyid == keyid,
+            AttestationModel.policy_id == policy_id,
+            AttestationModel.policy_version == policy_version,
+        )
+        .order_by(AttestationModel.layer_index)
+    )
+    return [_row(m, i) for m, i in session.execute(query).tuples()]
+
+
+def get_attestation(session: Session, attestation_id: str) -> AttestationRow:
+    """One attestation.
+
+    Raises:
+        NotFound: no attestation has this id.
+    """
+    found = session.execute(_joined().where(AttestationModel.id == attestation_id)).first()
+    if found is None:
+        raise NotFound(f"no attestation with id {attestation_id[:64]!r}")
+    return _row(found[0], found[1])
+
+
+def _encode_cursor(row: AttestationRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, ident = json.loads(raw)
+        moment = datetime.fromisoformat(created)
+        if not isinstance(ident, str) or moment.tzinfo is None:
+            raise ValueError(cursor)
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise InvalidInput("cursor is not one this server issued") from e
+    return moment, ident
+
+
+def list_attestations(
+    session: Session,
+    *,
+    image_digest: str | None = None,
+    layer_digest: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[AttestationRow], str | None]:
+    """A page of attestations, oldest first, and the cursor of the next page.
+
+    Raises:
+        InvalidInput: an unknown status, a limit outside 1..500 or a foreign cursor.
+    """
+    if status is not None and status not in ATTESTATION_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(ATTESTATION_STATUSES)}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    query = _joined()
+    if image_digest is not None:
+        query = query.where(ImageModel.manifest_digest == image_digest)
+    if layer_digest is not None:
+        query = query.where(AttestationModel.layer_digest == layer_digest)
+    if status is not None:
+        query = query.where(AttestationModel.status == status)
+    if cursor is not None:
+        after, after_id = _decode_cursor(cursor)
+        query = query.where(
+            or_(
+                AttestationModel.created_at > after,
+                and_(AttestationModel.created_at == after, AttestationModel.id > after_id),
+            )
+        )
+    query = query.order_by(AttestationModel.created_at, AttestationModel.id).limit(limit + 1)
+    rows = [_row(m, i) for m, i in session.execute(query).tuples()]
+    if len(rows) > limit:
+        return rows[:limit], _encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+def revoke_by_key(session: Session, keyid: str) -> int:
+    """Mark every attestation signed by ``keyid`` revoked; returns how many changed."""
+    result = session.execute(
+        update(AttestationModel)
+        .where(AttestationModel.keyid == keyid, AttestationModel.status != "revoked")
+        .values(status="revoked")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def count_attestations(session: Session) -> int:
+    """Number of stored attestations."""
+    return int(session.scalar(select(func.count()).select_from(AttestationModel)) or 0)

@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Layer file manifests stored by content: the sha256 of their canonical bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from attestor.errors import Conflict, NotFound
+from attestor.store.models import FileManifestModel
+
+__all__ = ["StoredManifest", "count_manifests", "get_manifest", "put_manifest"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredManifest:
+    """A manifest's canonical bytes and what identifies them."""
+
+    sha256: str
+    tree_digest: str
+    body: bytes
+    entry_count: int
+
+
+def put_manifest(
+    session: Session,
+    *,
+    sha256: str,
+    tree_digest: str,
+    body: bytes,
+    entry_count: int,
+    now: datetime,
+) -> None:
+    """Insert the manifest unless a row with this sha256 exists (content-addressed).
+
+    Raises:
+        Conflict: a concurrent transaction inserted it first; retry the transaction.
+    """
+    if session.get(FileManifestModel, sha256) is not None:
+        return
+    session.add(
+        FileManifestModel(
+            sha256=sha256,
+            tree_digest=tree_digest,
+            body=body,
+            entry_count=entry_count,
+            created_at=now,
+        )
+    )
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"manifest {sha256} was added concurrently") from e
+
+
+def get_manifest(session: Session, sha256: str) -> StoredManifest:
+    """The stored manifest ``sha256`` (``sha256:<hex>``).
+
+    Raises:
+        NotFound: no manifest has this digest.
+    """
+    model = session.get(FileManifestModel, sha256)
+    if model is None:
+        raise NotFound(f"no layer manifest {sha256}")
+    return StoredManifest(
+        sha256=model.sha256,
+        tree_digest=model.tree_digest,
+        body=bytes(model.body),
+        entry_count=model.entry_count,
+    )
+
+
+def count_manifests(session: Session) -> int:
+    """Number of stored manifests."""
+    return int(session.scalar(select(func.count()).select_from(FileManifestModel)) or 0)

@@ -1,0 +1,224 @@
+# SPDX-License-Identifier: Apache-2.0
+"""SQLAlchemy 2 typed ORM models. Only ``attestor.store`` touches these classes.
+
+Store functions return frozen dataclasses, never these rows: core objects are
+never ORM rows. The schema itself is created by the Alembic migrations in
+``attestor/store/migrations``; ``Base.metadata`` must stay in step with them
+(a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "AgentModel",
+    "AttestationModel",
+    "Base",
+    "FileManifestModel",
+    "ImageModel",
+    "JobModel",
+    "SigningKeyModel",
+    "TokenModel",
+    "UTCDateTime",
+]
+
+TOKEN_ROLES = ("admin", "pipeline", "agent")
+KEY_ALGORITHMS = ("ecdsa-p256", "ed25519")
+KEY_STATUSES = ("active", "retired", "revoked")
+ATTESTATION_STATUSES = ("valid", "revoked")
+JOB_STATUSES = ("queued", "running", "finished", "failed")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both SQLite (which drops the zone) and PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Stable constraint names so that migrations (and SQLite batch mode) can refer to them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base with the project's naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+class TokenModel(Base):
+    """A bearer token; only its sha256 is stored."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    agent_id: Mapped[str | None] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AgentModel(Base):
+    """A node agent that has registered with the server."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    mode: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64))
+    registered_at: Mapped[datetime]
+    last_heartbeat_at: Mapped[datetime | None]
+
+
+class SigningKeyModel(Base):
+    """A signing key known to the server; ``signer_uri`` is never serialized by the API."""
+
+    __tablename__ = "signing_keys"
+    __table_args__ = (
+        # At most one active key (a partial unique index on both databases).
+        Index(
+            "uq_signing_keys_one_active",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    keyid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    signer_uri: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    retired_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    revocation_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class ImageModel(Base):
+    """An image manifest that attestations were issued for."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("registry", "repository", "manifest_digest"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # The attribute cannot be called ``registry`` (reserved by Declarative).
+    registry_host: Mapped[str] = mapped_column("registry", String(255))
+    repository: Mapped[str] = mapped_column(String(255))
+    tag: Mapped[str | None] = mapped_column(String(128))
+    manifest_digest: Mapped[str] = mapped_column(String(80))
+    media_type: Mapped[str] = mapped_column(String(255))
+    requested_reference: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class FileManifestModel(Base):
+    """Canonical bytes of a layer file manifest, addressed by their sha256."""
+
+    __tablename__ = "file_manifests"
+
+    sha256: Mapped[str] = mapped_column(String(80), primary_key=True)
+    tree_digest: Mapped[str] = mapped_column(String(80))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+
+
+class AttestationModel(Base):
+    """One signed DSSE envelope for one layer of one image."""
+
+    __tablename__ = "attestations"
+    __table_args__ = (
+        # Named by hand: the conventional name exceeds PostgreSQL's 63 characters.
+        UniqueConstraint(
+            "image_id",
+            "layer_index",
+            "keyid",
+            "policy_id",
+            "policy_version",
+            name="uq_attestations_image_layer_key_policy",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    image_id: Mapped[str] = mapped_column(ForeignKey("images.id"))
+    layer_index: Mapped[int] = mapped_column(Integer)
+    layer_digest: Mapped[str] = mapped_column(String(80), index=True)
+    layer_media_type: Mapped[str] = mapped_column(String(255))
+    diff_id: Mapped[str] = mapped_column(String(80))
+    chain_id: Mapped[str] = mapped_column(String(80))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("attestations.id"))
+    # Exact JSON bytes as signed and served; never re-serialized.
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    keyid: Mapped[str] = mapped_column(ForeignKey("signing_keys.keyid"))
+    policy_id: Mapped[str] = mapped_column(String(255))
+    policy_version: Mapped[str] = mapped_column(String(64))
+    manifest_sha256: Mapped[str] = mapped_column(ForeignKey("file_manifests.sha256"))
+    tree_digest: Mapped[str] = mapped_column(String(80))
+    invocation_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
+
+
+class JobModel(Base):
+    """A background job and its progress; the runner only carries its id."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
