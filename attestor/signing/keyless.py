@@ -23,17 +23,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from pydantic import ValidationError
-from sigstore.dsse import Statement
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import ClientTrustConfig
-from sigstore.oidc import IdentityToken, detect_credential
+from sigstore.oidc import detect_credential
 from sigstore.sign import SigningContext
 from sigstore_models.trustroot import v1 as trustroot_v1
 
-from attestor.errors import ConfigError, UpstreamError
+from attestor.errors import ConfigError
+from attestor.signing._keyless_sign import parse_identity_token, sign_dsse_bundle
 
 __all__ = [
     "AmbientToken",
@@ -198,28 +198,23 @@ class KeylessSigner:
             self._tokens = EnvToken(config.token_env, environ)
         else:
             self._tokens = AmbientToken()
-        # Fail now, not at the first request: the source must yield a token today.
-        self._tokens.token()
         trust = load_trust_config(config.instance, config.trust_config)
         trust.force_tlog_version = config.force_tlog_version
         try:
             self._context = SigningContext.from_trust_config(trust)
         except (SigstoreError, ValueError) as e:
             raise ConfigError(f"keyless signing config: {e}") from None
+        # Fail now, not at the first request: the source must yield a usable token.
+        parse_identity_token(self._tokens.token())
 
-    def sign_statement(self, statement: bytes) -> str:
+    def sign_statement(self, statement: bytes) -> dict[str, Any]:
         """Sign an in-toto statement (JSON bytes) as DSSE; return the bundle JSON.
 
+        Each call gets its own ephemeral key and Fulcio certificate.
+
         Raises:
-            ConfigError: if the token source stopped yielding a token.
+            ConfigError: if the token source stopped yielding a usable token.
+            InvalidInput: if ``statement`` is not an in-toto statement.
             UpstreamError: if the token is rejected or Fulcio/Rekor/TSA fail.
         """
-        raw = self._tokens.token()
-        try:
-            identity = IdentityToken(raw)
-            with self._context.signer(identity, cache=False) as signer:
-                bundle = signer.sign_dsse(Statement(statement))
-        except Exception as e:  # noqa: BLE001
-            # sigstore-python lets requests/pydantic errors through: wrap them all here.
-            raise UpstreamError(f"keyless signing failed: {type(e).__name__}: {e}"[:300]) from None
-        return bundle.to_json()
+        return sign_dsse_bundle(self._context, self._tokens.token(), statement)

@@ -17,7 +17,31 @@ from attestor.signing.keyless import (
     load_trust_config,
 )
 
-TOKEN = "header.payload.signature"
+
+def _jwt() -> str:
+    """A well-formed, unsigned token with the claims sigstore-python requires."""
+    import base64
+    import json
+    import time
+
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    claims = {
+        "aud": "sigstore",
+        "iss": "https://issuer.example",
+        "sub": "ci@example.com",
+        "email": "ci@example.com",
+        "email_verified": True,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+    }
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2ln"
+
+
+TOKEN = _jwt()
 
 
 def _one_line(excinfo: pytest.ExceptionInfo[ConfigError]) -> str:

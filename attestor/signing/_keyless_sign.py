@@ -1,0 +1,138 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Helpers for keyless signing: one DSSE signature, the token check, the envelope.
+
+Used by :mod:`attestor.signing.keyless`. Signing talks to Fulcio and Rekor
+through sigstore-python; the results are plain JSON documents:
+
+* the Sigstore bundle v0.3 (Fulcio certificate + one Rekor v1 entry);
+* its DSSE envelope alone, as cosign writes it (``keyid: ""``), which
+  ``cosign verify-blob-attestation --certificate`` accepts with the bundle's
+  certificate (:func:`signing_certificate_pem`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sigstore.dsse import Statement
+from sigstore.errors import Error as SigstoreError
+from sigstore.oidc import IdentityToken
+from sigstore.sign import SigningContext
+
+from attestor.dsse import Envelope, Signature, parse_envelope
+from attestor.errors import ConfigError, InvalidInput, UpstreamError
+
+__all__ = [
+    "dsse_envelope",
+    "parse_identity_token",
+    "sign_dsse_bundle",
+    "signing_certificate_pem",
+]
+
+
+def parse_identity_token(raw: str) -> IdentityToken:
+    """Parse an OIDC identity token the way Fulcio will judge it.
+
+    Checks the claims sigstore-python requires (``aud: sigstore``, ``iss``,
+    ``sub``, ``iat``, ``exp``) and the validity period; the signature is for
+    Fulcio to check. The message never contains the token.
+
+    Raises:
+        ConfigError: one line saying what is wrong with the token.
+    """
+    try:
+        return IdentityToken(raw.strip())
+    except SigstoreError as e:
+        cause = e.__cause__
+        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        raise ConfigError(f"identity token unusable: {e}{detail}".replace("\n", " ")) from None
+
+
+def sign_dsse_bundle(context: SigningContext, token: str, statement: bytes) -> dict[str, Any]:
+    """Keyless-sign an in-toto statement as DSSE; return the Sigstore bundle JSON.
+
+    Each call uses a fresh ephemeral P-256 key and its own Fulcio certificate.
+
+    Args:
+        context: built from a ClientTrustConfig (Fulcio, Rekor, trusted root).
+        token: the raw OIDC identity token (JWT).
+        statement: the serialized in-toto statement, signed verbatim.
+
+    Raises:
+        ConfigError: if the token is malformed or expired.
+        InvalidInput: if ``statement`` is not an in-toto statement.
+        UpstreamError: if Fulcio, the CT log check or Rekor fail.
+    """
+    identity = parse_identity_token(token)
+    try:
+        payload = Statement(statement)
+    except SigstoreError as e:
+        raise InvalidInput(str(e).splitlines()[0][:300]) from None
+    try:
+        # cache=True on purpose: with cache=False sigstore-python 4.5.1 draws a new
+        # key on every read of Signer._private_key, so the CSR and the DSSE
+        # signature use different keys and Rekor (which checks the signature
+        # against the certificate) refuses the entry. A Signer per call still
+        # means one key and one certificate per signature.
+        with context.signer(identity, cache=True) as signer:
+            bundle = signer.sign_dsse(payload)
+    except Exception as e:  # noqa: BLE001
+        # sigstore-python's clients raise unrelated classes (FulcioClientError,
+        # RekorClientError, ExpiredIdentity, requests' errors): no common base.
+        # FulcioClientError often has no message; its cause (the HTTP error) says why.
+        text = str(e) or str(e.__cause__ or "")
+        first = text.splitlines()[0] if text else "no detail"
+        raise UpstreamError(f"keyless signing failed: {type(e).__name__}: {first}"[:300]) from e
+    doc: dict[str, Any] = json.loads(bundle.to_json())
+    return doc
+
+
+def dsse_envelope(bundle: Mapping[str, Any]) -> Envelope:
+    """The bundle's DSSE envelope alone, as cosign writes it (``keyid: ""``).
+
+    The payload and signature bytes are kept verbatim, so the envelope verifies
+    with the bundle certificate's public key.
+
+    Raises:
+        InvalidInput: if the bundle has no well-formed DSSE envelope.
+    """
+    raw = bundle.get("dsseEnvelope")
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("bundle has no dsseEnvelope")
+    envelope = parse_envelope(raw)
+    # Keyless signatures have no key id; cosign writes the empty string.
+    return Envelope(
+        payload_type=envelope.payload_type,
+        payload=envelope.payload,
+        signatures=tuple(Signature(keyid="", sig=s.sig) for s in envelope.signatures),
+    )
+
+
+def signing_certificate_pem(bundle: Mapping[str, Any]) -> bytes:
+    """The Fulcio leaf certificate of a bundle (v0.3 ``certificate`` or a v0.1/0.2 chain), PEM.
+
+    Raises:
+        InvalidInput: if the bundle carries no parsable certificate.
+    """
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, Mapping):
+        raise InvalidInput("bundle has no verificationMaterial")
+    cert = material.get("certificate")
+    if not isinstance(cert, Mapping):
+        chain = material.get("x509CertificateChain")
+        certs = chain.get("certificates") if isinstance(chain, Mapping) else None
+        cert = certs[0] if isinstance(certs, list) and certs else None
+    raw = cert.get("rawBytes") if isinstance(cert, Mapping) else None
+    if not isinstance(raw, str):
+        raise InvalidInput("bundle has no signing certificate")
+    try:
+        der = base64.b64decode(raw, validate=True)
+        leaf = x509.load_der_x509_certificate(der)
+    except ValueError as e:
+        raise InvalidInput(f"bundle certificate is malformed: {e}") from None
+    return leaf.public_bytes(serialization.Encoding.PEM)
