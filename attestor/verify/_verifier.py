@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
-from attestor.dsse import EnvelopeLimits, parse_envelope
+from attestor.dsse import Envelope, EnvelopeLimits, parse_envelope
 from attestor.errors import ConfigError, VerificationError
+from attestor.revocation.match import RevocationSet
 from attestor.verify.dsse import verify_envelope_signatures
 from attestor.verify.keys import TrustedKey
 from attestor.verify.result import VerifiedStatement
+from attestor.verify.revocation import raise_if_revoked
 from attestor.verify.statement import (
     DEFAULT_PREDICATE_SCHEMAS,
     SLSA_PROVENANCE_V1,
@@ -28,8 +30,11 @@ _DEFAULT_LIMITS = EnvelopeLimits()
 class Verifier:
     """Verifies DSSE envelopes against already-loaded trust material.
 
-    Order of checks: parse (InvalidInput) -> revocation -> signatures with the
-    threshold -> statement -> artifact subject -> predicate type and schema.
+    Order of checks: parse (InvalidInput) -> revoked envelope hashes ->
+    signatures with the threshold -> statement -> artifact subject -> predicate
+    type and schema -> revocations. Revocations come last so that "revoked" is
+    only ever reported for an attestation that is otherwise valid: a forgery is
+    reported as a forgery.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class Verifier:
         threshold: int = 1,
         allowed_predicate_types: frozenset[str] = frozenset({SLSA_PROVENANCE_V1}),
         revoked_envelopes: frozenset[str] = frozenset(),
+        revocations: RevocationSet | None = None,
         predicate_schemas: Mapping[str, str] = DEFAULT_PREDICATE_SCHEMAS,
         limits: EnvelopeLimits = _DEFAULT_LIMITS,
     ) -> None:
@@ -49,6 +55,8 @@ class Verifier:
             threshold: how many distinct keys must have signed (>= 1).
             allowed_predicate_types: predicateTypes accepted (non-empty).
             revoked_envelopes: sha256 hex of revoked envelopes (``envelope_sha256``).
+            revocations: the revocation snapshot; its ``version`` belongs in the
+                key of any cache of this verifier's results.
             predicate_schemas: predicateType -> schema name in ``schemas/``.
             limits: parsing caps for untrusted envelopes.
 
@@ -72,8 +80,35 @@ class Verifier:
         self._threshold = threshold
         self._allowed = frozenset(allowed_predicate_types)
         self._revoked = frozenset(revoked_envelopes)
+        self._revocations = revocations if revocations is not None else RevocationSet()
         self._schemas = dict(predicate_schemas)
         self._limits = limits
+        # Keys revoked outright are tried last (see _verify_signatures).
+        self._unrevoked = tuple(
+            k for k in self._keys if not self._revocations.is_key_revoked(k.keyid)
+        )
+
+    def _verify_signatures(self, parsed: Envelope) -> tuple[TrustedKey, ...]:
+        """Meet the threshold with unrevoked keys if possible, else with all keys.
+
+        Without this the answer for an envelope signed by a revoked and an
+        unrevoked key would depend on the order of its signatures. If only the
+        revoked keys make the threshold, the revocation check that follows
+        reports the envelope as revoked.
+        """
+        if len(self._unrevoked) != len(self._keys) and len(self._unrevoked) >= self._threshold:
+            try:
+                return verify_envelope_signatures(
+                    parsed, self._unrevoked, threshold=self._threshold
+                )
+            except VerificationError:
+                pass  # maybe signed by a revoked key: try again with every key
+        return verify_envelope_signatures(parsed, self._keys, threshold=self._threshold)
+
+    @property
+    def revocation_version(self) -> int:
+        """The revocation snapshot's version (highest sequence; 0 when none)."""
+        return self._revocations.version
 
     def verify_envelope(
         self, envelope: bytes | Mapping[str, object], *, artifact_digest: str | None = None
@@ -87,7 +122,8 @@ class Verifier:
         Raises:
             InvalidInput: if the envelope (or the artifact digest) is malformed.
             VerificationError: with the precise reason, for anything that does
-                not verify.
+                not verify. A revoked attestation gives ``"revoked: <reason>"``
+                with ``detail["revoked"] is True`` (``raise_if_revoked``).
         """
         artifact_sha256 = (
             None if artifact_digest is None else normalize_artifact_digest(artifact_digest)
@@ -95,14 +131,17 @@ class Verifier:
         parsed = parse_envelope(envelope, limits=self._limits)
         envelope_sha256 = hashlib.sha256(parsed.to_json()).hexdigest()
         if envelope_sha256 in self._revoked:
-            raise VerificationError(f"envelope sha256:{envelope_sha256} is revoked")
-        signers = verify_envelope_signatures(parsed, self._keys, threshold=self._threshold)
+            raise VerificationError(
+                f"envelope sha256:{envelope_sha256} is revoked",
+                detail={"revoked": True, "envelope_sha256": envelope_sha256},
+            )
+        signers = self._verify_signatures(parsed)
         statement, subjects = parse_statement(parsed.payload_type, parsed.payload)
         matched = None if artifact_sha256 is None else match_subject(subjects, artifact_sha256)
         predicate_type = check_predicate(
             statement, allowed_predicate_types=self._allowed, predicate_schemas=self._schemas
         )
-        return VerifiedStatement(
+        result = VerifiedStatement(
             statement=statement,
             payload_sha256=hashlib.sha256(parsed.payload).hexdigest(),
             envelope_sha256=envelope_sha256,
@@ -111,3 +150,5 @@ class Verifier:
             subjects=subjects,
             matched_subject=matched,
         )
+        raise_if_revoked(self._revocations, result)
+        return result

@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The verifier rejects revoked attestations (our real layer statement), and only
+attestations that are otherwise valid are ever reported as revoked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from securesystemslib.signer import CryptoSigner
+
+from attestor.dsse import Envelope
+from attestor.errors import VerificationError
+from attestor.revocation import (
+    AttestationTarget,
+    ImageTarget,
+    KeyTarget,
+    PolicyVersionTarget,
+    RevocationSet,
+    SubjectTarget,
+    TimeWindowTarget,
+)
+from attestor.signing.dsse import sign_envelope
+from attestor.verify import Verifier, attestation_metas
+from tests.unit.revocation._helpers import IMAGE, LAYER, T0, layer_statement, rev, trusted
+
+SIGNER = CryptoSigner.generate_ecdsa()
+OTHER = CryptoSigner.generate_ecdsa()
+KEYID = SIGNER.public_key.keyid
+
+
+@pytest.fixture(scope="module")
+def envelope():
+    return sign_envelope(layer_statement(), SIGNER, keyid=KEYID).to_json()
+
+
+def _verifier(*revocations, keys=(SIGNER,)):
+    return Verifier(keys=[trusted(s) for s in keys], revocations=RevocationSet(revocations))
+
+
+def test_unrevoked_passes_and_version_is_exposed(envelope):
+    v = _verifier(rev(3, SubjectTarget("sha256:" + "0" * 64)))
+    result = v.verify_envelope(envelope, artifact_digest=LAYER)
+    assert result.keys == (KEYID,)
+    assert v.revocation_version == 3
+    assert Verifier(keys=[trusted(SIGNER)]).revocation_version == 0
+
+
+def test_metas_come_from_the_verified_statement(envelope):
+    result = Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope)
+    (meta,) = attestation_metas(
+        result.statement,
+        keyids=result.keys,
+        envelope_sha256=result.envelope_sha256,
+        subject_sha256s=[s.sha256 for s in result.subjects],
+    )
+    assert (meta.layer_digest, meta.image_digest, meta.keyid) == (LAYER, IMAGE, KEYID)
+    assert (meta.policy_id, meta.policy_version, meta.issued_at) == ("dev", "1", T0)
+    assert meta.envelope_sha256 == result.envelope_sha256 and meta.attestation_id is None
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        SubjectTarget(LAYER),
+        ImageTarget(IMAGE),
+        KeyTarget(KEYID),
+        PolicyVersionTarget("dev", "1"),
+        TimeWindowTarget(not_before=T0 - timedelta(hours=1), not_after=T0 + timedelta(hours=1)),
+        TimeWindowTarget(not_before=T0, keyid=KEYID),
+        "attestation",
+    ],
+)
+def test_each_kind_revokes(envelope, target):
+    if target == "attestation":
+        digest = Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope).envelope_sha256
+        target = AttestationTarget("6f1c2d9e-0000-4000-8000-00000000000a", digest)
+    v = _verifier(rev(4, target, reason="builder compromised"))
+    with pytest.raises(VerificationError, match="^revoked: builder compromised$") as err:
+        v.verify_envelope(envelope, artifact_digest=LAYER)
+    assert err.value.detail["revoked"] is True
+    assert err.value.detail["revocation"]["sequence"] == 4
+    assert err.value.detail["revocation"]["target"]["kind"] == target.kind
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        PolicyVersionTarget("dev", "2"),
+        TimeWindowTarget(not_after=T0),  # half-open: finishedOn == not_after is outside
+        TimeWindowTarget(not_before=T0, keyid="someone-else"),
+        KeyTarget("someone-else"),
+    ],
+)
+def test_near_misses_do_not_revoke(envelope, target):
+    _verifier(rev(1, target)).verify_envelope(envelope, artifact_digest=LAYER)
+
+
+def test_forgery_is_reported_as_forgery_not_revoked(envelope):
+    v = _verifier(rev(1, SubjectTarget(LAYER)), keys=(OTHER,))
+    with pytest.raises(VerificationError) as err:
+        v.verify_envelope(envelope)
+    assert "revoked" not in err.value.detail and "revoked" not in err.value.message
+
+
+def test_wrong_artifact_is_reported_before_revocation(envelope):
+    v = _verifier(rev(1, KeyTarget(KEYID)))
+    with pytest.raises(VerificationError) as err:
+        v.verify_envelope(envelope, artifact_digest="sha256:" + "0" * 64)
+    assert "revoked" not in err.value.detail
+
+
+def test_a_revoked_cosigner_does_not_depend_on_signature_order():
+    payload = layer_statement()
+    a = sign_envelope(payload, SIGNER, keyid=KEYID).signatures[0]
+    b = sign_envelope(payload, OTHER, keyid=OTHER.public_key.keyid).signatures[0]
+    v = _verifier(rev(1, KeyTarget(KEYID)), keys=(SIGNER, OTHER))
+    for sigs in ((a, b), (b, a)):
+        env = Envelope("application/vnd.in-toto+json", payload, sigs).to_json()
+        # The unrevoked key meets the threshold of 1 on its own: verified.
+        assert v.verify_envelope(env).keys == (OTHER.public_key.keyid,)
+    # Alone, the revoked key's signature is reported as revoked, not unknown.
+    with pytest.raises(VerificationError, match="^revoked: test$"):
+        v.verify_envelope(Envelope("application/vnd.in-toto+json", payload, (a,)).to_json())
+    # With a threshold of 2, the revoked key is needed: revoked.
+    v2 = Verifier(
+        keys=[trusted(SIGNER), trusted(OTHER)],
+        threshold=2,
+        revocations=RevocationSet([rev(1, KeyTarget(KEYID))]),
+    )
+    with pytest.raises(VerificationError, match="^revoked"):
+        v2.verify_envelope(Envelope("application/vnd.in-toto+json", payload, (b, a)).to_json())
