@@ -10,4 +10,11 @@ BLUEPRINT_MODULES: tuple[str, ...] = (
     "attestor.api.health",
     "attestor.api.tokens",
     "attestor.api.jobs",
+    "attestor.api.agents",
+    "attestor.api.violations",
+    "attestor.api.reports",
+    "attestor.api.attestations",
+    "attestor.api.manifests",
+    "attestor.api.keys",
+    "attestor.api.verifications",
 )

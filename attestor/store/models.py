@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -36,9 +38,11 @@ __all__ = [
     "FileManifestModel",
     "ImageModel",
     "JobModel",
+    "ReportModel",
     "SigningKeyModel",
     "TokenModel",
     "UTCDateTime",
+    "ViolationModel",
 ]
 
 TOKEN_ROLES = ("admin", "pipeline", "agent")
@@ -112,6 +116,12 @@ class AgentModel(Base):
     version: Mapped[str] = mapped_column(String(64))
     registered_at: Mapped[datetime]
     last_heartbeat_at: Mapped[datetime | None]
+    # Added by migration 0002.
+    namespaces: Mapped[list[str]] = mapped_column(JSON, server_default=text("'[]'"))
+    last_registered_at: Mapped[datetime | None]
+    containers: Mapped[int | None] = mapped_column(Integer)
+    layers: Mapped[int | None] = mapped_column(Integer)
+    pending_violations: Mapped[int | None] = mapped_column(Integer)
 
 
 class SigningKeyModel(Base):
@@ -222,3 +232,57 @@ class JobModel(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class ViolationModel(Base):
+    """A runtime violation reported by an agent; (agent_id, violation_id) is unique."""
+
+    __tablename__ = "violations"
+    __table_args__ = (UniqueConstraint("agent_id", "violation_id"),)
+
+    # A server-side sequence: the stable order and the pagination cursor.
+    # SQLite autoincrements only a column typed exactly INTEGER.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    # From the caller's token, never from the body; no FK, a spool may deliver
+    # before the agent row exists again (e.g. after a database restore).
+    agent_id: Mapped[str] = mapped_column(String(255))
+    violation_id: Mapped[str] = mapped_column(String(36))
+    container_id: Mapped[str] = mapped_column(String(256), index=True)
+    image_digest: Mapped[str] = mapped_column(String(80), index=True)
+    layer_digest: Mapped[str | None] = mapped_column(String(80), index=True)
+    path: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    detected_at: Mapped[datetime] = mapped_column(index=True)
+    received_at: Mapped[datetime]
+
+
+class ReportModel(Base):
+    """A container provenance report: the latest per container, plus finalized ones."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "container_id", "generated_at"),
+        # One "latest" (not finalized) row per container of an agent.
+        Index(
+            "uq_reports_one_latest",
+            "agent_id",
+            "container_id",
+            unique=True,
+            sqlite_where=text("NOT finalized"),
+            postgresql_where=text("NOT finalized"),
+        ),
+        Index("ix_reports_received_at_id", "received_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(255))
+    container_id: Mapped[str] = mapped_column(String(256), index=True)
+    image_name: Mapped[str] = mapped_column(String(1024))
+    image_digest: Mapped[str] = mapped_column(String(80), index=True)
+    finalized: Mapped[bool] = mapped_column(Boolean)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    generated_at: Mapped[datetime]
+    received_at: Mapped[datetime]
