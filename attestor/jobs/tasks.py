@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings
+from attestor.jobs.verification import verify_task
+from attestor.services.issuance_job import issue_task
 
 __all__ = ["TASKS", "TaskContext", "TaskFn", "echo"]
 
@@ -42,4 +44,6 @@ def echo(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str, Any]:
 
 TASKS: dict[str, TaskFn] = {
     "echo": echo,
+    "issue": issue_task,
+    "verify": verify_task,
 }

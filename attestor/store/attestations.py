@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from attestor.errors import Conflict, InvalidInput, NotFound
+from attestor.errors import InvalidInput, NotFound
+from attestor.store.images import flush_or_conflict
 from attestor.store.models import ATTESTATION_STATUSES, AttestationModel, ImageModel
 
 __all__ = [
@@ -121,10 +121,7 @@ def add_attestations(
             )
         )
         # Flush in order: each parent row exists before its child references it.
-        try:
-            session.flush()
-        except IntegrityError as e:
-            raise Conflict(f"attestations for image {image_id} were added concurrently") from e
+        flush_or_conflict(session, f"attestations of image {image_id}")
 
 
 def find_issued(
@@ -141,7 +138,7 @@ def find_issued(
         )
         .order_by(AttestationModel.layer_index)
     )
-    return [_row(m, i) for m, i in session.execute(query).tuples()]
+    return [_row(m, i) for m, i in session.execute(query)]
 
 
 def get_attestation(session: Session, attestation_id: str) -> AttestationRow:
@@ -207,7 +204,7 @@ def list_attestations(
             )
         )
     query = query.order_by(AttestationModel.created_at, AttestationModel.id).limit(limit + 1)
-    rows = [_row(m, i) for m, i in session.execute(query).tuples()]
+    rows = [_row(m, i) for m, i in session.execute(query)]
     if len(rows) > limit:
         return rows[:limit], _encode_cursor(rows[limit - 1])
     return rows, None

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from attestor.errors import Conflict
+from attestor.errors import Conflict, Unavailable
 from attestor.store.models import ImageModel
 
-__all__ = ["ImageRow", "find_image", "get_or_add_image"]
+__all__ = ["ImageRow", "find_image", "flush_or_conflict", "get_or_add_image"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +29,26 @@ class ImageRow:
     media_type: str
     requested_reference: str
     created_at: datetime
+
+
+def flush_or_conflict(session: Session, what: str) -> None:
+    """Flush, translating a lost race into ``Conflict`` (the caller retries).
+
+    Raises:
+        Conflict: a unique constraint was hit, or SQLite refused the write
+            because a concurrent transaction holds the write lock.
+        Unavailable: the database failed otherwise.
+    """
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"{what} was added concurrently") from e
+    except OperationalError as e:
+        # SQLite in WAL mode answers SQLITE_BUSY at once when a reader upgrades
+        # to a writer after another writer committed: a lost race, not an outage.
+        if "locked" in str(e.orig) or "busy" in str(e.orig):
+            raise Conflict(f"{what}: the database was busy with a concurrent write") from e
+        raise Unavailable(f"database error while storing {what}: {type(e.orig).__name__}") from e
 
 
 def _row(m: ImageModel) -> ImageRow:
@@ -91,10 +111,5 @@ def get_or_add_image(
         created_at=now,
     )
     session.add(model)
-    try:
-        session.flush()
-    except IntegrityError as e:
-        raise Conflict(
-            f"image {registry}/{repository}@{manifest_digest} was added concurrently"
-        ) from e
+    flush_or_conflict(session, f"image {registry}/{repository}@{manifest_digest}")
     return _row(model)

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from attestor.errors import Conflict, NotFound
+from attestor.errors import NotFound
+from attestor.store.images import flush_or_conflict
 from attestor.store.models import FileManifestModel
 
 __all__ = ["StoredManifest", "count_manifests", "get_manifest", "put_manifest"]
@@ -51,10 +51,7 @@ def put_manifest(
             created_at=now,
         )
     )
-    try:
-        session.flush()
-    except IntegrityError as e:
-        raise Conflict(f"manifest {sha256} was added concurrently") from e
+    flush_or_conflict(session, f"manifest {sha256}")
 
 
 def get_manifest(session: Session, sha256: str) -> StoredManifest:

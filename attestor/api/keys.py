@@ -1,0 +1,123 @@
+# SPDX-License-Identifier: Apache-2.0
+# flask-smorest ships no type hints; its decorators keep our signatures at run time.
+# mypy: disable-error-code="untyped-decorator"
+"""``/v1/keys``: public signing keys for everyone, key management for admins.
+
+No response ever carries a private key or a signer URI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+from flask_smorest import Blueprint
+
+from attestor.api._state import app_state
+from attestor.api.auth import require_roles
+from attestor.services import keys as key_service
+from attestor.signing.keys import ALGORITHMS
+
+__all__ = ["blp"]
+
+blp = Blueprint("keys", __name__, url_prefix="/v1/keys", description="Signing keys.")
+
+_ALGORITHM = ma.validate.OneOf(sorted(ALGORITHMS))
+
+
+class KeySchema(ma.Schema):
+    keyid = ma.fields.String(required=True)
+    algorithm = ma.fields.String(required=True)
+    public_key_pem = ma.fields.String(
+        required=True, metadata={"description": "SubjectPublicKeyInfo PEM (cosign.pub)."}
+    )
+    status = ma.fields.String(required=True, metadata={"enum": ["active", "retired", "revoked"]})
+    created = ma.fields.DateTime(required=True)
+    retired = ma.fields.DateTime(allow_none=True)
+    revoked = ma.fields.DateTime(allow_none=True)
+    revocation_reason = ma.fields.String(allow_none=True)
+
+
+class KeyListSchema(ma.Schema):
+    keys = ma.fields.List(ma.fields.Nested(KeySchema), required=True)
+
+
+class KeyCreateSchema(ma.Schema):
+    algorithm = ma.fields.String(load_default=None, validate=_ALGORITHM)
+    private_key_pem = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=16 * 1024),
+        load_only=True,
+        metadata={"description": "Import this PEM private key instead of generating one."},
+    )
+    password = ma.fields.String(load_default=None, load_only=True)
+    activate = ma.fields.Boolean(load_default=False)
+
+    @ma.validates_schema
+    def _one_source(self, data: dict[str, Any], **_: Any) -> None:
+        if (data.get("algorithm") is None) == (data.get("private_key_pem") is None):
+            raise ma.ValidationError("give exactly one of algorithm or private_key_pem")
+
+
+class RotateSchema(ma.Schema):
+    algorithm = ma.fields.String(load_default="ecdsa-p256", validate=_ALGORITHM)
+
+
+class RevokeSchema(ma.Schema):
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
+
+
+@blp.route("", methods=["GET"])
+@require_roles("admin", "pipeline", "agent")
+@blp.response(200, KeyListSchema)
+def list_keys() -> dict[str, Any]:
+    """Every key with its public PEM and status (agents pin these)."""
+    with app_state().session_factory() as session:
+        return {"keys": key_service.list_public_keys(session)}
+
+
+@blp.route("", methods=["POST"])
+@require_roles("admin")
+@blp.arguments(KeyCreateSchema)
+@blp.response(201, KeySchema)
+def create_key(body: dict[str, Any]) -> key_service.PublicKey:
+    """Generate or import a key; it is retired (verify-only) unless ``activate``."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        return key_service.add_key(
+            session,
+            keys_dir=state.settings.keys_dir,
+            algorithm=body["algorithm"],
+            private_key_pem=body["private_key_pem"],
+            password=body["password"],
+            activate=body["activate"],
+            now=state.clock(),
+        )
+
+
+@blp.route("/rotate", methods=["POST"])
+@require_roles("admin")
+@blp.arguments(RotateSchema)
+@blp.response(201, KeySchema)
+def rotate_key(body: dict[str, Any]) -> key_service.PublicKey:
+    """Generate a key and make it active; the previous key stays verifiable (retired)."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        return key_service.rotate_key(
+            session,
+            keys_dir=state.settings.keys_dir,
+            algorithm=body["algorithm"],
+            now=state.clock(),
+        )
+
+
+@blp.route("/<string:keyid>/revoke", methods=["POST"])
+@require_roles("admin")
+@blp.arguments(RevokeSchema)
+@blp.response(200, KeySchema)
+def revoke_key(body: dict[str, Any], keyid: str) -> key_service.PublicKey:
+    """Revoke a key; its attestations become ``revoked``. Revoking the active key
+    stops issuance until a key is rotated in."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        return key_service.revoke_key(session, keyid, reason=body["reason"], now=state.clock())
