@@ -16,6 +16,7 @@ __all__ = [
     "Conflict",
     "Error",
     "Forbidden",
+    "GatewayTimeout",
     "InvalidInput",
     "NotFound",
     "PolicyDenied",
@@ -110,6 +111,13 @@ class UpstreamError(Error):
 
     slug = "upstream-error"
     status = 502
+
+
+class GatewayTimeout(UpstreamError):
+    """An upstream did not answer in time (HTTP 504)."""
+
+    slug = "upstream-timeout"
+    status = 504
 
 
 class Unavailable(Error):
