@@ -11,6 +11,7 @@ manifests are checked against the digest they were asked for.
 """
 
 from agent.server._client import ServerClient, report_sender, violation_sender
+from agent.server._feed import FeedResponse, fetch_revocation_feed
 from agent.server._models import (
     AttestationPage,
     AttestationRef,
@@ -39,6 +40,7 @@ __all__ = [
     "AttestationPage",
     "AttestationRef",
     "ClientLimits",
+    "FeedResponse",
     "IssuedImage",
     "JobAccepted",
     "LayerRef",
@@ -49,6 +51,7 @@ __all__ = [
     "ViolationReceipt",
     "batch_idempotency_key",
     "error_from_response",
+    "fetch_revocation_feed",
     "loads_strict",
     "parse_attestation",
     "parse_attestation_page",

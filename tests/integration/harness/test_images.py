@@ -140,19 +140,27 @@ def _layer_dir(containerd: Containerd, relpath: str) -> Path:
 
 
 def test_sample_snapshots_keep_modes_xattrs_and_opaque(
-    containerd: Containerd, sample_built_image: BuiltImage, tmp_path: Path
+    sample_built_image: BuiltImage, tmp_path: Path
 ) -> None:
-    archive = sample_built_image.export_archive(tmp_path / "sample.tar")
-    containerd.ctr("images", "import", "--base-name", "sample.test/snap", str(archive))
-    suid = _layer_dir(containerd, SETUID_PATH)
-    assert suid.stat().st_mode & 0o7777 == 0o4755
-    cap = _layer_dir(containerd, CAPABILITY_PATH)
-    assert os.getxattr(cap, "security.capability") == CAPABILITY_XATTR
-    opaque_dir = _layer_dir(containerd, f"{OPAQUE_DIR}/fresh.txt").parent
-    assert os.getxattr(opaque_dir, "trusted.overlay.opaque") == b"y"
-    created, deleted = (p.lstat() for p in _layer_paths(containerd, DELETED_PATH))
-    assert stat.S_ISREG(created.st_mode)
-    assert stat.S_ISCHR(deleted.st_mode) and deleted.st_rdev == 0
+    # A containerd of its own: other tests import the sample image into the
+    # session containerd too, and every import adds its own snapshot dirs.
+    containerd = Containerd(tmp_path / "own")
+    containerd.workdir.mkdir()
+    containerd.start()
+    try:
+        archive = sample_built_image.export_archive(tmp_path / "sample.tar")
+        containerd.ctr("images", "import", "--base-name", "sample.test/snap", str(archive))
+        suid = _layer_dir(containerd, SETUID_PATH)
+        assert suid.stat().st_mode & 0o7777 == 0o4755
+        cap = _layer_dir(containerd, CAPABILITY_PATH)
+        assert os.getxattr(cap, "security.capability") == CAPABILITY_XATTR
+        opaque_dir = _layer_dir(containerd, f"{OPAQUE_DIR}/fresh.txt").parent
+        assert os.getxattr(opaque_dir, "trusted.overlay.opaque") == b"y"
+        created, deleted = (p.lstat() for p in _layer_paths(containerd, DELETED_PATH))
+        assert stat.S_ISREG(created.st_mode)
+        assert stat.S_ISCHR(deleted.st_mode) and deleted.st_rdev == 0
+    finally:
+        containerd.stop()
 
 
 def test_sample_image_runs_busybox(
