@@ -1,25 +1,75 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``attestor-agent`` console script: ``run`` (daemon) and ``check --once``.
+"""``attestor-agent`` console script: ``run`` (the daemon) and ``check --once``.
 
-Exit codes (issue 5, item 7): 0 clean, 1 violations found, 2 error. Both
-commands are placeholders for now and exit 2.
+Exit codes (issue 5, item 7): 0 clean, 1 violations found, 2 error (one
+line on stderr). Logs are JSON lines on stderr; ``check`` prints its report
+as JSON on stdout.
+
+The token: prefer ``--token-file`` or the ``ATTESTOR_AGENT_TOKEN``
+environment variable. ``--token`` works but puts the secret in
+``/proc/<pid>/cmdline``, readable by every user of the host.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
 
-__all__ = ["main"]
+from agent.cache import AttestationCache
+from agent.check import EXIT_CLEAN, EXIT_ERROR, EXIT_VIOLATIONS, check_once
+from agent.config import AgentConfig, parse_label_selector, read_token
+from agent.containerd import ContainerdClient
+from agent.daemon import Daemon
+from agent.integrity.budget import BudgetConfig
+from agent.response import RESPONSE_MODES
+from agent.server import ServerClient, report_sender, violation_sender
+from agent.spool import Spool
+from attestor.errors import ConfigError, Error
 
-EXIT_CLEAN = 0
-EXIT_VIOLATIONS = 1
-EXIT_ERROR = 2
+__all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_VIOLATIONS", "JsonFormatter", "main"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+# LogRecord attributes that are not "extra" fields.
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as compact JSON."""
+        doc: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RESERVED and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str, separators=(",", ":"))
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
 
 
 def _common_options(func: _F) -> _F:
@@ -42,7 +92,17 @@ def _common_options(func: _F) -> _F:
             help="containerd namespace to cover (repeatable).",
         ),
         click.option("--server", envvar="ATTESTOR_AGENT_SERVER", help="attestor server URL."),
-        click.option("--token", envvar="ATTESTOR_AGENT_TOKEN", help="agent token."),
+        click.option(
+            "--token",
+            envvar="ATTESTOR_AGENT_TOKEN",
+            help="agent token; visible in /proc/PID/cmdline: prefer --token-file or the env var.",
+        ),
+        click.option(
+            "--token-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="ATTESTOR_AGENT_TOKEN_FILE",
+            help="file holding the agent token (first line).",
+        ),
         click.option(
             "--state-dir",
             type=click.Path(file_okay=False, path_type=Path),
@@ -56,10 +116,96 @@ def _common_options(func: _F) -> _F:
             show_default=True,
             help="seconds between reconciliation sweeps.",
         ),
+        click.option(
+            "--mode", type=click.Choice(["node", "sidecar"]), default="node", show_default=True
+        ),
+        click.option("--pod-uid", help="sidecar: cover the containers of this pod only."),
+        click.option("--label-selector", help="sidecar: cover containers with labels k=v[,k=v]."),
+        click.option(
+            "--response",
+            type=click.Choice(RESPONSE_MODES),
+            default="alert",
+            show_default=True,
+            envvar="ATTESTOR_AGENT_RESPONSE",
+            help="what to do to a container with a violation.",
+        ),
+        click.option(
+            "--full-rehash-every",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="every N-th sweep re-hashes every file.",
+        ),
+        click.option(
+            "--max-hash-rate",
+            type=click.FloatRange(min=1),
+            default=None,
+            help="bytes hashed per second (default: unlimited).",
+        ),
+        click.option("--server-timeout", type=click.FloatRange(min=0.1), default=10.0),
+        click.option(
+            "--unsafe-allow-plain-http",
+            is_flag=True,
+            help="allow http:// to a non-loopback server (the token travels in clear).",
+        ),
+        click.option("--log-level", default="info", show_default=True),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _config(options: dict[str, Any]) -> AgentConfig:
+    token = options["token"]
+    if options["token_file"] is not None:
+        token = read_token(options["token_file"])
+    return AgentConfig(
+        containerd_address=options["containerd_address"],
+        namespaces=tuple(options["namespaces"]),
+        state_dir=options["state_dir"] or Path("/var/lib/attestor-agent"),
+        server=options["server"],
+        token=token,
+        interval=options["interval"],
+        mode=options["mode"],
+        pod_uid=options["pod_uid"],
+        labels=parse_label_selector(options["label_selector"]),
+        response=options["response"],
+        full_rehash_every=options["full_rehash_every"],
+        budget=BudgetConfig(bytes_per_second=options["max_hash_rate"]),
+        server_timeout=options["server_timeout"],
+        unsafe_allow_plain_http=options["unsafe_allow_plain_http"],
+    )
+
+
+def _warn_token_flag() -> None:
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
+        logging.getLogger("attestor.agent").warning(
+            "--token is visible in /proc/PID/cmdline; use --token-file or ATTESTOR_AGENT_TOKEN"
+        )
+
+
+@contextmanager
+def _session(config: AgentConfig) -> Iterator[tuple[ServerClient, list[ContainerdClient]]]:
+    url, token = config.require_server()
+    server = ServerClient(
+        url,
+        token,
+        timeout=config.server_timeout,
+        unsafe_allow_plain_http=config.unsafe_allow_plain_http,
+    )
+    clients = [ContainerdClient(config.containerd_address, ns) for ns in config.namespaces]
+    try:
+        yield server, clients
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+
+
+def _fail(error: Error) -> None:
+    click.echo(f"attestor-agent: {type(error).__name__}: {error.message}", err=True)
+    raise SystemExit(EXIT_ERROR)
 
 
 @click.group()
@@ -69,16 +215,64 @@ def main() -> None:
 
 @main.command()
 @_common_options
-def run(**_: object) -> None:
+def run(**options: Any) -> None:
     """Run the agent daemon."""
-    click.echo("attestor-agent run: not implemented yet", err=True)
-    raise SystemExit(EXIT_ERROR)
+    _setup_logging(options["log_level"])
+    _warn_token_flag()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    try:
+        config = _config(options)
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with ExitStack() as stack, _session(config) as (server, clients):
+            violations = stack.enter_context(Spool.open(config.spool_dir))
+            reports = stack.enter_context(Spool.open(config.report_spool_dir))
+            cache = stack.enter_context(AttestationCache.open(config.cache_dir))
+            daemon = Daemon(
+                config,
+                server=server,
+                clients=clients,
+                violations=violations,
+                reports=reports,
+                violation_sender=violation_sender(server),
+                report_sender=report_sender(server),
+                cache=cache,
+            )
+            signal.signal(signal.SIGTERM, on_signal)
+            signal.signal(signal.SIGINT, on_signal)
+            daemon.run(stop)
+    except Error as e:
+        _fail(e)
 
 
 @main.command()
 @_common_options
 @click.option("--once", is_flag=True, help="do one full sweep and print a JSON report.")
-def check(**_: object) -> None:
-    """Check every covered container once."""
-    click.echo("attestor-agent check: not implemented yet", err=True)
-    raise SystemExit(EXIT_ERROR)
+def check(**options: Any) -> None:
+    """Check every covered container once; exit 0 clean, 1 violations, 2 error."""
+    _setup_logging(options["log_level"])
+    _warn_token_flag()
+    if not options["once"]:
+        _fail(ConfigError("check needs --once (continuous checking is `run`)"))
+    try:
+        config = _config(options)
+        with ExitStack() as stack, _session(config) as (server, clients):
+            cache = None
+            if options["state_dir"] is not None:
+                config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                cache = stack.enter_context(AttestationCache.open(config.cache_dir))
+            report = check_once(
+                config,
+                server=server,
+                containerd=clients,
+                now=datetime.now(UTC),
+                clock=time.monotonic,
+                cache=cache,
+            )
+    except Error as e:
+        _fail(e)
+    click.echo(json.dumps(report.to_json(), indent=2))
+    raise SystemExit(report.exit_code)

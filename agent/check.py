@@ -1,0 +1,229 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``attestor-agent check --once``: one full sweep and a JSON report.
+
+:func:`check_once` is the whole command minus the CLI: register, pin the
+server's keys, resolve every covered container, verify each layer's
+attestation and compare every layer with its manifest (full re-hash).
+:func:`run_check` is the same sweep for any :class:`AttestationSource` (tests
+on real containerd use attested manifests they computed themselves).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from agent.cache import AttestationCache
+from agent.config import AgentConfig
+from agent.integrity.attestation import AttestationServer, AttestationSource, ServerAttestations
+from agent.integrity.inventory import ContainerFilter, InventoryClient, list_tracked
+from agent.integrity.layers import LayerChecker
+from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
+from agent.report import format_time
+from agent.server import Registration, ServerKey
+from attestor.errors import ConfigError
+from attestor.revocation import RevocationSet
+from attestor.verify import TrustedKey, Verifier
+
+__all__ = [
+    "AGENT_VERSION",
+    "CheckReport",
+    "RegisteringServer",
+    "check_once",
+    "pinned_verifier",
+    "run_check",
+]
+
+AGENT_VERSION = "0.1.0"
+EXIT_CLEAN = 0
+EXIT_VIOLATIONS = 1
+EXIT_ERROR = 2
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """The result of one check; :meth:`to_json` is what ``check --once`` prints."""
+
+    sweep: SweepResult
+    errors: tuple[str, ...]
+    agent_id: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """1 with violations, else 2 with errors (or unverified layers), else 0."""
+        if self.sweep.violations:
+            return EXIT_VIOLATIONS
+        return EXIT_ERROR if self.errors else EXIT_CLEAN
+
+    def to_json(self) -> dict[str, Any]:
+        """Containers with their layers and status, violations, errors."""
+        violations = [v.to_dict() for v in self.sweep.violations]
+        return {
+            "checked_at": format_time(self.sweep.checked_at),
+            "agent_id": self.agent_id,
+            "result": ("violations", "clean", "error")[
+                [EXIT_VIOLATIONS, EXIT_CLEAN, EXIT_ERROR].index(self.exit_code)
+            ],
+            "containers": [_container_json(c) for c in self.sweep.containers],
+            "violations": violations,
+            "errors": list(self.errors),
+        }
+
+
+def _container_json(result: ContainerResult) -> dict[str, Any]:
+    c = result.container
+    return {
+        "namespace": c.namespace,
+        "id": c.id,
+        "image": {"name": c.image_name, "digest": c.image_digest},
+        "task": c.task_status.name.lower() if c.task_status is not None else None,
+        "layers": [
+            {
+                "index": r.layer.index,
+                "digest": r.layer.digest,
+                "diff_id": r.layer.diff_id,
+                "chain_id": r.layer.chain_id,
+                "status": r.attestation.status,
+                "attestation_id": r.attestation.attestation_id,
+                "keyid": r.attestation.keyid,
+                "reason": r.attestation.reason,
+                "files_checked": r.check.files_checked if r.check else 0,
+                "changes": len(r.check.changes) if r.check else 0,
+                "full_rehash": r.check.full_rehash if r.check else False,
+                "error": r.check.error if r.check else None,
+            }
+            for r in result.layers
+        ],
+        "upperdir": {
+            "path": str(result.upper.upperdir) if result.upper.upperdir else None,
+            "files_checked": result.upper.files_checked,
+            "drift": len(result.upper.findings),
+            "error": result.upper.error,
+        },
+        "violations": len(result.violations),
+    }
+
+
+def run_check(
+    clients: Sequence[InventoryClient],
+    attestations: AttestationSource,
+    *,
+    now: datetime,
+    selector: ContainerFilter | None = None,
+    checker: LayerChecker | None = None,
+    agent_id: str | None = None,
+) -> CheckReport:
+    """Resolve the covered containers of every namespace and sweep them once.
+
+    Args:
+        clients: one containerd client per namespace.
+        attestations: where attested manifests come from.
+        now: stamped on the checks and violations.
+        selector: sidecar filter; None covers every container.
+        checker: lower-layer checker (default: full re-hash, no budget).
+        agent_id: shown in the report.
+
+    Raises:
+        UpstreamError: containerd could not list containers.
+    """
+    tracked = []
+    errors: list[str] = []
+    for client in clients:
+        found, problems = list_tracked(client, selector=selector)
+        tracked.extend(found)
+        errors.extend(problems)
+    sweeper = Sweeper(
+        attestations=attestations,
+        layers=checker or LayerChecker(full_rehash_every=1),
+        upper=LayerChecker(full_rehash_every=1),
+    )
+    sweep = sweeper.sweep(tracked, now=now)
+    errors.extend(sweep.errors)
+    for result in sweep.containers:
+        for layer in result.layers:
+            if layer.attestation.status == "pending":
+                errors.append(
+                    f"container {result.container.id} layer {layer.layer.digest} not verified: "
+                    f"{layer.attestation.reason}"
+                )
+    return CheckReport(sweep, tuple(errors), agent_id)
+
+
+def pinned_verifier(
+    keys: Sequence[ServerKey], *, revocations: RevocationSet | None = None
+) -> Verifier:
+    """A verifier over the server's keys that are not revoked (pinned at registration).
+
+    Args:
+        keys: the keys the server published at registration.
+        revocations: the revocation snapshot from the feed, if any.
+
+    Raises:
+        ConfigError: the server published no usable key.
+    """
+    trusted: list[TrustedKey] = []
+    for key in keys:
+        if key.status == "revoked":
+            continue
+        candidate = key.to_trusted_key()
+        if all(candidate.public_key != t.public_key for t in trusted):
+            trusted.append(candidate)
+    if not trusted:
+        raise ConfigError("the server published no active signing key to pin")
+    return Verifier(keys=trusted, revocations=revocations)
+
+
+class RegisteringServer(AttestationServer, Protocol):
+    """The server calls ``check`` makes (a :class:`agent.server.ServerClient`)."""
+
+    def register(
+        self,
+        *,
+        hostname: str,
+        mode: Literal["node", "sidecar"],
+        version: str,
+        namespaces: Sequence[str],
+    ) -> Registration: ...
+
+
+def check_once(
+    config: AgentConfig,
+    *,
+    server: RegisteringServer,
+    containerd: Sequence[InventoryClient],
+    now: datetime,
+    clock: Callable[[], float],
+    cache: AttestationCache | None = None,
+) -> CheckReport:
+    """The whole ``check --once``: register, pin keys, one full sweep.
+
+    Args:
+        config: the agent configuration.
+        server: a :class:`agent.server.ServerClient`.
+        containerd: one client per namespace in ``config.namespaces``.
+        now: stamped on the checks and violations.
+        clock: monotonic seconds (attestation request back-off).
+        cache: the verified cache (optional).
+
+    Raises:
+        Error: registration failed (unreachable server, refused token, no keys).
+        UpstreamError: containerd failed.
+    """
+    registration = server.register(
+        hostname=socket.gethostname(),
+        mode=config.mode,
+        version=AGENT_VERSION,
+        namespaces=config.namespaces,
+    )
+    verifier = pinned_verifier(registration.keys)
+    attestations = ServerAttestations(server, verifier, cache=cache, clock=clock)
+    return run_check(
+        containerd,
+        attestations,
+        now=now,
+        selector=config.selector,
+        agent_id=registration.agent_id,
+    )

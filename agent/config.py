@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The agent's configuration: one frozen value built from CLI flags and env.
+
+The token is read from ``--token-file`` or ``ATTESTOR_AGENT_TOKEN`` in
+preference to ``--token``: a command-line argument is readable by every user
+of the host in ``/proc/<pid>/cmdline``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from agent.integrity.budget import BudgetConfig
+from agent.integrity.inventory import ContainerFilter
+from agent.response import RESPONSE_MODES, ResponseMode
+from attestor.errors import ConfigError
+
+__all__ = ["AgentConfig", "AgentMode", "parse_label_selector", "read_token"]
+
+AgentMode = Literal["node", "sidecar"]
+#: Largest token file read (a token is a short opaque string).
+_MAX_TOKEN_BYTES = 4096
+
+
+def parse_label_selector(text: str | None) -> dict[str, str]:
+    """``k=v[,k2=v2]`` into a dict (equality selectors only).
+
+    Raises:
+        ConfigError: on a term without ``=`` or with an empty key.
+    """
+    out: dict[str, str] = {}
+    for term in (text or "").split(","):
+        term = term.strip()
+        if not term:
+            continue
+        key, sep, value = term.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"label selector term must be key=value, got {term!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def read_token(path: Path) -> str:
+    """The first line of a token file, stripped.
+
+    Raises:
+        ConfigError: the file cannot be read, is too large or is empty.
+    """
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(_MAX_TOKEN_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read token file {path}: {e.strerror}") from e
+    if len(raw) > _MAX_TOKEN_BYTES:
+        raise ConfigError(f"token file {path} is over {_MAX_TOKEN_BYTES} bytes")
+    token = raw.decode("utf-8", "replace").strip().splitlines()
+    if not token or not token[0].strip():
+        raise ConfigError(f"token file {path} is empty")
+    return token[0].strip()
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything ``run`` and ``check`` need.
+
+    Attributes:
+        containerd_address: containerd's gRPC socket.
+        namespaces: containerd namespaces covered.
+        server: attestor server URL (None: ``check`` without a server is an error).
+        token: the agent token (never printed: ``repr=False``).
+        state_dir: cache, spool and agent state.
+        interval: seconds between reconciliation sweeps.
+        mode: ``node`` (every container) or ``sidecar`` (one pod / a selector).
+        pod_uid: sidecar: cover containers of this pod only.
+        labels: sidecar: cover containers with all these labels.
+        response: ``alert``, ``pause`` or ``kill`` on a violation.
+        full_rehash_every: every N-th sweep re-hashes every file.
+        budget: hashing budget.
+        heartbeat_interval: seconds between heartbeats.
+        server_timeout: seconds per server request.
+        attestation_refresh: seconds a layer's attestation status is reused.
+        unsafe_allow_plain_http: allow ``http://`` to a non-loopback server.
+    """
+
+    containerd_address: str
+    namespaces: tuple[str, ...]
+    state_dir: Path
+    server: str | None = None
+    token: str | None = field(default=None, repr=False)
+    interval: float = 30.0
+    mode: AgentMode = "node"
+    pod_uid: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    response: ResponseMode = "alert"
+    full_rehash_every: int = 10
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    heartbeat_interval: float = 30.0
+    server_timeout: float = 10.0
+    attestation_refresh: float = 300.0
+    unsafe_allow_plain_http: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.namespaces or any(not ns for ns in self.namespaces):
+            raise ConfigError("at least one non-empty containerd namespace is required")
+        if self.interval <= 0 or self.heartbeat_interval <= 0 or self.server_timeout <= 0:
+            raise ConfigError("interval, heartbeat_interval and server_timeout must be > 0")
+        if self.mode not in ("node", "sidecar"):
+            raise ConfigError(f"mode must be node or sidecar, got {self.mode!r}")
+        if self.mode == "sidecar" and not (self.pod_uid or self.labels):
+            raise ConfigError("sidecar mode needs --pod-uid or --label-selector")
+        if self.mode == "node" and (self.pod_uid or self.labels):
+            raise ConfigError("--pod-uid and --label-selector are for sidecar mode")
+        if self.response not in RESPONSE_MODES:
+            raise ConfigError(f"response must be one of {RESPONSE_MODES}, got {self.response!r}")
+        if self.full_rehash_every < 1:
+            raise ConfigError("full_rehash_every must be >= 1")
+        object.__setattr__(self, "labels", dict(self.labels))
+
+    @property
+    def selector(self) -> ContainerFilter:
+        """The container filter of this mode."""
+        return ContainerFilter(pod_uid=self.pod_uid, labels=dict(self.labels))
+
+    @property
+    def cache_dir(self) -> Path:
+        """Verified attestation cache."""
+        return self.state_dir / "cache"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Durable violation spool."""
+        return self.state_dir / "spool" / "violations"
+
+    @property
+    def report_spool_dir(self) -> Path:
+        """Durable report spool."""
+        return self.state_dir / "spool" / "reports"
+
+    def require_server(self) -> tuple[str, str]:
+        """The server URL and token.
+
+        Raises:
+            ConfigError: when either is missing.
+        """
+        if not self.server:
+            raise ConfigError("--server is required")
+        if not self.token:
+            raise ConfigError("a token is required: --token-file, ATTESTOR_AGENT_TOKEN or --token")
+        return self.server, self.token

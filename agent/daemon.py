@@ -1,0 +1,430 @@
+# SPDX-License-Identifier: Apache-2.0
+"""``attestor-agent run``: the daemon loop.
+
+Register (agent id, pinned keys), then sweep every ``interval`` seconds and
+whenever containerd publishes an event that may change what runs (image
+create/update, snapshot commit, container create/delete, task start/exit).
+New violations go to the durable spool and are delivered by a background
+:class:`~agent.spool.Deliverer` (the violation id is the idempotency key);
+provenance reports go to their own spool on change and at finalize. The
+configured response (alert, pause, kill) is applied to a container with a
+new violation.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from agent.cache import AttestationCache
+from agent.check import AGENT_VERSION, RegisteringServer, pinned_verifier
+from agent.config import AgentConfig
+from agent.containerd import ContainerdClient, EventSubscription, ImageLayers
+from agent.containerd.types import TaskStatus
+from agent.integrity.attestation import ServerAttestations
+from agent.integrity.budget import Budget
+from agent.integrity.inventory import TrackedContainer, list_tracked
+from agent.integrity.layers import LayerChecker
+from agent.integrity.ledger import Ledger
+from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
+from agent.report import ContainerReport
+from agent.response import respond
+from agent.server import ServerKey
+from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
+from attestor.errors import ConfigError, Error, Unauthorized
+from attestor.revocation import RevocationSet
+
+__all__ = ["WATCHED_TOPICS", "Daemon", "DaemonServer"]
+
+log = logging.getLogger("attestor.agent")
+
+#: Event topics that trigger an immediate sweep (issue 5, item 3).
+WATCHED_TOPICS = frozenset(
+    {
+        "/images/create",
+        "/images/update",
+        "/snapshot/commit",
+        "/containers/create",
+        "/containers/delete",
+        "/tasks/start",
+        "/tasks/exit",
+    }
+)
+#: Events arrive in bursts (a container start is create + start + mounts).
+_DEBOUNCE = 0.2
+_REREGISTER_MAX = 60.0
+_STOP_POLL = 0.5
+
+
+class DaemonServer(RegisteringServer, Protocol):
+    """Server calls of the daemon (a :class:`agent.server.ServerClient`)."""
+
+    def heartbeat(
+        self, agent_id: str, *, containers: int, layers: int, pending_violations: int
+    ) -> None: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """The agent's run loop; :meth:`sweep_once` is one step of it (tests call it).
+
+    Args:
+        config: the agent configuration.
+        server: the server client.
+        clients: one containerd client per covered namespace.
+        violations: spool of ``Violation.to_dict()`` records.
+        reports: spool of ``ContainerReport.to_dict()`` records.
+        violation_sender: delivers a batch of violation records.
+        report_sender: delivers a batch of report records.
+        cache: the verified attestation cache.
+        clock: monotonic seconds; ``wall``: UTC now.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        server: DaemonServer,
+        clients: Sequence[ContainerdClient],
+        violations: Spool,
+        reports: Spool,
+        violation_sender: Sender,
+        report_sender: Sender,
+        cache: AttestationCache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = _utcnow,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self._server = server
+        self._clients: Mapping[str, ContainerdClient] = {c.namespace: c for c in clients}
+        self.violations = violations
+        self.reports = reports
+        self._cache = cache
+        self._clock = clock
+        self._wall = wall
+        self._violation_deliverer = Deliverer(violations, violation_sender, backoff=backoff)
+        self._report_deliverer = Deliverer(reports, report_sender, backoff=backoff)
+        self.violation_wake = threading.Event()
+        self.report_wake = threading.Event()
+        self.wake = threading.Event()
+        self.ledger = Ledger()
+        self.agent_id: str | None = None
+        self._sweeper: Sweeper | None = None
+        self._attestations: ServerAttestations | None = None
+        self._keys: tuple[ServerKey, ...] = ()
+        self._image_layers: dict[str, ImageLayers] = {}
+        self._finalized: set[tuple[str, str]] = set()
+        self._was_running: set[tuple[str, str]] = set()
+        self._subscriptions: list[EventSubscription] = []
+        self._last_counts = (0, 0)
+
+    # -- setup ------------------------------------------------------------
+
+    def register(self) -> str:
+        """Register, pin the server's keys and build the sweeper.
+
+        Raises:
+            Unauthorized: the token was refused.
+            ConfigError: the server has no key to pin.
+            Unavailable: the server is unreachable.
+        """
+        registration = self._server.register(
+            hostname=socket.gethostname(),
+            mode=self.config.mode,
+            version=AGENT_VERSION,
+            namespaces=self.config.namespaces,
+        )
+        verifier = pinned_verifier(registration.keys)
+        self._keys = registration.keys
+        budget = Budget(self.config.budget)
+        self._attestations = ServerAttestations(
+            self._server,
+            verifier,
+            cache=self._cache,
+            clock=self._clock,
+            refresh_seconds=self.config.attestation_refresh,
+        )
+        self._sweeper = Sweeper(
+            attestations=self._attestations,
+            layers=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
+            upper=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
+        )
+        self.agent_id = registration.agent_id
+        log.info(
+            "registered",
+            extra={
+                "agent_id": registration.agent_id,
+                "keys": [k.keyid for k in registration.keys if k.status != "revoked"],
+            },
+        )
+        return registration.agent_id
+
+    def apply_revocations(self, revocations: RevocationSet) -> None:
+        """Verify with this revocation snapshot from now on (the feed's consumer calls it).
+
+        Raises:
+            ConfigError: :meth:`register` was not called.
+        """
+        if self._attestations is None:
+            raise ConfigError("register() must succeed before revocations apply")
+        self._attestations.replace_verifier(pinned_verifier(self._keys, revocations=revocations))
+
+    # -- one step ---------------------------------------------------------
+
+    def _inventory(self) -> list[TrackedContainer]:
+        tracked: list[TrackedContainer] = []
+        for client in self._clients.values():
+            try:
+                found, problems = list_tracked(
+                    client,
+                    selector=self.config.selector,
+                    image_cache=self._image_layers,
+                )
+            except Error as e:
+                log.warning(
+                    "containerd listing failed",
+                    extra={"namespace": client.namespace, "error": e.message},
+                )
+                continue
+            for problem in problems:
+                log.warning("container skipped", extra={"error": problem})
+            tracked.extend(found)
+        return tracked
+
+    def sweep_once(self) -> SweepResult:
+        """Inventory, sweep, spool new violations, respond, report, finalize.
+
+        Raises:
+            ConfigError: :meth:`register` was not called.
+        """
+        if self._sweeper is None:
+            raise ConfigError("register() must succeed before sweeping")
+        now = self._wall()
+        tracked = self._inventory()
+        listed = {(c.namespace, c.id) for c in tracked}
+        # A finalized container stays finalized until containerd forgets it.
+        self._finalized &= listed
+        ended: list[tuple[str, str]] = []
+        live: list[TrackedContainer] = []
+        for c in tracked:
+            key = (c.namespace, c.id)
+            if key in self._finalized:
+                continue
+            if c.task_status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.PAUSING):
+                self._was_running.add(key)
+            if c.task_status is TaskStatus.STOPPED or (
+                c.task_status is None and key in self._was_running
+            ):
+                ended.append(key)
+            else:
+                live.append(c)
+        result = self._sweeper.sweep(live, now=now)
+        for container in result.containers:
+            self._record(container, now)
+        for problem in result.errors:
+            log.warning("check failed", extra={"error": problem})
+        gone = [k for k in self.ledger.keys() if k not in listed]
+        for key in ended + gone:
+            self._finalize(key, now)
+        self._last_counts = (len(live), len({x.digest for c in live for x in c.layers}))
+        return result
+
+    def _record(self, result: ContainerResult, now: datetime) -> None:
+        container = result.container
+        update = self.ledger.record(result)
+        for v in update.new_violations:
+            try:
+                self.violations.put(v.to_dict())
+            except Error as e:
+                log.error("violation not spooled", extra={"violation_id": v.id, "error": e.message})
+            log.warning(
+                "violation",
+                extra={
+                    "violation_id": v.id,
+                    "container_id": v.container_id,
+                    "namespace": container.namespace,
+                    "layer_digest": v.layer_digest,
+                    "path": v.path,
+                    "kind": v.kind,
+                },
+            )
+        if update.new_violations:
+            self.violation_wake.set()
+            self._respond(container)
+        if update.report_changed:
+            self._spool_report(self.ledger.report(container.namespace, container.id, now=now))
+
+    def _respond(self, container: TrackedContainer) -> None:
+        if self.config.response == "alert":
+            return
+        client = self._clients[container.namespace]
+        outcome = respond(client, container.id, self.config.response)
+        log.warning(
+            "response",
+            extra={
+                "container_id": container.id,
+                "namespace": container.namespace,
+                "mode": outcome.mode,
+                "acted": outcome.acted,
+                "outcome": outcome.message,
+            },
+        )
+
+    def _spool_report(self, report: ContainerReport | None) -> None:
+        if report is None:
+            return
+        try:
+            self.reports.put(report.to_dict())
+        except Error as e:
+            log.error(
+                "report not spooled",
+                extra={"container_id": report.container_id, "error": e.message},
+            )
+            return
+        self.report_wake.set()
+
+    def _finalize(self, key: tuple[str, str], now: datetime) -> None:
+        namespace, container_id = key
+        self._spool_report(self.ledger.report(namespace, container_id, now=now, finalized=True))
+        self.ledger.drop(namespace, container_id)
+        self._was_running.discard(key)
+        self._finalized.add(key)
+        log.info(
+            "container finalized", extra={"container_id": container_id, "namespace": namespace}
+        )
+
+    def deliver_now(self) -> tuple[DrainResult, DrainResult]:
+        """Drain both spools once (the background deliverers do this in ``run``)."""
+        now = self._clock()
+        return self._violation_deliverer.drain(now), self._report_deliverer.drain(now)
+
+    def heartbeat(self) -> None:
+        """Tell the server this agent is alive; failures are logged, not raised."""
+        if self.agent_id is None:
+            return
+        containers, layers = self._last_counts
+        try:
+            self._server.heartbeat(
+                self.agent_id,
+                containers=containers,
+                layers=layers,
+                pending_violations=len(self.violations),
+            )
+        except Error as e:
+            log.warning("heartbeat failed", extra={"error": e.message})
+
+    # -- the loop -----------------------------------------------------------
+
+    def _register_until_ok(self, stop: threading.Event) -> bool:
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                self.register()
+                return True
+            except Unauthorized:
+                raise
+            except Error as e:
+                log.warning("registration failed", extra={"error": e.message, "retry_in": delay})
+            stop.wait(delay)
+            delay = min(_REREGISTER_MAX, delay * 2)
+        return False
+
+    def _watch(self, client: ContainerdClient, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                sub = client.subscribe([f'namespace=="{client.namespace}"'])
+                self._subscriptions.append(sub)
+                with sub:
+                    for event in sub:
+                        if event.topic in WATCHED_TOPICS:
+                            log.debug("event", extra={"topic": event.topic})
+                            self.wake.set()
+                        if stop.is_set():
+                            break
+            except Error as e:
+                log.warning(
+                    "event stream failed", extra={"namespace": client.namespace, "error": e.message}
+                )
+            stop.wait(2.0)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set (SIGTERM in the CLI).
+
+        Raises:
+            Unauthorized: the server refused the token.
+            ConfigError: the server has no key to pin.
+        """
+        if not self._register_until_ok(stop):
+            return
+        threads = [
+            threading.Thread(
+                target=self._violation_deliverer.run,
+                args=(stop,),
+                kwargs={"wake": self.violation_wake},
+                name="deliver-violations",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._report_deliverer.run,
+                args=(stop,),
+                kwargs={"wake": self.report_wake},
+                name="deliver-reports",
+                daemon=True,
+            ),
+        ]
+        threads += [
+            threading.Thread(target=self._watch, args=(c, stop), name=f"events-{ns}", daemon=True)
+            for ns, c in self._clients.items()
+        ]
+        for thread in threads:
+            thread.start()
+        next_sweep = next_beat = self._clock()
+        try:
+            while not stop.is_set():
+                now = self._clock()
+                if self.wake.is_set() or now >= next_sweep:
+                    if self.wake.is_set():
+                        stop.wait(_DEBOUNCE)
+                    self.wake.clear()
+                    started = self._clock()
+                    try:
+                        result = self.sweep_once()
+                    except Error as e:
+                        # One bad sweep (containerd restarting, a full disk)
+                        # must not end the agent; the next interval retries.
+                        log.error("sweep failed", extra={"error": e.message})
+                        next_sweep = self._clock() + self.config.interval
+                        continue
+                    log.info(
+                        "sweep",
+                        extra={
+                            "containers": len(result.containers),
+                            "violations": len(result.violations),
+                            "seconds": round(self._clock() - started, 3),
+                        },
+                    )
+                    next_sweep = self._clock() + self.config.interval
+                if now >= next_beat:
+                    self.heartbeat()
+                    next_beat = self._clock() + self.config.heartbeat_interval
+                # Short waits: ``stop`` is another Event, and a signal handler
+                # can only set it, not this one.
+                due = min(next_sweep, next_beat) - self._clock()
+                self.wake.wait(min(_STOP_POLL, max(0.0, due)))
+        finally:
+            stop.set()
+            self.violation_wake.set()
+            self.report_wake.set()
+            for sub in self._subscriptions:
+                sub.close()
+            for thread in threads:
+                thread.join(timeout=5)

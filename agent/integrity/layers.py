@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Check one lower layer's snapshot directory against its attested manifest.
+
+The scan is incremental (``scan_snapshot`` re-hashes only files whose
+inode, size, mtime or ctime moved) with a full re-hash every N checks, which
+catches a write that restored the old timestamps on a filesystem where ctime
+is not trustworthy (issue 5, item 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.integrity.budget import Budget
+from attestor.errors import ConfigError, InvalidInput
+from attestor.manifest import (
+    Change,
+    FileManifest,
+    ManifestLimits,
+    SnapshotState,
+    compare_manifests,
+    scan_snapshot,
+)
+
+__all__ = ["LayerCheck", "LayerChecker", "bytes_hashed"]
+
+
+@dataclass(frozen=True)
+class LayerCheck:
+    """The result of checking one snapshot directory.
+
+    Attributes:
+        snapshot_dir: the directory scanned.
+        changes: differences from the attested manifest, in path order.
+        files_checked: regular files seen.
+        bytes_hashed: bytes re-hashed by this scan.
+        full_rehash: every file was hashed (no state reused).
+        error: why the scan failed, else None.
+    """
+
+    snapshot_dir: Path
+    changes: tuple[Change, ...]
+    files_checked: int
+    bytes_hashed: int
+    full_rehash: bool
+    error: str | None = None
+
+
+def bytes_hashed(previous: SnapshotState | None, current: SnapshotState) -> int:
+    """Bytes hashed by a scan: ``scan_snapshot`` reuses the very FileState it kept."""
+    prev = previous or {}
+    return sum(st.size for path, st in current.items() if prev.get(path) is not st)
+
+
+@dataclass
+class _Tracked:
+    state: SnapshotState | None
+    checks: int
+
+
+class LayerChecker:
+    """Keeps per-directory scan state between sweeps.
+
+    Args:
+        full_rehash_every: every N-th check of a directory hashes every file
+            (1 = always; the first check always does).
+        budget: hashing budget charged after each scan.
+        limits: manifest caps for the scan.
+    """
+
+    def __init__(
+        self,
+        *,
+        full_rehash_every: int = 10,
+        budget: Budget | None = None,
+        limits: ManifestLimits | None = None,
+    ) -> None:
+        if full_rehash_every < 1:
+            raise ConfigError(f"full_rehash_every must be >= 1, got {full_rehash_every}")
+        self._every = full_rehash_every
+        self._budget = budget or Budget()
+        self._limits = limits
+        self._tracked: dict[Path, _Tracked] = {}
+
+    def scan(self, snapshot_dir: Path) -> tuple[FileManifest, int, bool]:
+        """Scan ``snapshot_dir`` (incremental unless a full re-hash is due).
+
+        Returns:
+            The observed manifest, the bytes hashed, and whether it was a full re-hash.
+
+        Raises:
+            InvalidInput: the directory cannot be scanned (see ``scan_snapshot``).
+            TooLarge: a manifest cap was exceeded.
+        """
+        tracked = self._tracked.get(snapshot_dir) or _Tracked(None, 0)
+        full = tracked.state is None or tracked.checks % self._every == 0
+        previous = None if full else tracked.state
+        try:
+            observed, state = scan_snapshot(snapshot_dir, previous, limits=self._limits)
+        except InvalidInput:
+            # A file can vanish between readdir and stat in a live directory;
+            # one retry separates a race from a persistent problem.
+            observed, state = scan_snapshot(snapshot_dir, previous, limits=self._limits)
+        hashed = bytes_hashed(previous, state)
+        self._tracked[snapshot_dir] = _Tracked(state, tracked.checks + 1)
+        self._budget.spend(hashed)
+        return observed, hashed, full
+
+    def check(self, snapshot_dir: Path, attested: FileManifest) -> LayerCheck:
+        """Scan ``snapshot_dir`` and compare it with ``attested``; never raises for I/O."""
+        try:
+            observed, hashed, full = self.scan(snapshot_dir)
+        except InvalidInput as e:
+            return LayerCheck(snapshot_dir, (), 0, 0, False, e.message)
+        changes = tuple(compare_manifests(attested, observed))
+        files = sum(1 for e in observed.entries if e.sha256 is not None)
+        # The observed manifest is not kept: only the scan state lives on.
+        return LayerCheck(snapshot_dir, changes, files, hashed, full)
+
+    def forget(self, snapshot_dir: Path) -> None:
+        """Drop the state of a directory that is no longer tracked."""
+        self._tracked.pop(snapshot_dir, None)
+
+    def tracked(self) -> frozenset[Path]:
+        """Directories with state."""
+        return frozenset(self._tracked)

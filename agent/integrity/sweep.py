@@ -1,0 +1,283 @@
+# SPDX-License-Identifier: Apache-2.0
+"""One integrity sweep over the tracked containers.
+
+For each container: every layer's attestation (verified), every attested
+layer's snapshot compared with its manifest, and the rw layer checked for
+drift. A layer shared by many containers is scanned once per sweep; its
+findings are reported for each container that runs on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.containerd import LayerInfo
+from agent.integrity.attestation import AttestationSource, LayerAttestation
+from agent.integrity.drift import DriftFinding, find_drift, merged_view
+from agent.integrity.inventory import TrackedContainer
+from agent.integrity.layers import LayerCheck, LayerChecker
+from agent.report import IntegrityCheck, LayerReport, Violation
+from attestor.digests import Digest
+from attestor.errors import InvalidInput
+from attestor.manifest import Change, FileManifest, ManifestEntry
+
+#: Merged attested views kept between sweeps (one per image in use).
+_MAX_VIEWS = 64
+#: Longest error or reason text carried into a report or a violation.
+_MAX_TEXT = 1000
+
+__all__ = ["ContainerResult", "LayerResult", "SweepResult", "Sweeper", "UpperCheck"]
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer of one container: attestation status and, if attested, the check."""
+
+    layer: LayerInfo
+    attestation: LayerAttestation
+    check: LayerCheck | None
+
+    def report(self) -> LayerReport:
+        """The ``LayerReport`` of the provenance report."""
+        return LayerReport(
+            index=self.layer.index,
+            digest=self.layer.digest,
+            diff_id=self.layer.diff_id,
+            chain_id=self.layer.chain_id,
+            attestation_id=self.attestation.attestation_id,
+            keyid=self.attestation.keyid,
+            status=self.attestation.status,
+        )
+
+
+@dataclass(frozen=True)
+class UpperCheck:
+    """The drift check of a container's rw layer."""
+
+    upperdir: Path | None
+    findings: tuple[DriftFinding, ...]
+    files_checked: int
+    full_rehash: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    """Everything one sweep found for one container."""
+
+    container: TrackedContainer
+    layers: tuple[LayerResult, ...]
+    upper: UpperCheck
+    violations: tuple[Violation, ...]
+    checks: tuple[IntegrityCheck, ...]
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """One sweep; ``errors`` are containers or layers that could not be checked."""
+
+    checked_at: datetime
+    containers: tuple[ContainerResult, ...]
+    errors: tuple[str, ...]
+
+    @property
+    def violations(self) -> tuple[Violation, ...]:
+        """All violations, container by container."""
+        return tuple(v for c in self.containers for v in c.violations)
+
+
+def _short(text: str | None) -> str | None:
+    # The report schema caps an error at 1000 characters.
+    return None if text is None else text[:_MAX_TEXT]
+
+
+def _change_detail(change: Change, check: LayerCheck) -> dict[str, Any]:
+    return {
+        "scope": "layer",
+        "expected": change.expected,
+        "actual": change.actual,
+        "snapshot_dir": str(check.snapshot_dir),
+    }
+
+
+def _origin(path: str, layers: Sequence[LayerResult]) -> Digest | None:
+    """The topmost attested layer that has ``path``."""
+    for result in reversed(layers):
+        manifest = result.attestation.manifest
+        if manifest is not None and manifest.get(path) is not None:
+            return result.layer.digest
+    return None
+
+
+class Sweeper:
+    """Runs sweeps; keeps scan state (via the checkers) between them.
+
+    Args:
+        attestations: where attested manifests come from.
+        layers: checker for lower-layer snapshot directories.
+        upper: checker for rw layers (separate state, same budget).
+    """
+
+    def __init__(
+        self,
+        *,
+        attestations: AttestationSource,
+        layers: LayerChecker,
+        upper: LayerChecker,
+    ) -> None:
+        self._attestations = attestations
+        self._layers = layers
+        self._upper = upper
+        self._views: dict[tuple[str, ...], dict[str, ManifestEntry]] = {}
+
+    def sweep(self, containers: Sequence[TrackedContainer], *, now: datetime) -> SweepResult:
+        """Check every container once.
+
+        Args:
+            containers: from :func:`agent.integrity.inventory.list_tracked`.
+            now: the time stamped on the checks and violations.
+        """
+        scanned: dict[Path, LayerCheck] = {}
+        errors: list[str] = []
+        results = [self._container(c, scanned, errors, now) for c in containers]
+        self._forget_unused(containers)
+        return SweepResult(now, tuple(results), tuple(errors))
+
+    def _forget_unused(self, containers: Sequence[TrackedContainer]) -> None:
+        live_layers = {x.snapshot_dir for c in containers for x in c.layers}
+        for path in self._layers.tracked() - live_layers:
+            self._layers.forget(path)
+        live_uppers = {c.upperdir for c in containers}
+        for path in self._upper.tracked() - live_uppers:
+            self._upper.forget(path)
+
+    def _container(
+        self,
+        container: TrackedContainer,
+        scanned: dict[Path, LayerCheck],
+        errors: list[str],
+        now: datetime,
+    ) -> ContainerResult:
+        violations: list[Violation] = []
+        checks: list[IntegrityCheck] = []
+        layers: list[LayerResult] = []
+
+        def violation(
+            layer: Digest | None, path: str | None, kind: Any, detail: dict[str, Any]
+        ) -> None:
+            violations.append(
+                Violation.create(
+                    container_id=container.id,
+                    image_digest=container.image_digest,
+                    layer_digest=layer,
+                    path=path,
+                    kind=kind,
+                    detected_at=now,
+                    detail={"namespace": container.namespace, **detail},
+                )
+            )
+
+        for layer in container.layers:
+            att = self._attestations.resolve(
+                layer, image_name=container.image_name, image_digest=container.image_digest
+            )
+            check: LayerCheck | None = None
+            if att.status in ("unattested", "bad-signature", "revoked"):
+                violation(
+                    layer.digest, None, att.status, {"reason": (att.reason or "")[:_MAX_TEXT]}
+                )
+            elif att.manifest is not None:
+                check = self._check_layer(layer, att.manifest, scanned)
+                for change in check.changes:
+                    violation(layer.digest, change.path, change.kind, _change_detail(change, check))
+                if check.error is not None:
+                    errors.append(f"container {container.id} layer {layer.digest}: {check.error}")
+                checks.append(
+                    IntegrityCheck(
+                        checked_at=now,
+                        scope="layer",
+                        layer_digest=layer.digest,
+                        result="error"
+                        if check.error
+                        else ("violations" if check.changes else "clean"),
+                        files_checked=check.files_checked,
+                        violations=len(check.changes),
+                        full_rehash=check.full_rehash,
+                        error=_short(check.error),
+                    )
+                )
+            layers.append(LayerResult(layer, att, check))
+
+        upper = self._check_upper(container, layers)
+        for finding in upper.findings:
+            origin = (
+                None if finding.kind == "drift-new-executable" else _origin(finding.path, layers)
+            )
+            violation(
+                origin,
+                finding.path,
+                finding.kind,
+                {
+                    "scope": "upperdir",
+                    "expected": finding.expected,
+                    "actual": finding.actual,
+                    "aspects": list(finding.aspects),
+                },
+            )
+        if upper.error is not None:
+            errors.append(f"container {container.id} upperdir: {upper.error}")
+        if upper.upperdir is not None:
+            checks.append(
+                IntegrityCheck(
+                    checked_at=now,
+                    scope="upperdir",
+                    layer_digest=None,
+                    result="error"
+                    if upper.error
+                    else ("violations" if upper.findings else "clean"),
+                    files_checked=upper.files_checked,
+                    violations=len(upper.findings),
+                    full_rehash=upper.full_rehash,
+                    error=_short(upper.error),
+                )
+            )
+        return ContainerResult(container, tuple(layers), upper, tuple(violations), tuple(checks))
+
+    def _check_layer(
+        self, layer: LayerInfo, attested: FileManifest, scanned: dict[Path, LayerCheck]
+    ) -> LayerCheck:
+        if layer.snapshot_dir is None:
+            return LayerCheck(Path(), (), 0, 0, False, "layer is not unpacked")
+        done = scanned.get(layer.snapshot_dir)
+        if done is None:
+            done = self._layers.check(layer.snapshot_dir, attested)
+            scanned[layer.snapshot_dir] = done
+        return done
+
+    def _check_upper(
+        self, container: TrackedContainer, layers: Sequence[LayerResult]
+    ) -> UpperCheck:
+        if container.upperdir is None:
+            return UpperCheck(None, (), 0, False)
+        manifests = [r.attestation.manifest for r in layers]
+        if any(m is None for m in manifests):
+            return UpperCheck(
+                container.upperdir, (), 0, False, "not every lower layer has a valid attestation"
+            )
+        key = tuple(m.sha256 for m in manifests if m is not None)
+        view = self._views.get(key)
+        if view is None:
+            if len(self._views) >= _MAX_VIEWS:
+                self._views.clear()
+            view = merged_view([m for m in manifests if m is not None])
+            self._views[key] = view
+        try:
+            observed, _, full = self._upper.scan(container.upperdir)
+        except InvalidInput as e:
+            return UpperCheck(container.upperdir, (), 0, False, e.message)
+        files = sum(1 for e in observed.entries if e.sha256 is not None)
+        return UpperCheck(container.upperdir, tuple(find_drift(observed, view)), files, full)

@@ -1,0 +1,302 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The daemon on real containerd: spool and delivery, responses, finalize, events.
+
+Most tests use the simulator of ``tests/unit/agent/_integrity_sim.py`` (real
+keys, real signed statements); the last one goes through the real server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from agent.config import AgentConfig
+from agent.containerd.types import TaskStatus
+from agent.daemon import Daemon
+from agent.server import ServerClient, report_sender, violation_sender
+from agent.spool import Backoff, Spool
+from attestor.api import create_app
+from attestor.api._state import app_state
+from attestor.config import load_settings
+from attestor.store import tokens as token_store
+from tests.conftest import REPO_ROOT
+from tests.harness.images import BuiltImage
+from tests.integration.agent._integrity_node import Node, attested_manifests, node, sample_tar
+from tests.unit.agent._integrity_sim import SimLayer, SimServer
+
+__all__ = ["node", "sample_tar"]  # fixtures used here
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def sim(sample_built_image: BuiltImage) -> SimServer:
+    server = SimServer()
+    manifests = attested_manifests(sample_built_image)
+    layers = [
+        SimLayer(x.digest, x.diff_id, x.media_type, manifests[x.digest])
+        for x in sample_built_image.layers
+    ]
+    server.attest(
+        layers, image="integrity/sample", manifest_digest=sample_built_image.manifest_digest
+    )
+    return server
+
+
+@pytest.fixture
+def make_daemon(node: Node, sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    opened: list[Spool] = []
+
+    def make(**overrides: object) -> Daemon:
+        config = AgentConfig(
+            containerd_address=node.containerd.address,
+            namespaces=(node.namespace,),
+            state_dir=tmp_path / "state",
+            server="http://127.0.0.1:1",
+            token="t",
+            **overrides,  # type: ignore[arg-type]
+        )
+        violations = Spool.open(config.spool_dir)
+        reports = Spool.open(config.report_spool_dir)
+        opened.extend([violations, reports])
+        return Daemon(
+            config,
+            server=sim,
+            clients=[node.client],
+            violations=violations,
+            reports=reports,
+            violation_sender=violation_sender(sim),  # type: ignore[arg-type]
+            report_sender=report_sender(sim),  # type: ignore[arg-type]
+            backoff=Backoff(initial=0.01, maximum=0.01, jitter=0),
+        )
+
+    yield make
+    for spool in opened:
+        spool.close()
+
+
+def tamper(node: Node) -> str:
+    base = node.layers()[0]
+    assert base.snapshot_dir is not None
+    (base.snapshot_dir / "etc/hostname").write_bytes(b"evil\n")
+    return base.digest
+
+
+def test_violation_is_spooled_during_an_outage_and_delivered_exactly_once(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon()
+    assert daemon.register() == "agent-1"
+    cid = node.run()
+    assert daemon.sweep_once().violations == ()
+    sim.down = True
+    layer = tamper(node)
+    assert len(daemon.sweep_once().violations) == 1
+    daemon.sweep_once()  # seen again: not spooled again
+    assert len(daemon.violations) == 1
+    violations, _ = daemon.deliver_now()
+    assert violations.error is not None and sim.violations == {}
+    sim.down = False
+    time.sleep(0.02)  # past the backoff
+    violations, _ = daemon.deliver_now()
+    assert violations.delivered == 1 and len(daemon.violations) == 0
+    (got,) = sim.violations.values()
+    assert (got["container_id"], got["layer_digest"], got["path"], got["kind"]) == (
+        cid, layer, "etc/hostname", "content",
+    )  # fmt: skip
+    time.sleep(0.02)
+    assert daemon.deliver_now()[0].delivered == 0
+    assert len(sim.violations) == 1
+
+
+def test_pause_response_pauses_the_task(node: Node, make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(response="pause")
+    daemon.register()
+    cid = node.run()
+    daemon.sweep_once()
+    assert node.client.get_task(cid).status is TaskStatus.RUNNING
+    tamper(node)
+    daemon.sweep_once()
+    assert node.client.get_task(cid).status is TaskStatus.PAUSED
+    node.client.resume(cid)
+
+
+def test_kill_response_kills_the_task(node: Node, make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon(response="kill")
+    daemon.register()
+    cid = node.run()
+    tamper(node)
+    daemon.sweep_once()
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+
+
+def test_alert_leaves_the_task_running(node: Node, make_daemon: Callable[..., Daemon]) -> None:
+    daemon = make_daemon()
+    daemon.register()
+    cid = node.run()
+    tamper(node)
+    assert daemon.sweep_once().violations
+    assert node.client.get_task(cid).status is TaskStatus.RUNNING
+
+
+def test_report_on_change_and_finalized_at_exit(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon()
+    daemon.register()
+    cid = node.run()
+    daemon.sweep_once()
+    daemon.sweep_once()  # nothing changed: no second report
+    daemon.deliver_now()
+    assert [r["finalized"] for r in sim.reports] == [False]
+    first = sim.reports[0]
+    assert [x["status"] for x in first["layers"]] == ["valid"] * 4
+    assert {c["scope"] for c in first["history"]} == {"layer", "upperdir"}
+    node.ctr("tasks", "kill", "-s", "SIGKILL", cid)
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+    daemon.sweep_once()
+    daemon.deliver_now()
+    assert [r["finalized"] for r in sim.reports] == [False, True]
+    assert sim.reports[1]["container_id"] == cid
+    daemon.sweep_once()  # a finalized container is not swept again
+    assert daemon.ledger.keys() == frozenset()
+
+
+def test_run_loop_sweeps_on_a_container_event(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon(interval=3600, heartbeat_interval=3600)
+    tamper(node)
+    stop = threading.Event()
+    thread = threading.Thread(target=daemon.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: sim.heartbeats == 1)  # registered, first (empty) sweep done
+        started = time.monotonic()
+        cid = node.run()  # only the containerd events can trigger the next sweep
+        wait_for(lambda: len(sim.violations) == 1)
+        elapsed = time.monotonic() - started
+        (got,) = sim.violations.values()
+        assert (got["container_id"], got["path"]) == (cid, "etc/hostname")
+        assert elapsed < 5, elapsed
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+# -- through the real server (werkzeug on 127.0.0.1, SQLite, dev policy) -----
+
+
+class LiveServer:
+    """The real app served on a loopback port; stop() and start() keep the port."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.port = 0
+        self._srv: Any = None
+
+    def start(self) -> str:
+        self._srv = make_server("127.0.0.1", self.port, self.app, threaded=True)
+        self.port = self._srv.server_port
+        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._srv.shutdown()
+        self._srv.server_close()
+
+
+@pytest.fixture
+def live(tmp_path: Path, registry: Any) -> Iterator[tuple[LiveServer, str, str]]:
+    """(server, agent token, admin token)."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shutil.copy(REPO_ROOT / "policies" / "dev.yaml", policies / "dev.yaml")
+    settings = load_settings(
+        {
+            "ATTESTOR_DATA_DIR": str(tmp_path / "var"),
+            "ATTESTOR_INSECURE_REGISTRIES": registry.host,
+            "ATTESTOR_POLICY_DIR": str(policies),
+        }
+    )
+    app = create_app(settings, overrides={"TESTING": True})
+    state = app_state(app)
+    with state.session_factory.begin() as s:
+        agent, _ = token_store.create_token(s, role="agent", agent_id="node-1", now=state.clock())
+        admin, _ = token_store.create_token(s, role="admin", now=state.clock())
+    server = LiveServer(app)
+    server.start()
+    yield server, agent, admin
+    server.stop()
+    state.engine.dispose()
+
+
+def test_end_to_end_through_the_real_server(
+    node: Node, live: tuple[LiveServer, str, str], sample_image: Any, tmp_path: Path
+) -> None:
+    server, token, admin = live
+    url = f"http://127.0.0.1:{server.port}"
+    node.ctr("images", "pull", "--plain-http", sample_image.by_tag)
+    node.image = sample_image.by_tag
+    cid = node.run()
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    agent_cli = str(Path(sys.executable).with_name("attestor-agent"))
+    cli = [agent_cli, "check", "--once", "--containerd-address", node.containerd.address,
+           "--namespace", node.namespace, "--server", url,
+           "--token-file", str(token_file)]  # fmt: skip
+    # The layers were never attested: the agent asks the server, which issues.
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["result"] == "clean" and doc["agent_id"] == "node-1"
+    assert [x["status"] for x in doc["containers"][0]["layers"]] == ["valid"] * 4
+
+    client = ServerClient(url, token, timeout=30)
+    clock = [0.0]
+    config = AgentConfig(containerd_address=node.containerd.address,
+                         namespaces=(node.namespace,), state_dir=tmp_path / "state",
+                         server=url, token=token)  # fmt: skip
+    with Spool.open(config.spool_dir) as violations, Spool.open(config.report_spool_dir) as rep:
+        daemon = Daemon(config, server=client, clients=[node.client], violations=violations,
+                        reports=rep, violation_sender=violation_sender(client),
+                        report_sender=report_sender(client),
+                        backoff=Backoff(initial=0.01, maximum=0.01, jitter=0),
+                        clock=lambda: clock[0])  # fmt: skip
+        daemon.register()
+        assert daemon.sweep_once().violations == ()
+        server.stop()  # outage: tamper, detect, spool
+        layer = tamper(node)
+        assert len(daemon.sweep_once().violations) == 1
+        assert daemon.deliver_now()[0].error is not None
+        server.start()
+        clock[0] += 10  # past the client's Retry-After for an unreachable server
+        assert daemon.deliver_now()[0].delivered == 1
+        clock[0] += 10
+        daemon.deliver_now()
+        daemon.sweep_once()
+    bearer = {"Authorization": f"Bearer {admin}"}
+    listed = requests.get(url + "/v1/violations", headers=bearer, timeout=30).json()
+    found = [(i["container_id"], i["layer_digest"], i["path"], i["kind"]) for i in listed["items"]]
+    assert found == [(cid, layer, "etc/hostname", "content")]  # exactly once
+    res = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 1, res.stderr
+    assert json.loads(res.stdout)["violations"][0]["path"] == "etc/hostname"

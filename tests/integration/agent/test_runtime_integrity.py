@@ -1,0 +1,133 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The integrity engine on real containerd: tamper on the host, drift inside.
+
+No server here: the attested manifests are computed from the image's own
+layer blobs (``manifest_from_layer_blob`` with ``lower=``), which is what the
+server signs. Each test imports the sample image into a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.check import run_check
+from agent.integrity.layers import LayerChecker
+from agent.report import Violation
+from tests.integration.agent._integrity_node import NOW, Node, node, sample_tar
+
+__all__ = ["node", "sample_tar"]  # fixtures used here
+
+
+def _found(violations: list[Violation]) -> set[tuple[str | None, str | None, str]]:
+    return {(v.layer_digest, v.path, v.kind) for v in violations}
+
+
+def test_clean_image_has_no_violation(node: Node) -> None:
+    cid = node.run()
+    report = run_check([node.client], node.attested, now=NOW)
+    assert report.errors == ()
+    assert report.sweep.violations == ()
+    assert report.exit_code == 0
+    (container,) = report.sweep.containers
+    assert container.container.id == cid
+    assert [r.attestation.status for r in container.layers] == ["valid"] * 4
+    assert all(r.check is not None and r.check.changes == () for r in container.layers)
+    assert container.upper.upperdir is not None and container.upper.findings == ()
+    doc = report.to_json()
+    assert doc["result"] == "clean" and doc["containers"][0]["layers"][1]["status"] == "valid"
+
+
+def test_host_tampering_of_lower_layers_is_detected(node: Node) -> None:
+    cid = node.run()
+    base, files = node.layers()[0], node.layers()[1]
+    assert base.snapshot_dir is not None and files.snapshot_dir is not None
+    b, f = base.snapshot_dir, files.snapshot_dir
+    st = os.lstat(b / "etc/hostname")
+    (b / "etc/hostname").write_bytes(b"evil\n")
+    os.chown(b / "etc/hostname", st.st_uid, st.st_gid)
+    os.chmod(f / "usr/local/bin/tool", 0o4755)  # noqa: S103 - the tampering under test
+    (f / "srv/data/extra.txt").write_bytes(b"planted\n")
+    os.unlink(f / "srv/a/b/c/deep.txt")
+    os.unlink(f / "etc/app.link")
+    os.symlink("/etc/shadow", f / "etc/app.link")
+
+    violations = node.check()
+    assert _found(violations) == {
+        (base.digest, "etc/hostname", "content"),
+        (files.digest, "usr/local/bin/tool", "mode"),
+        (files.digest, "srv/data/extra.txt", "added"),
+        (files.digest, "srv/a/b/c/deep.txt", "removed"),
+        (files.digest, "etc/app.link", "link"),
+    }
+    assert {v.container_id for v in violations} == {cid}
+    by_path = {v.path: v for v in violations}
+    assert by_path["usr/local/bin/tool"].detail["expected"] == "0755"
+    assert by_path["usr/local/bin/tool"].detail["actual"] == "4755"
+    assert by_path["etc/app.link"].detail["actual"] == "/etc/shadow"
+
+
+def test_shared_layer_is_scanned_once_and_reported_per_container(node: Node) -> None:
+    first, second = node.run(), node.run()
+    base = node.layers()[0]
+    assert base.snapshot_dir is not None
+    (base.snapshot_dir / "etc/planted").write_bytes(b"x")
+    report = run_check([node.client], node.attested, now=NOW)
+    assert {(v.container_id, v.path, v.kind) for v in report.sweep.violations} == {
+        (first, "etc/planted", "added"),
+        (second, "etc/planted", "added"),
+    }
+    checks = [r.check for c in report.sweep.containers for r in c.layers]
+    assert checks[0] is checks[4]  # the same LayerCheck object: one scan
+
+
+def test_drift_in_the_upperdir_is_reported_separately(node: Node) -> None:
+    cid = node.run()
+    node.exec(cid, "echo tampered >> /etc/app.conf")
+    node.exec(cid, "/bin/busybox rm /srv/new.txt")
+    node.exec(
+        cid,
+        "/bin/busybox rm /srv/data/secret.key && /bin/busybox ln -s /bin/sh /srv/data/secret.key",
+    )
+    node.exec(cid, "echo '#!/bin/sh' > /srv/evil.sh && /bin/busybox chmod 755 /srv/evil.sh")
+    node.exec(cid, "echo log > /srv/plain.log")  # new non-executable file: not drift
+    layers = node.layers()
+    violations = node.check()
+    assert _found(violations) == {
+        (layers[2].digest, "etc/app.conf", "drift-modified"),
+        (layers[2].digest, "srv/new.txt", "drift-deleted"),
+        (layers[1].digest, "srv/data/secret.key", "drift-shadowed"),
+        (None, "srv/evil.sh", "drift-new-executable"),
+    }
+    modified = next(v for v in violations if v.kind == "drift-modified")
+    assert modified.detail["scope"] == "upperdir" and modified.detail["aspects"] == ["content"]
+
+
+def test_unattested_layer_is_a_violation(node: Node) -> None:
+    node.run()
+    top = node.layers()[3]
+    del node.attested.manifests[top.digest]
+    report = run_check([node.client], node.attested, now=NOW)
+    kinds = {(v.layer_digest, v.path, v.kind) for v in report.sweep.violations}
+    assert kinds == {(top.digest, None, "unattested")}
+    assert report.exit_code == 1
+    assert report.to_json()["containers"][0]["layers"][3]["status"] == "unattested"
+
+
+def test_incremental_sweep_sees_a_change_and_a_full_rehash_sees_a_hidden_one(
+    node: Node, tmp_path: Path
+) -> None:
+    node.run()
+    base = node.layers()[0]
+    assert base.snapshot_dir is not None
+    checker = LayerChecker(full_rehash_every=3)
+    manifest = node.attested.manifests[base.digest]
+    first = checker.check(base.snapshot_dir, manifest)
+    assert first.full_rehash and first.changes == ()
+    target = base.snapshot_dir / "etc/hostname"
+    second = checker.check(base.snapshot_dir, manifest)
+    assert not second.full_rehash and second.bytes_hashed == 0
+    target.write_bytes(b"changed\n")
+    third = checker.check(base.snapshot_dir, manifest)
+    assert [(c.path, c.kind) for c in third.changes] == [("etc/hostname", "content")]
+    assert third.bytes_hashed == len(b"changed\n")
