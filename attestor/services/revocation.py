@@ -1,0 +1,320 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Revocation on the server: record, flip statuses, feed agents, trigger sweeps.
+
+A revocation, the status of every attestation it covers and (for a key) the
+key row all change in ONE transaction, so no read ever sees a revocation whose
+attestations still say ``valid``. Re-verification jobs are enqueued after the
+commit; if the queue is down the periodic sweep catches up (the statuses are
+already right, the jobs only re-check with the verification core).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from attestor.errors import Conflict, Error, InvalidInput, NotFound
+from attestor.revocation import (
+    AttestationTarget,
+    KeyTarget,
+    PolicyVersionTarget,
+    Revocation,
+    build_feed_page,
+    feed_epoch,
+    feed_etag,
+    parse_target,
+    sign_feed_page,
+)
+from attestor.services import _key_rows
+from attestor.signing.keys import load_signer, sslib_key
+from attestor.store import revocations as store
+
+if TYPE_CHECKING:  # the job registry imports this module (via the sweep); no cycle at run time
+    from attestor.jobs.runner import JobRunner
+
+__all__ = [
+    "FEED_DEFAULT_LIMIT",
+    "FEED_REFRESH",
+    "REVERIFY_KIND",
+    "CreatedRevocation",
+    "FeedAnswer",
+    "FeedCache",
+    "apply_revocations",
+    "create_revocation",
+    "enqueue_reverify",
+    "feed_answer",
+    "on_key_revoked",
+    "reverify_payload",
+]
+
+log = logging.getLogger(__name__)
+
+#: How often every agent gets a freshly signed page (the epoch of ``issued_at``).
+FEED_REFRESH: Final = timedelta(minutes=5)
+FEED_DEFAULT_LIMIT: Final = 1000
+#: The job kind of re-verification sweeps (``attestor.jobs.reverify``).
+REVERIFY_KIND: Final = "reverify"
+
+
+@dataclass(frozen=True)
+class CreatedRevocation:
+    """A stored revocation and how many attestations it flipped to ``revoked``."""
+
+    revocation: Revocation
+    affected: int
+
+
+def _resolve_attestation(session: Session, doc: Mapping[str, Any]) -> dict[str, Any]:
+    # The admin names the attestation; the envelope hash comes from our store so
+    # that holders of the envelope alone (agents, bulk verifiers) can match it.
+    attestation_id = doc.get("attestation_id")
+    if not isinstance(attestation_id, str):
+        raise InvalidInput("target.attestation_id: must be a string")
+    stored = store.envelope_sha256_of(session, attestation_id)
+    given = doc.get("envelope_sha256")
+    if given is not None and given != stored:
+        raise InvalidInput(
+            f"target.envelope_sha256 {str(given)[:64]!r} is not that of attestation "
+            f"{attestation_id[:64]!r}"
+        )
+    return {**doc, "envelope_sha256": stored}
+
+
+def create_revocation(
+    session: Session,
+    *,
+    target: Mapping[str, Any],
+    reason: str,
+    actor: str,
+    now: datetime,
+) -> CreatedRevocation:
+    """Record a revocation and mark what it covers ``revoked``, in the caller's transaction.
+
+    Args:
+        target: the target object of ``POST /v1/revocations``; for the
+            ``attestation`` kind ``envelope_sha256`` may be omitted (it is filled in).
+        reason: why (1..1000 characters).
+        actor: who (the caller's token).
+        now: the creation time.
+
+    Raises:
+        InvalidInput: a malformed target, reason or actor.
+        NotFound: an attestation target names an unknown attestation.
+    """
+    # First statement of the transaction: takes the lock that orders sequences.
+    sequence = store.reserve_sequence(session)
+    doc = dict(target)
+    if doc.get("kind") == "attestation":
+        doc = _resolve_attestation(session, doc)
+    revocation = Revocation(
+        id=str(uuid.uuid4()),
+        sequence=sequence,
+        target=parse_target(doc),
+        reason=reason,
+        actor=actor,
+        created_at=now,
+    )
+    store.add_revocation(session, revocation)
+    affected = store.mark_revoked(session, revocation.target)
+    if isinstance(revocation.target, KeyTarget):
+        # The key row follows, so GET /v1/keys and issuance agree with the feed.
+        try:
+            _key_rows.set_status(
+                session, revocation.target.keyid, "revoked", now=now, reason=reason
+            )
+        except NotFound:
+            pass  # a key we never held (e.g. a pipeline's): the revocation alone is enough
+    log.info(
+        "revocation %s (sequence %d, %s) by %s: %d attestation(s) revoked",
+        revocation.id,
+        sequence,
+        revocation.kind,
+        actor,
+        affected,
+    )
+    return CreatedRevocation(revocation=revocation, affected=affected)
+
+
+def on_key_revoked(
+    session: Session, keyid: str, *, reason: str, actor: str, now: datetime
+) -> Revocation:
+    """Record a key revocation for a key revoked through the keys API (idempotent).
+
+    Call it in the same transaction as the key status change; without it agents
+    never learn of the revocation.
+
+    Raises:
+        InvalidInput: a malformed keyid, reason or actor.
+    """
+    known = store.find_key_revocation(session, keyid)
+    if known is not None:
+        return known
+    target = {"kind": "key", "keyid": keyid}
+    return create_revocation(session, target=target, reason=reason, actor=actor, now=now).revocation
+
+
+def apply_revocations(session: Session, *, image_id: str) -> int:
+    """Mark the image's just-stored attestations that a revocation covers ``revoked``.
+
+    Issuance calls it in its inserting transaction, right after storing the
+    rows: an attestation issued for a revoked key, image, subject or policy
+    version is never served as ``valid``. (One committed concurrently with a
+    revocation is caught by the periodic sweep.) Returns how many it flipped.
+    """
+    revset = store.current_revocation_set(session)
+    if not len(revset):
+        return 0
+    flipped = 0
+    for item in store.attestation_metas(session, image_id=image_id, limit=10_000):
+        meta = item.meta
+        if revset.match(meta) is not None and meta.attestation_id and meta.envelope_sha256:
+            target = AttestationTarget(meta.attestation_id, meta.envelope_sha256)  # type: ignore[arg-type]
+            flipped += store.mark_revoked(session, target)
+    return flipped
+
+
+def reverify_payload(revocation: Revocation) -> dict[str, Any] | None:
+    """The sweep job payload a revocation calls for, or None (statuses are already flipped)."""
+    target = revocation.target
+    if isinstance(target, KeyTarget):
+        return {"scope": "key", "keyid": target.keyid, "revocation_id": revocation.id}
+    if isinstance(target, PolicyVersionTarget):
+        return {"scope": "policy", "policy_id": target.policy_id, "revocation_id": revocation.id}
+    return None
+
+
+def enqueue_reverify(
+    session_factory: sessionmaker[Session],
+    runner: JobRunner,
+    revocation: Revocation,
+    *,
+    now: datetime,
+    created_by: str | None = None,
+) -> str | None:
+    """Enqueue the re-verification sweep for a key or policy revocation; its job id.
+
+    Never raises for a queue outage: the revocation is committed and effective,
+    and the periodic sweep re-checks everything.
+    """
+    from attestor.jobs.runner import submit
+
+    payload = reverify_payload(revocation)
+    if payload is None:
+        return None
+    try:
+        job = submit(
+            session_factory,
+            runner,
+            kind=REVERIFY_KIND,
+            payload=payload,
+            now=now,
+            created_by=created_by,
+        )
+    except Error as e:
+        log.warning("re-verification after revocation %s not enqueued: %s", revocation.id, e)
+        return None
+    return job.id
+
+
+class FeedCache:
+    """Signed page bodies per ETag (ECDSA signatures differ each time), LRU, thread-safe."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max = max_entries
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, etag: str) -> bytes | None:
+        """The body stored for ``etag``, if any."""
+        with self._lock:
+            body = self._items.get(etag)
+            if body is not None:
+                self._items.move_to_end(etag)
+            return body
+
+    def put(self, etag: str, body: bytes) -> bytes:
+        """Keep ``body`` for ``etag``; returns the body to serve (the first one stored)."""
+        with self._lock:
+            known = self._items.setdefault(etag, body)
+            self._items.move_to_end(etag)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+            return known
+
+
+@dataclass(frozen=True)
+class FeedAnswer:
+    """What the feed endpoint sends: the ETag, and the body unless it is a 304."""
+
+    etag: str
+    #: The signed DSSE envelope JSON; None when the caller's ETag matched.
+    body: bytes | None
+
+
+def feed_answer(
+    session: Session,
+    *,
+    since: int,
+    limit: int,
+    now: datetime,
+    cache: FeedCache,
+    etag_matches: Callable[[str], bool],
+    refresh: timedelta = FEED_REFRESH,
+) -> FeedAnswer:
+    """Answer ``GET /v1/revocations/feed`` (docs/revocation-feed.md, "Server").
+
+    The 304 path costs one primary-key query and one sha256.
+
+    Args:
+        since: the agent's cursor.
+        limit: most revocations in the page.
+        now: the request time; pages are built at its refresh epoch.
+        cache: signed bodies per ETag.
+        etag_matches: whether the request's If-None-Match names this ETag.
+        refresh: the epoch length.
+
+    Raises:
+        Conflict: ``since`` is ahead of the latest sequence (409), or no key is active.
+        InvalidInput: a bad ``since`` or ``limit``.
+    """
+    state = store.feed_state(session)
+    if since > state.latest:
+        raise Conflict(
+            f"cursor {since} is ahead of the feed's latest sequence {state.latest}",
+            detail={"feed_id": state.feed_id, "latest": state.latest},
+        )
+    if state.active_keyid is None:
+        raise Conflict(
+            "no active signing key to sign the revocation feed; rotate a key in",
+            detail={"reason": "no-active-key"},
+        )
+    epoch = feed_epoch(now, refresh)
+    etag = feed_etag(
+        server_id=state.feed_id,
+        since=since,
+        latest=state.latest,
+        limit=limit,
+        keyid=state.active_keyid,
+        issued_at=epoch,
+    )
+    if etag_matches(etag):
+        return FeedAnswer(etag=etag, body=None)
+    body = cache.get(etag)
+    if body is None:
+        rows = store.revocations_after(session, since=since, latest=state.latest, limit=limit)
+        payload = build_feed_page(
+            rows, since=since, limit=limit, now=epoch, server_id=state.feed_id, latest=state.latest
+        )
+        # Sign with the key named in the ETag, even if another became active since.
+        key = _key_rows.get_key(session, state.active_keyid)
+        signer = load_signer(key.signer_uri, public_key=sslib_key(key.public_key_pem))
+        body = cache.put(etag, sign_feed_page(payload, signer, key.keyid).to_json())
+    return FeedAnswer(etag=etag, body=body)

@@ -1,0 +1,395 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Revocation rows, the feed row, and attestation status flips.
+
+History is append-only: nothing here updates or deletes a revocation. Each
+insert first bumps the one-row counter ``revocation_feed.last_sequence``; that
+``UPDATE`` holds the row lock (PostgreSQL) or the write lock (SQLite) until
+commit, so sequences become visible in commit order and an agent reading
+``latest`` can never skip a sequence that commits later (docs/revocation-feed.md).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from attestor.errors import ConfigError, InvalidInput, NotFound
+from attestor.revocation import (
+    KINDS,
+    AttestationMeta,
+    AttestationTarget,
+    ImageTarget,
+    KeyTarget,
+    PolicyVersionTarget,
+    Revocation,
+    RevocationSet,
+    SubjectTarget,
+    Target,
+    TimeWindowTarget,
+    parse_target,
+)
+from attestor.store._cursor import decode_cursor, encode_cursor
+from attestor.store.models import (
+    AttestationModel,
+    ImageModel,
+    RevocationFeedModel,
+    RevocationModel,
+    SigningKeyModel,
+)
+
+__all__ = [
+    "MAX_PAGE",
+    "FeedState",
+    "StoredAttestation",
+    "add_revocation",
+    "attestation_metas",
+    "count_revocations",
+    "current_revocation_set",
+    "envelope_sha256_of",
+    "feed_state",
+    "find_key_revocation",
+    "get_revocation",
+    "is_revoked",
+    "list_revocations",
+    "mark_revoked",
+    "policy_versions_in_use",
+    "reserve_sequence",
+    "rotate_feed_id",
+    "revocations_after",
+]
+
+MAX_PAGE = 500
+_FEED_ROW = 1
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the feed's cheap path needs, read in one primary-key query."""
+
+    feed_id: str
+    #: The highest committed sequence (0 when there is none).
+    latest: int
+    #: keyid of the active signing key, None when none is active.
+    active_keyid: str | None
+
+
+@functools.cache
+def _feed_state_query() -> Select[str, int, str]:
+    # Built once: constructing the statement costs more than running it (the 304 path).
+    return (
+        select(
+            RevocationFeedModel.feed_id, RevocationFeedModel.last_sequence, SigningKeyModel.keyid
+        )
+        .select_from(RevocationFeedModel)
+        # At most one active key (a partial unique index), so this stays one row.
+        .outerjoin(SigningKeyModel, SigningKeyModel.status == "active")
+        .where(RevocationFeedModel.id == _FEED_ROW)
+    )
+
+
+def feed_state(session: Session) -> FeedState:
+    """Feed id, latest sequence and active keyid in one query (the 304 path).
+
+    Raises:
+        ConfigError: the feed row is missing (the database was not migrated).
+    """
+    # Core execution on the session's connection: no ORM result machinery needed.
+    found = session.connection().execute(_feed_state_query()).first()
+    if found is None:
+        raise ConfigError("the revocation feed row is missing; run the migrations")
+    return FeedState(feed_id=found[0], latest=int(found[1]), active_keyid=found[2])
+
+
+def rotate_feed_id(session: Session) -> str:
+    """Give the feed a new id; run it after restoring a database backup.
+
+    Agents then start again from cursor 0 (keeping what they know) instead of
+    skipping sequences that the restored database hands out a second time.
+
+    Raises:
+        ConfigError: the feed row is missing.
+    """
+    new_id = f"feed-{uuid.uuid4()}"
+    result = session.execute(
+        update(RevocationFeedModel)
+        .where(RevocationFeedModel.id == _FEED_ROW)
+        .values(feed_id=new_id)
+    )
+    if not getattr(result, "rowcount", 0):
+        raise ConfigError("the revocation feed row is missing; run the migrations")
+    return new_id
+
+
+def reserve_sequence(session: Session) -> int:
+    """Take the next sequence; call it FIRST in the inserting transaction.
+
+    The ``UPDATE`` takes the lock that serialises revocation inserts until the
+    caller commits; a rolled-back transaction gives its number back.
+
+    Raises:
+        ConfigError: the feed row is missing.
+    """
+    value = session.execute(
+        update(RevocationFeedModel)
+        .where(RevocationFeedModel.id == _FEED_ROW)
+        .values(last_sequence=RevocationFeedModel.last_sequence + 1)
+        .returning(RevocationFeedModel.last_sequence)
+    ).scalar()
+    if value is None:
+        raise ConfigError("the revocation feed row is missing; run the migrations")
+    return int(value)
+
+
+def add_revocation(session: Session, revocation: Revocation) -> None:
+    """Insert a revocation whose sequence came from :func:`reserve_sequence`."""
+    session.add(
+        RevocationModel(
+            id=revocation.id,
+            sequence=revocation.sequence,
+            kind=revocation.kind,
+            target=revocation.target.to_dict(),
+            reason=revocation.reason,
+            actor=revocation.actor,
+            created_at=revocation.created_at,
+        )
+    )
+    session.flush()
+
+
+def _revocation(m: RevocationModel) -> Revocation:
+    return Revocation(
+        id=m.id,
+        sequence=int(m.sequence),
+        target=parse_target(m.target),
+        reason=m.reason,
+        actor=m.actor,
+        created_at=m.created_at,
+    )
+
+
+def get_revocation(session: Session, revocation_id: str) -> Revocation:
+    """One revocation.
+
+    Raises:
+        NotFound: no revocation has this id.
+    """
+    model = session.get(RevocationModel, revocation_id)
+    if model is None:
+        raise NotFound(f"no revocation with id {revocation_id[:64]!r}")
+    return _revocation(model)
+
+
+def list_revocations(
+    session: Session, *, kind: str | None = None, limit: int = 100, cursor: str | None = None
+) -> tuple[list[Revocation], str | None]:
+    """A page of revocations in sequence order, and the cursor of the next page.
+
+    Raises:
+        InvalidInput: an unknown kind, a limit outside 1..500 or a foreign cursor.
+    """
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    query = select(RevocationModel)
+    if kind is not None:
+        query = query.where(RevocationModel.kind == kind)
+    if cursor is not None:
+        (after,) = decode_cursor(cursor, (int,))
+        query = query.where(RevocationModel.sequence > after)
+    query = query.order_by(RevocationModel.sequence).limit(limit + 1)
+    rows = [_revocation(m) for m in session.scalars(query)]
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(rows[limit - 1].sequence)
+    return rows, None
+
+
+def revocations_after(session: Session, *, since: int, latest: int, limit: int) -> list[Revocation]:
+    """Revocations with ``since < sequence <= latest``, ascending, at most ``limit``."""
+    query = (
+        select(RevocationModel)
+        .where(RevocationModel.sequence > since, RevocationModel.sequence <= latest)
+        .order_by(RevocationModel.sequence)
+        .limit(limit)
+    )
+    return [_revocation(m) for m in session.scalars(query)]
+
+
+def find_key_revocation(session: Session, keyid: str) -> Revocation | None:
+    """The earliest revocation of ``keyid`` outright, if any (key revocations are few)."""
+    query = select(RevocationModel).where(RevocationModel.kind == "key")
+    for model in session.scalars(query.order_by(RevocationModel.sequence)):
+        if model.target.get("keyid") == keyid:
+            return _revocation(model)
+    return None
+
+
+# The set is rebuilt only when the feed moved: (feed id -> set), per process.
+# Keyed by feed id so that two databases in one process never share a set.
+_sets: dict[str, RevocationSet] = {}
+_sets_lock = threading.Lock()
+
+
+def current_revocation_set(session: Session) -> RevocationSet:
+    """The committed revocations as a :class:`RevocationSet`, cached by version.
+
+    One primary-key query when nothing changed; otherwise only the new rows are
+    read. Its ``version`` belongs in every cache key of verification results.
+
+    Raises:
+        ConfigError: the feed row is missing.
+    """
+    state = feed_state(session)
+    with _sets_lock:
+        cached = _sets.get(state.feed_id)
+    if cached is not None and cached.version == state.latest:
+        return cached
+    # A cached set ahead of the database means it was restored: start over.
+    base = cached if cached is not None and cached.version < state.latest else RevocationSet()
+    new = revocations_after(session, since=base.version, latest=state.latest, limit=2**62)
+    result = base.with_added(new)
+    with _sets_lock:
+        known = _sets.get(state.feed_id)
+        if known is None or known.version != result.version:
+            _sets[state.feed_id] = result
+    return result
+
+
+def is_revoked(session: Session, meta: AttestationMeta) -> Revocation | None:
+    """The revocation that applies to ``meta`` (lowest sequence), or None.
+
+    Issuance calls it before storing a new attestation, so one issued for a
+    revoked key, image, subject or policy version is stored as ``revoked``.
+    """
+    return current_revocation_set(session).match(meta)
+
+
+def _affected(target: Target) -> ColumnElement[bool]:
+    a = AttestationModel
+    if isinstance(target, AttestationTarget):
+        return or_(a.id == target.attestation_id, a.envelope_sha256 == target.envelope_sha256)
+    if isinstance(target, SubjectTarget):
+        return a.layer_digest == target.digest
+    if isinstance(target, ImageTarget):
+        images = select(ImageModel.id).where(ImageModel.manifest_digest == target.digest)
+        return a.image_id.in_(images)
+    if isinstance(target, KeyTarget):
+        return a.keyid == target.keyid
+    if isinstance(target, PolicyVersionTarget):
+        return and_(a.policy_id == target.policy_id, a.policy_version == target.policy_version)
+    window: TimeWindowTarget = target
+    conditions: list[ColumnElement[bool]] = []
+    # Half-open [not_before, not_after) on the issue time the server recorded.
+    if window.not_before is not None:
+        conditions.append(a.created_at >= window.not_before)
+    if window.not_after is not None:
+        conditions.append(a.created_at < window.not_after)
+    if window.keyid is not None:
+        conditions.append(a.keyid == window.keyid)
+    return and_(*conditions)
+
+
+def mark_revoked(session: Session, target: Target) -> int:
+    """Set status ``revoked`` on every attestation ``target`` covers; returns how many changed."""
+    result = session.execute(
+        update(AttestationModel)
+        .where(_affected(target), AttestationModel.status != "revoked")
+        .values(status="revoked")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class StoredAttestation:
+    """What a re-verification sweep needs of one attestation row."""
+
+    meta: AttestationMeta
+    envelope: bytes
+    status: str
+    registry: str
+    repository: str
+
+
+def attestation_metas(
+    session: Session,
+    *,
+    keyid: str | None = None,
+    policy_id: str | None = None,
+    image_id: str | None = None,
+    status: str | None = "valid",
+    after: str = "",
+    limit: int = 500,
+) -> list[StoredAttestation]:
+    """Up to ``limit`` attestations with id > ``after`` (optionally of one key, policy, image)."""
+    query = (
+        select(AttestationModel, ImageModel)
+        .join(ImageModel, AttestationModel.image_id == ImageModel.id)
+        .where(AttestationModel.id > after)
+    )
+    if keyid is not None:
+        query = query.where(AttestationModel.keyid == keyid)
+    if policy_id is not None:
+        query = query.where(AttestationModel.policy_id == policy_id)
+    if image_id is not None:
+        query = query.where(AttestationModel.image_id == image_id)
+    if status is not None:
+        query = query.where(AttestationModel.status == status)
+    rows = session.execute(query.order_by(AttestationModel.id).limit(limit)).all()
+    return [
+        StoredAttestation(
+            meta=_meta(m, image),
+            envelope=bytes(m.envelope),
+            status=m.status,
+            registry=image.registry_host,
+            repository=image.repository,
+        )
+        for m, image in rows
+    ]
+
+
+def _meta(m: AttestationModel, image: ImageModel) -> AttestationMeta:
+    return AttestationMeta(
+        attestation_id=m.id,
+        layer_digest=m.layer_digest,
+        image_digest=image.manifest_digest,
+        keyid=m.keyid,
+        policy_id=m.policy_id,
+        policy_version=m.policy_version,
+        issued_at=m.created_at,
+        envelope_sha256=m.envelope_sha256,
+    )
+
+
+def policy_versions_in_use(session: Session) -> set[tuple[str, str]]:
+    """The distinct (policy id, policy version) pairs of ``valid`` attestations."""
+    query = (
+        select(AttestationModel.policy_id, AttestationModel.policy_version)
+        .where(AttestationModel.status == "valid")
+        .distinct()
+    )
+    return {(p, v) for p, v in session.execute(query)}
+
+
+def envelope_sha256_of(session: Session, attestation_id: str) -> str:
+    """The stored envelope hash of one attestation.
+
+    Raises:
+        NotFound: no attestation has this id.
+    """
+    value = session.scalar(
+        select(AttestationModel.envelope_sha256).where(AttestationModel.id == attestation_id)
+    )
+    if value is None:
+        raise NotFound(f"no attestation with id {attestation_id[:64]!r}")
+    return value
+
+
+def count_revocations(session: Session) -> int:
+    """Number of revocations."""
+    return int(session.scalar(select(func.count()).select_from(RevocationModel)) or 0)
