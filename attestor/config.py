@@ -14,7 +14,7 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -23,9 +23,14 @@ from sqlalchemy.exc import ArgumentError
 
 from attestor.errors import ConfigError
 
-__all__ = ["ENV_VARS", "Settings", "load_settings"]
+if TYPE_CHECKING:
+    from attestor.signing.keyless import KeylessConfig
+
+__all__ = ["ENV_VARS", "Settings", "keyless_config", "load_settings"]
 
 MIB = 1024 * 1024
+SIGNING_MODES = ("key", "keyless")
+KEYLESS_INSTANCES = ("production", "staging", "custom")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,10 +52,25 @@ class Settings:
     signing_key: str | None = None
     builder_id: str = "https://attestor.local/builder/localhost"
     attach_attestations: bool = False
+    #: YAML/JSON ``{host: {username, password} | {token}}``; must not be world-readable.
     registry_credentials_file: Path | None = None
     max_manifest_bytes: int = 4 * MIB
     max_config_bytes: int = 4 * MIB
     log_level: str = "INFO"
+    #: Bytes of uncached layer blobs above which ``POST /v1/attestations`` answers 202 + job.
+    issue_defer_above_bytes: int = 256 * MIB
+    #: ``key``: the active local key signs; ``keyless``: Fulcio certificate + Rekor entry.
+    signing_mode: Literal["key", "keyless"] = "key"
+    keyless_instance: Literal["production", "staging", "custom"] = "production"
+    #: ClientTrustConfig JSON of a private Sigstore (``keyless_instance: custom``).
+    keyless_trust_config: Path | None = None
+    #: Exactly one identity token source in keyless mode: a file (re-read per
+    #: signature), an environment variable name, or ambient CI credentials.
+    keyless_token_file: Path | None = None
+    keyless_token_env: str | None = None
+    keyless_ambient: bool = False
+    #: 1 forces Rekor v1 even where the signing config lists v2.
+    keyless_force_tlog_version: int | None = None
 
     @property
     def keys_dir(self) -> Path:
@@ -75,6 +95,14 @@ ENV_VARS: Mapping[str, str] = {
     "max_manifest_bytes": "ATTESTOR_MAX_MANIFEST_BYTES",
     "max_config_bytes": "ATTESTOR_MAX_CONFIG_BYTES",
     "log_level": "ATTESTOR_LOG_LEVEL",
+    "issue_defer_above_bytes": "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES",
+    "signing_mode": "ATTESTOR_SIGNING_MODE",
+    "keyless_instance": "ATTESTOR_KEYLESS_INSTANCE",
+    "keyless_trust_config": "ATTESTOR_KEYLESS_TRUST_CONFIG",
+    "keyless_token_file": "ATTESTOR_KEYLESS_TOKEN_FILE",
+    "keyless_token_env": "ATTESTOR_KEYLESS_TOKEN_ENV",
+    "keyless_ambient": "ATTESTOR_KEYLESS_AMBIENT",
+    "keyless_force_tlog_version": "ATTESTOR_KEYLESS_FORCE_TLOG_VERSION",
 }
 
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
@@ -124,6 +152,14 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "max_manifest_bytes": _positive_int,
         "max_config_bytes": _positive_int,
         "log_level": _log_level,
+        "issue_defer_above_bytes": _positive_int,
+        "signing_mode": _one_of(SIGNING_MODES),
+        "keyless_instance": _one_of(KEYLESS_INSTANCES),
+        "keyless_trust_config": _existing_file,
+        "keyless_token_file": _path,
+        "keyless_token_env": _env_name,
+        "keyless_ambient": _bool,
+        "keyless_force_tlog_version": _tlog_version,
     }
     for name, parse in parsers.items():
         value = raw.get(name)
@@ -137,7 +173,55 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
             f"max_bulk_body_bytes ({settings.max_bulk_body_bytes}) must be >= "
             f"max_body_bytes ({settings.max_body_bytes})"
         )
+    _check_signing_mode(settings, environ)
+    if settings.registry_credentials_file is not None:
+        # Parse now so that a bad or world-readable file stops the start.
+        from attestor.registry.credentials import load_registry_credentials
+
+        load_registry_credentials(settings.registry_credentials_file)
     return settings
+
+
+def keyless_config(settings: Settings) -> KeylessConfig:
+    """The keyless signer's configuration from validated settings."""
+    from attestor.signing.keyless import KeylessConfig
+
+    return KeylessConfig(
+        instance=settings.keyless_instance,
+        trust_config=settings.keyless_trust_config,
+        token_file=settings.keyless_token_file,
+        token_env=settings.keyless_token_env,
+        ambient_token=settings.keyless_ambient,
+        force_tlog_version=settings.keyless_force_tlog_version,
+    )
+
+
+def _check_signing_mode(settings: Settings, environ: Mapping[str, str]) -> None:
+    keyless_set = [
+        name
+        for name in (
+            "keyless_trust_config",
+            "keyless_token_file",
+            "keyless_token_env",
+            "keyless_force_tlog_version",
+        )
+        if getattr(settings, name) is not None
+    ] + (["keyless_ambient"] if settings.keyless_ambient else [])
+    if settings.signing_mode == "key":
+        # Fail closed on a half-made switch: keyless options without keyless mode.
+        if keyless_set:
+            raise ConfigError(
+                f"{', '.join(keyless_set)} set but signing_mode is 'key'; "
+                "set ATTESTOR_SIGNING_MODE=keyless or remove them"
+            )
+        return
+    if settings.signing_key is not None:
+        raise ConfigError("signing_key is set but signing_mode is 'keyless'; choose one")
+    # Only in keyless mode: the constructor loads the trust config and checks
+    # that the token source yields a usable token now, not at the first request.
+    from attestor.signing.keyless import KeylessSigner
+
+    KeylessSigner(keyless_config(settings), environ=environ)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -263,6 +347,30 @@ def _signing_key(value: Any, name: str) -> str:
     if not isinstance(value, str) or "://" not in value and not value.startswith("file:"):
         raise ConfigError(f"{name} must be a signer URI such as file:///path/key.pem")
     return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def parse(value: Any, name: str) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
+def _env_name(value: Any, name: str) -> str:
+    text = str(value)
+    if not text.replace("_", "a").isalnum() or text[0].isdigit():
+        raise ConfigError(f"{name} must be an environment variable name, got {value!r}")
+    return text
+
+
+def _tlog_version(value: Any, name: str) -> int:
+    n = _positive_int(value, name)
+    if n not in (1, 2):
+        raise ConfigError(f"{name} must be 1 or 2, got {n}")
+    return n
 
 
 def _uri(value: Any, name: str) -> str:

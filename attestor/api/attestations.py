@@ -17,7 +17,6 @@ from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput
 from attestor.services.context import IssuanceAdapters, adapters_from_settings, build_context
 from attestor.services.issuance import (
-    DEFAULT_DEFER_ABOVE_BYTES,
     Deferred,
     IssueRequest,
     attestation_document,
@@ -31,14 +30,12 @@ from attestor.store import attestations as attestation_store
 from attestor.store import jobs as job_store
 from attestor.store.attestations import AttestationRow
 
-__all__ = ["DEFER_CONFIG_KEY", "blp", "issuance_adapters"]
+__all__ = ["blp", "issuance_adapters"]
 
 blp = Blueprint(
     "attestations", __name__, url_prefix="/v1/attestations", description="Layer attestations."
 )
 
-#: Flask config key: bytes of uncached layer blobs above which POST answers 202 + job.
-DEFER_CONFIG_KEY = "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES"
 _ADAPTERS_KEY = "attestor.issuance"
 _ADAPTERS_LOCK = threading.Lock()
 _ROLES = ("admin", "pipeline", "agent")
@@ -91,8 +88,19 @@ class ManifestLinkSchema(ma.Schema):
     url = ma.fields.String(required=True)
 
 
+class ImageNameSchema(ma.Schema):
+    registry = ma.fields.String(required=True)
+    repository = ma.fields.String(required=True)
+    digest = ma.fields.String(required=True)
+
+
 class AttestationSummarySchema(ma.Schema):
     id = ma.fields.String(required=True)
+    image = ma.fields.Nested(ImageNameSchema, required=True)
+    keyid = ma.fields.String(
+        required=True,
+        metadata={"description": "The signing key, or keyless:<sha256> for a keyless identity."},
+    )
     layer = ma.fields.Nested(LayerSchema, required=True)
     status = ma.fields.String(required=True)
     envelope_url = ma.fields.String(required=True)
@@ -135,15 +143,18 @@ class PolicyRefSchema(ma.Schema):
     version = ma.fields.String(required=True)
 
 
-class ImageNameSchema(ma.Schema):
-    registry = ma.fields.String(required=True)
-    repository = ma.fields.String(required=True)
-    digest = ma.fields.String(required=True)
+class SignerSchema(ma.Schema):
+    identity = ma.fields.String(required=True, metadata={"description": "Certificate SAN."})
+    issuer = ma.fields.String(required=True, metadata={"description": "OIDC issuer."})
 
 
 class AttestationSchema(AttestationSummarySchema):
-    image = ma.fields.Nested(ImageNameSchema, required=True)
-    keyid = ma.fields.String(required=True)
+    signer = ma.fields.Nested(
+        SignerSchema,
+        allow_none=True,
+        required=True,
+        metadata={"description": "Keyless only: who the Fulcio certificate names."},
+    )
     chain_id = ma.fields.String(required=True)
     parent_id = ma.fields.String(allow_none=True, required=True)
     envelope_sha256 = ma.fields.String(required=True)
@@ -169,12 +180,9 @@ class AttestationPageSchema(ma.Schema):
 def _detail(row: AttestationRow) -> dict[str, Any]:
     return {
         **attestation_document(row),
-        "image": {
-            "registry": row.registry,
-            "repository": row.repository,
-            "digest": row.manifest_digest,
-        },
-        "keyid": row.keyid,
+        "signer": None
+        if row.signer_identity is None
+        else {"identity": row.signer_identity, "issuer": row.signer_issuer or ""},
         "chain_id": row.chain_id,
         "parent_id": row.parent_id,
         "envelope_sha256": row.envelope_sha256,
@@ -204,7 +212,7 @@ def issue(body: dict[str, Any]) -> Any:
         ctx,
         request,
         now=state.clock,
-        defer_above_bytes=int(app.config.get(DEFER_CONFIG_KEY, DEFAULT_DEFER_ABOVE_BYTES)),
+        defer_above_bytes=state.settings.issue_defer_above_bytes,
     )
     if isinstance(result, Deferred):
         payload = {"image": request.image, "attach": request.attach}
@@ -268,7 +276,15 @@ def get_envelope(attestation_id: str) -> Response:
 
 @blp.route("/<string:attestation_id>/bundle", methods=["GET"])
 @require_roles(*_ROLES)
-@blp.doc(responses={"200": {"description": "A Sigstore bundle v0.3 (public key hint)."}})
+@blp.doc(
+    responses={
+        "200": {
+            "description": "A Sigstore bundle v0.3: public key hint, or keyless "
+            "(Fulcio certificate and Rekor entry)."
+        }
+    }
+)
 def get_bundle(attestation_id: str) -> Response:
-    """A Sigstore bundle v0.3 whose ``verificationMaterial.publicKey.hint`` is the keyid."""
+    """The Sigstore bundle v0.3: key-signed, ``publicKey.hint`` is the keyid; keyless,
+    the bundle as signed, with its certificate and transparency log entry."""
     return Response(bundle_json(_get(attestation_id)), mimetype=BUNDLE_V03_MEDIA_TYPE)

@@ -14,8 +14,9 @@ import marshmallow as ma
 from flask_smorest import Blueprint
 
 from attestor.api._state import app_state
-from attestor.api.auth import require_roles
+from attestor.api.auth import current_principal, require_roles
 from attestor.services import keys as key_service
+from attestor.services import revocation as revocation_service
 from attestor.signing.keys import ALGORITHMS
 
 __all__ = ["blp"]
@@ -120,4 +121,13 @@ def revoke_key(body: dict[str, Any], keyid: str) -> key_service.PublicKey:
     stops issuance until a key is rotated in."""
     state = app_state()
     with state.session_factory.begin() as session:
-        return key_service.revoke_key(session, keyid, reason=body["reason"], now=state.clock())
+        key = key_service.revoke_key(session, keyid, reason=body["reason"], now=state.clock())
+        # Agents learn of revoked keys only through the revocation feed.
+        revocation_service.on_key_revoked(
+            session,
+            keyid,
+            reason=body["reason"],
+            actor=f"token:{current_principal().token_id}",
+            now=state.clock(),
+        )
+        return key

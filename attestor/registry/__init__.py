@@ -4,6 +4,7 @@
 from attestor.registry.auth import Credentials
 from attestor.registry.cache import BlobCache
 from attestor.registry.client import RegistryClient
+from attestor.registry.credentials import load_registry_credentials
 from attestor.registry.models import ImageConfig, LayerDescriptor, RegistryLimits, ResolvedImage
 from attestor.registry.reference import ImageReference, parse_reference
 
@@ -16,5 +17,6 @@ __all__ = [
     "RegistryClient",
     "RegistryLimits",
     "ResolvedImage",
+    "load_registry_credentials",
     "parse_reference",
 ]

@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3.exceptions
 
-from attestor.errors import UpstreamError
+from attestor.errors import GatewayTimeout, UpstreamError
 from attestor.registry.auth import Credentials, RegistryAuth
 
 __all__ = ["Transport"]
@@ -88,7 +88,8 @@ class Transport:
         The caller closes the response. 5xx answers raise.
 
         Raises:
-            UpstreamError: unreachable host, timeout, 5xx, a refused credential,
+            GatewayTimeout: the host did not connect or answer in time.
+            UpstreamError: unreachable host, 5xx, a refused credential,
                 too many redirects or a redirect to a disallowed URL.
         """
         url = urljoin(self.base_url(host), path)
@@ -149,7 +150,8 @@ class Transport:
                     stream=True,
                 )
             except requests.Timeout as e:
-                raise UpstreamError(
+                # Connect and read timeouts alike: the caller sees a 504, not a 502.
+                raise GatewayTimeout(
                     f"registry {host} timed out after {self._timeout}s",
                     detail={"registry": host, "reason": "timeout"},
                 ) from e
@@ -179,11 +181,18 @@ class Transport:
         """The raw (not content-decoded) body in chunks, failures translated.
 
         Raises:
-            UpstreamError: if the connection breaks or times out mid-body.
+            GatewayTimeout: if the host stops sending mid-body for longer than
+                the timeout.
+            UpstreamError: if the connection breaks mid-body.
         """
         # Digests cover the bytes as stored: never undo a Content-Encoding.
         try:
             yield from resp.raw.stream(_CHUNK, decode_content=False)
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as e:
+            raise GatewayTimeout(
+                f"registry {host} stalled mid-download for over {self._timeout}s",
+                detail={"registry": host, "reason": "timeout"},
+            ) from e
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise UpstreamError(
                 f"registry {host} broke off a download: {_reason(e)}",
@@ -194,7 +203,8 @@ class Transport:
         """The whole body, or None if it exceeds ``cap`` bytes.
 
         Raises:
-            UpstreamError: if the connection breaks or times out mid-body.
+            GatewayTimeout: if the host stalls mid-body.
+            UpstreamError: if the connection breaks mid-body.
         """
         length = resp.headers.get("Content-Length")
         if length is not None and length.isdigit() and int(length) > cap:

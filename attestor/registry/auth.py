@@ -23,20 +23,27 @@ from dataclasses import dataclass, field
 import requests
 from requests.utils import parse_dict_header
 
-from attestor.errors import UpstreamError
+from attestor.errors import GatewayTimeout, UpstreamError
 
 __all__ = ["Challenge", "Credentials", "RegistryAuth", "parse_challenge"]
 
 
 @dataclass(frozen=True)
 class Credentials:
-    """A username and password (or identity token) for one registry host."""
+    """A username and password, or a static bearer token, for one registry host.
 
-    username: str
-    password: str = field(repr=False)
+    With ``token`` the registry's Bearer challenges are answered with that token
+    directly (no token endpoint round trip); Basic challenges are refused.
+    """
 
-    def basic(self) -> str:
-        """The ``Authorization`` header value for HTTP Basic."""
+    username: str = ""
+    password: str = field(default="", repr=False)
+    token: str | None = field(default=None, repr=False)
+
+    def basic(self) -> str | None:
+        """The ``Authorization`` header value for HTTP Basic (None for a token)."""
+        if self.token is not None:
+            return None
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
@@ -97,6 +104,7 @@ class RegistryAuth:
         """The header to send up front, once a challenge from ``host`` is known.
 
         Raises:
+            GatewayTimeout: if the token endpoint does not answer in time.
             UpstreamError: if the token endpoint fails.
         """
         with self._lock:
@@ -104,9 +112,11 @@ class RegistryAuth:
             token = self._tokens.get((host, scope))
         if challenge is None:
             return None
+        creds = self._credentials.get(host)
         if challenge.scheme == "basic":
-            creds = self._credentials.get(host)
             return creds.basic() if creds else None
+        if creds is not None and creds.token is not None:
+            return f"Bearer {creds.token}"
         if token is None:
             token = self._fetch_token(host, challenge, scope)
         return f"Bearer {token}"
@@ -125,13 +135,17 @@ class RegistryAuth:
         with self._lock:
             self._challenges[host] = challenge
             self._tokens.pop((host, scope), None)
+        creds = self._credentials.get(host)
         if challenge.scheme == "basic":
-            creds = self._credentials.get(host)
-            if creds is None:
+            basic = creds.basic() if creds is not None else None
+            if basic is None:
                 raise UpstreamError(
-                    f"registry {host} requires credentials and none are configured for it"
+                    f"registry {host} requires credentials (username and password) and "
+                    "none are configured for it"
                 )
-            return creds.basic()
+            return basic
+        if creds is not None and creds.token is not None:
+            return f"Bearer {creds.token}"
         return f"Bearer {self._fetch_token(host, challenge, challenge.scope or scope, scope)}"
 
     def _fetch_token(
@@ -146,8 +160,9 @@ class RegistryAuth:
             params["service"] = challenge.service
         headers = {"Accept": "application/json"}
         creds = self._credentials.get(host)
-        if creds is not None:
-            headers["Authorization"] = creds.basic()
+        basic = creds.basic() if creds is not None else None
+        if basic is not None:
+            headers["Authorization"] = basic
         try:
             with self._session.get(
                 realm,
@@ -159,6 +174,11 @@ class RegistryAuth:
             ) as resp:
                 body = resp.raw.read(self._max_token_bytes + 1, decode_content=True)
                 status = resp.status_code
+        except requests.Timeout as e:
+            raise GatewayTimeout(
+                f"token endpoint of {host} timed out after {self._timeout}s",
+                detail={"registry": host, "reason": "timeout"},
+            ) from e
         except requests.RequestException as e:
             raise UpstreamError(f"token endpoint of {host} failed: {type(e).__name__}") from e
         if status != 200:

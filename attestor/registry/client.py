@@ -130,7 +130,7 @@ class RegistryClient:
             if media_type in mt.INDEX_MEDIA_TYPES:
                 raise InvalidInput(f"index {index_digest} nests another index; not supported")
         config_desc, layers = parse_image_manifest(doc, self._limits)
-        config = self._get_small_blob(ref, config_desc, self._limits.max_config_bytes, "config")
+        config = self._get_config(ref, config_desc)
         return ResolvedImage(
             reference=ref,
             manifest_digest=digest,
@@ -280,6 +280,20 @@ class RegistryClient:
             if body is None:
                 raise TooLarge(f"manifest {ref.name}:{ident} exceeds {cap} bytes")
             return body, resp.headers.get("Content-Type"), resp.headers.get("Docker-Content-Digest")
+
+    def _get_config(self, ref: ImageReference, desc: Descriptor) -> bytes:
+        # Content-addressed like layers, so cached like them: re-issuing an image
+        # then costs one registry round trip (the manifest) instead of two.
+        cap = self._limits.max_config_bytes
+        if desc.size <= cap:
+            cached = self._cache.path_for(desc.digest, expected_size=desc.size)
+            if cached is not None:
+                body = cached.read_bytes()
+                if sha256_digest(body) == desc.digest:  # re-hashed: at most `cap` bytes
+                    return body
+        body = self._get_small_blob(ref, desc, cap, "config")
+        self._cache.store(desc.digest, (body,), max_size=cap, expected_size=desc.size)
+        return body
 
     def _get_small_blob(self, ref: ImageReference, desc: Descriptor, cap: int, what: str) -> bytes:
         if desc.size > cap:

@@ -13,10 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attestor.errors import Conflict, NotFound
-from attestor.store.models import SigningKeyModel
+from attestor.store.models import KEYLESS_ALGORITHM, SigningKeyModel
 from attestor.store.signing_keys import SigningKeyRow, active_key
 
-__all__ = ["add_key", "get_key", "retire_active", "set_status"]
+__all__ = ["add_key", "ensure_keyless_row", "get_key", "retire_active", "set_status"]
 
 
 def _row(m: SigningKeyModel) -> SigningKeyRow:
@@ -113,4 +113,36 @@ def set_status(
         session.flush()
     except IntegrityError as e:
         raise Conflict("another signing key is active; retire it first") from e
+    return _row(model)
+
+
+def ensure_keyless_row(
+    session: Session, keyid: str, *, signer_uri: str, now: datetime
+) -> SigningKeyRow:
+    """The pseudo key row of a keyless identity, inserted on first use.
+
+    It is ``retired`` (it never signs itself: each signature has its own
+    certified ephemeral key) until revoked, has no public key, and is left out
+    of key listings; attestations reference it by keyid.
+
+    Raises:
+        Conflict: a concurrent insert of the same row; the caller retries.
+    """
+    model = session.get(SigningKeyModel, keyid)
+    if model is not None:
+        return _row(model)
+    model = SigningKeyModel(
+        keyid=keyid,
+        algorithm=KEYLESS_ALGORITHM,
+        public_key_pem="",
+        signer_uri=signer_uri,
+        status="retired",
+        created_at=now,
+        retired_at=now,
+    )
+    session.add(model)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"keyless identity row {keyid} was inserted concurrently") from e
     return _row(model)

@@ -7,11 +7,19 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.config import Settings
+from attestor.config import Settings, keyless_config
+from attestor.errors import Conflict, NotFound
 from attestor.policy import PolicySet, load_policies
-from attestor.registry import BlobCache, RegistryClient, RegistryLimits
+from attestor.registry import BlobCache, RegistryClient, RegistryLimits, load_registry_credentials
+from attestor.services import _key_rows
 from attestor.services.issuance import IssuanceContext, IssuanceRecorder
 from attestor.services.keys import active_signer
+from attestor.services.signers import (
+    KeySigner,
+    StatementSigner,
+    keyless_statement_signer,
+)
+from attestor.signing.keyless import KeylessSigner
 
 __all__ = ["IssuanceAdapters", "adapters_from_settings", "build_context"]
 
@@ -26,29 +34,44 @@ class IssuanceAdapters:
     registry: RegistryClient
     cache: BlobCache
     policies: PolicySet
+    #: Set in keyless signing mode (its SigningContext is built once per process).
+    keyless: KeylessSigner | None = None
 
 
 def adapters_from_settings(
     settings: Settings, *, registry_timeout: float = REGISTRY_TIMEOUT_S
 ) -> IssuanceAdapters:
-    """Registry client, blob cache (``data_dir/blobs``) and policies of ``settings``.
+    """Registry client (with the credentials file), blob cache, policies, keyless signer.
 
     Raises:
-        ConfigError: the policy directory is missing or holds an invalid policy.
+        ConfigError: the policy directory is missing or holds an invalid policy,
+            the credentials file is unusable, or keyless signing is misconfigured.
     """
     cache = BlobCache(settings.data_dir / "blobs")
     limits = RegistryLimits(
         max_manifest_bytes=settings.max_manifest_bytes,
         max_config_bytes=settings.max_config_bytes,
     )
+    credentials = (
+        load_registry_credentials(settings.registry_credentials_file)
+        if settings.registry_credentials_file is not None
+        else None
+    )
     registry = RegistryClient(
         insecure_registries=settings.insecure_registries,
+        credentials=credentials,
         cache=cache,
         limits=limits,
         timeout=registry_timeout,
     )
+    keyless = (
+        KeylessSigner(keyless_config(settings)) if settings.signing_mode == "keyless" else None
+    )
     return IssuanceAdapters(
-        registry=registry, cache=cache, policies=load_policies(settings.policy_dir)
+        registry=registry,
+        cache=cache,
+        policies=load_policies(settings.policy_dir),
+        keyless=keyless,
     )
 
 
@@ -59,21 +82,38 @@ def build_context(
     *,
     recorder: IssuanceRecorder | None = None,
 ) -> IssuanceContext:
-    """A context with the signer of the key that is active now.
+    """A context with the signer in use now: the active key, or the keyless identity.
 
     Raises:
-        Conflict: no signing key is active.
-        ConfigError: the active key cannot be loaded.
+        Conflict: no signing key is active, or the keyless identity is revoked.
+        ConfigError: the active key cannot be loaded, or the keyless token
+            source yields no usable token.
     """
-    with session_factory() as session:
-        active = active_signer(session)
+    signer: StatementSigner
+    if adapters.keyless is not None:
+        keyless = keyless_statement_signer(adapters.keyless, keyless_config(settings))
+        with session_factory() as session:
+            try:
+                row = _key_rows.get_key(session, keyless.keyid)
+            except NotFound:
+                row = None
+        if row is not None and row.status == "revoked":
+            raise Conflict(
+                f"the keyless signing identity {keyless.keyid} is revoked; "
+                "configure another identity",
+                detail={"reason": "identity-revoked", "keyid": keyless.keyid},
+            )
+        signer = keyless
+    else:
+        with session_factory() as session:
+            active = active_signer(session)
+        signer = KeySigner(signer=active.signer, keyid=active.keyid)
     return IssuanceContext(
         registry=adapters.registry,
         cache=adapters.cache,
         policies=adapters.policies,
         session_factory=session_factory,
-        signer=active.signer,
-        keyid=active.keyid,
+        signer=signer,
         builder_id=settings.builder_id,
         recorder=recorder,
         attach_by_default=settings.attach_attestations,

@@ -28,19 +28,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.digests import chain_ids, sha256_hex
 from attestor.dsse import parse_envelope
 from attestor.errors import Conflict, VerificationError
-from attestor.manifest import FileManifest, ManifestLimits, manifest_from_layer_blob
+from attestor.manifest import FileManifest, LayerScan, ManifestLimits, manifest_from_layer_blob
 from attestor.policy import Decision, PolicySet, require_admitted
 from attestor.registry import BlobCache, RegistryClient, ResolvedImage, parse_reference
 from attestor.registry.reference import ImageReference
+from attestor.services import _key_rows
+from attestor.services import revocation as revocation_service
+from attestor.services._layer_scans import KnownScan, known_scans
 from attestor.services.attach import AttachItem, AttachResult, attach_attestations
+from attestor.services.signers import KEYLESS_KEYID_PREFIX, SignerIdentity, StatementSigner
 from attestor.signing.bundle import bundle_from_envelope
-from attestor.signing.dsse import sign_envelope
 from attestor.statement import (
     PREDICATE_TYPE,
     ImageInfo,
@@ -56,7 +58,6 @@ from attestor.store import manifests as manifest_store
 from attestor.store.attestations import AttestationRow, NewAttestation
 
 __all__ = [
-    "DEFAULT_DEFER_ABOVE_BYTES",
     "Deferred",
     "IssuanceContext",
     "IssuanceRecorder",
@@ -68,8 +69,6 @@ __all__ = [
     "result_document",
 ]
 
-#: Above this many bytes of layer blobs not yet cached, the API answers 202 and a job.
-DEFAULT_DEFER_ABOVE_BYTES: Final = 256 * 1024 * 1024
 #: A concurrent writer may win the race a couple of times (image row, then attestations).
 _STORE_ATTEMPTS: Final = 3
 
@@ -89,8 +88,8 @@ class IssuanceContext:
     cache: BlobCache
     policies: PolicySet
     session_factory: sessionmaker[Session]
-    signer: Signer
-    keyid: str
+    #: The active local key or a keyless identity; ``signer.keyid`` keys idempotence.
+    signer: StatementSigner
     builder_id: str
     manifest_limits: ManifestLimits = ManifestLimits()  # noqa: B008 - a frozen value
     recorder: IssuanceRecorder | None = None
@@ -236,7 +235,7 @@ def _existing(
         return attestation_store.find_issued(
             session,
             image_id=image.id,
-            keyid=ctx.keyid,
+            keyid=ctx.signer.keyid,
             policy_id=str(decision.policy_id),
             policy_version=str(decision.policy_version),
         )
@@ -268,16 +267,21 @@ def _sign_layers(
     items: list[NewAttestation] = []
     manifests: list[FileManifest] = []
     parent: NewAttestation | None = None
+    known = known_scans(ctx.session_factory, resolved.layers, chains, limits=ctx.manifest_limits)
     for index, layer in enumerate(resolved.layers):
+        # Fetched even when its scan is known: a blob gone from the registry
+        # (or the cache) still fails issuance, as for a first request.
         path = ctx.registry.fetch_blob(pinned, layer.digest, expected_size=layer.size)
-        with path.open("rb") as blob:
-            # One pass: decompress, hash (diffID) and build the manifest together.
-            scan = manifest_from_layer_blob(
-                blob,
-                layer.media_type,
-                limits=ctx.manifest_limits,
-                lower=tuple(reversed(manifests)),
-            )
+        scan: KnownScan | LayerScan | None = known.get(index)
+        if scan is None:
+            with path.open("rb") as blob:
+                # One pass: decompress, hash (diffID) and build the manifest together.
+                scan = manifest_from_layer_blob(
+                    blob,
+                    layer.media_type,
+                    limits=ctx.manifest_limits,
+                    lower=tuple(reversed(manifests)),
+                )
         if scan.diff_id != diff_ids[index]:
             raise VerificationError(
                 f"layer {index} ({layer.digest}) decompresses to {scan.diff_id}, "
@@ -319,9 +323,10 @@ def _sign_layers(
             started_on=started,
             finished_on=now(),
         )
-        envelope = sign_envelope(statement_bytes(statement), ctx.signer, keyid=ctx.keyid)
+        signed = ctx.signer.sign(statement_bytes(statement))
         # These exact bytes are stored, served and chained; never re-serialized.
-        envelope_bytes = envelope.to_json()
+        envelope_bytes = signed.envelope
+        who = signed.identity
         item = NewAttestation(
             id=attestation_id,
             layer_index=index,
@@ -332,12 +337,15 @@ def _sign_layers(
             parent_id=None if parent is None else parent.id,
             envelope=envelope_bytes,
             envelope_sha256=sha256_hex(envelope_bytes),
-            keyid=ctx.keyid,
+            keyid=ctx.signer.keyid,
             policy_id=str(decision.policy_id),
             policy_version=str(decision.policy_version),
             manifest_sha256=manifest_sha256,
             tree_digest=scan.manifest.tree_digest,
             invocation_id=invocation_id,
+            bundle=signed.bundle,
+            signer_identity=None if who is None else who.identity,
+            signer_issuer=None if who is None else who.issuer,
         )
         items.append(item)
         parent = item
@@ -357,7 +365,9 @@ def _store(
     for _ in range(_STORE_ATTEMPTS):
         try:
             with ctx.session_factory.begin() as session:
-                return _store_once(session, resolved, decision, signed, keyid=ctx.keyid, now=now())
+                return _store_once(
+                    session, resolved, decision, signed, keyid=ctx.signer.keyid, now=now()
+                )
         except Conflict as e:
             # A concurrent identical request committed first; the next attempt
             # reads its rows (or retries the insert if it stored something else).
@@ -397,7 +407,19 @@ def _store_once(
     existing = attestation_store.find_issued(session, **key)
     if existing:
         return existing, False
+    if keyid.startswith(KEYLESS_KEYID_PREFIX):
+        first = signed.items[0]
+        who = SignerIdentity(first.signer_identity or "", first.signer_issuer or "")
+        identity_row = _key_rows.ensure_keyless_row(
+            session, keyid, signer_uri=f"keyless:{who.issuer} {who.identity}", now=now
+        )
+        if identity_row.status == "revoked":
+            # Revoked between build_context's check and now: store nothing.
+            raise Conflict(f"keyless identity {keyid} was revoked")
+    stored = manifest_store.get_manifests(session, [m.sha256 for m in signed.manifests])
     for manifest in signed.manifests:
+        if manifest.sha256 in stored:
+            continue  # content-addressed: already there (a reused or shared layer)
         manifest_store.put_manifest(
             session,
             sha256=manifest.sha256,
@@ -407,6 +429,9 @@ def _store_once(
             now=now,
         )
     attestation_store.add_attestations(session, image_id=image.id, items=signed.items, now=now)
+    # A revocation that already covers what we just signed (image, subject,
+    # key, policy version, time window) applies at once, in this transaction.
+    revocation_service.apply_revocations(session, image_id=image.id)
     return attestation_store.find_issued(session, **key), True
 
 
@@ -430,11 +455,16 @@ def _result(
 
 
 def bundle_json(row: AttestationRow) -> bytes:
-    """The Sigstore bundle v0.3 of a stored envelope, as served and attached.
+    """The Sigstore bundle v0.3 of an attestation, as served and attached.
+
+    Keyless: the stored bundle (Fulcio certificate + Rekor entry), verbatim.
+    Key-signed: built from the stored envelope with the keyid as public key hint.
 
     Raises:
         InvalidInput: the stored envelope does not parse (a corrupted row).
     """
+    if row.bundle is not None:
+        return row.bundle
     bundle = bundle_from_envelope(parse_envelope(row.envelope), keyid=row.keyid)
     return json.dumps(bundle, separators=(",", ":")).encode()
 
@@ -443,6 +473,12 @@ def attestation_document(row: AttestationRow) -> dict[str, Any]:
     """The API's summary of one attestation (URLs relative to the server)."""
     return {
         "id": row.id,
+        "image": {
+            "registry": row.registry,
+            "repository": row.repository,
+            "digest": row.manifest_digest,
+        },
+        "keyid": row.keyid,
         "layer": {"index": row.layer_index, "digest": row.layer_digest, "diff_id": row.diff_id},
         "status": row.status,
         "envelope_url": f"/v1/attestations/{row.id}/envelope",

@@ -28,6 +28,7 @@ __all__ = [
     "add_attestations",
     "count_attestations",
     "find_issued",
+    "find_layer_scans",
     "get_attestation",
     "list_attestations",
     "revoke_by_key",
@@ -55,6 +56,11 @@ class NewAttestation:
     manifest_sha256: str
     tree_digest: str
     invocation_id: str
+    #: Keyless only: the Sigstore bundle as signed (certificate + Rekor entry).
+    bundle: bytes | None = None
+    #: Keyless only: the certificate's SAN and OIDC issuer.
+    signer_identity: str | None = None
+    signer_issuer: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,9 @@ def _row(m: AttestationModel, image: ImageModel) -> AttestationRow:
         manifest_sha256=m.manifest_sha256,
         tree_digest=m.tree_digest,
         invocation_id=m.invocation_id,
+        bundle=bytes(m.bundle) if m.bundle is not None else None,
+        signer_identity=m.signer_identity,
+        signer_issuer=m.signer_issuer,
         image_id=m.image_id,
         registry=image.registry_host,
         repository=image.repository,
@@ -111,17 +120,19 @@ def add_attestations(
             version) exists, e.g. inserted by a concurrent request; the
             transaction must be rolled back.
     """
-    for item in items:
-        session.add(
-            AttestationModel(
-                **{k: getattr(item, k) for k in NewAttestation.__dataclass_fields__},
-                image_id=image_id,
-                status="valid",
-                created_at=now,
-            )
+    # One flush: rows are inserted in the order added (no relationship() reorders
+    # them), parents first, and both databases check the parent_id foreign key
+    # at the end of the statement.
+    session.add_all(
+        AttestationModel(
+            **{k: getattr(item, k) for k in NewAttestation.__dataclass_fields__},
+            image_id=image_id,
+            status="valid",
+            created_at=now,
         )
-        # Flush in order: each parent row exists before its child references it.
-        flush_or_conflict(session, f"attestations of image {image_id}")
+        for item in items
+    )
+    flush_or_conflict(session, f"attestations of image {image_id}")
 
 
 def find_issued(
@@ -139,6 +150,28 @@ def find_issued(
         .order_by(AttestationModel.layer_index)
     )
     return [_row(m, i) for m, i in session.execute(query)]
+
+
+def find_layer_scans(
+    session: Session, layer_digests: Sequence[str]
+) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """Layers attested before: ``(digest, media type, chainID) -> (diffID, manifest sha256)``.
+
+    Any attestation will do, whatever its key, policy or status: the diffID and
+    file manifest depend only on the blob and on the layers below it.
+    """
+    query = (
+        select(
+            AttestationModel.layer_digest,
+            AttestationModel.layer_media_type,
+            AttestationModel.chain_id,
+            AttestationModel.diff_id,
+            AttestationModel.manifest_sha256,
+        )
+        .where(AttestationModel.layer_digest.in_(sorted(set(layer_digests))))
+        .distinct()
+    )
+    return {(d, m, c): (diff, manifest) for d, m, c, diff, manifest in session.execute(query)}
 
 
 def get_attestation(session: Session, attestation_id: str) -> AttestationRow:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,7 +14,13 @@ from attestor.errors import NotFound
 from attestor.store.images import flush_or_conflict
 from attestor.store.models import FileManifestModel
 
-__all__ = ["StoredManifest", "count_manifests", "get_manifest", "put_manifest"]
+__all__ = [
+    "StoredManifest",
+    "count_manifests",
+    "get_manifest",
+    "get_manifests",
+    "put_manifest",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +76,20 @@ def get_manifest(session: Session, sha256: str) -> StoredManifest:
         body=bytes(model.body),
         entry_count=model.entry_count,
     )
+
+
+def get_manifests(session: Session, digests: Sequence[str]) -> dict[str, StoredManifest]:
+    """The stored manifests among ``digests``, by sha256, in one query."""
+    query = select(FileManifestModel).where(FileManifestModel.sha256.in_(sorted(set(digests))))
+    return {
+        m.sha256: StoredManifest(
+            sha256=m.sha256,
+            tree_digest=m.tree_digest,
+            body=bytes(m.body),
+            entry_count=m.entry_count,
+        )
+        for m in session.scalars(query)
+    }
 
 
 def count_manifests(session: Session) -> int:

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attestor.errors import Conflict, InvalidInput
-from attestor.store.models import KEY_ALGORITHMS, SigningKeyModel
+from attestor.store.models import KEY_ALGORITHMS, KEYLESS_ALGORITHM, SigningKeyModel
 
 __all__ = ["SigningKeyRow", "active_key", "add_active_key", "list_keys"]
 
@@ -51,8 +51,12 @@ def active_key(session: Session) -> SigningKeyRow | None:
 
 
 def list_keys(session: Session) -> list[SigningKeyRow]:
-    """All keys, oldest first."""
-    query = select(SigningKeyModel).order_by(SigningKeyModel.created_at, SigningKeyModel.keyid)
+    """All keys, oldest first; not the pseudo rows of keyless identities (no public key)."""
+    query = (
+        select(SigningKeyModel)
+        .where(SigningKeyModel.algorithm != KEYLESS_ALGORITHM)
+        .order_by(SigningKeyModel.created_at, SigningKeyModel.keyid)
+    )
     return [_row(m) for m in session.scalars(query)]
 
 

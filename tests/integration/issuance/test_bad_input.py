@@ -116,7 +116,7 @@ def test_unreachable_registry(server: Server) -> None:
 
 def test_registry_timeout(server: Server, listener: _Listener, tmp_path: Path) -> None:
     _short_timeout(server, listener.host, tmp_path)
-    body = _refused(server, f"{listener.host}/app/x:1", 502, "upstream-error")
+    body = _refused(server, f"{listener.host}/app/x:1", 504, "upstream-timeout")
     assert "timed out" in body["detail"] and body["reason"] == "timeout"
     assert listener.accepted >= 1
 

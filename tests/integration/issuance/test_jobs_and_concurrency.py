@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from attestor.api._state import app_state
-from attestor.api.attestations import DEFER_CONFIG_KEY
 from attestor.registry import RegistryClient
 from tests.integration.issuance._images import push
 from tests.integration.issuance.conftest import Server
@@ -17,7 +16,7 @@ from tests.integration.issuance.conftest import Server
 def test_large_image_answers_202_and_the_job_issues(
     make_server: Callable[..., Server], pusher: RegistryClient, unique_name: Callable[[str], str]
 ) -> None:
-    server = make_server(config={DEFER_CONFIG_KEY: 1})
+    server = make_server(env={"ATTESTOR_ISSUE_DEFER_ABOVE_BYTES": "1"})
     image = push(pusher, unique_name("large"), "v1", layers=3)
     counts = server.counts()
     accepted = server.issue(image.by_tag)

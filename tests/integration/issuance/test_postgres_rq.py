@@ -13,7 +13,6 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from attestor.api._state import app_state
-from attestor.api.attestations import DEFER_CONFIG_KEY
 from attestor.jobs.runner import RQRunner
 from attestor.registry import RegistryClient
 from tests.integration.issuance._images import push
@@ -80,7 +79,7 @@ def test_large_image_job_runs_on_rq(
     from rq import SimpleWorker
 
     env = {"DATABASE_URL": pg_database_url, "REDIS_URL": redis_url}
-    server = make_server(env=env, config={DEFER_CONFIG_KEY: 1})
+    server = make_server(env={**env, "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES": "1"})
     settings = app_state(server.app).settings
     # rq_entry (run by the worker below) builds its settings from the environment.
     for key, value in {

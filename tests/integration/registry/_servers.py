@@ -191,3 +191,51 @@ def failing_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _StallHandler(BaseHTTPRequestHandler):
+    """``/v2/`` answers 200 with half a body and then stalls; anything else gets
+    a Bearer challenge whose realm is ``server.realm`` (e.g. a silent server)."""
+
+    server: _StallServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if "/blobs/" in self.path:
+            self.send_response(200)
+            self.send_header("Content-Length", "2048")
+            self.end_headers()
+            self.wfile.write(b"x" * 1024)
+            self.wfile.flush()
+            self.server.release.wait(10)
+            return
+        challenge = f'Bearer realm="{self.server.realm}",service="s"'
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+class _StallServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, realm: str) -> None:
+        super().__init__(("127.0.0.1", 0), _StallHandler)
+        self.realm = realm
+        self.release = threading.Event()
+
+
+@contextlib.contextmanager
+def stalling_server(realm: str) -> Iterator[str]:
+    """Blob GETs send half their body and stall; other GETs ask for a token at ``realm``."""
+    server = _StallServer(realm)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()

@@ -75,3 +75,26 @@ def test_basic_without_credentials_names_the_host(
         ref = parse_reference(pushed.name.replace(registry.host, proxy.host) + ":v1")
         with pytest.raises(UpstreamError, match=f"registry {proxy.host} requires credentials"):
             client.resolve(ref)
+
+
+def test_static_bearer_token_skips_the_token_endpoint(
+    registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    with auth_proxy(registry.host, "bearer") as proxy:
+        ref = parse_reference(pushed.name.replace(registry.host, proxy.host) + ":v1")
+        token = Credentials(token=f"tok repository:{ref.repository}:pull")
+        image = _client(proxy.host, tmp_path, token).resolve(ref)
+        assert image.manifest_digest == pushed.manifest_digest
+        assert proxy.token_requests == []
+        wrong = _client(proxy.host, tmp_path / "w", Credentials(token="tok nope"))
+        with pytest.raises(UpstreamError, match="refused our credentials") as err:
+            wrong.resolve(ref)
+        assert "nope" not in err.value.message
+
+
+def test_static_token_cannot_answer_basic(registry: Any, pushed: Any, tmp_path: Path) -> None:
+    with auth_proxy(registry.host, "basic") as proxy:
+        client = _client(proxy.host, tmp_path, Credentials(token="t"))
+        ref = parse_reference(pushed.name.replace(registry.host, proxy.host) + ":v1")
+        with pytest.raises(UpstreamError, match=f"registry {proxy.host} requires credentials"):
+            client.resolve(ref)

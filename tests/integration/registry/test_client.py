@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from attestor.digests import sha256_digest
-from attestor.errors import InvalidInput, NotFound, TooLarge, UpstreamError
+from attestor.errors import GatewayTimeout, InvalidInput, NotFound, TooLarge, UpstreamError
 from attestor.registry import BlobCache, RegistryClient, RegistryLimits, parse_reference
 from attestor.registry._media_types import OCI_MANIFEST
 from tests.integration.registry._images import descriptor, push_image, push_index
@@ -228,7 +228,7 @@ def test_registry_that_never_answers_times_out(tmp_path: Path) -> None:
             insecure_registries=frozenset({host}), cache=BlobCache(tmp_path), timeout=0.5
         )
         t0 = time.monotonic()
-        with pytest.raises(UpstreamError, match=f"registry {host} timed out after 0.5s"):
+        with pytest.raises(GatewayTimeout, match=f"registry {host} timed out after 0.5s"):
             client.resolve(parse_reference(f"{host}/a:b"))
         assert time.monotonic() - t0 < 5
 
@@ -277,3 +277,17 @@ def test_registry_5xx_is_an_upstream_error(tmp_path: Path) -> None:
         with pytest.raises(UpstreamError, match=f"registry {host} failed: HTTP 503") as err:
             client.resolve(parse_reference(f"{host}/a:b"))
         assert err.value.detail == {"registry": host, "status": 503}
+
+
+def test_config_is_cached_by_digest(
+    client: RegistryClient, registry: Any, session: Any, blob_file: Any
+) -> None:
+    pushed = push_image(client, _repo(registry), "v1")
+    ref = parse_reference(f"{pushed.name}:v1")
+    first = client.resolve(ref)
+    # The registry's copy may now change: the verified cached copy is used.
+    blob_file(pushed.config_digest).write_bytes(b"{}")
+    again = client.resolve(ref)
+    assert again.config == first.config
+    gets = [u for m, u in session.sent if m == "GET" and u.endswith(pushed.config_digest)]
+    assert len(gets) == 1

@@ -21,6 +21,7 @@ from attestor.services.issuance import (
     issue_image,
     result_document,
 )
+from attestor.services.signers import KeySigner
 from attestor.store import attestations as attestation_store
 from attestor.store.attestations import AttestationRow
 from tests.unit.services.conftest import NOW
@@ -68,8 +69,7 @@ def ctx(
         cache=cache,
         policies=PolicySet((parse_policy(POLICY),), source="test"),
         session_factory=factory,
-        signer=active.signer,
-        keyid=active.keyid,
+        signer=KeySigner(signer=active.signer, keyid=active.keyid),
         builder_id="https://attestor.test/builder",
     )
 
@@ -128,6 +128,12 @@ def test_result_document_shape() -> None:
         "attestations": [
             {
                 "id": "a1",
+                "image": {
+                    "registry": "127.0.0.1:5000",
+                    "repository": "app",
+                    "digest": row.manifest_digest,
+                },
+                "keyid": "k",
                 "layer": {"index": 0, "digest": row.layer_digest, "diff_id": row.diff_id},
                 "status": "valid",
                 "envelope_url": "/v1/attestations/a1/envelope",
