@@ -9,8 +9,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 from flask_smorest import Api
+from werkzeug.exceptions import UnsupportedMediaType
 
 from attestor import __version__
 from attestor.api._state import EXTENSION_KEY, AppState
@@ -21,6 +22,7 @@ from attestor.api.metrics import Metrics
 from attestor.api.observability import install_observability
 from attestor.api.problems import PROBLEM_MEDIA_TYPE, ProblemSchema, register_error_handlers
 from attestor.config import Settings, load_settings
+from attestor.errors import InvalidInput
 from attestor.jobs.runner import InlineRunner, JobRunner, RQRunner, utc_now
 from attestor.store.bootstrap import prepare
 from attestor.store.db import make_engine, make_session_factory
@@ -88,6 +90,7 @@ def create_app(
     if not app.config.get(PREPARED_KEY):
         prepare(settings, engine, now=clock())
     factory = make_session_factory(engine)
+    default_runner = runner is None
     if runner is None:
         runner = (
             RQRunner(settings.redis_url)
@@ -105,6 +108,7 @@ def create_app(
 
     install_observability(app)
     install_body_limits(app)
+    app.before_request(_refuse_unusable_request)
     api = _Api(
         app, spec_kwargs={"info": {"description": "Layer attestations for container images."}}
     )
@@ -114,7 +118,43 @@ def create_app(
     # After Api(): these replace flask-smorest's own JSON error handler.
     register_error_handlers(app)
     check_declarations(app, exempt=DOC_ENDPOINTS)
+    if not app.testing:
+        _start_background_duties(app, default_runner=default_runner)
     return app
+
+
+def _start_background_duties(app: Flask, *, default_runner: bool) -> None:
+    """Load policies now (a bad policy stops the start), then schedule re-verification.
+
+    With Redis, ``attestor worker`` runs the periodic sweep through rq's
+    scheduler; without it each server process runs a timer thread (sweeps are
+    idempotent, so several processes only cost repeated work).
+
+    Raises:
+        ConfigError: a policy file is invalid.
+    """
+    from attestor.api.attestations import issuance_adapters
+    from attestor.jobs.reverify import SweepTimer, enqueue_policy_sweeps
+
+    state = app.extensions[EXTENSION_KEY]
+    policies = issuance_adapters(app).policies
+    enqueue_policy_sweeps(state.session_factory, state.runner, policies, now=state.clock())
+    if default_runner and isinstance(state.runner, InlineRunner):
+        SweepTimer(state.session_factory, state.runner, clock=state.clock).start()
+
+
+def _refuse_unusable_request() -> None:
+    # PostgreSQL text cannot hold NUL: an id or filter with one was a 500 at the first
+    # query. No id, digest or filter we accept contains one.
+    if "\x00" in request.path or any(
+        "\x00" in key or "\x00" in value for key, value in request.args.items(multi=True)
+    ):
+        raise InvalidInput("the URL must not contain NUL")
+    # webargs skips a body that is not declared JSON and parses {} instead: a text/plain
+    # POST to a view whose fields all have defaults (keys/rotate) would act on defaults
+    # the caller never sent. Every body our blueprints accept is JSON.
+    if request.blueprint and request.content_length and not request.is_json:
+        raise UnsupportedMediaType("request bodies must be application/json")
 
 
 def _document_components(api: Any) -> None:

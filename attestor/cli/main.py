@@ -71,9 +71,14 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as e:
-            raise _ConfigFailure(f"invalid configuration: {e.message}") from e
+            raise _ConfigFailure(_one_line(f"invalid configuration: {e.message}")) from e
         except Error as e:
-            raise _Failure(f"{type(e).__name__}: {e.message}") from e
+            raise _Failure(_one_line(f"{type(e).__name__}: {e.message}")) from e
+
+
+def _one_line(message: str) -> str:
+    # Library messages (YAML, SQLAlchemy) can span lines; the CLI contract is one line.
+    return " ".join(message.split())
 
 
 @click.group(cls=LazyGroup)

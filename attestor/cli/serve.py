@@ -49,6 +49,10 @@ def command(host: str, port: int, workers: int, threads: int) -> None:
     engine = make_engine(settings.database_url)
     prepared = prepare(settings, engine, now=now())
     engine.dispose()
+    # A bad policy file must stop the start here (one line, exit 2), not in a worker.
+    from attestor.policy import load_policies
+
+    load_policies(settings.policy_dir)
     url = f"http://{host}:{port}"
     click.echo(f"attestor serving on {url} (docs {url}/docs)", err=True)
     if prepared.first_admin_token is not None:

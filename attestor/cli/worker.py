@@ -13,14 +13,25 @@ __all__ = ["command"]
 
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
-def command(burst: bool) -> None:
+@click.option(
+    "--maintenance-interval",
+    type=click.IntRange(min=1),
+    default=15,
+    show_default=True,
+    help="Seconds between checks for jobs abandoned by dead workers (they are retried).",
+)
+def command(burst: bool, maintenance_interval: int) -> None:
     """Run jobs from the Redis queue."""
     from redis import Redis
-    from rq import Queue, Worker
+    from rq import Queue
     from rq.serializers import JSONSerializer
 
     from attestor.api.observability import configure_logging
     from attestor.jobs.runner import QUEUE_NAME
+
+    # Non-forking (rq's SimpleWorker): rq's Worker forks a work horse per job, which
+    # costs more than a 500-item chunk and throws away per-process setup each time.
+    from attestor.jobs.verification import ChunkWorker
 
     settings = settings_from_env()
     if not settings.redis_url:
@@ -29,4 +40,13 @@ def command(burst: bool) -> None:
     migrated_engine(settings).dispose()
     connection = Redis.from_url(settings.redis_url)
     queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    Worker([queue], connection=connection, serializer=JSONSerializer).work(burst=burst)
+    worker = ChunkWorker(
+        [queue],
+        connection=connection,
+        serializer=JSONSerializer,
+        maintenance_interval=maintenance_interval,
+    )
+    from attestor.jobs.reverify import schedule_periodic_sweep
+
+    schedule_periodic_sweep(queue)
+    worker.work(burst=burst, with_scheduler=True)
