@@ -17,4 +17,5 @@ BLUEPRINT_MODULES: tuple[str, ...] = (
     "attestor.api.manifests",
     "attestor.api.keys",
     "attestor.api.verifications",
+    "attestor.api.revocations",
 )

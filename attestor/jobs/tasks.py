@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings
+from attestor.jobs.reverify import reverify_task
 from attestor.jobs.verification import verify_task
 from attestor.services.issuance_job import issue_task
 
@@ -46,4 +47,5 @@ TASKS: dict[str, TaskFn] = {
     "echo": echo,
     "issue": issue_task,
     "verify": verify_task,
+    "reverify": reverify_task,
 }

@@ -39,6 +39,8 @@ __all__ = [
     "ImageModel",
     "JobModel",
     "ReportModel",
+    "RevocationFeedModel",
+    "RevocationModel",
     "SigningKeyModel",
     "TokenModel",
     "UTCDateTime",
@@ -47,6 +49,8 @@ __all__ = [
 
 TOKEN_ROLES = ("admin", "pipeline", "agent")
 KEY_ALGORITHMS = ("ecdsa-p256", "ed25519")
+#: Pseudo key rows standing for a keyless (Fulcio) identity; they hold no public key.
+KEYLESS_ALGORITHM = "keyless"
 KEY_STATUSES = ("active", "retired", "revoked")
 ATTESTATION_STATUSES = ("valid", "revoked")
 JOB_STATUSES = ("queued", "running", "finished", "failed")
@@ -214,6 +218,11 @@ class AttestationModel(Base):
     invocation_id: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
+    # Keyless only (migration 0005): the stored Sigstore bundle (certificate and
+    # Rekor entry cannot be rebuilt from the envelope) and who the certificate names.
+    bundle: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signer_identity: Mapped[str | None] = mapped_column(Text)
+    signer_issuer: Mapped[str | None] = mapped_column(Text)
 
 
 class JobModel(Base):
@@ -286,3 +295,39 @@ class ReportModel(Base):
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     generated_at: Mapped[datetime]
     received_at: Mapped[datetime]
+
+
+class RevocationModel(Base):
+    """One revocation: append-only history; ``sequence`` is the agent feed's cursor."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Assigned under the feed row's lock, so sequences become visible in order.
+    sequence: Mapped[int] = mapped_column(BigInteger, unique=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+
+
+class RevocationFeedModel(Base):
+    """The one row of the feed: its id (new per database) and the last sequence given out."""
+
+    __tablename__ = "revocation_feed"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    feed_id: Mapped[str] = mapped_column(String(64))
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
+
+
+# Revocation queries flip attestation statuses by these columns (migration 0004).
+Index("ix_attestations_keyid", AttestationModel.keyid)
+Index(
+    "ix_attestations_policy_id_policy_version",
+    AttestationModel.policy_id,
+    AttestationModel.policy_version,
+)
+Index("ix_attestations_created_at", AttestationModel.created_at)
+Index("ix_images_manifest_digest", ImageModel.manifest_digest)

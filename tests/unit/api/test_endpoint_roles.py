@@ -51,6 +51,10 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/v1/keys/<keyid>/revoke"): frozenset({"admin"}),
     ("POST", "/v1/verifications"): frozenset({"admin", "pipeline"}),
     ("GET", "/v1/jobs/<job_id>/results"): frozenset({"admin", "pipeline"}),
+    ("POST", "/v1/revocations"): frozenset({"admin"}),
+    ("GET", "/v1/revocations"): frozenset({"admin"}),
+    ("GET", "/v1/revocations/<revocation_id>"): frozenset({"admin"}),
+    ("GET", "/v1/revocations/feed"): frozenset({"admin", "agent"}),
 }
 #: Served by flask-smorest for the documentation; public, not part of the API.
 DOC_RULES = frozenset({"/openapi.json", "/docs"})
