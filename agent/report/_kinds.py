@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: Apache-2.0
 """The closed vocabularies of violations and layer statuses.
 
-These Literals are the one list in code; the schemas (``violation``,
-``container-report``) carry the same enums for other readers, and a unit test
-keeps them equal.
+The violation kinds live in the core (:mod:`attestor.violation_kinds`), shared
+with the server; they are re-exported here with the agent's groupings. The
+schemas (``violation``, ``container-report``) carry the same enums for other
+readers, and a unit test keeps them equal.
 """
 
 from __future__ import annotations
 
 from typing import Literal, get_args
+
+from attestor.violation_kinds import VIOLATION_KINDS, ViolationKind
 
 __all__ = [
     "DRIFT_KINDS",
@@ -22,33 +25,11 @@ __all__ = [
     "ViolationKind",
 ]
 
-ViolationKind = Literal[
-    # A lower-layer file differs from its attested manifest entry
-    # (the kinds of attestor.manifest.ChangeKind).
-    "content",
-    "mode",
-    "owner",
-    "link",
-    "added",
-    "removed",
-    "xattr",
-    "type",
-    # The layer itself has no valid attestation.
-    "unattested",
-    "bad-signature",
-    "revoked",
-    # Drift in the container's writable layer (upperdir).
-    "drift-modified",
-    "drift-shadowed",
-    "drift-deleted",
-    "drift-new-executable",
-]
-VIOLATION_KINDS: frozenset[str] = frozenset(get_args(ViolationKind))
 FILE_KINDS: frozenset[str] = frozenset(
     {"content", "mode", "owner", "link", "added", "removed", "xattr", "type"}
 )
 LAYER_KINDS: frozenset[str] = frozenset({"unattested", "bad-signature", "revoked"})
-DRIFT_KINDS: frozenset[str] = VIOLATION_KINDS - FILE_KINDS - LAYER_KINDS
+DRIFT_KINDS: frozenset[str] = frozenset(VIOLATION_KINDS) - FILE_KINDS - LAYER_KINDS
 
 #: ``valid``: the signature verified against a pinned key; ``pending``: the
 #: agent asked the server to issue one and has no answer yet.

@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from agent._fs import fsync_dir, write_atomic
+from attestor._json import loads_strict
 from attestor.errors import InvalidInput, Unavailable
 from attestor.revocation import FeedPage, Revocation, RevocationSet
 from attestor.revocation.model import format_time, parse_time
@@ -166,19 +168,6 @@ def _to_doc(state: FeedState) -> dict[str, Any]:
     }
 
 
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise InvalidInput(f"duplicate member {key[:40]!r}")
-        doc[key] = value
-    return doc
-
-
-def _no_constant(name: str) -> Any:
-    raise InvalidInput(f"{name} is not JSON")
-
-
 def _opt_str(doc: dict[str, Any], name: str) -> str | None:
     value = doc[name]
     if value is not None and not isinstance(value, str):
@@ -194,12 +183,7 @@ def _revocations(doc: dict[str, Any], name: str) -> tuple[Revocation, ...]:
 
 
 def _from_bytes(data: bytes) -> FeedState:
-    try:
-        outer = json.loads(
-            data.decode("utf-8"), object_pairs_hook=_unique, parse_constant=_no_constant
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise InvalidInput(f"not JSON ({type(e).__name__})") from None
+    outer = loads_strict(data, what="state file", max_bytes=_MAX_STATE_BYTES)
     if not isinstance(outer, dict) or set(outer) != {"format", "sha256", "state"}:
         raise InvalidInput("expected an object with format, sha256 and state")
     if outer["format"] != _FORMAT or type(outer["format"]) is not int:
@@ -242,26 +226,16 @@ def load_state(state_dir: Path) -> LoadedState:
     except OSError as e:
         raise Unavailable(f"cannot read revocation state {path}: {e}") from e
     try:
-        if len(data) > _MAX_STATE_BYTES:
-            raise InvalidInput(f"over {_MAX_STATE_BYTES} bytes")
         return LoadedState(_from_bytes(data))
     except InvalidInput as e:
         problem = f"revocation state {path} is corrupt ({e.message}): starting again from cursor 0"
     aside = path.with_name(STATE_FILE + ".corrupt")
     try:
         os.replace(path, aside)
-        _fsync_dir(state_dir)
+        fsync_dir(state_dir)
     except OSError as e:
         raise Unavailable(f"cannot move corrupt revocation state aside: {e}") from e
     return LoadedState(FeedState(), problem=f"{problem}; the file is kept as {aside.name}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_state(state_dir: Path, state: FeedState) -> None:
@@ -275,18 +249,8 @@ def save_state(state_dir: Path, state: FeedState) -> None:
         {"format": _FORMAT, "sha256": hashlib.sha256(_dumps(doc)).hexdigest(), "state": doc}
     )
     path = state_dir / STATE_FILE
-    tmp = path.with_name(STATE_FILE + ".tmp")
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(state_dir)
+        write_atomic(path, data)
     except OSError as e:
         raise Unavailable(f"cannot write revocation state {path}: {e}") from e

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,6 +18,7 @@ from agent.server._models import (
     ServerKey,
     ViolationReceipt,
 )
+from attestor import _json as json_strict
 from attestor import errors
 from attestor.digests import Digest, KeyId, Sha256Hex, parse_digest
 
@@ -72,27 +72,16 @@ def _malformed(what: str, why: str) -> errors.UpstreamError:
 
 
 def loads_strict(body: bytes, what: str) -> Any:
-    """Parse JSON, refusing duplicate keys and NaN/Infinity.
+    """Parse UTF-8 JSON, refusing duplicate keys and NaN/Infinity.
 
     Raises:
-        UpstreamError: if ``body`` is not such JSON.
+        UpstreamError: if ``body`` is not such JSON (the server is at fault).
     """
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                raise ValueError(f"duplicate key {key[:40]!r}")
-            out[key] = value
-        return out
-
-    def constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
     try:
-        return json.loads(body, object_pairs_hook=pairs, parse_constant=constant)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _malformed(what, str(e)[:200]) from e
+        return json_strict.loads_strict(body, what=what)
+    except errors.InvalidInput as e:
+        # e.message is "<what>: <why>", so this reads like every other _malformed.
+        raise errors.UpstreamError(f"server sent a malformed {e.message[:300]}") from e
 
 
 def _obj(doc: object, what: str) -> dict[str, Any]:

@@ -34,13 +34,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from agent._fs import TMP_SUFFIX, fsync_dir, write_atomic, write_synced
 from agent.spool import _framing
 from attestor.errors import ConfigError, InvalidInput, TooLarge, Unavailable
 
 __all__ = ["Spool", "SpoolEntry", "SpoolLimits", "SpoolStats"]
 
 _REC = ".rec"
-_TMP = ".tmp"
+_TMP = TMP_SUFFIX
 _SEQ_WIDTH = 20
 _LOCK = "lock"
 _DROPPED = "dropped"
@@ -85,26 +86,6 @@ class SpoolStats:
     quarantined: int
     #: Records the receiver refused as invalid, moved to ``rejected/`` (this process).
     rejected: int
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with ``data`` and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _encode(record: Mapping[str, Any]) -> bytes:
@@ -189,7 +170,7 @@ class Spool:
             self._dropped = int((self._dir / _DROPPED).read_text(encoding="ascii").strip())
         except (FileNotFoundError, ValueError):
             self._dropped = 0
-        _fsync_dir(self._dir)
+        fsync_dir(self._dir)
 
     @property
     def directory(self) -> Path:
@@ -270,11 +251,11 @@ class Spool:
             for ident, data in batch:
                 tmp = self._dir / (ident + _REC + _TMP)
                 done.append(tmp)
-                _write_file(tmp, data)
+                write_synced(tmp, data)
             for ident, _ in batch:
                 os.replace(self._dir / (ident + _REC + _TMP), self._dir / (ident + _REC))
                 done.append(self._dir / (ident + _REC))
-            _fsync_dir(self._dir)
+            fsync_dir(self._dir)
         except OSError:
             for path in done:  # none of this batch was acknowledged: undo it all
                 with contextlib.suppress(OSError):
@@ -284,9 +265,7 @@ class Spool:
     def _count_drops(self, n: int) -> None:
         self._dropped += n
         try:
-            _write_file(self._dir / (_DROPPED + _TMP), b"%d\n" % self._dropped)
-            os.replace(self._dir / (_DROPPED + _TMP), self._dir / _DROPPED)
-            _fsync_dir(self._dir)
+            write_atomic(self._dir / _DROPPED, b"%d\n" % self._dropped)
         except OSError:
             # The in-memory count still reaches heartbeats and metrics.
             pass
@@ -356,8 +335,8 @@ class Spool:
                 except FileNotFoundError:
                     pass
                 self._forget(ident)
-            _fsync_dir(target_dir)
-            _fsync_dir(self._dir)
+            fsync_dir(target_dir)
+            fsync_dir(self._dir)
         except OSError as e:
             raise Unavailable(f"spool: cannot move {ident} to {where}/: {e.strerror}") from e
 
@@ -381,7 +360,7 @@ class Spool:
             # Without this a crash could resurrect acked records: harmless
             # (the receiver dedupes by record id) but avoidable.
             try:
-                _fsync_dir(self._dir)
+                fsync_dir(self._dir)
             except OSError as e:
                 raise Unavailable(f"spool ack failed: {e.strerror}") from e
 

@@ -25,6 +25,7 @@ from attestor.api.auth import current_principal, require_roles
 from attestor.api.limits import bulk_body
 from attestor.errors import Forbidden, InvalidInput
 from attestor.store import violations as violation_store
+from attestor.violation_kinds import VIOLATION_KINDS
 
 __all__ = ["blp"]
 
@@ -51,9 +52,7 @@ class ViolationInSchema(ma.Schema):
     image_digest = ma.fields.String(required=True, metadata=_DIGEST)
     layer_digest = ma.fields.String(required=True, allow_none=True, metadata=_DIGEST)
     path = ma.fields.String(required=True, allow_none=True)
-    kind = ma.fields.String(
-        required=True, validate=ma.validate.OneOf(violation_store.VIOLATION_KINDS)
-    )
+    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(VIOLATION_KINDS))
     detail = ma.fields.Dict(required=True)
     detected_at = ma.fields.AwareDateTime(required=True)
 
@@ -92,9 +91,7 @@ class ViolationQuerySchema(ma.Schema):
     container_id = ma.fields.String(load_default=None)
     image_digest = ma.fields.String(load_default=None)
     layer_digest = ma.fields.String(load_default=None)
-    kind = ma.fields.String(
-        load_default=None, validate=ma.validate.OneOf(violation_store.VIOLATION_KINDS)
-    )
+    kind = ma.fields.String(load_default=None, validate=ma.validate.OneOf(VIOLATION_KINDS))
     since = ma.fields.AwareDateTime(
         load_default=None, metadata={"description": "Only violations detected at or after."}
     )

@@ -14,10 +14,11 @@ import bisect
 import enum
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from attestor._json import loads_strict
 from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._merkle import inclusion_proof, merkle_root
@@ -445,34 +446,13 @@ class FileManifest:
             TooLarge: if ``data`` exceeds ``limits.max_manifest_bytes``.
         """
         limits = limits or ManifestLimits()
-        if len(data) > limits.max_manifest_bytes:
-            raise TooLarge(f"manifest is {len(data)} bytes, limit {limits.max_manifest_bytes}")
-        try:
-            doc = json.loads(
-                data.decode("utf-8"),
-                object_pairs_hook=_no_duplicates,
-                parse_float=_reject_number,
-                parse_constant=_reject_number,
-            )
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise InvalidInput(f"manifest is not UTF-8 JSON: {e}") from None
+        doc = loads_strict(
+            data, what="manifest", max_bytes=limits.max_manifest_bytes, integers_only=True
+        )
         manifest = cls.from_json(doc, limits=limits)
         if manifest.canonical_bytes() != data:
             raise InvalidInput("manifest bytes are not in canonical form")
         return manifest
-
-
-def _no_duplicates(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidInput(f"duplicate JSON member {key!r}")
-        out[key] = value
-    return out
-
-
-def _reject_number(text: str) -> Any:
-    raise InvalidInput(f"only integers are allowed in a manifest, got {text[:20]!r}")
 
 
 _INODE_FIELDS = ("mode", "uid", "gid", "size", "sha256", "capability")

@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 
+from attestor._json import loads_strict
 from attestor.dsse import Envelope, EnvelopeLimits, parse_envelope
 from attestor.errors import Conflict, InvalidInput, TooLarge, VerificationError
 from attestor.revocation.match import RevocationSet
@@ -205,20 +206,6 @@ def feed_etag(
     return '"rf1-' + hashlib.sha256(material).hexdigest()[:40] + '"'
 
 
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A duplicate member would let two parsers read one signed page differently.
-    doc: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in doc:
-            raise InvalidInput(f"feed page: duplicate member {key[:40]!r}")
-        doc[key] = value
-    return doc
-
-
-def _no_constant(name: str) -> Any:
-    raise InvalidInput(f"feed page: {name} is not JSON")
-
-
 def parse_feed_page(payload: bytes, *, limits: FeedLimits = _DEFAULT_LIMITS) -> FeedPage:
     """Parse page bytes strictly; no signature is checked here.
 
@@ -229,18 +216,8 @@ def parse_feed_page(payload: bytes, *, limits: FeedLimits = _DEFAULT_LIMITS) -> 
     """
     if not isinstance(payload, bytes):
         raise InvalidInput(f"feed page: expected bytes, got {type(payload).__name__}")
-    if len(payload) > limits.max_page_bytes:
-        raise TooLarge(f"feed page: {len(payload)} bytes, over {limits.max_page_bytes}")
-    try:
-        doc = json.loads(
-            payload.decode("utf-8"),
-            object_pairs_hook=_unique_object,
-            parse_constant=_no_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidInput(f"feed page: not JSON ({e})") from None
-    except RecursionError:
-        raise InvalidInput("feed page: JSON nested too deeply") from None
+    # A duplicate member would let two parsers read one signed page differently.
+    doc = loads_strict(payload, what="feed page", max_bytes=limits.max_page_bytes)
     if isinstance(doc, dict) and isinstance(doc.get("revocations"), list):
         count = len(doc["revocations"])
         if count > limits.max_revocations:

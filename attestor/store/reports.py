@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from attestor.errors import InvalidInput, NotFound
-from attestor.store._cursor import decode_cursor, encode_cursor
+from attestor.errors import NotFound
+from attestor.store._cursor import check_limit, decode_time_cursor, split_page
 from attestor.store._dialect import upsert_insert
 from attestor.store.models import ReportModel
 
@@ -207,19 +207,14 @@ def list_reports(
     Raises:
         InvalidInput: ``limit`` out of range or a malformed cursor.
     """
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    check_limit(limit, MAX_PAGE)
     query = (
         select(ReportModel)
         .order_by(ReportModel.received_at.desc(), ReportModel.id.desc())
         .limit(limit + 1)
     )
     if cursor is not None:
-        received, report_id = decode_cursor(cursor, (str, str))
-        try:
-            after = datetime.fromisoformat(str(received))
-        except ValueError:
-            raise InvalidInput("malformed cursor") from None
+        after, report_id = decode_time_cursor(cursor)
         query = query.where(
             (ReportModel.received_at < after)
             | ((ReportModel.received_at == after) & (ReportModel.id < report_id))
@@ -232,11 +227,7 @@ def list_reports(
     ):
         if value is not None:
             query = query.where(column == value)
-    models = list(session.scalars(query))
-    more = len(models) > limit
-    models = models[:limit]
-    last = models[-1] if models else None
-    return ReportPage(
-        items=[_summary(m) for m in models],
-        next=encode_cursor(last.received_at.isoformat(), last.id) if more and last else None,
+    models, next_cursor = split_page(
+        list(session.scalars(query)), limit, lambda m: (m.received_at.isoformat(), m.id)
     )
+    return ReportPage(items=[_summary(m) for m in models], next=next_cursor)

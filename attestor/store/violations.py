@@ -20,15 +20,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attestor.errors import InvalidInput
-from attestor.store._cursor import decode_cursor, encode_cursor
+from attestor.store._cursor import check_limit, decode_cursor, split_page
 from attestor.store._dialect import upsert_insert
 from attestor.store.models import ViolationModel
+from attestor.violation_kinds import VIOLATION_KINDS
 
 __all__ = [
     "MAX_BATCH",
     "MAX_DETAIL_BYTES",
     "MAX_PAGE",
-    "VIOLATION_KINDS",
     "BatchResult",
     "NewViolation",
     "ViolationFilter",
@@ -38,24 +38,6 @@ __all__ = [
     "list_violations",
 ]
 
-#: The kinds of ``schemas/violation.schema.json`` (a unit test keeps both equal).
-VIOLATION_KINDS = (
-    "content",
-    "mode",
-    "owner",
-    "link",
-    "added",
-    "removed",
-    "xattr",
-    "type",
-    "unattested",
-    "bad-signature",
-    "revoked",
-    "drift-modified",
-    "drift-shadowed",
-    "drift-deleted",
-    "drift-new-executable",
-)
 #: Largest batch one request may carry.
 MAX_BATCH = 1000
 #: Largest ``detail`` of one violation, as compact JSON (the agent's own cap too).
@@ -203,8 +185,7 @@ def list_violations(
     Raises:
         InvalidInput: ``limit`` out of range or a malformed cursor.
     """
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    check_limit(limit, MAX_PAGE)
     query = select(ViolationModel).order_by(ViolationModel.seq.desc()).limit(limit + 1)
     if cursor is not None:
         (after,) = decode_cursor(cursor, (int,))
@@ -220,10 +201,5 @@ def list_violations(
             query = query.where(column == value)
     if filters.since is not None:
         query = query.where(ViolationModel.detected_at >= filters.since)
-    models = list(session.scalars(query))
-    more = len(models) > limit
-    models = models[:limit]
-    return ViolationPage(
-        items=[_row(m) for m in models],
-        next=encode_cursor(models[-1].seq) if more else None,
-    )
+    models, next_cursor = split_page(list(session.scalars(query)), limit, lambda m: (m.seq,))
+    return ViolationPage(items=[_row(m) for m in models], next=next_cursor)

@@ -19,12 +19,12 @@ Decisions (fail closed, cosign-compatible):
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from attestor import schemas
+from attestor._json import loads_strict
 from attestor.dsse import IN_TOTO_PAYLOAD_TYPE
 from attestor.errors import InvalidInput, VerificationError
 from attestor.verify.result import Subject
@@ -48,19 +48,6 @@ _TOP_LEVEL = frozenset({"_type", "subject", "predicateType", "predicate"})
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _ARTIFACT_DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 _MAX_SUBJECTS = 1024
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise VerificationError(f"statement: duplicate JSON key {key[:80]!r}")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> Any:
-    raise VerificationError(f"statement: non-standard JSON constant {name}")
 
 
 def normalize_artifact_digest(artifact_digest: str) -> str:
@@ -88,17 +75,9 @@ def parse_statement(
             f"payloadType must be {IN_TOTO_PAYLOAD_TYPE}, got {payload_type[:80]!r}"
         )
     try:
-        statement = json.loads(
-            payload.decode("utf-8"),
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_no_constants,
-        )
-    except UnicodeDecodeError:
-        raise VerificationError("statement: payload is not UTF-8") from None
-    except json.JSONDecodeError as e:
-        raise VerificationError(f"statement: payload is not JSON ({e.msg} at {e.pos})") from None
-    except RecursionError:
-        raise VerificationError("statement: JSON nested too deeply") from None
+        statement = loads_strict(payload, what="statement")
+    except InvalidInput as e:  # signed bytes that do not parse fail verification
+        raise VerificationError(e.message) from None
     if not isinstance(statement, dict):
         raise VerificationError(f"statement: expected an object, got {type(statement).__name__}")
     unknown = set(statement) - _TOP_LEVEL

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from attestor.schemas import load_schema
 from attestor.store import violations as violation_store
+from attestor.violation_kinds import VIOLATION_KINDS
 from tests.unit.api.conftest import bearer, create_token
 
 IMAGE = "sha256:" + "a" * 64
@@ -49,7 +50,7 @@ def listing(client: FlaskClient, token: str, query: str = "") -> dict[str, Any]:
 
 def test_kinds_match_the_json_schema() -> None:
     enum = load_schema("violation")["$defs"]["kind"]["enum"]
-    assert list(violation_store.VIOLATION_KINDS) == enum
+    assert list(VIOLATION_KINDS) == enum
 
 
 def test_batch_stored_and_listed_with_agent_from_token(

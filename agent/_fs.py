@@ -1,0 +1,68 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Durable file writes for the agent's on-disk state (spool, revocation state).
+
+POSIX only promises that a file survives a crash once the file has been
+fsync'd, and that a rename survives once its directory has been fsync'd; a
+rename over the old name makes the switch atomic. Nothing in the standard
+library bundles the four steps, hence these few lines.
+
+Errors are the ``OSError`` of the failing call: each caller says what it was
+writing when it translates them (``Unavailable``), or decides to carry on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["TMP_SUFFIX", "fsync_dir", "write_atomic", "write_synced"]
+
+#: Suffix of the temporary file :func:`write_atomic` renames into place.
+TMP_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush the directory ``path`` itself, so renames and unlinks in it are durable.
+
+    Raises:
+        OSError: the directory cannot be opened or flushed.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Create (or truncate) ``path``, write all of ``data`` and fsync it.
+
+    ``mode`` applies to a new file (filtered by the umask).
+
+    Raises:
+        OSError: the disk refused (full, read-only, I/O error).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    Writes ``<path>.tmp``, fsyncs it, renames it over ``path`` and fsyncs the
+    directory: after a crash ``path`` holds the old bytes or the new ones,
+    never a mix. The directory must exist.
+
+    Raises:
+        OSError: the disk refused (full, read-only, I/O error).
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    write_synced(tmp, data, mode=mode)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The one strict JSON loader for untrusted or signed bytes (pure, no I/O).
+
+The standard library accepts things that let two parsers read the same bytes
+differently: a repeated member (one parser keeps the first, another the last),
+``NaN``/``Infinity`` (not JSON at all, RFC 8259 section 6) and, from bytes, any
+of UTF-8/16/32 with or without a BOM. For signed payloads that ambiguity is an
+attack surface, so every strict parse in the project goes through here.
+
+The standard ``json`` module is used because it exposes exactly the hooks
+needed (``object_pairs_hook``, ``parse_constant``, ``parse_float``); no
+well-kept library offers a duplicate-key and constant check on top of it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from attestor.errors import InvalidInput, TooLarge
+
+__all__ = ["loads_strict"]
+
+
+def loads_strict(
+    data: bytes | str,
+    *,
+    what: str,
+    max_bytes: int | None = None,
+    integers_only: bool = False,
+) -> Any:
+    """Parse one JSON document, refusing anything two parsers could read differently.
+
+    Refused: a repeated object member, ``NaN``/``Infinity``/``-Infinity``,
+    bytes that are not UTF-8 (a BOM included), nesting deeper than the
+    interpreter's recursion limit, and, with ``integers_only``, any number with
+    a fraction or an exponent. Every message starts with ``f"{what}: "``.
+
+    Args:
+        data: The document; bytes must be UTF-8.
+        what: Names the document in error messages (``"feed page"``).
+        max_bytes: When given, larger ``data`` is refused before parsing (for a
+            ``str``, its length in characters is compared).
+        integers_only: Refuse non-integer numbers too.
+
+    Raises:
+        TooLarge: ``data`` is longer than ``max_bytes``.
+        InvalidInput: ``data`` is not such a document.
+    """
+    if max_bytes is not None and len(data) > max_bytes:
+        raise TooLarge(f"{what}: {len(data)} bytes, over the limit of {max_bytes}")
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        doc: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in doc:
+                raise InvalidInput(f"{what}: duplicate JSON key {key[:80]!r}")
+            doc[key] = value
+        return doc
+
+    def constant(name: str) -> Any:
+        raise InvalidInput(f"{what}: non-standard JSON constant {name}")
+
+    def no_float(text: str) -> Any:
+        raise InvalidInput(f"{what}: only integers are allowed, got {text[:20]!r}")
+
+    try:
+        # Decoding ourselves, not json.loads(bytes): that would guess UTF-16/32.
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return json.loads(
+            text,
+            object_pairs_hook=unique,
+            parse_constant=constant,
+            parse_float=no_float if integers_only else None,
+        )
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{what}: not UTF-8 ({e.reason} at byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{what}: not JSON ({e.msg} at {e.pos})") from None
+    except RecursionError:
+        raise InvalidInput(f"{what}: JSON nested too deeply") from None

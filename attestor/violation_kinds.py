@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The closed vocabulary of runtime violations, shared by the agent and the server (pure).
+
+``schemas/violation.schema.json`` carries the same enum, in the same order, for
+other readers; a unit test keeps the two equal. The agent reports these kinds
+and the server stores and filters by them, so this is the one list in code.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+__all__ = ["VIOLATION_KINDS", "ViolationKind"]
+
+ViolationKind = Literal[
+    # A lower-layer file differs from its attested manifest entry
+    # (the kinds of attestor.manifest.ChangeKind).
+    "content",
+    "mode",
+    "owner",
+    "link",
+    "added",
+    "removed",
+    "xattr",
+    "type",
+    # The layer itself has no valid attestation.
+    "unattested",
+    "bad-signature",
+    "revoked",
+    # Drift in the container's writable layer (upperdir).
+    "drift-modified",
+    "drift-shadowed",
+    "drift-deleted",
+    "drift-new-executable",
+]
+#: Every kind, in the schema's order (a tuple, so error messages list it stably).
+VIOLATION_KINDS: Final[tuple[ViolationKind, ...]] = get_args(ViolationKind)

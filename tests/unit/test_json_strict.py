@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: Apache-2.0
+"""attestor._json.loads_strict: the one strict parser for untrusted or signed JSON."""
+
+from __future__ import annotations
+
+import pytest
+
+from attestor._json import loads_strict
+from attestor.errors import InvalidInput, TooLarge
+
+
+def test_parses_bytes_and_str_alike() -> None:
+    doc = {"a": [1, 2.5, None, True], "b": {"c": "é"}}
+    raw = '{"a": [1, 2.5, null, true], "b": {"c": "é"}}'
+    assert loads_strict(raw, what="doc") == doc
+    assert loads_strict(raw.encode(), what="doc") == doc
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"a": 1, "a": 2}', "doc: duplicate JSON key 'a'"),
+        (b'[{"x": {"k": 1, "k": 1}}]', "doc: duplicate JSON key 'k'"),
+        (b'{"a": NaN}', "doc: non-standard JSON constant NaN"),
+        (b"[Infinity]", "doc: non-standard JSON constant Infinity"),
+        (b"-Infinity", "doc: non-standard JSON constant -Infinity"),
+        (b"\xff", "doc: not UTF-8"),
+        ('{"a": 1}'.encode("utf-16"), "doc: not UTF-8"),
+        (b'\xef\xbb\xbf{"a": 1}', "doc: not JSON"),  # a UTF-8 BOM
+        (b"{", "doc: not JSON"),
+        (b'{"a": 1} {}', "doc: not JSON"),
+        (b"[" * 100_000, "doc: JSON nested too deeply"),
+    ],
+)
+def test_refuses_what_two_parsers_could_read_differently(data: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        loads_strict(data, what="doc")
+    assert info.value.message.startswith(message)
+    assert not isinstance(info.value, TooLarge)
+
+
+def test_integers_only_refuses_fractions_and_exponents() -> None:
+    assert loads_strict(b"[1, -2, 30]", what="m", integers_only=True) == [1, -2, 30]
+    for number in (b"1.0", b"1e3", b"-0.5"):
+        with pytest.raises(InvalidInput, match="m: only integers are allowed"):
+            loads_strict(b"[" + number + b"]", what="m", integers_only=True)
+
+
+def test_size_cap_is_checked_before_parsing() -> None:
+    assert loads_strict(b"[1]", what="p", max_bytes=3) == [1]
+    with pytest.raises(TooLarge, match=r"^p: 4 bytes, over the limit of 3$"):
+        loads_strict(b"{,,}", what="p", max_bytes=3)  # not JSON either: size wins
