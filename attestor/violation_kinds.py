@@ -4,13 +4,15 @@
 ``schemas/violation.schema.json`` carries the same enum, in the same order, for
 other readers; a unit test keeps the two equal. The agent reports these kinds
 and the server stores and filters by them, so this is the one list in code.
+The cap on a violation's ``detail`` is shared the same way: the agent refuses
+what the server would.
 """
 
 from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
-__all__ = ["VIOLATION_KINDS", "ViolationKind"]
+__all__ = ["MAX_DETAIL_BYTES", "VIOLATION_KINDS", "ViolationKind"]
 
 ViolationKind = Literal[
     # A lower-layer file differs from its attested manifest entry
@@ -35,3 +37,6 @@ ViolationKind = Literal[
 ]
 #: Every kind, in the schema's order (a tuple, so error messages list it stably).
 VIOLATION_KINDS: Final[tuple[ViolationKind, ...]] = get_args(ViolationKind)
+#: Largest ``detail`` of one violation, as compact UTF-8 JSON; keeps one
+#: violation well under the agent spool's and the server's per-record caps.
+MAX_DETAIL_BYTES: Final = 16 * 1024

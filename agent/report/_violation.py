@@ -15,12 +15,10 @@ from agent.report._time import format_time, parse_time, require_aware
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.schemas import validate
+from attestor.violation_kinds import MAX_DETAIL_BYTES
 
 __all__ = ["MAX_DETAIL_BYTES", "Violation"]
 
-#: Largest ``detail`` (its compact JSON); keeps one violation well under the
-#: spool's and the server's per-record caps.
-MAX_DETAIL_BYTES = 16 * 1024
 _SCHEMA = "violation"
 
 

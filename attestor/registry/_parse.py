@@ -7,12 +7,12 @@ which document we got, not that it is a well-formed image.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from attestor import _json
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.registry import _media_types as mt
@@ -39,30 +39,14 @@ class Descriptor:
     platform: Mapping[str, Any] | None = None
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # Two parsers could pick different values: refuse the ambiguity.
-            raise InvalidInput(f"duplicate JSON key {key[:80]!r}")
-        out[key] = value
-    return out
-
-
 def loads_strict(data: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object, rejecting duplicate keys, NaN and non-objects.
+    """Parse a JSON object strictly (see :func:`attestor._json.loads_strict`).
 
     Raises:
-        InvalidInput: if ``data`` is not such an object.
+        InvalidInput: if ``data`` is not UTF-8 JSON, repeats a key, holds
+            ``NaN``/``Infinity``, nests too deeply or is not an object.
     """
-
-    def _no_constant(name: str) -> Any:
-        raise InvalidInput(f"{what} contains {name}")
-
-    try:
-        doc = json.loads(data, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise InvalidInput(f"{what} is not valid JSON: {e}") from None
+    doc = _json.loads_strict(data, what=what)
     if not isinstance(doc, dict):
         raise InvalidInput(f"{what} is not a JSON object")
     return doc

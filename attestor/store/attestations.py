@@ -7,9 +7,6 @@ uses keyset pagination on ``(created_at, id)`` with an opaque cursor.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +15,7 @@ from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from attestor.errors import InvalidInput, NotFound
+from attestor.store._cursor import check_limit, decode_time_cursor, split_page
 from attestor.store.images import flush_or_conflict
 from attestor.store.models import ATTESTATION_STATUSES, AttestationModel, ImageModel
 
@@ -186,23 +184,6 @@ def get_attestation(session: Session, attestation_id: str) -> AttestationRow:
     return _row(found[0], found[1])
 
 
-def _encode_cursor(row: AttestationRow) -> str:
-    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, ident = json.loads(raw)
-        moment = datetime.fromisoformat(created)
-        if not isinstance(ident, str) or moment.tzinfo is None:
-            raise ValueError(cursor)
-    except (binascii.Error, ValueError, TypeError) as e:
-        raise InvalidInput("cursor is not one this server issued") from e
-    return moment, ident
-
-
 def list_attestations(
     session: Session,
     *,
@@ -219,8 +200,7 @@ def list_attestations(
     """
     if status is not None and status not in ATTESTATION_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(ATTESTATION_STATUSES)}")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    check_limit(limit, MAX_PAGE)
     query = _joined()
     if image_digest is not None:
         query = query.where(ImageModel.manifest_digest == image_digest)
@@ -229,7 +209,8 @@ def list_attestations(
     if status is not None:
         query = query.where(AttestationModel.status == status)
     if cursor is not None:
-        after, after_id = _decode_cursor(cursor)
+        # Cursors issued before the shared helper are the same array; they still decode.
+        after, after_id = decode_time_cursor(cursor)
         query = query.where(
             or_(
                 AttestationModel.created_at > after,
@@ -238,9 +219,7 @@ def list_attestations(
         )
     query = query.order_by(AttestationModel.created_at, AttestationModel.id).limit(limit + 1)
     rows = [_row(m, i) for m, i in session.execute(query)]
-    if len(rows) > limit:
-        return rows[:limit], _encode_cursor(rows[limit - 1])
-    return rows, None
+    return split_page(rows, limit, lambda r: (r.created_at.isoformat(), r.id))
 
 
 def revoke_by_key(session: Session, keyid: str) -> int:

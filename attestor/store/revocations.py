@@ -33,7 +33,7 @@ from attestor.revocation import (
     TimeWindowTarget,
     parse_target,
 )
-from attestor.store._cursor import decode_cursor, encode_cursor
+from attestor.store._cursor import check_limit, decode_cursor, split_page
 from attestor.store.models import (
     AttestationModel,
     ImageModel,
@@ -194,8 +194,7 @@ def list_revocations(
     """
     if kind is not None and kind not in KINDS:
         raise InvalidInput(f"kind must be one of {', '.join(KINDS)}, got {kind[:40]!r}")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be within 1..{MAX_PAGE}, got {limit}")
+    check_limit(limit, MAX_PAGE)
     query = select(RevocationModel)
     if kind is not None:
         query = query.where(RevocationModel.kind == kind)
@@ -204,9 +203,7 @@ def list_revocations(
         query = query.where(RevocationModel.sequence > after)
     query = query.order_by(RevocationModel.sequence).limit(limit + 1)
     rows = [_revocation(m) for m in session.scalars(query)]
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].sequence)
-    return rows, None
+    return split_page(rows, limit, lambda r: (r.sequence,))
 
 
 def revocations_after(session: Session, *, since: int, latest: int, limit: int) -> list[Revocation]:

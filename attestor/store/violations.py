@@ -23,7 +23,7 @@ from attestor.errors import InvalidInput
 from attestor.store._cursor import check_limit, decode_cursor, split_page
 from attestor.store._dialect import upsert_insert
 from attestor.store.models import ViolationModel
-from attestor.violation_kinds import VIOLATION_KINDS
+from attestor.violation_kinds import MAX_DETAIL_BYTES, VIOLATION_KINDS
 
 __all__ = [
     "MAX_BATCH",
@@ -40,8 +40,6 @@ __all__ = [
 
 #: Largest batch one request may carry.
 MAX_BATCH = 1000
-#: Largest ``detail`` of one violation, as compact JSON (the agent's own cap too).
-MAX_DETAIL_BYTES = 16 * 1024
 #: Largest page of a listing.
 MAX_PAGE = 1000
 
