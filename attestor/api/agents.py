@@ -28,12 +28,20 @@ DEFAULT_SILENT_FOR = timedelta(minutes=5)
 MAX_SILENT_FOR_SECONDS = 10 * 365 * 24 * 3600
 
 
+def _no_nul(value: str) -> None:
+    # PostgreSQL text cannot hold NUL: it would be a 500 there, so refuse it here.
+    if "\x00" in value:
+        raise ma.ValidationError("must not contain NUL")
+
+
 class AgentRegisterSchema(ma.Schema):
-    hostname = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=255))
+    hostname = ma.fields.String(
+        required=True, validate=[ma.validate.Length(min=1, max=255), _no_nul]
+    )
     mode = ma.fields.String(required=True, validate=ma.validate.OneOf(agent_store.AGENT_MODES))
-    version = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=64))
+    version = ma.fields.String(required=True, validate=[ma.validate.Length(min=1, max=64), _no_nul])
     namespaces = ma.fields.List(
-        ma.fields.String(validate=ma.validate.Length(min=1, max=256)),
+        ma.fields.String(validate=[ma.validate.Length(min=1, max=256), _no_nul]),
         load_default=list,
         validate=ma.validate.Length(max=256),
         metadata={"description": "containerd namespaces the agent covers."},
@@ -63,12 +71,14 @@ class AgentRegisteredSchema(ma.Schema):
     )
 
 
+# The counters are INTEGER columns: larger values are a 500 on SQLite and PostgreSQL.
+_COUNTER = ma.validate.Range(min=0, max=2**31 - 1)
+
+
 class AgentHeartbeatSchema(ma.Schema):
-    containers = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0))
-    layers = ma.fields.Integer(required=True, strict=True, validate=ma.validate.Range(min=0))
-    pending_violations = ma.fields.Integer(
-        required=True, strict=True, validate=ma.validate.Range(min=0)
-    )
+    containers = ma.fields.Integer(required=True, strict=True, validate=_COUNTER)
+    layers = ma.fields.Integer(required=True, strict=True, validate=_COUNTER)
+    pending_violations = ma.fields.Integer(required=True, strict=True, validate=_COUNTER)
 
 
 class AgentQuerySchema(ma.Schema):

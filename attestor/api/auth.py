@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flask import Flask, g, request
+from flask_smorest.utils import deepupdate
 
 from attestor.api._state import app_state
 from attestor.errors import Forbidden, Unauthorized
@@ -69,7 +70,8 @@ def _add_apidoc(wrapper: Any, doc: dict[str, Any]) -> None:
     # flask-smorest reads ``_apidoc["manual_doc"]``, as its ``Blueprint.doc`` writes it.
     apidoc = deepcopy(getattr(wrapper, "_apidoc", {}))
     manual = apidoc.setdefault("manual_doc", {})
-    manual.update(doc)
+    # Merge, don't replace: a ``@blp.doc(responses=...)`` below keeps its entries.
+    deepupdate(manual, doc)
     wrapper._apidoc = apidoc
 
 

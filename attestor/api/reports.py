@@ -53,9 +53,9 @@ class ReportInSchema(ma.Schema):
     @ma.validates_schema(pass_original=True)
     def _full_check(self, data: dict[str, Any], original: Any, **_kwargs: Any) -> None:
         check_against(original, "container-report")
-        # PostgreSQL text cannot hold NUL; no real container id or image name has one.
-        if "\x00" in data["container_id"] + data["image"]["name"]:
-            raise ma.ValidationError("container_id and image.name must not contain NUL")
+        # PostgreSQL text cannot hold NUL; no real container id, namespace or image name has one.
+        if "\x00" in data["container_id"] + data.get("namespace", "") + data["image"]["name"]:
+            raise ma.ValidationError("container_id, namespace and image.name must not contain NUL")
 
 
 class ReportAcceptedSchema(ma.Schema):

@@ -19,14 +19,20 @@ __all__ = ["blp"]
 blp = Blueprint("tokens", __name__, url_prefix="/v1/tokens", description="Bearer tokens.")
 
 
+def _no_nul(value: str) -> None:
+    # PostgreSQL text cannot hold NUL: it would be a 500 there, so refuse it here.
+    if "\x00" in value:
+        raise ma.ValidationError("must not contain NUL")
+
+
 class TokenCreateSchema(ma.Schema):
     role = ma.fields.String(required=True, validate=ma.validate.OneOf(token_store.ROLES))
     agent_id = ma.fields.String(
         load_default=None,
-        validate=ma.validate.Length(min=1, max=255),
+        validate=[ma.validate.Length(min=1, max=255), _no_nul],
         metadata={"description": "Required for role agent; the one agent the token binds to."},
     )
-    name = ma.fields.String(load_default="", validate=ma.validate.Length(max=255))
+    name = ma.fields.String(load_default="", validate=[ma.validate.Length(max=255), _no_nul])
 
 
 class TokenSchema(ma.Schema):
