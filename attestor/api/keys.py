@@ -98,7 +98,7 @@ def create_key(body: dict[str, Any]) -> key_service.PublicKey:
 
 @blp.route("/rotate", methods=["POST"])
 @require_roles("admin")
-@blp.arguments(RotateSchema)
+@blp.arguments(RotateSchema, required=False)
 @blp.response(201, KeySchema)
 def rotate_key(body: dict[str, Any]) -> key_service.PublicKey:
     """Generate a key and make it active; the previous key stays verifiable (retired)."""

@@ -422,10 +422,7 @@ def _check_rejected(target: Target, method: str, path: str, role: str, bad: BadR
 
 
 # Findings in endpoints still being written, reported to their owners; delete once fixed.
-OPEN_FINDINGS = {
-    "POST /v1/verifications:nul:items.0.policy": "bulk_verify.parse_request accepts a NUL "
-    "in items[].policy (202, a job is stored)",
-}
+OPEN_FINDINGS: dict[str, str] = {}
 CASES = [
     pytest.param(
         endpoint,
@@ -532,11 +529,6 @@ def test_nul_in_the_url_is_a_clean_4xx(target: Target) -> None:
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open findings: a NUL in a revocation reason is stored on SQLite and a 500 on "
-    "PostgreSQL (keys.py RevokeSchema.reason, revocations.py RevocationCreateSchema.reason)",
-)
 def test_nul_in_a_revocation_reason_changes_nothing(fresh_db_target: Target) -> None:
     # Addressed at the active key, so that the body is what decides.
     headers = {"Authorization": f"Bearer {fresh_db_target.tokens['admin']}"}
