@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from agent.cache import AttestationCache
@@ -23,7 +24,8 @@ from agent.integrity.inventory import ContainerFilter, InventoryClient, list_tra
 from agent.integrity.layers import LayerChecker
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import format_time
-from agent.server import Registration, ServerKey
+from agent.revocation import FeedFollower
+from agent.server import Registration, ServerClient, ServerKey
 from attestor.errors import ConfigError
 from attestor.revocation import RevocationSet
 from attestor.verify import TrustedKey, Verifier
@@ -31,11 +33,17 @@ from attestor.verify import TrustedKey, Verifier
 __all__ = [
     "AGENT_VERSION",
     "CheckReport",
+    "FollowerFactory",
     "RegisteringServer",
     "check_once",
+    "feed_follower",
     "pinned_verifier",
     "run_check",
+    "trusted_keys",
 ]
+
+#: Builds the revocation feed follower from the keys pinned at registration.
+FollowerFactory = Callable[[Sequence[TrustedKey]], FeedFollower]
 
 AGENT_VERSION = "0.1.0"
 EXIT_CLEAN = 0
@@ -164,6 +172,14 @@ def pinned_verifier(
     Raises:
         ConfigError: the server published no usable key.
     """
+    trusted = trusted_keys(keys)
+    if not trusted:
+        raise ConfigError("the server published no active signing key to pin")
+    return Verifier(keys=trusted, revocations=revocations)
+
+
+def trusted_keys(keys: Sequence[ServerKey]) -> list[TrustedKey]:
+    """The server's keys that are not revoked, one per public key."""
     trusted: list[TrustedKey] = []
     for key in keys:
         if key.status == "revoked":
@@ -171,9 +187,31 @@ def pinned_verifier(
         candidate = key.to_trusted_key()
         if all(candidate.public_key != t.public_key for t in trusted):
             trusted.append(candidate)
-    if not trusted:
-        raise ConfigError("the server published no active signing key to pin")
-    return Verifier(keys=trusted, revocations=revocations)
+    return trusted
+
+
+def feed_follower(
+    server: ServerClient, config: AgentConfig, *, state_dir: Path | None = None
+) -> FollowerFactory:
+    """The factory of the follower of ``server``'s revocation feed.
+
+    Args:
+        server: the agent's server client.
+        config: gives ``revocation_max_age`` and the state directory.
+        state_dir: overrides ``config.revocation_dir`` (``check`` without
+            ``--state-dir`` keeps the feed state in a temporary directory).
+    """
+
+    def make(keys: Sequence[TrustedKey]) -> FeedFollower:
+        return FeedFollower(
+            server,
+            keys,
+            state_dir or config.revocation_dir,
+            max_age=timedelta(seconds=config.revocation_max_age),
+            clock=lambda: datetime.now(UTC),
+        )
+
+    return make
 
 
 class RegisteringServer(AttestationServer, Protocol):
@@ -197,8 +235,12 @@ def check_once(
     now: datetime,
     clock: Callable[[], float],
     cache: AttestationCache | None = None,
+    revocations: FollowerFactory | None = None,
 ) -> CheckReport:
-    """The whole ``check --once``: register, pin keys, one full sweep.
+    """The whole ``check --once``: register, pin keys, poll the revocation feed, one sweep.
+
+    A feed anomaly (stale, a page that failed verification) is an error of
+    the report: without a current feed, "not revoked" cannot be shown.
 
     Args:
         config: the agent configuration.
@@ -207,6 +249,8 @@ def check_once(
         now: stamped on the checks and violations.
         clock: monotonic seconds (attestation request back-off).
         cache: the verified cache (optional).
+        revocations: builds the feed follower (None: revocations are not
+            followed; the CLI always passes one).
 
     Raises:
         Error: registration failed (unreachable server, refused token, no keys).
@@ -218,12 +262,20 @@ def check_once(
         version=AGENT_VERSION,
         namespaces=config.namespaces,
     )
-    verifier = pinned_verifier(registration.keys)
+    anomaly = None
+    revset = None
+    if revocations is not None:
+        polled = revocations(trusted_keys(registration.keys)).poll()
+        anomaly, revset = polled.anomaly, polled.revset
+    verifier = pinned_verifier(registration.keys, revocations=revset)
     attestations = ServerAttestations(server, verifier, cache=cache, clock=clock)
-    return run_check(
+    report = run_check(
         containerd,
         attestations,
         now=now,
         selector=config.selector,
         agent_id=registration.agent_id,
     )
+    if anomaly is None:
+        return report
+    return replace(report, errors=(*report.errors, f"revocation feed: {anomaly}"))

@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,11 +29,12 @@ from typing import Any, TypeVar
 import click
 
 from agent.cache import AttestationCache
-from agent.check import EXIT_CLEAN, EXIT_ERROR, EXIT_VIOLATIONS, check_once
+from agent.check import EXIT_CLEAN, EXIT_ERROR, EXIT_VIOLATIONS, check_once, feed_follower
 from agent.config import AgentConfig, parse_label_selector, read_token
 from agent.containerd import ContainerdClient
 from agent.daemon import Daemon
 from agent.integrity.budget import BudgetConfig
+from agent.integrity.ledger import Ledger
 from agent.response import RESPONSE_MODES
 from agent.server import ServerClient, report_sender, violation_sender
 from agent.spool import Spool
@@ -144,6 +146,27 @@ def _common_options(func: _F) -> _F:
         ),
         click.option("--server-timeout", type=click.FloatRange(min=0.1), default=10.0),
         click.option(
+            "--revocation-poll-interval",
+            type=click.FloatRange(min=0.1),
+            default=30.0,
+            show_default=True,
+            help="seconds between polls of the server's revocation feed.",
+        ),
+        click.option(
+            "--revocation-max-age",
+            type=click.FloatRange(min=1),
+            default=900.0,
+            show_default=True,
+            help="seconds after which an unrefreshed revocation feed is an anomaly.",
+        ),
+        click.option(
+            "--revocation-fail-mode",
+            type=click.Choice(RESPONSE_MODES),
+            default="alert",
+            show_default=True,
+            help="response to containers started while the revocation feed is anomalous.",
+        ),
+        click.option(
             "--unsafe-allow-plain-http",
             is_flag=True,
             help="allow http:// to a non-loopback server (the token travels in clear).",
@@ -173,6 +196,9 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         full_rehash_every=options["full_rehash_every"],
         budget=BudgetConfig(bytes_per_second=options["max_hash_rate"]),
         server_timeout=options["server_timeout"],
+        revocation_poll_interval=options["revocation_poll_interval"],
+        revocation_max_age=options["revocation_max_age"],
+        revocation_fail_mode=options["revocation_fail_mode"],
         unsafe_allow_plain_http=options["unsafe_allow_plain_http"],
     )
 
@@ -240,6 +266,8 @@ def run(**options: Any) -> None:
                 violation_sender=violation_sender(server),
                 report_sender=report_sender(server),
                 cache=cache,
+                revocations=feed_follower(server, config),
+                ledger=Ledger.open(config.ledger_path),
             )
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
@@ -264,6 +292,10 @@ def check(**options: Any) -> None:
             if options["state_dir"] is not None:
                 config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 cache = stack.enter_context(AttestationCache.open(config.cache_dir))
+                feed_dir = config.revocation_dir
+            else:
+                # No state: the feed is read from cursor 0 into a throwaway dir.
+                feed_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             report = check_once(
                 config,
                 server=server,
@@ -271,6 +303,7 @@ def check(**options: Any) -> None:
                 now=datetime.now(UTC),
                 clock=time.monotonic,
                 cache=cache,
+                revocations=feed_follower(server, config, state_dir=feed_dir),
             )
     except Error as e:
         _fail(e)

@@ -82,6 +82,11 @@ class AgentConfig:
         heartbeat_interval: seconds between heartbeats.
         server_timeout: seconds per server request.
         attestation_refresh: seconds a layer's attestation status is reused.
+        revocation_poll_interval: seconds between polls of the revocation feed.
+        revocation_max_age: seconds after which the newest verified feed page
+            is stale (an anomaly); at least the server's refresh + one poll.
+        revocation_fail_mode: the response applied to containers first seen
+            while the feed is anomalous (``alert``: report only).
         unsafe_allow_plain_http: allow ``http://`` to a non-loopback server.
     """
 
@@ -100,6 +105,9 @@ class AgentConfig:
     heartbeat_interval: float = 30.0
     server_timeout: float = 10.0
     attestation_refresh: float = 300.0
+    revocation_poll_interval: float = 30.0
+    revocation_max_age: float = 900.0
+    revocation_fail_mode: ResponseMode = "alert"
     unsafe_allow_plain_http: bool = False
 
     def __post_init__(self) -> None:
@@ -115,6 +123,13 @@ class AgentConfig:
             raise ConfigError("--pod-uid and --label-selector are for sidecar mode")
         if self.response not in RESPONSE_MODES:
             raise ConfigError(f"response must be one of {RESPONSE_MODES}, got {self.response!r}")
+        if self.revocation_poll_interval <= 0 or self.revocation_max_age <= 0:
+            raise ConfigError("revocation_poll_interval and revocation_max_age must be > 0")
+        if self.revocation_fail_mode not in RESPONSE_MODES:
+            raise ConfigError(
+                f"revocation_fail_mode must be one of {RESPONSE_MODES}, "
+                f"got {self.revocation_fail_mode!r}"
+            )
         if self.full_rehash_every < 1:
             raise ConfigError("full_rehash_every must be >= 1")
         object.__setattr__(self, "labels", dict(self.labels))
@@ -128,6 +143,16 @@ class AgentConfig:
     def cache_dir(self) -> Path:
         """Verified attestation cache."""
         return self.state_dir / "cache"
+
+    @property
+    def revocation_dir(self) -> Path:
+        """Revocation feed cursor and set."""
+        return self.state_dir / "revocation"
+
+    @property
+    def ledger_path(self) -> Path:
+        """Findings already reported (so a restart does not report them again)."""
+        return self.state_dir / "ledger.json"
 
     @property
     def spool_dir(self) -> Path:

@@ -9,6 +9,11 @@ New violations go to the durable spool and are delivered by a background
 provenance reports go to their own spool on change and at finalize. The
 configured response (alert, pause, kill) is applied to a container with a
 new violation.
+
+The revocation feed is polled every ``revocation_poll_interval`` seconds; a
+changed set re-verifies every layer at the next sweep. A feed anomaly (stale,
+rejected page) is logged, noted in every container's integrity history, and
+``revocation_fail_mode`` is applied to containers first seen while it lasts.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from agent.cache import AttestationCache
-from agent.check import AGENT_VERSION, RegisteringServer, pinned_verifier
+from agent.check import (
+    AGENT_VERSION,
+    FollowerFactory,
+    RegisteringServer,
+    pinned_verifier,
+    trusted_keys,
+)
 from agent.config import AgentConfig
 from agent.containerd import ContainerdClient, EventSubscription, ImageLayers
 from agent.containerd.types import TaskStatus
@@ -33,7 +44,8 @@ from agent.integrity.layers import LayerChecker
 from agent.integrity.ledger import Ledger
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import ContainerReport
-from agent.response import respond
+from agent.response import ResponseMode, respond
+from agent.revocation import FeedFollower, PollResult
 from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
 from attestor.errors import ConfigError, Error, Unauthorized
@@ -86,6 +98,10 @@ class Daemon:
         report_sender: delivers a batch of report records.
         cache: the verified attestation cache.
         clock: monotonic seconds; ``wall``: UTC now.
+        backoff: the deliverers' retry schedule.
+        revocations: builds the revocation feed follower from the pinned keys
+            (:func:`agent.check.feed_follower`); None follows no feed.
+        ledger: what was already reported (default: an empty, in-memory one).
     """
 
     def __init__(
@@ -102,6 +118,8 @@ class Daemon:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = _utcnow,
         backoff: Backoff | None = None,
+        revocations: FollowerFactory | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.config = config
         self._server = server
@@ -116,7 +134,12 @@ class Daemon:
         self.violation_wake = threading.Event()
         self.report_wake = threading.Event()
         self.wake = threading.Event()
-        self.ledger = Ledger()
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._follower_factory = revocations
+        self.follower: FeedFollower | None = None
+        #: The current revocation feed anomaly (None while the feed is sound).
+        self.feed_anomaly: str | None = None
+        self._seen: set[tuple[str, str]] | None = None
         self.agent_id: str | None = None
         self._sweeper: Sweeper | None = None
         self._attestations: ServerAttestations | None = None
@@ -158,6 +181,14 @@ class Daemon:
             layers=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
             upper=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
         )
+        if self._follower_factory is not None:
+            # A re-registration keeps the follower (its cursor) and re-pins keys.
+            if self.follower is None:
+                self.follower = self._follower_factory(trusted_keys(registration.keys))
+            else:
+                self.follower.update_keys(trusted_keys(registration.keys))
+            # The set loaded from disk applies before the first poll answers.
+            self.apply_revocations(self.follower.revset)
         self.agent_id = registration.agent_id
         log.info(
             "registered",
@@ -177,6 +208,30 @@ class Daemon:
         if self._attestations is None:
             raise ConfigError("register() must succeed before revocations apply")
         self._attestations.replace_verifier(pinned_verifier(self._keys, revocations=revocations))
+
+    def poll_revocations(self) -> PollResult | None:
+        """Poll the revocation feed once and apply what changed (None: no feed followed).
+
+        Raises:
+            ConfigError: :meth:`register` was not called.
+        """
+        if self.follower is None:
+            return None
+        result = self.follower.poll()
+        if result.changed:
+            self.apply_revocations(result.revset)
+            log.info("revocations applied", extra={"revocations": len(result.revset)})
+        # Noted once when an anomaly begins (a stale feed's text changes with
+        # every poll, and the follower logs each one already).
+        if result.anomaly is not None and self.feed_anomaly is None:
+            log.warning("revocation feed anomaly", extra={"anomaly": result.anomaly})
+            now = self._wall()
+            for key in self.ledger.note_error(f"revocation feed: {result.anomaly}", now=now):
+                self._spool_report(self.ledger.report(*key, now=now))
+        elif result.anomaly is None and self.feed_anomaly is not None:
+            log.info("revocation feed recovered")
+        self.feed_anomaly = result.anomaly
+        return result
 
     # -- one step ---------------------------------------------------------
 
@@ -213,6 +268,7 @@ class Daemon:
         listed = {(c.namespace, c.id) for c in tracked}
         # A finalized container stays finalized until containerd forgets it.
         self._finalized &= listed
+        self.ledger.forget_absent(listed)
         ended: list[tuple[str, str]] = []
         live: list[TrackedContainer] = []
         for c in tracked:
@@ -227,6 +283,7 @@ class Daemon:
                 ended.append(key)
             else:
                 live.append(c)
+        self._fail_mode(live)
         result = self._sweeper.sweep(live, now=now)
         for container in result.containers:
             self._record(container, now)
@@ -263,11 +320,29 @@ class Daemon:
         if update.report_changed:
             self._spool_report(self.ledger.report(container.namespace, container.id, now=now))
 
-    def _respond(self, container: TrackedContainer) -> None:
-        if self.config.response == "alert":
+    def _fail_mode(self, live: Sequence[TrackedContainer]) -> None:
+        """Apply ``revocation_fail_mode`` to containers started during a feed anomaly."""
+        keys = {(c.namespace, c.id) for c in live}
+        if self._seen is None:  # the first sweep is the baseline, not "new"
+            self._seen = keys
+            return
+        new = [c for c in live if (c.namespace, c.id) not in self._seen]
+        self._seen = keys
+        if self.feed_anomaly is None:
+            return
+        for c in new:
+            log.warning(
+                "container started while the revocation feed is anomalous",
+                extra={"container_id": c.id, "namespace": c.namespace},
+            )
+            self._respond(c, self.config.revocation_fail_mode)
+
+    def _respond(self, container: TrackedContainer, mode: ResponseMode | None = None) -> None:
+        mode = mode or self.config.response
+        if mode == "alert":
             return
         client = self._clients[container.namespace]
-        outcome = respond(client, container.id, self.config.response)
+        outcome = respond(client, container.id, mode)
         log.warning(
             "response",
             extra={
@@ -387,10 +462,16 @@ class Daemon:
         ]
         for thread in threads:
             thread.start()
-        next_sweep = next_beat = self._clock()
+        next_sweep = next_beat = next_poll = self._clock()
         try:
             while not stop.is_set():
                 now = self._clock()
+                if now >= next_poll:
+                    try:
+                        self.poll_revocations()
+                    except Error as e:
+                        log.error("revocation poll failed", extra={"error": e.message})
+                    next_poll = self._clock() + self.config.revocation_poll_interval
                 if self.wake.is_set() or now >= next_sweep:
                     if self.wake.is_set():
                         stop.wait(_DEBOUNCE)
@@ -418,7 +499,7 @@ class Daemon:
                     next_beat = self._clock() + self.config.heartbeat_interval
                 # Short waits: ``stop`` is another Event, and a signal handler
                 # can only set it, not this one.
-                due = min(next_sweep, next_beat) - self._clock()
+                due = min(next_sweep, next_beat, next_poll) - self._clock()
                 self.wake.wait(min(_STOP_POLL, max(0.0, due)))
         finally:
             stop.set()

@@ -17,9 +17,11 @@ from attestor.errors import ConfigError, InvalidInput
 from attestor.manifest import (
     Change,
     FileManifest,
+    FileState,
     ManifestLimits,
+    SnapshotCheck,
     SnapshotState,
-    compare_manifests,
+    compare_snapshot,
     scan_snapshot,
 )
 
@@ -48,9 +50,11 @@ class LayerCheck:
 
 
 def bytes_hashed(previous: SnapshotState | None, current: SnapshotState) -> int:
-    """Bytes hashed by a scan: ``scan_snapshot`` reuses the very FileState it kept."""
+    """Bytes hashed by a scan: ``scan_snapshot`` reuses the very state value it kept."""
     prev = previous or {}
-    return sum(st.size for path, st in current.items() if prev.get(path) is not st)
+    return sum(
+        FileState.unpack(st).size for path, st in current.items() if prev.get(path) is not st
+    )
 
 
 @dataclass
@@ -93,9 +97,7 @@ class LayerChecker:
             InvalidInput: the directory cannot be scanned (see ``scan_snapshot``).
             TooLarge: a manifest cap was exceeded.
         """
-        tracked = self._tracked.get(snapshot_dir) or _Tracked(None, 0)
-        full = tracked.state is None or tracked.checks % self._every == 0
-        previous = None if full else tracked.state
+        tracked, full, previous = self._due(snapshot_dir)
         try:
             observed, state = scan_snapshot(snapshot_dir, previous, limits=self._limits)
         except InvalidInput:
@@ -108,15 +110,41 @@ class LayerChecker:
         return observed, hashed, full
 
     def check(self, snapshot_dir: Path, attested: FileManifest) -> LayerCheck:
-        """Scan ``snapshot_dir`` and compare it with ``attested``; never raises for I/O."""
+        """Compare ``snapshot_dir`` with ``attested`` (no observed manifest is built).
+
+        Never raises for I/O: a failed scan is a check with ``error``.
+
+        Raises:
+            TooLarge: a manifest cap was exceeded.
+        """
+        tracked, full, previous = self._due(snapshot_dir)
         try:
-            observed, hashed, full = self.scan(snapshot_dir)
+            try:
+                result = compare_snapshot(snapshot_dir, attested, previous, limits=self._limits)
+            except InvalidInput:
+                # As in scan(): one retry separates a race from a lasting problem.
+                result = compare_snapshot(snapshot_dir, attested, previous, limits=self._limits)
         except InvalidInput as e:
             return LayerCheck(snapshot_dir, (), 0, 0, False, e.message)
-        changes = tuple(compare_manifests(attested, observed))
-        files = sum(1 for e in observed.entries if e.sha256 is not None)
-        # The observed manifest is not kept: only the scan state lives on.
-        return LayerCheck(snapshot_dir, changes, files, hashed, full)
+        hashed = self._keep(snapshot_dir, tracked, previous, result)
+        return LayerCheck(snapshot_dir, result.changes, result.files, hashed, full)
+
+    def _due(self, snapshot_dir: Path) -> tuple[_Tracked, bool, SnapshotState | None]:
+        tracked = self._tracked.get(snapshot_dir) or _Tracked(None, 0)
+        full = tracked.state is None or tracked.checks % self._every == 0
+        return tracked, full, None if full else tracked.state
+
+    def _keep(
+        self,
+        snapshot_dir: Path,
+        tracked: _Tracked,
+        previous: SnapshotState | None,
+        result: SnapshotCheck,
+    ) -> int:
+        hashed = bytes_hashed(previous, result.state)
+        self._tracked[snapshot_dir] = _Tracked(result.state, tracked.checks + 1)
+        self._budget.spend(hashed)
+        return hashed
 
     def forget(self, snapshot_dir: Path) -> None:
         """Drop the state of a directory that is no longer tracked."""

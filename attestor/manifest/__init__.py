@@ -21,7 +21,9 @@ from attestor.manifest._model import (
 )
 from attestor.manifest._snapshot import (
     FileState,
+    SnapshotCheck,
     SnapshotState,
+    compare_snapshot,
     manifest_from_snapshot,
     scan_snapshot,
 )
@@ -46,8 +48,10 @@ __all__ = [
     "LayerScan",
     "ManifestEntry",
     "ManifestLimits",
+    "SnapshotCheck",
     "SnapshotState",
     "compare_manifests",
+    "compare_snapshot",
     "inclusion_proof",
     "leaf_hash",
     "manifest_from_layer_blob",

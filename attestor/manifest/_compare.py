@@ -9,7 +9,7 @@ from typing import Literal
 
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 
-__all__ = ["Change", "ChangeKind", "compare_manifests"]
+__all__ = ["Change", "ChangeKind", "compare_manifests", "diff_entries"]
 
 #: The kinds the agent reports (issue 5, item 5), plus ``type``.
 ChangeKind = Literal["content", "mode", "owner", "link", "added", "removed", "xattr", "type"]
@@ -65,7 +65,8 @@ def _same_type(a: ManifestEntry, b: ManifestEntry) -> bool:
     return a.type == b.type or (a.type in _FILE_LIKE and b.type in _FILE_LIKE)
 
 
-def _diff(expected: ManifestEntry, actual: ManifestEntry) -> list[Change]:
+def diff_entries(expected: ManifestEntry, actual: ManifestEntry) -> list[Change]:
+    """The changes between two entries at the same path (a ``type`` change alone)."""
     path = expected.path
     if not _same_type(expected, actual):
         return [Change(path, "type", _describe(expected), _describe(actual))]
@@ -99,7 +100,7 @@ def compare_manifests(attested: FileManifest, observed: FileManifest) -> list[Ch
         if seen is None:
             changes.append(Change(entry.path, "removed", _describe(entry), None))
         else:
-            changes.extend(_diff(entry, seen))
+            changes.extend(diff_entries(entry, seen))
     for entry in observed.entries:
         if attested.get(entry.path) is None:
             changes.append(Change(entry.path, "added", None, _describe(entry)))

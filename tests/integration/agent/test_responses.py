@@ -13,23 +13,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import requests
 from werkzeug.serving import make_server
 
+from agent.check import FollowerFactory, feed_follower
 from agent.config import AgentConfig
 from agent.containerd.types import TaskStatus
 from agent.daemon import Daemon
-from agent.server import ServerClient, report_sender, violation_sender
+from agent.integrity.ledger import Ledger
+from agent.revocation import FeedFollower
+from agent.server import FeedResponse, ServerClient, report_sender, violation_sender
 from agent.spool import Backoff, Spool
 from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
+from attestor.errors import Unavailable
 from attestor.store import tokens as token_store
+from attestor.verify import TrustedKey
 from tests.conftest import REPO_ROOT
 from tests.harness.images import BuiltImage
 from tests.integration.agent._integrity_node import Node, attested_manifests, node, sample_tar
@@ -64,7 +70,11 @@ def sim(sample_built_image: BuiltImage) -> SimServer:
 def make_daemon(node: Node, sim: SimServer, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     opened: list[Spool] = []
 
-    def make(**overrides: object) -> Daemon:
+    def make(
+        revocations: FollowerFactory | None = None,
+        ledger: Ledger | None = None,
+        **overrides: object,
+    ) -> Daemon:
         config = AgentConfig(
             containerd_address=node.containerd.address,
             namespaces=(node.namespace,),
@@ -85,6 +95,8 @@ def make_daemon(node: Node, sim: SimServer, tmp_path: Path) -> Iterator[Callable
             violation_sender=violation_sender(sim),  # type: ignore[arg-type]
             report_sender=report_sender(sim),  # type: ignore[arg-type]
             backoff=Backoff(initial=0.01, maximum=0.01, jitter=0),
+            revocations=revocations,
+            ledger=ledger,
         )
 
     yield make
@@ -124,6 +136,57 @@ def test_violation_is_spooled_during_an_outage_and_delivered_exactly_once(
     time.sleep(0.02)
     assert daemon.deliver_now()[0].delivered == 0
     assert len(sim.violations) == 1
+
+
+def test_a_restarted_daemon_does_not_report_the_same_tamper_again(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    path = tmp_path / "ledger.json"
+    first = make_daemon(ledger=Ledger.open(path))
+    first.register()
+    node.run()
+    tamper(node)
+    assert len(first.sweep_once().violations) == 1
+    assert len(first.violations) == 1
+    first.violations.close()  # the process ends: its spool lock goes
+    first.reports.close()
+    restarted = make_daemon(ledger=Ledger.open(path))  # same state dir, fresh process state
+    restarted.register()
+    assert len(restarted.sweep_once().violations) == 1  # still there, and seen
+    assert len(restarted.violations) == 1  # but not spooled a second time
+
+
+def test_feed_anomaly_is_reported_and_its_fail_mode_pauses_new_containers(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    def unreachable(since: int, limit: int, etag: str | None) -> FeedResponse:
+        raise Unavailable("feed blocked")
+
+    def follower(keys: Sequence[TrustedKey]) -> FeedFollower:
+        return FeedFollower(cast(ServerClient, None), keys, tmp_path / "feed",
+                            max_age=timedelta(minutes=15), clock=lambda: datetime.now(UTC),
+                            fetch=unreachable)  # fmt: skip
+
+    daemon = make_daemon(revocations=follower, revocation_fail_mode="pause")
+    daemon.register()
+    running = node.run()
+    daemon.sweep_once()  # the baseline: containers already running are not "new"
+    polled = daemon.poll_revocations()
+    assert polled is not None and polled.anomaly is not None
+    assert daemon.feed_anomaly is not None and "no verified revocation feed page" in polled.anomaly
+    daemon.deliver_now()
+    last = sim.reports[-1]
+    assert last["history"][-1]["result"] == "error"
+    assert last["history"][-1]["error"].startswith("revocation feed: ")
+    reports = len(sim.reports)
+    assert daemon.poll_revocations().anomaly is not None  # type: ignore[union-attr]
+    daemon.deliver_now()
+    assert len(sim.reports) == reports  # noted once, when it began
+    started = node.run()
+    daemon.sweep_once()
+    assert node.client.get_task(started).status is TaskStatus.PAUSED
+    assert node.client.get_task(running).status is TaskStatus.RUNNING
+    node.client.resume(started)
 
 
 def test_pause_response_pauses_the_task(node: Node, make_daemon: Callable[..., Daemon]) -> None:
@@ -300,3 +363,48 @@ def test_end_to_end_through_the_real_server(
     res = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
     assert res.returncode == 1, res.stderr
     assert json.loads(res.stdout)["violations"][0]["path"] == "etc/hostname"
+
+
+def test_a_revocation_through_the_server_api_reaches_the_next_sweep(
+    node: Node, live: tuple[LiveServer, str, str], sample_image: Any, tmp_path: Path
+) -> None:
+    server, token, admin = live
+    url = f"http://127.0.0.1:{server.port}"
+    node.ctr("images", "pull", "--plain-http", sample_image.by_tag)
+    node.image = sample_image.by_tag
+    cid = node.run()
+    client = ServerClient(url, token, timeout=30)
+    config = AgentConfig(containerd_address=node.containerd.address,
+                         namespaces=(node.namespace,), state_dir=tmp_path / "state",
+                         server=url, token=token)  # fmt: skip
+    with Spool.open(config.spool_dir) as violations, Spool.open(config.report_spool_dir) as rep:
+        daemon = Daemon(config, server=client, clients=[node.client], violations=violations,
+                        reports=rep, violation_sender=violation_sender(client),
+                        report_sender=report_sender(client),
+                        revocations=feed_follower(client, config))  # fmt: skip
+        daemon.register()
+        first = daemon.poll_revocations()
+        assert first is not None and first.anomaly is None
+        clean = daemon.sweep_once()  # the server issues the layers' attestations
+        assert clean.violations == ()
+        layer = clean.containers[0].layers[1]
+        assert layer.attestation.status == "valid" and layer.attestation.attestation_id
+
+        bearer = {"Authorization": f"Bearer {admin}"}
+        target = {"kind": "attestation", "attestation_id": layer.attestation.attestation_id}
+        resp = requests.post(url + "/v1/revocations", headers=bearer, timeout=30,
+                             json={"target": target, "reason": "test"})  # fmt: skip
+        assert resp.status_code == 201, resp.text
+        # Within attestation_refresh the daemon reuses verified results: only
+        # the feed can tell it, and the poll applies it at once.
+        assert daemon.sweep_once().violations == ()
+        polled = daemon.poll_revocations()
+        assert polled is not None and polled.changed and polled.anomaly is None
+        after = daemon.sweep_once()
+    found = [(v.container_id, v.layer_digest, v.kind) for v in after.violations]
+    assert found == [(cid, layer.layer.digest, "revoked")]
+    statuses = [r.attestation.status for r in after.containers[0].layers]
+    assert statuses == ["valid", "revoked", "valid", "valid"]
+    # The feed state persisted: a restarted agent starts from the revoked set.
+    assert FeedFollower(client, [], config.revocation_dir, max_age=timedelta(minutes=15),
+                        clock=lambda: datetime.now(UTC)).revset.version > 0  # fmt: skip

@@ -145,3 +145,54 @@ def test_ledger_reports_a_finding_once_until_it_goes_away() -> None:
     report = ledger.report("ns", "c1", now=T0, finalized=True)
     assert report is not None and report.finalized and len(report.anomalies) == 3
     report.to_dict()  # schema-valid
+
+
+def test_ledger_on_disk_survives_a_restart_and_forgets_finalized(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    first = Ledger.open(path)
+    assert len(first.record(_result([_violation("a", "x")])).new_violations) == 1
+    restarted = Ledger.open(path)
+    again = restarted.record(_result([_violation("a", "x", T0 + timedelta(hours=1))]))
+    assert again.new_violations == ()  # already reported before the restart
+    assert len(restarted.record(_result([_violation("b", "y")])).new_violations) == 1
+    restarted.drop("ns", "c1")
+    assert len(Ledger.open(path).record(_result([_violation("b", "y")])).new_violations) == 1
+
+
+def test_ledger_forgets_restored_findings_of_vanished_containers(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.json"
+    Ledger.open(path).record(_result([_violation("a", "x")]))
+    restarted = Ledger.open(path)
+    restarted.forget_absent([("ns", "other")])
+    assert len(Ledger.open(path).record(_result([_violation("a", "x")])).new_violations) == 1
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b'{"version": 2, "containers": []}', b'{"version": 1, "containers": [{"id": 1}]}',
+     b'{"version":1,"version":1,"containers":[]}'],
+)  # fmt: skip
+def test_a_damaged_ledger_is_discarded_not_fatal(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "ledger.json"
+    path.write_bytes(content)
+    ledger = Ledger.open(path)
+    assert len(ledger.record(_result([_violation("a", "x")])).new_violations) == 1
+    assert json.loads(path.read_bytes())["version"] == 1  # rewritten whole
+
+
+def test_note_error_goes_into_every_history() -> None:
+    ledger = Ledger()
+    ledger.record(_result([]))
+    assert ledger.note_error("revocation feed: stale " + "x" * 2000, now=T0) == [("ns", "c1")]
+    report = ledger.report("ns", "c1", now=T0)
+    assert report is not None
+    assert report.history[-1].result == "error" and len(report.history[-1].error or "") == 1000
+    report.to_dict()  # schema-valid
+
+
+def test_revocation_settings_are_checked() -> None:
+    with pytest.raises(ConfigError):
+        config(revocation_poll_interval=0)
+    with pytest.raises(ConfigError):
+        config(revocation_fail_mode="explode")
+    assert config().revocation_dir == Path("/tmp/s/revocation")

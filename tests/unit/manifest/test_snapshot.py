@@ -16,6 +16,8 @@ from attestor.manifest import (
     EntryType,
     FileState,
     ManifestLimits,
+    compare_manifests,
+    compare_snapshot,
     manifest_from_snapshot,
     manifest_from_tar,
     scan_snapshot,
@@ -99,10 +101,13 @@ def test_incremental_scan_reuses_unchanged_hashes(tmp_path: Path) -> None:
     again, state2 = scan_snapshot(root, state)
     assert again == full and state2 == state
     # A state entry whose stat tuple still matches is trusted without re-hashing.
-    old = state["etc/shadow"]
+    old = FileState.unpack(state["etc/shadow"])
+    assert FileState.unpack(old.pack()) == old
     planted = {
         **state,
-        "etc/shadow": FileState(old.ino, old.size, old.mtime_ns, old.ctime_ns, "0" * 64, None),
+        "etc/shadow": FileState(
+            old.ino, old.size, old.mtime_ns, old.ctime_ns, "0" * 64, None
+        ).pack(),
     }
     reused, _ = scan_snapshot(root, planted)
     assert reused.get("etc/shadow").sha256 == "0" * 64  # type: ignore[union-attr]
@@ -161,3 +166,33 @@ def test_never_follows_symlinks(tmp_path: Path) -> None:
     m = manifest_from_snapshot(root)
     assert [(e.path, e.type) for e in m.entries] == [("escape", EntryType.SYMLINK)]
     assert stat.S_ISLNK(os.lstat(root / "escape").st_mode)
+
+
+def test_compare_snapshot_equals_compare_manifests_without_building_one(tmp_path: Path) -> None:
+    root = tmp_path / "fs"
+    unpack_like_containerd(tar_bytes(BASE), root)
+    attested = manifest_from_snapshot(root)
+    first = compare_snapshot(root, attested)
+    assert first.changes == () and first.files == 8
+    _, state = scan_snapshot(root)
+    assert first.state == state
+    # Tamper: content, setuid, a new file, a removed file, a broken hardlink
+    # group, a retargeted symlink, a new hardlink to a file.
+    (root / "etc/shadow").write_bytes(b"root:X:")
+    os.chmod(root / "bin/ping", 0o4755)  # noqa: S103
+    (root / "tmp/new").write_bytes(b"n")
+    (root / "var/lib/x").unlink()
+    os.unlink(root / "bin/ash")
+    (root / "bin/ash").write_bytes(b"\x7fELF" + b"b" * 3000)
+    os.chmod(root / "bin/ash", 0o755)  # noqa: S103
+    os.unlink(root / "bin/sh")
+    os.symlink("su", root / "bin/sh")
+    os.link(root / "dup", root / "tmp/dup2")
+    again = compare_snapshot(root, attested, first.state)
+    expected = tuple(compare_manifests(attested, manifest_from_snapshot(root)))
+    assert again.changes == expected
+    kinds = {(c.path, c.kind) for c in expected}
+    want = {("etc/shadow", "content"), ("bin/ping", "mode"), ("tmp/new", "added"),
+            ("var/lib/x", "removed"), ("bin/sh", "link"), ("tmp/dup2", "added")}  # fmt: skip
+    assert want <= kinds
+    assert again.files == 9
