@@ -1,0 +1,514 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Bulk verification: parse a request, plan chunks, verify a chunk, record it.
+
+No Flask and no Redis here. The API calls :func:`parse_request` and
+:func:`submit`; a worker (rq or in-process) calls :func:`run_chunk` for each
+chunk. Items that are byte-for-byte the same request (same document, artifact
+digest and policy) are verified once and their result fanned out to every
+index. Outcomes are cached by (item content, key set, revocation set version), so
+a key status change or a new revocation changes the cache key and is never
+hidden by the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from attestor.errors import ConfigError, Error, InvalidInput, TooLarge, VerificationError
+from attestor.revocation.match import AttestationMeta, RevocationSet
+from attestor.store import jobs as job_store
+from attestor.store import signing_keys
+from attestor.store import verifications as results_store
+from attestor.store.revocations import current_revocation_set
+from attestor.store.verifications import OurAttestation, ResultRow
+from attestor.verify import TrustedKey, Verifier
+
+__all__ = [
+    "JOB_KIND",
+    "BulkItem",
+    "BulkLimits",
+    "ChunkDispatcher",
+    "NullCache",
+    "Outcome",
+    "ResultCache",
+    "TrustSnapshot",
+    "load_snapshot",
+    "parse_request",
+    "plan_chunks",
+    "results_url",
+    "run_chunk",
+    "submit",
+    "verify_units",
+]
+
+JOB_KIND = "verify"
+ITEM_KINDS = ("envelope", "bundle")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ITEM_KEYS = frozenset({"envelope", "bundle", "artifact_digest", "policy"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkLimits:
+    """Caps and chunking of bulk verification."""
+
+    max_items: int = 10_000
+    #: Items per rq job: large enough to amortize the per-job cost, small enough
+    #: that a retried chunk redoes little work.
+    chunk_size: int = 500
+    #: rq ``job_timeout`` of one chunk; a dead worker's chunk is retried after it.
+    chunk_timeout_s: int = 60
+    #: Retries of a chunk after a failure or an abandoned (killed) worker.
+    chunk_retries: int = 3
+    cache_ttl_s: int = 3600
+
+    def __post_init__(self) -> None:
+        """Check the values.
+
+        Raises:
+            ConfigError: A value is not positive.
+        """
+        for name in ("max_items", "chunk_size", "chunk_timeout_s", "cache_ttl_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"bulk {name} must be positive, got {getattr(self, name)}")
+        if self.chunk_retries < 0:
+            raise ConfigError(f"bulk chunk_retries must be >= 0, got {self.chunk_retries}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkItem:
+    """One submitted item whose shape (not content) was checked."""
+
+    kind: str
+    document: Mapping[str, Any]
+    artifact_digest: str
+    policy: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form carried in a chunk."""
+        return {
+            "kind": self.kind,
+            "document": dict(self.document),
+            "artifact_digest": self.artifact_digest,
+            "policy": self.policy,
+        }
+
+    @property
+    def content_key(self) -> str:
+        """sha256 hex of the canonical JSON of the item: equal items verify once."""
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """The verdict on one distinct item (cacheable)."""
+
+    status: str
+    reason: str | None = None
+    revoked: bool = False
+    attestation_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Compact form stored in the cache."""
+        return {
+            "s": self.status,
+            "r": self.reason,
+            "v": self.revoked,
+            "a": self.attestation_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Outcome:
+        """Inverse of :meth:`to_json`."""
+        return cls(
+            status=str(data["s"]),
+            reason=data.get("r"),
+            revoked=bool(data.get("v")),
+            attestation_id=data.get("a"),
+        )
+
+
+class ResultCache(Protocol):
+    """Outcomes by cache key; Redis in workers, nothing in-process."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Outcome]:
+        """Cached outcomes for those of ``keys`` that are present."""
+        ...
+
+    def put_many(self, outcomes: Mapping[str, Outcome], *, ttl_s: int) -> None:
+        """Store outcomes for ``ttl_s`` seconds."""
+        ...
+
+
+class NullCache:
+    """A cache that stores nothing (the in-process runner has no Redis)."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Outcome]:
+        """Always empty."""
+        return {}
+
+    def put_many(self, outcomes: Mapping[str, Outcome], *, ttl_s: int) -> None:
+        """Drop them."""
+
+
+class ChunkDispatcher(Protocol):
+    """Schedules the chunks of a job whose row exists."""
+
+    def dispatch(self, job_id: str, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+        """Schedule every chunk of ``job_id``.
+
+        Raises:
+            Unavailable: The queue cannot be reached.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class TrustSnapshot:
+    """Trust material read once per chunk: the verifier and what it depends on."""
+
+    verifier: Verifier | None
+    revoked_keyids: frozenset[str]
+    revocations: RevocationSet
+    #: Changes whenever a key is added or changes status, or a revocation is added
+    #: (the set's version is part of it).
+    fingerprint: str
+
+
+def parse_request(body: object, *, limits: BulkLimits) -> list[BulkItem]:
+    """Check the shape of ``{"items": [...]}``; contents are judged per item later.
+
+    Raises:
+        InvalidInput: The body or an item has the wrong shape; the message names it.
+        TooLarge: More than ``limits.max_items`` items.
+    """
+    if not isinstance(body, dict) or set(body) != {"items"}:
+        raise InvalidInput('the body must be an object with exactly one member, "items"')
+    raw = body["items"]
+    if not isinstance(raw, list) or not raw:
+        raise InvalidInput('"items" must be a non-empty array')
+    if len(raw) > limits.max_items:
+        raise TooLarge(
+            f"at most {limits.max_items} items per request, got {len(raw)}",
+            detail={"max_items": limits.max_items},
+        )
+    return [_parse_item(i, item) for i, item in enumerate(raw)]
+
+
+def _parse_item(index: int, item: object) -> BulkItem:
+    where = f"items[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where} must be an object")
+    unknown = sorted(set(item) - _ITEM_KEYS)
+    if unknown:
+        raise InvalidInput(f"{where} has unknown members {unknown}")
+    kinds = [k for k in ITEM_KINDS if k in item]
+    if len(kinds) != 1:
+        raise InvalidInput(f'{where} needs exactly one of "envelope" or "bundle"')
+    document = item[kinds[0]]
+    if not isinstance(document, dict):
+        raise InvalidInput(f"{where}.{kinds[0]} must be an object")
+    digest = item.get("artifact_digest")
+    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+        raise InvalidInput(f'{where}.artifact_digest must be "sha256:<64 lowercase hex>"')
+    policy = item.get("policy")
+    if policy is not None and (not isinstance(policy, str) or not policy or len(policy) > 255):
+        raise InvalidInput(f"{where}.policy must be a policy id (1-255 characters)")
+    return BulkItem(kind=kinds[0], document=document, artifact_digest=digest, policy=policy)
+
+
+def plan_chunks(items: Sequence[BulkItem], *, chunk_size: int) -> list[list[dict[str, Any]]]:
+    """Group equal items into units ``{"key", "indexes", "item"}`` and chunk them.
+
+    Units keep the order of each item's first occurrence.
+    """
+    units: dict[str, dict[str, Any]] = {}
+    for index, item in enumerate(items):
+        key = item.content_key
+        unit = units.get(key)
+        if unit is None:
+            units[key] = {"key": key, "indexes": [index], "item": item.to_json()}
+        else:
+            unit["indexes"].append(index)
+    ordered = list(units.values())
+    return [ordered[i : i + chunk_size] for i in range(0, len(ordered), chunk_size)]
+
+
+def results_url(job_id: str) -> str:
+    """Path of a job's paginated results."""
+    return f"/v1/jobs/{job_id}/results"
+
+
+def submit(
+    session_factory: sessionmaker[Session],
+    dispatcher: ChunkDispatcher,
+    items: Sequence[BulkItem],
+    *,
+    limits: BulkLimits,
+    now: datetime,
+    created_by: str | None = None,
+) -> job_store.JobRow:
+    """Store a queued ``verify`` job and dispatch its chunks.
+
+    The items travel only with the chunks (in Redis, or in memory in-process);
+    the job row keeps counts. If dispatching fails the row is marked failed.
+
+    Raises:
+        Unavailable: The queue cannot be reached.
+    """
+    chunks = plan_chunks(items, chunk_size=limits.chunk_size)
+    with session_factory.begin() as session:
+        job = job_store.create_job(
+            session,
+            kind=JOB_KIND,
+            payload={"items": len(items), "distinct": sum(map(len, chunks)), "chunks": len(chunks)},
+            created_by=created_by,
+            now=now,
+        )
+        job = job_store.update_job(
+            session,
+            job.id,
+            progress={"total": len(items)},
+            result={"results_url": results_url(job.id)},
+            now=now,
+        )
+    try:
+        dispatcher.dispatch(job.id, chunks)
+    except Error as e:
+        with session_factory.begin() as session:
+            job_store.update_job(
+                session, job.id, status="failed", error=f"{type(e).__name__}: {e.message}", now=now
+            )
+        raise
+    return job
+
+
+def load_snapshot(session: Session, *, revocations: RevocationSet | None = None) -> TrustSnapshot:
+    """Build the verifier from every key we ever signed with, and the revocations.
+
+    Revoked keys stay in the verifier so that their signatures are reported as
+    revoked rather than as unknown.
+
+    Raises:
+        ConfigError: The revocation feed row is missing (migrations not run).
+    """
+    if revocations is None:
+        revocations = current_revocation_set(session)
+    revocation_version = revocations.version
+    rows = signing_keys.list_keys(session)
+    basis = [(r.keyid, r.status, r.public_key_pem) for r in rows]
+    fingerprint = hashlib.sha256(
+        json.dumps([basis, revocation_version], separators=(",", ":")).encode()
+    ).hexdigest()
+    keys: list[TrustedKey] = []
+    for r in rows:
+        try:
+            keys.append(TrustedKey.from_pem(r.public_key_pem, keyid=r.keyid))
+        except InvalidInput:
+            continue
+    verifier = Verifier(keys=keys) if keys else None
+    revoked = frozenset(r.keyid for r in rows if r.status == "revoked")
+    return TrustSnapshot(
+        verifier=verifier, revoked_keyids=revoked, revocations=revocations, fingerprint=fingerprint
+    )
+
+
+def verify_units(
+    units: Sequence[Mapping[str, Any]],
+    snapshot: TrustSnapshot,
+    *,
+    lookup: Callable[[Collection[str]], Mapping[str, OurAttestation]],
+    cache: ResultCache,
+    cache_ttl_s: int,
+) -> list[ResultRow]:
+    """Verify each distinct unit once (or take it from the cache); one row per index."""
+    keys = [f"{u['key']}:{snapshot.fingerprint}" for u in units]
+    outcomes = cache.get_many(keys)
+    fresh: dict[str, Outcome] = {}
+    pending: dict[str, tuple[_Signed, Mapping[str, Any]]] = {}
+    for key, unit in zip(keys, units, strict=True):
+        if key in outcomes:
+            continue
+        item = unit["item"]
+        verdict = _check_item(item, snapshot)
+        if isinstance(verdict, Outcome):
+            fresh[key] = verdict
+        else:
+            pending[key] = (verdict, item)
+    ours = lookup({v.envelope_sha256 for v, _ in pending.values()}) if pending else {}
+    for key, (signed, item) in pending.items():
+        fresh[key] = _judge(
+            signed, ours.get(signed.envelope_sha256), item.get("policy"), snapshot.revocations
+        )
+    if fresh:
+        cache.put_many(fresh, ttl_s=cache_ttl_s)
+    outcomes.update(fresh)
+    rows: list[ResultRow] = []
+    for key, unit in zip(keys, units, strict=True):
+        o = outcomes[key]
+        rows.extend(
+            ResultRow(
+                index=int(i),
+                status=o.status,
+                reason=o.reason,
+                revoked=o.revoked,
+                attestation_id=o.attestation_id,
+            )
+            for i in unit["indexes"]
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """An envelope whose signatures and statement verified."""
+
+    envelope_sha256: str
+    #: keyids of the trusted keys whose signatures verified.
+    keys: tuple[str, ...]
+    #: ``sha256:<hex>`` of the subject that matched the artifact digest.
+    subject: str | None
+    #: Set when every key that signed it is revoked.
+    revoked_keys: tuple[str, ...] = ()
+
+
+def _check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | _Signed:
+    """Return a rejection, or what is known of a signature-valid envelope."""
+    if item["kind"] == "bundle":
+        # TODO(bundles): verify with attestor.verify.bundle once the server has a
+        # configured Sigstore trust root; until then fail closed, per item.
+        return Outcome(status="rejected", reason="bundle verification is not configured")
+    if snapshot.verifier is None:
+        return Outcome(status="rejected", reason="the server has no trusted keys")
+    try:
+        verified = snapshot.verifier.verify_envelope(
+            item["document"], artifact_digest=item["artifact_digest"]
+        )
+    except (VerificationError, InvalidInput) as e:
+        return Outcome(status="rejected", reason=e.message)
+    live = [k for k in verified.keys if k not in snapshot.revoked_keyids]
+    matched = verified.matched_subject
+    return _Signed(
+        verified.envelope_sha256,
+        verified.keys,
+        None if matched is None or matched.sha256 is None else f"sha256:{matched.sha256}",
+        () if live else verified.keys,
+    )
+
+
+def _metas(signed: _Signed, ours: OurAttestation | None) -> list[AttestationMeta]:
+    """What revocations are matched on: our stored row, else the verified statement."""
+    if ours is not None:
+        return [
+            AttestationMeta(
+                attestation_id=ours.id,
+                layer_digest=ours.layer_digest,
+                image_digest=ours.image_digest,
+                keyid=ours.keyid,
+                policy_id=ours.policy_id,
+                policy_version=ours.policy_version,
+                issued_at=ours.issued_at,
+                envelope_sha256=signed.envelope_sha256,
+            )
+        ]
+    # A foreign envelope: unknown issue time, so every applicable time window matches
+    # (fail closed); one meta per signing key.
+    return [
+        AttestationMeta(
+            layer_digest=signed.subject, keyid=k, envelope_sha256=signed.envelope_sha256
+        )
+        for k in signed.keys
+    ]
+
+
+def _judge(
+    signed: _Signed, ours: OurAttestation | None, policy: object, revocations: RevocationSet
+) -> Outcome:
+    attestation_id = None if ours is None else ours.id
+    if ours is not None and ours.status == "revoked":
+        return Outcome(
+            status="rejected",
+            reason=f"attestation {ours.id} is revoked",
+            revoked=True,
+            attestation_id=attestation_id,
+        )
+    for meta in _metas(signed, ours):
+        revocation = revocations.match(meta)
+        if revocation is not None:
+            return Outcome(
+                status="rejected",
+                reason=f"revoked by {revocation.id}: {revocation.reason}",
+                revoked=True,
+                attestation_id=attestation_id,
+            )
+    if signed.revoked_keys:
+        return Outcome(
+            status="rejected",
+            reason=f"signed only by revoked key(s) {', '.join(signed.revoked_keys)}",
+            revoked=True,
+            attestation_id=attestation_id,
+        )
+    if policy is not None:
+        if ours is None:
+            return Outcome(
+                status="rejected",
+                reason=f"policy {policy!r} can only be checked for attestations this server issued",
+            )
+        if ours.policy_id != policy:
+            return Outcome(
+                status="rejected",
+                reason=f"attestation {ours.id} was issued under policy {ours.policy_id!r}, "
+                f"not {policy!r}",
+                attestation_id=attestation_id,
+            )
+    return Outcome(status="verified", attestation_id=attestation_id)
+
+
+def run_chunk(
+    session_factory: sessionmaker[Session],
+    job_id: str,
+    units: Sequence[Mapping[str, Any]],
+    *,
+    cache: ResultCache,
+    limits: BulkLimits,
+    now: Callable[[], datetime],
+) -> results_store.Tally:
+    """Verify one chunk and record it; finishes the job when every index has a result.
+
+    Idempotent: running the same chunk again rewrites the same rows.
+
+    Raises:
+        NotFound: The job row does not exist.
+    """
+    with session_factory() as session:
+        snapshot = load_snapshot(session)
+
+    def lookup(shas: Collection[str]) -> Mapping[str, OurAttestation]:
+        with session_factory() as s:
+            return results_store.find_attestations(s, shas)
+
+    rows = verify_units(units, snapshot, lookup=lookup, cache=cache, cache_ttl_s=limits.cache_ttl_s)
+    with session_factory.begin() as session:
+        # Write first, then lock and count: see lock_job.
+        results_store.record_results(session, job_id, rows)
+        job = results_store.lock_job(session, job_id)
+        counts = results_store.tally(session, job_id)
+        total = int(job.progress.get("total", 0))
+        progress = {"done": counts.done, "verified": counts.verified, "rejected": counts.rejected}
+        status = None
+        if job.status == "queued":
+            status = "running"
+        if counts.done >= total and job.status not in ("finished", "failed"):
+            status = "finished"
+        if status == "finished" and job.status == "queued":
+            job_store.update_job(session, job_id, status="running", now=now())
+        job_store.update_job(session, job_id, status=status, progress=progress, now=now())
+    return counts

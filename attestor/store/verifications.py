@@ -1,0 +1,221 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Per-item results of bulk verification jobs, keyed ``(job_id, item_index)``.
+
+Writes are upserts on that key, so a chunk that runs twice (an rq retry after
+a worker died mid-chunk) rewrites identical rows: no result is lost or
+duplicated. Progress is counted from these rows, never kept as a counter that
+two workers could both increment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from attestor.errors import InvalidInput, NotFound
+from attestor.store.models import AttestationModel, Base, ImageModel, JobModel
+
+__all__ = [
+    "RESULT_STATUSES",
+    "OurAttestation",
+    "ResultRow",
+    "Tally",
+    "VerificationResultModel",
+    "find_attestations",
+    "list_results",
+    "lock_job",
+    "record_results",
+    "tally",
+]
+
+RESULT_STATUSES = ("verified", "rejected")
+
+# "Is this envelope one of ours?" is asked per chunk; migration 0003 creates it.
+# TODO(lead): move this and VerificationResultModel into models.py (index=True on
+# AttestationModel.envelope_sha256) so Base.metadata has them without this import.
+Index("ix_attestations_envelope_sha256", AttestationModel.envelope_sha256)
+
+
+class VerificationResultModel(Base):
+    """The outcome for one submitted item of a bulk verification job."""
+
+    __tablename__ = "verification_results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    revoked: Mapped[bool] = mapped_column(Boolean)
+    attestation_id: Mapped[str | None] = mapped_column(String(36))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultRow:
+    """One item's outcome, as stored and served."""
+
+    index: int
+    status: str
+    reason: str | None
+    revoked: bool
+    attestation_id: str | None
+
+    def __post_init__(self) -> None:
+        """Refuse statuses outside ``RESULT_STATUSES``.
+
+        Raises:
+            InvalidInput: Unknown status or a negative index.
+        """
+        if self.status not in RESULT_STATUSES:
+            raise InvalidInput(f"result status must be verified or rejected, got {self.status!r}")
+        if self.index < 0:
+            raise InvalidInput(f"result index must be >= 0, got {self.index}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tally:
+    """Counts of stored results of one job."""
+
+    done: int
+    verified: int
+    rejected: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class OurAttestation:
+    """What bulk verification needs to know about an attestation we issued."""
+
+    id: str
+    status: str
+    keyid: str
+    policy_id: str
+    policy_version: str
+    layer_digest: str
+    image_digest: str
+    issued_at: datetime
+
+
+def record_results(session: Session, job_id: str, rows: Iterable[ResultRow]) -> None:
+    """Insert or overwrite the results of ``job_id`` (idempotent per index)."""
+    values = [
+        {
+            "job_id": job_id,
+            "item_index": r.index,
+            "status": r.status,
+            "reason": r.reason,
+            "revoked": r.revoked,
+            "attestation_id": r.attestation_id,
+        }
+        for r in rows
+    ]
+    if not values:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(VerificationResultModel)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["job_id", "item_index"],
+        set_={
+            "status": stmt.excluded.status,
+            "reason": stmt.excluded.reason,
+            "revoked": stmt.excluded.revoked,
+            "attestation_id": stmt.excluded.attestation_id,
+        },
+    )
+    # executemany of one cached statement: a multi-row VALUES literal would be
+    # compiled anew for every chunk, which costs more than the rows themselves.
+    session.connection().execute(stmt, values)
+
+
+def lock_job(session: Session, job_id: str) -> JobModel:
+    """Load a job row for update (PostgreSQL: ``FOR NO KEY UPDATE``; SQLite: the write lock).
+
+    Callers write their result rows first, then lock, then count: concurrent
+    chunks of one job then serialize on the job row and each count sees the
+    others' committed rows. ``NO KEY UPDATE`` does not conflict with the
+    ``KEY SHARE`` locks that other chunks' result inserts take through the
+    foreign key, so two chunks cannot deadlock on the job row.
+
+    Raises:
+        NotFound: No job has this id.
+    """
+    model = session.scalar(
+        select(JobModel).where(JobModel.id == job_id).with_for_update(key_share=True)
+    )
+    if model is None:
+        raise NotFound(f"no job with id {job_id!r}")
+    return model
+
+
+def tally(session: Session, job_id: str) -> Tally:
+    """Count the stored results of ``job_id`` by status."""
+    query = (
+        select(VerificationResultModel.status, func.count())
+        .where(VerificationResultModel.job_id == job_id)
+        .group_by(VerificationResultModel.status)
+    )
+    counts = {str(status): int(n) for status, n in session.execute(query)}
+    verified, rejected = counts.get("verified", 0), counts.get("rejected", 0)
+    return Tally(done=verified + rejected, verified=verified, rejected=rejected)
+
+
+def list_results(session: Session, job_id: str, *, offset: int, limit: int) -> list[ResultRow]:
+    """Results of ``job_id`` for item indexes ``offset <= index < offset + limit``.
+
+    Paging by index (not by row position) keeps pages stable while a job is
+    still running: a missing index is simply not done yet.
+
+    Raises:
+        InvalidInput: Negative offset or non-positive limit.
+    """
+    if offset < 0 or limit <= 0:
+        raise InvalidInput(f"offset must be >= 0 and limit > 0, got {offset} and {limit}")
+    query = (
+        select(VerificationResultModel)
+        .where(
+            VerificationResultModel.job_id == job_id,
+            VerificationResultModel.item_index >= offset,
+            VerificationResultModel.item_index < offset + limit,
+        )
+        .order_by(VerificationResultModel.item_index)
+    )
+    return [
+        ResultRow(
+            index=m.item_index,
+            status=m.status,
+            reason=m.reason,
+            revoked=m.revoked,
+            attestation_id=m.attestation_id,
+        )
+        for m in session.scalars(query)
+    ]
+
+
+def find_attestations(
+    session: Session, envelope_sha256s: Collection[str]
+) -> dict[str, OurAttestation]:
+    """Our attestations whose stored envelope has one of these sha256 hex digests."""
+    found: dict[str, OurAttestation] = {}
+    wanted = sorted(set(envelope_sha256s))
+    for start in range(0, len(wanted), 500):
+        query = (
+            select(AttestationModel, ImageModel)
+            .join(ImageModel, AttestationModel.image_id == ImageModel.id)
+            .where(AttestationModel.envelope_sha256.in_(wanted[start : start + 500]))
+        )
+        for m, image in session.execute(query):
+            found[m.envelope_sha256] = OurAttestation(
+                id=m.id,
+                status=m.status,
+                keyid=m.keyid,
+                policy_id=m.policy_id,
+                policy_version=m.policy_version,
+                layer_digest=m.layer_digest,
+                image_digest=image.manifest_digest,
+                issued_at=m.created_at,
+            )
+    return found
