@@ -80,4 +80,6 @@ def test_admin_migrate(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(k, v)
     code, out, _ = _run(["admin", "migrate"], env)
     assert code == 0
-    assert "revision 0001" in out
+    from attestor.store.db import head_revision
+
+    assert f"database at revision {head_revision()}" in out
