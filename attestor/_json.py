@@ -49,33 +49,49 @@ def loads_strict(
     """
     if max_bytes is not None and len(data) > max_bytes:
         raise TooLarge(f"{what}: {len(data)} bytes, over the limit of {max_bytes}")
-
-    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        doc: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in doc:
-                raise InvalidInput(f"{what}: duplicate JSON key {key[:80]!r}")
-            doc[key] = value
-        return doc
-
-    def constant(name: str) -> Any:
-        raise InvalidInput(f"{what}: non-standard JSON constant {name}")
-
-    def no_float(text: str) -> Any:
-        raise InvalidInput(f"{what}: only integers are allowed, got {text[:20]!r}")
-
     try:
         # Decoding ourselves, not json.loads(bytes): that would guess UTF-16/32.
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        return json.loads(
-            text,
-            object_pairs_hook=unique,
-            parse_constant=constant,
-            parse_float=no_float if integers_only else None,
-        )
+        text = data if isinstance(data, str) else str(data, "utf-8")
+        if text.startswith("\ufeff"):  # what json.loads says for a str with a BOM
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        return (_INTEGERS_ONLY if integers_only else _DECODER).decode(text)
+    except _Refused as e:
+        raise InvalidInput(f"{what}: {e.args[0]}") from None
     except UnicodeDecodeError as e:
         raise InvalidInput(f"{what}: not UTF-8 ({e.reason} at byte {e.start})") from None
     except json.JSONDecodeError as e:
         raise InvalidInput(f"{what}: not JSON ({e.msg} at {e.pos})") from None
     except RecursionError:
         raise InvalidInput(f"{what}: JSON nested too deeply") from None
+
+
+class _Refused(Exception):
+    """Raised by the decoder hooks; ``loads_strict`` adds the document's name."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # dict() in C, then a length compare: a repeated member makes the dict
+    # shorter. Only then walk the pairs to name the first repeated key.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Refused(f"duplicate JSON key {key[:80]!r}")
+            seen.add(key)
+    return doc
+
+
+def _constant(name: str) -> Any:
+    raise _Refused(f"non-standard JSON constant {name}")
+
+
+def _no_float(text: str) -> Any:
+    raise _Refused(f"only integers are allowed, got {text[:20]!r}")
+
+
+# Built once: json.loads(..., hook=...) would build a decoder and scanner per call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique, parse_constant=_constant)
+_INTEGERS_ONLY = json.JSONDecoder(
+    object_pairs_hook=_unique, parse_constant=_constant, parse_float=_no_float
+)

@@ -100,6 +100,19 @@ def public_key_pem(key: PublicKey) -> str:
     ).decode("ascii")
 
 
+# Built once: each verify would otherwise construct a hash and an ECDSA object.
+_ECDSA_BY_CURVE = {name: ec.ECDSA(h()) for name, (_, h) in _CURVES.items()}
+_ECDSA_BY_HASH = {name: ec.ECDSA(h()) for name, h in _HASHES.items()}
+
+
+def _ecdsa(key: ec.EllipticCurvePublicKey, hash_alg: str | None) -> ec.ECDSA:
+    if hash_alg is None:
+        return _ECDSA_BY_CURVE[key.curve.name]
+    if hash_alg not in _ECDSA_BY_HASH:
+        raise InvalidInput(f"unsupported hash algorithm {hash_alg!r}")
+    return _ECDSA_BY_HASH[hash_alg]
+
+
 def _hash(key: PublicKey, hash_alg: str | None) -> hashes.HashAlgorithm:
     if hash_alg is not None:
         if hash_alg not in _HASHES:
@@ -123,11 +136,11 @@ def verify_signature(
         InvalidInput: if ``hash_alg`` is not supported or the key type is unknown.
     """
     try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, _ecdsa(key, hash_alg))
+            return True
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(signature, data)
-            return True
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(_hash(key, hash_alg)))
             return True
         if isinstance(key, rsa.RSAPublicKey):
             return _verify_rsa(key, signature, data, _hash(key, hash_alg))

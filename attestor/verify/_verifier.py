@@ -12,7 +12,7 @@ from attestor.revocation.match import RevocationSet
 from attestor.verify.dsse import verify_envelope_signatures
 from attestor.verify.keys import TrustedKey
 from attestor.verify.result import VerifiedStatement
-from attestor.verify.revocation import raise_if_revoked
+from attestor.verify.revocation import has_time_windows, raise_if_revoked
 from attestor.verify.statement import (
     DEFAULT_PREDICATE_SCHEMAS,
     SLSA_PROVENANCE_V1,
@@ -83,6 +83,8 @@ class Verifier:
         self._revocations = revocations if revocations is not None else RevocationSet()
         self._schemas = dict(predicate_schemas)
         self._limits = limits
+        # Without a time window, no verification needs to parse a finish time.
+        self._with_issued_at = has_time_windows(self._revocations)
         # Keys revoked outright are tried last (see _verify_signatures).
         self._unrevoked = tuple(
             k for k in self._keys if not self._revocations.is_key_revoked(k.keyid)
@@ -150,5 +152,5 @@ class Verifier:
             subjects=subjects,
             matched_subject=matched,
         )
-        raise_if_revoked(self._revocations, result)
+        raise_if_revoked(self._revocations, result, with_issued_at=self._with_issued_at)
         return result

@@ -38,7 +38,7 @@ def verify_envelope_signatures(
     data = envelope.pae()
     verified: list[TrustedKey] = []
     for signature in envelope.signatures:
-        remaining = [k for k in keys if all(k is not v for v in verified)]
+        remaining = [k for k in keys if all(k is not v for v in verified)] if verified else [*keys]
         # The hint only orders the attempts; every remaining key is tried.
         remaining.sort(key=lambda k: k.keyid != signature.keyid)
         for key in remaining:

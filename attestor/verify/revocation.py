@@ -17,11 +17,11 @@ from typing import Any
 
 from attestor.errors import InvalidInput, VerificationError
 from attestor.revocation.match import AttestationMeta, RevocationSet
-from attestor.revocation.model import parse_time
+from attestor.revocation.model import TimeWindowTarget, parse_time
 from attestor.statement import BUILD_TYPE
 from attestor.verify.result import VerifiedStatement
 
-__all__ = ["attestation_metas", "raise_if_revoked"]
+__all__ = ["attestation_metas", "has_time_windows", "raise_if_revoked"]
 
 
 def _get(doc: object, *path: str) -> object:
@@ -49,11 +49,13 @@ def attestation_metas(
     keyids: Iterable[str],
     envelope_sha256: str | None,
     subject_sha256s: Iterable[str | None],
+    with_issued_at: bool = True,
 ) -> tuple[AttestationMeta, ...]:
     """One :class:`AttestationMeta` per (signing key, subject) of a verified statement.
 
     Every key that counted toward the threshold, and every subject, is matched:
-    an attestation is revoked if any of them is.
+    an attestation is revoked if any of them is. ``with_issued_at=False`` skips
+    parsing the finish time, which only time-window revocations look at.
     """
     predicate = statement.get("predicate")
     ours = _get(predicate, "buildDefinition", "buildType") == BUILD_TYPE
@@ -65,7 +67,8 @@ def attestation_metas(
         policy = _get(predicate, "buildDefinition", "internalParameters", "policy")
         policy_id = _text(_get(policy, "id"))
         policy_version = _text(_get(policy, "version"))
-        issued_at = _issued_at(_get(predicate, "runDetails", "metadata", "finishedOn"))
+        if with_issued_at:
+            issued_at = _issued_at(_get(predicate, "runDetails", "metadata", "finishedOn"))
     layers = [None if s is None else f"sha256:{s}" for s in subject_sha256s] or [None]
     keys: list[str | None] = [*keyids] or [None]
     return tuple(
@@ -82,8 +85,18 @@ def attestation_metas(
     )
 
 
-def raise_if_revoked(revocations: RevocationSet, result: VerifiedStatement) -> None:
+def has_time_windows(revocations: RevocationSet) -> bool:
+    """Whether any revocation is a time window (the only kind that needs ``issued_at``)."""
+    return any(isinstance(r.target, TimeWindowTarget) for r in revocations)
+
+
+def raise_if_revoked(
+    revocations: RevocationSet, result: VerifiedStatement, *, with_issued_at: bool = True
+) -> None:
     """Reject a verified statement that a revocation applies to.
+
+    ``with_issued_at=False`` is for callers that know (:func:`has_time_windows`)
+    the set has no time window: the finish time is then not parsed.
 
     Raises:
         VerificationError: ``"revoked: <reason>"``, with ``detail["revoked"] is True``
@@ -96,6 +109,7 @@ def raise_if_revoked(revocations: RevocationSet, result: VerifiedStatement) -> N
         keyids=result.keys,
         envelope_sha256=result.envelope_sha256,
         subject_sha256s=[s.sha256 for s in result.subjects],
+        with_issued_at=with_issued_at,
     )
     hits = [h for h in (revocations.match(m) for m in metas) if h is not None]
     if hits:
