@@ -25,25 +25,34 @@ what cosign would have written for the same envelopes.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from attestor.digests import parse_digest, sha256_digest
-from attestor.errors import Conflict
+from attestor.errors import Conflict, InvalidInput
 from attestor.registry import _media_types as mt
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 
 __all__ = [
     "BUNDLE_CONTENT_ANNOTATION",
     "BUNDLE_PREDICATE_ANNOTATION",
+    "CERTIFICATE_ANNOTATION",
+    "CHAIN_ANNOTATION",
     "COSIGN_SIGNATURE_ANNOTATION",
     "CREATED_ANNOTATION",
     "DSSE_MEDIA_TYPE",
     "EMPTY_JSON",
     "PREDICATE_TYPE_ANNOTATION",
+    "REKOR_BUNDLE_ANNOTATION",
     "TITLE_ANNOTATION",
     "cosign_config",
+    "cosign_keyless_annotations",
     "cosign_layer",
     "cosign_tag",
     "dumps",
@@ -60,6 +69,10 @@ PREDICATE_TYPE_ANNOTATION: Final = "predicateType"
 BUNDLE_CONTENT_ANNOTATION: Final = "dev.sigstore.bundle.content"
 BUNDLE_PREDICATE_ANNOTATION: Final = "dev.sigstore.bundle.predicateType"
 CREATED_ANNOTATION: Final = "org.opencontainers.image.created"
+# cosign pkg/oci/static: what ``cosign verify-attestation`` reads for a keyless layer.
+CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
+REKOR_BUNDLE_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
 TITLE_ANNOTATION: Final = "org.opencontainers.image.title"
 #: The OCI empty JSON blob (image-spec manifest.md "Guidance for an Empty Descriptor").
 EMPTY_JSON: Final = b"{}"
@@ -90,16 +103,105 @@ def referrers_tag(subject_digest: str) -> str:
     return f"sha256-{parse_digest(subject_digest)}"
 
 
-def cosign_layer(envelope_json: bytes, predicate_type: str) -> dict[str, Any]:
-    """The ``.att`` layer descriptor of one envelope (go ``v1.Descriptor`` order)."""
+def cosign_layer(
+    envelope_json: bytes, predicate_type: str, bundle: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``.att`` layer descriptor of one envelope (go ``v1.Descriptor`` order).
+
+    ``bundle`` is the attestation's Sigstore bundle; a keyless one adds the
+    certificate, chain and Rekor bundle annotations (see
+    :func:`cosign_keyless_annotations`).
+
+    Raises:
+        InvalidInput: a keyless bundle whose certificate or log entry is malformed.
+    """
+    # The signature is "" for attestations (static.NewAttestation): it lives
+    # inside the envelope.
+    annotations = {COSIGN_SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type}
+    if bundle is not None:
+        annotations.update(cosign_keyless_annotations(bundle))
     return {
         "mediaType": DSSE_MEDIA_TYPE,
         "size": len(envelope_json),
         "digest": sha256_digest(envelope_json),
-        # Go marshals map keys sorted; the signature is "" for attestations
-        # (static.NewAttestation): it lives inside the envelope.
-        "annotations": {COSIGN_SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
+        # Go marshals map keys sorted.
+        "annotations": dict(sorted(annotations.items())),
     }
+
+
+def _b64(value: Any, what: str) -> bytes:
+    if not isinstance(value, str):
+        raise InvalidInput(f"bundle {what} is missing")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise InvalidInput(f"bundle {what} is not base64") from None
+
+
+def _pem(der: bytes) -> str:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise InvalidInput("bundle certificate is not DER X.509") from None
+    return cert.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def cosign_keyless_annotations(bundle: Mapping[str, Any]) -> dict[str, str]:
+    """cosign's keyless annotations for a Sigstore bundle (v0.1-v0.3); {} when key-signed.
+
+    What ``static.WithCertChain`` and ``static.WithBundle`` write: the PEM
+    leaf certificate, the PEM chain below it ("" when the bundle carries only
+    the leaf, as v0.3 does; cosign then chains to its trusted root), and the
+    ``RekorBundle`` JSON (pkg/cosign/bundle) made from the first log entry
+    that has a signed entry timestamp (inclusion promise).
+
+    Raises:
+        InvalidInput: a malformed certificate or log entry.
+    """
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, Mapping):
+        return {}
+    certs: list[bytes] = []
+    leaf = material.get("certificate")
+    chain = material.get("x509CertificateChain")
+    if isinstance(leaf, Mapping):
+        certs = [_b64(leaf.get("rawBytes"), "certificate")]
+    elif isinstance(chain, Mapping) and isinstance(chain.get("certificates"), list):
+        certs = [_b64(c.get("rawBytes"), "certificate") for c in chain["certificates"]]
+    if not certs:
+        return {}
+    pems = [_pem(der) for der in certs]
+    annotations = {CERTIFICATE_ANNOTATION: pems[0], CHAIN_ANNOTATION: "".join(pems[1:])}
+    entries = material.get("tlogEntries")
+    for entry in entries if isinstance(entries, list) else []:
+        promise = entry.get("inclusionPromise") if isinstance(entry, Mapping) else None
+        if not isinstance(promise, Mapping):
+            continue
+        log_id = entry.get("logId")
+        try:
+            integrated, index = int(entry["integratedTime"]), int(entry["logIndex"])
+        except (KeyError, TypeError, ValueError):
+            raise InvalidInput("bundle log entry lacks integratedTime/logIndex") from None
+        rekor = {
+            # Go marshals []byte as standard base64; RekorPayload's keys in field order.
+            "SignedEntryTimestamp": base64.b64encode(
+                _b64(promise.get("signedEntryTimestamp"), "signedEntryTimestamp")
+            ).decode("ascii"),
+            "Payload": {
+                "body": base64.b64encode(
+                    _b64(entry.get("canonicalizedBody"), "canonicalizedBody")
+                ).decode("ascii"),
+                "integratedTime": integrated,
+                "logIndex": index,
+                # Rekor's log ID is hex; the bundle carries its bytes in base64.
+                "logID": _b64(
+                    log_id.get("keyId") if isinstance(log_id, Mapping) else None, "logId"
+                ).hex(),
+            },
+        }
+        annotations[REKOR_BUNDLE_ANNOTATION] = dumps(rekor).decode("utf-8")
+        break
+    return annotations
 
 
 def cosign_config(layer_digests: Sequence[str]) -> bytes:

@@ -150,7 +150,10 @@ def _attach_cosign(
     tag = docs.cosign_tag(manifest_digest)
     for item in items:
         client.push_blob(repo, item.envelope_json)
-    layers = [docs.cosign_layer(i.envelope_json, i.predicate_type) for i in items]
+    layers = [
+        docs.cosign_layer(i.envelope_json, i.predicate_type, json.loads(i.bundle_json))
+        for i in items
+    ]
 
     def merge(current: FetchedManifest | None) -> tuple[dict[str, Any], str, list[bytes]] | None:
         existing = None if current is None else current.document

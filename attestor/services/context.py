@@ -11,7 +11,6 @@ from attestor.config import Settings, keyless_config
 from attestor.errors import Conflict, NotFound
 from attestor.policy import PolicySet, load_policies
 from attestor.registry import BlobCache, RegistryClient, RegistryLimits, load_registry_credentials
-from attestor.services import _key_rows
 from attestor.services.issuance import IssuanceContext, IssuanceRecorder
 from attestor.services.keys import active_signer
 from attestor.services.signers import (
@@ -20,6 +19,7 @@ from attestor.services.signers import (
     keyless_statement_signer,
 )
 from attestor.signing.keyless import KeylessSigner
+from attestor.store import signing_keys as key_store
 
 __all__ = ["IssuanceAdapters", "adapters_from_settings", "build_context"]
 
@@ -94,7 +94,7 @@ def build_context(
         keyless = keyless_statement_signer(adapters.keyless, keyless_config(settings))
         with session_factory() as session:
             try:
-                row = _key_rows.get_key(session, keyless.keyid)
+                row = key_store.get_key(session, keyless.keyid)
             except NotFound:
                 row = None
         if row is not None and row.status == "revoked":

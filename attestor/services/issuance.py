@@ -8,7 +8,8 @@ Order matters for safety:
 2. resolve the image (tag -> digest; both recorded) and return the existing
    attestations when this image was already attested under the same key and
    policy version (idempotence);
-3. per layer, bottom first: fetch the verified blob (cached by digest),
+3. per layer, bottom first (:mod:`attestor.services._layer_signing`): fetch
+   the verified blob (cached by digest),
    decompress it once while computing the diffID and the file manifest, check
    the diffID against ``rootfs.diff_ids``, build, schema-check and sign the
    statement, linking it to the layer below (the attestation chain);
@@ -21,41 +22,31 @@ The caller's layer metadata is never trusted: only the reference is input.
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.digests import chain_ids, sha256_hex
-from attestor.dsse import parse_envelope
-from attestor.errors import Conflict, VerificationError
-from attestor.manifest import FileManifest, LayerScan, ManifestLimits, manifest_from_layer_blob
+from attestor.errors import Conflict
+from attestor.manifest import ManifestLimits
 from attestor.policy import Decision, PolicySet, require_admitted
 from attestor.registry import BlobCache, RegistryClient, ResolvedImage, parse_reference
 from attestor.registry.reference import ImageReference
-from attestor.services import _key_rows
 from attestor.services import revocation as revocation_service
-from attestor.services._layer_scans import KnownScan, known_scans
+from attestor.services._layer_signing import SignedLayers, sign_layers
 from attestor.services.attach import AttachItem, AttachResult, attach_attestations
+
+# Re-exported: the API and the job import the documents from here.
+from attestor.services.documents import attestation_document, bundle_json, result_document
 from attestor.services.signers import KEYLESS_KEYID_PREFIX, SignerIdentity, StatementSigner
-from attestor.signing.bundle import bundle_from_envelope
-from attestor.statement import (
-    PREDICATE_TYPE,
-    ImageInfo,
-    ManifestRef,
-    ParentRef,
-    align_history,
-    build_layer_statement,
-    statement_bytes,
-)
+from attestor.statement import PREDICATE_TYPE
 from attestor.store import attestations as attestation_store
 from attestor.store import images as image_store
 from attestor.store import manifests as manifest_store
-from attestor.store.attestations import AttestationRow, NewAttestation
+from attestor.store import signing_keys as key_store
+from attestor.store.attestations import AttestationRow
 
 __all__ = [
     "Deferred",
@@ -129,12 +120,6 @@ class Deferred:
     pending_bytes: int
 
 
-@dataclass(frozen=True)
-class _Signed:
-    items: tuple[NewAttestation, ...]
-    manifests: tuple[FileManifest, ...]
-
-
 def issue_image(
     ctx: IssuanceContext,
     request: IssueRequest,
@@ -186,7 +171,7 @@ def issue_image(
             )
             if pending > defer_above_bytes:
                 return Deferred(reference=request.image, pending_bytes=pending)
-        signed = _sign_layers(ctx, resolved, decision, now=now)
+        signed = sign_layers(ctx, resolved, decision, now=now)
         rows, created = _store(ctx, resolved, decision, signed, now=now)
         if created and ctx.recorder is not None:
             ctx.recorder.attestations_issued(len(rows))
@@ -241,122 +226,11 @@ def _existing(
         )
 
 
-def _sign_layers(
-    ctx: IssuanceContext,
-    resolved: ResolvedImage,
-    decision: Decision,
-    *,
-    now: Callable[[], datetime],
-) -> _Signed:
-    started = now()
-    ref = resolved.reference
-    pinned = resolved.pinned
-    diff_ids = resolved.image_config.diff_ids
-    chains = chain_ids(list(diff_ids))
-    history = align_history(resolved.image_config.document)
-    image = ImageInfo(
-        name=ref.name,
-        reference=str(ref),
-        manifest_digest=resolved.manifest_digest,
-        manifest_media_type=resolved.media_type,
-        tag=ref.tag,
-        index_digest=resolved.index_digest,
-        platform=resolved.platform,
-    )
-    invocation_id = f"urn:uuid:{uuid.uuid4()}"
-    items: list[NewAttestation] = []
-    manifests: list[FileManifest] = []
-    parent: NewAttestation | None = None
-    known = known_scans(ctx.session_factory, resolved.layers, chains, limits=ctx.manifest_limits)
-    for index, layer in enumerate(resolved.layers):
-        # Fetched even when its scan is known: a blob gone from the registry
-        # (or the cache) still fails issuance, as for a first request.
-        path = ctx.registry.fetch_blob(pinned, layer.digest, expected_size=layer.size)
-        scan: KnownScan | LayerScan | None = known.get(index)
-        if scan is None:
-            with path.open("rb") as blob:
-                # One pass: decompress, hash (diffID) and build the manifest together.
-                scan = manifest_from_layer_blob(
-                    blob,
-                    layer.media_type,
-                    limits=ctx.manifest_limits,
-                    lower=tuple(reversed(manifests)),
-                )
-        if scan.diff_id != diff_ids[index]:
-            raise VerificationError(
-                f"layer {index} ({layer.digest}) decompresses to {scan.diff_id}, "
-                f"but the image config lists diffID {diff_ids[index]}",
-                detail={
-                    "layer_index": index,
-                    "layer_digest": layer.digest,
-                    "expected": diff_ids[index],
-                    "actual": scan.diff_id,
-                },
-            )
-        manifests.append(scan.manifest)
-        attestation_id = str(uuid.uuid4())
-        manifest_sha256 = scan.manifest.sha256
-        statement = build_layer_statement(
-            image=image,
-            layer_index=index,
-            layer_digest=layer.digest,
-            layer_media_type=layer.media_type,
-            diff_id=scan.diff_id,
-            chain_id=chains[index],
-            history_entry=history[index],
-            parent=None
-            if parent is None
-            else ParentRef(
-                chain_id=parent.chain_id,
-                envelope_sha256=parent.envelope_sha256,
-                uri=f"/v1/attestations/{parent.id}/envelope",
-            ),
-            manifest_ref=ManifestRef(
-                sha256=manifest_sha256,
-                tree_digest=scan.manifest.tree_digest,
-                uri=f"/v1/manifests/{manifest_sha256}",
-            ),
-            policy_id=str(decision.policy_id),
-            policy_version=str(decision.policy_version),
-            builder_id=ctx.builder_id,
-            invocation_id=invocation_id,
-            started_on=started,
-            finished_on=now(),
-        )
-        signed = ctx.signer.sign(statement_bytes(statement))
-        # These exact bytes are stored, served and chained; never re-serialized.
-        envelope_bytes = signed.envelope
-        who = signed.identity
-        item = NewAttestation(
-            id=attestation_id,
-            layer_index=index,
-            layer_digest=layer.digest,
-            layer_media_type=layer.media_type,
-            diff_id=scan.diff_id,
-            chain_id=chains[index],
-            parent_id=None if parent is None else parent.id,
-            envelope=envelope_bytes,
-            envelope_sha256=sha256_hex(envelope_bytes),
-            keyid=ctx.signer.keyid,
-            policy_id=str(decision.policy_id),
-            policy_version=str(decision.policy_version),
-            manifest_sha256=manifest_sha256,
-            tree_digest=scan.manifest.tree_digest,
-            invocation_id=invocation_id,
-            bundle=signed.bundle,
-            signer_identity=None if who is None else who.identity,
-            signer_issuer=None if who is None else who.issuer,
-        )
-        items.append(item)
-        parent = item
-    return _Signed(items=tuple(items), manifests=tuple(manifests))
-
-
 def _store(
     ctx: IssuanceContext,
     resolved: ResolvedImage,
     decision: Decision,
-    signed: _Signed,
+    signed: SignedLayers,
     *,
     now: Callable[[], datetime],
 ) -> tuple[list[AttestationRow], bool]:
@@ -382,7 +256,7 @@ def _store_once(
     session: Session,
     resolved: ResolvedImage,
     decision: Decision,
-    signed: _Signed,
+    signed: SignedLayers,
     *,
     keyid: str,
     now: datetime,
@@ -410,7 +284,7 @@ def _store_once(
     if keyid.startswith(KEYLESS_KEYID_PREFIX):
         first = signed.items[0]
         who = SignerIdentity(first.signer_identity or "", first.signer_issuer or "")
-        identity_row = _key_rows.ensure_keyless_row(
+        identity_row = key_store.ensure_keyless_row(
             session, keyid, signer_uri=f"keyless:{who.issuer} {who.identity}", now=now
         )
         if identity_row.status == "revoked":
@@ -452,59 +326,3 @@ def _result(
         attestations=tuple(rows),
         attached=attached,
     )
-
-
-def bundle_json(row: AttestationRow) -> bytes:
-    """The Sigstore bundle v0.3 of an attestation, as served and attached.
-
-    Keyless: the stored bundle (Fulcio certificate + Rekor entry), verbatim.
-    Key-signed: built from the stored envelope with the keyid as public key hint.
-
-    Raises:
-        InvalidInput: the stored envelope does not parse (a corrupted row).
-    """
-    if row.bundle is not None:
-        return row.bundle
-    bundle = bundle_from_envelope(parse_envelope(row.envelope), keyid=row.keyid)
-    return json.dumps(bundle, separators=(",", ":")).encode()
-
-
-def attestation_document(row: AttestationRow) -> dict[str, Any]:
-    """The API's summary of one attestation (URLs relative to the server)."""
-    return {
-        "id": row.id,
-        "image": {
-            "registry": row.registry,
-            "repository": row.repository,
-            "digest": row.manifest_digest,
-        },
-        "keyid": row.keyid,
-        "layer": {"index": row.layer_index, "digest": row.layer_digest, "diff_id": row.diff_id},
-        "status": row.status,
-        "envelope_url": f"/v1/attestations/{row.id}/envelope",
-        "bundle_url": f"/v1/attestations/{row.id}/bundle",
-        "manifest": {
-            "sha256": row.manifest_sha256,
-            "tree_digest": row.tree_digest,
-            "url": f"/v1/manifests/{row.manifest_sha256}",
-        },
-    }
-
-
-def result_document(result: IssueResult) -> dict[str, Any]:
-    """The body of ``POST /v1/attestations`` (also a job's result), JSON-ready."""
-    image: dict[str, Any] = {"reference": result.reference, "digest": result.digest}
-    if result.tag is not None:
-        image["tag"] = result.tag
-    document: dict[str, Any] = {
-        "image": image,
-        "attestations": [attestation_document(row) for row in result.attestations],
-    }
-    if result.attached is not None:
-        document["attached"] = {
-            "cosign_tag": result.attached.cosign_tag,
-            "cosign_manifest_digest": result.attached.cosign_manifest_digest,
-            "referrers": list(result.attached.referrers),
-            "referrers_tag": result.attached.referrers_tag,
-        }
-    return document

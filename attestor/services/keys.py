@@ -17,7 +17,6 @@ from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no _
 from sqlalchemy.orm import Session
 
 from attestor.errors import Conflict, InvalidInput
-from attestor.services import _key_rows
 from attestor.signing.keys import (
     ALGORITHMS,
     PublicKeyInfo,
@@ -27,7 +26,7 @@ from attestor.signing.keys import (
     sslib_key,
 )
 from attestor.store import attestations as attestation_store
-from attestor.store import signing_keys
+from attestor.store import signing_keys as key_store
 from attestor.store.signing_keys import SigningKeyRow
 
 __all__ = [
@@ -78,7 +77,7 @@ def _public(row: SigningKeyRow) -> PublicKey:
 
 def list_public_keys(session: Session) -> list[PublicKey]:
     """Every key, oldest first, without private material."""
-    return [_public(row) for row in signing_keys.list_keys(session)]
+    return [_public(row) for row in key_store.list_keys(session)]
 
 
 def _create_file(
@@ -126,8 +125,8 @@ def add_key(
     """
     uri, info = _create_file(keys_dir, algorithm, private_key_pem, password)
     if activate:
-        _key_rows.retire_active(session, now=now)
-    row = _key_rows.add_key(
+        key_store.retire_active(session, now=now)
+    row = key_store.add_key(
         session,
         keyid=info.keyid,
         algorithm=info.algorithm,
@@ -155,7 +154,7 @@ def revoke_key(session: Session, keyid: str, *, reason: str, now: datetime) -> P
     Raises:
         NotFound: no key has this keyid.
     """
-    row = _key_rows.set_status(session, keyid, "revoked", now=now, reason=reason)
+    row = key_store.set_status(session, keyid, "revoked", now=now, reason=reason)
     attestation_store.revoke_by_key(session, keyid)
     return _public(row)
 
@@ -167,7 +166,7 @@ def active_signer(session: Session) -> ActiveSigner:
         Conflict: no key is active (the last one was revoked); rotate one in.
         ConfigError: the key's file or signer URI cannot be loaded.
     """
-    row = signing_keys.active_key(session)
+    row = key_store.active_key(session)
     if row is None:
         raise Conflict(
             "no active signing key: the active key was revoked; rotate a new key in "

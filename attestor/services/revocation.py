@@ -33,9 +33,9 @@ from attestor.revocation import (
     parse_target,
     sign_feed_page,
 )
-from attestor.services import _key_rows
 from attestor.signing.keys import load_signer, sslib_key
 from attestor.store import revocations as store
+from attestor.store import signing_keys as key_store
 
 if TYPE_CHECKING:  # the job registry imports this module (via the sweep); no cycle at run time
     from attestor.jobs.runner import JobRunner
@@ -127,7 +127,7 @@ def create_revocation(
     if isinstance(revocation.target, KeyTarget):
         # The key row follows, so GET /v1/keys and issuance agree with the feed.
         try:
-            _key_rows.set_status(
+            key_store.set_status(
                 session, revocation.target.keyid, "revoked", now=now, reason=reason
             )
         except NotFound:
@@ -314,7 +314,7 @@ def feed_answer(
             rows, since=since, limit=limit, now=epoch, server_id=state.feed_id, latest=state.latest
         )
         # Sign with the key named in the ETag, even if another became active since.
-        key = _key_rows.get_key(session, state.active_keyid)
+        key = key_store.get_key(session, state.active_keyid)
         signer = load_signer(key.signer_uri, public_key=sslib_key(key.public_key_pem))
         body = cache.put(etag, sign_feed_page(payload, signer, key.keyid).to_json())
     return FeedAnswer(etag=etag, body=body)

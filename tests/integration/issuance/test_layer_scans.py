@@ -16,7 +16,7 @@ from attestor.api._state import app_state
 from attestor.digests import sha256_digest
 from attestor.registry import RegistryClient, parse_reference
 from attestor.registry._media_types import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
-from attestor.services import issuance
+from attestor.services import _layer_signing
 from attestor.store.models import FileManifestModel
 from tests.integration.issuance._images import _descriptor, _tar
 from tests.integration.issuance.conftest import Server
@@ -56,14 +56,14 @@ def _push(client: RegistryClient, name: str, tag: str, layers: list[tuple[bytes,
 def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     # A spy, not a fake: the real scan runs; we only count which layers it ran on.
     seen: list[str] = []
-    real = issuance.manifest_from_layer_blob
+    real = _layer_signing.manifest_from_layer_blob
 
     def counting(blob: Any, media_type: str, **kwargs: Any) -> Any:
         result = real(blob, media_type, **kwargs)
         seen.append(str(result.diff_id))
         return result
 
-    monkeypatch.setattr(issuance, "manifest_from_layer_blob", counting)
+    monkeypatch.setattr(_layer_signing, "manifest_from_layer_blob", counting)
     return seen
 
 

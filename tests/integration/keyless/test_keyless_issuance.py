@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -154,6 +155,37 @@ def test_detail_names_the_signer_and_the_chain_links_layers(
     # The pseudo key row is not a key: agents and bulk verification never see it.
     keys = keyless_server.get("/v1/keys", keyless_server.admin).get_json()["keys"]
     assert keyid not in {k["keyid"] for k in keys}
+
+
+def test_attached_att_layers_carry_cosigns_keyless_annotations(
+    keyless_server: Server, issued: dict[str, Any], image: Pushed, registry: Any
+) -> None:
+    response = keyless_server.client.post(
+        "/v1/attestations",
+        json={"image": image.by_tag, "attach": True},
+        headers=keyless_server.pipeline,
+    )
+    assert response.status_code == 200, response.get_json()
+    tag = response.get_json()["attached"]["cosign_tag"]
+    repository = image.name.split("/", 1)[1]
+    att = requests.get(
+        f"http://{registry.host}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=10,
+    ).json()
+    assert len(att["layers"]) == 2
+    for layer, summary in zip(att["layers"], issued["attestations"], strict=True):
+        bundle = json.loads(keyless_server.get(summary["bundle_url"]).data)
+        annotations = layer["annotations"]
+        leaf = x509.load_pem_x509_certificate(
+            annotations["dev.sigstore.cosign/certificate"].encode()
+        )
+        raw = base64.b64decode(bundle["verificationMaterial"]["certificate"]["rawBytes"])
+        assert leaf.public_bytes(serialization.Encoding.DER) == raw
+        assert annotations["dev.sigstore.cosign/chain"] == ""
+        rekor = json.loads(annotations["dev.sigstore.cosign/bundle"])
+        entry = bundle["verificationMaterial"]["tlogEntries"][0]
+        assert rekor["Payload"]["logIndex"] == int(entry["logIndex"])
 
 
 def test_idempotent_then_revoking_the_identity_stops_issuance(

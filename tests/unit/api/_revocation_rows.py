@@ -15,11 +15,11 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.services import _key_rows
 from attestor.services import keys as key_service
 from attestor.signing.dsse import sign_envelope
 from attestor.signing.keys import load_signer, sslib_key
 from attestor.statement import ImageInfo, ManifestRef, build_layer_statement, statement_bytes
+from attestor.store import signing_keys as key_store
 from attestor.store.models import AttestationModel, FileManifestModel, ImageModel
 
 T1 = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
@@ -76,7 +76,7 @@ def signed_envelope(
         started_on=finished - timedelta(seconds=1),
         finished_on=finished,
     )
-    row = _key_rows.get_key(session, keyid)
+    row = key_store.get_key(session, keyid)
     signer = load_signer(row.signer_uri, public_key=sslib_key(row.public_key_pem))
     return sign_envelope(statement_bytes(doc), signer, keyid=keyid).to_json()
 
