@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from agent.integrity.layers import LayerChecker
-from attestor.manifest import manifest_from_snapshot
+from attestor.manifest import AttestedManifest, manifest_from_snapshot
 
 
 def make_tree(root: Path, files: int, total_bytes: int) -> None:
@@ -69,10 +69,22 @@ def best_of(n: int, fn: object) -> float:
     return min(times)
 
 
-def sweep_figures(big: Path, small: Path) -> dict[str, float]:
+def attested_form(root: Path, manifest_file: Path | None) -> AttestedManifest:
+    """The agent's form of the layer's manifest, parsed from canonical bytes as the
+    agent receives them (the child reads bytes the parent wrote)."""
+    if manifest_file is None:
+        data = manifest_from_snapshot(root).canonical_bytes()
+    else:
+        data = manifest_file.read_bytes()
+    return AttestedManifest.from_canonical_bytes(data)
+
+
+def sweep_figures(
+    big: Path, small: Path, manifests: tuple[Path, Path] | None = None
+) -> dict[str, float]:
     """Figures 1 and 2 (also run in the RSS child)."""
     out: dict[str, float] = {}
-    attested = manifest_from_snapshot(big)
+    attested = attested_form(big, manifests[0] if manifests else None)
     hashlib_baseline(big)  # warm the page cache
     base_s, total = min(hashlib_baseline(big) for _ in range(3))
     full = LayerChecker(full_rehash_every=1)
@@ -80,7 +92,7 @@ def sweep_figures(big: Path, small: Path) -> dict[str, float]:
     out["bytes"] = total
     out["hashlib_mb_s"] = total / base_s / 1e6
     out["full_mb_s"] = total / full_s / 1e6
-    attested_small = manifest_from_snapshot(small)
+    attested_small = attested_form(small, manifests[1] if manifests else None)
     inc = LayerChecker(full_rehash_every=10**9)
     first = inc.check(small, attested_small)
     assert first.full_rehash and not first.changes
@@ -91,16 +103,28 @@ def sweep_figures(big: Path, small: Path) -> dict[str, float]:
     return out
 
 
-def child(big: str, small: str) -> None:
-    import resource
+def peak_rss_mb() -> float:
+    """This process's RSS high-water mark (VmHWM).
 
+    Not getrusage's ru_maxrss: Linux carries that across execve from the
+    parent, which here held the manifests it wrote.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child(big: str, small: str) -> None:
     import agent.cli  # noqa: F401 - the whole agent, as the daemon loads it
     import agent.daemon  # noqa: F401
 
-    imports_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures = sweep_figures(Path(big), Path(small))
+    imports_mb = peak_rss_mb()
+    manifests = (Path(big + ".manifest"), Path(small + ".manifest"))
+    figures = sweep_figures(Path(big), Path(small), manifests)
     figures["imports_mb"] = imports_mb
-    figures["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))
 
 
@@ -118,6 +142,10 @@ def main() -> None:
         big, small = Path(tmp) / "big", Path(tmp) / "small"
         make_tree(big, args.files, args.mb * 1_000_000)
         make_tree(small, args.small, args.small * 64)
+        for root in (big, small):
+            # The server's side: the child receives canonical bytes, as the agent does.
+            data = manifest_from_snapshot(root).canonical_bytes()
+            Path(f"{root}.manifest").write_bytes(data)
         res = subprocess.run(
             [sys.executable, __file__, "--child", str(big), str(small)],
             capture_output=True, text=True, check=True,

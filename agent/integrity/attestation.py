@@ -29,7 +29,7 @@ from attestor.errors import (
     UpstreamError,
     VerificationError,
 )
-from attestor.manifest import FileManifest
+from attestor.manifest import AttestedManifest, FileManifest
 from attestor.verify import VerifiedStatement, Verifier
 
 __all__ = [
@@ -59,7 +59,7 @@ class LayerAttestation:
     status: LayerStatus
     attestation_id: str | None = None
     keyid: KeyId | None = None
-    manifest: FileManifest | None = None
+    manifest: AttestedManifest | FileManifest | None = None
     envelope_sha256: str | None = None
     reason: str | None = None
 
@@ -143,7 +143,7 @@ def verify_layer(
     envelope: bytes,
     layer: LayerInfo,
     fetch_manifest: Callable[[Sha256Hex], bytes],
-) -> tuple[VerifiedStatement, FileManifest]:
+) -> tuple[VerifiedStatement, AttestedManifest]:
     """Verify an envelope for ``layer`` and the manifest its statement names.
 
     Raises:
@@ -160,7 +160,9 @@ def verify_layer(
     if refs.chain_id != layer.chain_id:
         raise VerificationError(f"statement chainID {refs.chain_id} != layer {layer.chain_id}")
     data = fetch_manifest(refs.manifest_sha256)
-    manifest = FileManifest.from_canonical_bytes(data)
+    # The compact form: the agent keeps it for every lower layer (issue 5, RSS).
+    manifest = AttestedManifest.from_canonical_bytes(data)
+    del data
     if manifest.sha256 != "sha256:" + refs.manifest_sha256:
         raise VerificationError(
             f"manifest is {manifest.sha256}, statement says {refs.manifest_sha256}"

@@ -21,13 +21,21 @@ container (logs, pid files, runc's mount points) and are not reported.
 from __future__ import annotations
 
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from attestor.manifest import EntryType, FileManifest, ManifestEntry
+from attestor.manifest import (
+    AttestedManifest,
+    EntryType,
+    FileManifest,
+    ManifestEntry,
+    compact_unhashed,
+    pack_entry,
+    unpack_entry,
+)
 
-__all__ = ["DriftFinding", "DriftKind", "find_drift", "merged_view"]
+__all__ = ["DriftFinding", "DriftKind", "MergedView", "find_drift", "merged_view"]
 
 DriftKind = Literal["drift-modified", "drift-shadowed", "drift-deleted", "drift-new-executable"]
 
@@ -47,32 +55,73 @@ class DriftFinding:
     aspects: tuple[str, ...] = ()
 
 
-def _drop_under(view: dict[str, ManifestEntry], path: str) -> None:
+class MergedView(Mapping[str, ManifestEntry]):
+    """The merged attested rootfs as path -> entry.
+
+    Keeps, per path, which layer and which entry of it (one int), and the
+    layers' compact manifests; entries are decoded on lookup, so the view
+    adds only its own index to what the sweep already holds (issue 5, RSS).
+    """
+
+    __slots__ = ("_layers", "_where")
+
+    def __init__(self, layers: Sequence[AttestedManifest], where: dict[str, int]) -> None:
+        self._layers = tuple(layers)
+        self._where = where
+
+    def __getitem__(self, path: str) -> ManifestEntry:
+        layer, index = divmod(self._where[path], _SPAN)
+        return unpack_entry(path, self._layers[layer].record_at(index))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._where
+
+
+_SPAN = 2**32  # more entries than any layer may hold (ManifestLimits.max_entries)
+_WHITEOUT = pack_entry(ManifestEntry("x", EntryType.WHITEOUT))[0]
+_OPAQUE = pack_entry(ManifestEntry("x", EntryType.OPAQUE_DIR, mode=0, uid=0, gid=0))[0]
+_DIR = pack_entry(ManifestEntry("x", EntryType.DIR, mode=0, uid=0, gid=0))[0]
+_DIR_KINDS = frozenset({_OPAQUE, _DIR})
+
+
+def _drop_under(view: dict[str, int], kinds: dict[str, int], path: str) -> None:
     prefix = path + "/"
     for p in [p for p in view if p.startswith(prefix)]:
         del view[p]
+        kinds.pop(p, None)
 
 
-def merged_view(layers: Sequence[FileManifest]) -> dict[str, ManifestEntry]:
+def merged_view(layers: Sequence[FileManifest | AttestedManifest]) -> MergedView:
     """The rootfs the attested layers give (bottom layer first), as path -> entry.
 
     Whiteouts remove a path and its descendants; an opaque directory hides
     what lower layers had below it (OCI image-spec "Whiteouts").
     """
-    view: dict[str, ManifestEntry] = {}
-    for layer in layers:
-        for entry in layer.entries:
-            if entry.type is EntryType.WHITEOUT:
-                view.pop(entry.path, None)
-                _drop_under(view, entry.path)
+    compact = [m if isinstance(m, AttestedManifest) else compact_unhashed(m) for m in layers]
+    view: dict[str, int] = {}
+    dirs: dict[str, int] = {}  # the directories in view (a small share of paths)
+    for number, layer in enumerate(compact):
+        for index in range(len(layer)):
+            path, kind = layer.path_at(index), layer.record_at(index)[0]
+            if kind == _WHITEOUT:
+                view.pop(path, None)
+                dirs.pop(path, None)
+                _drop_under(view, dirs, path)
                 continue
-            old = view.get(entry.path)
-            if entry.type is EntryType.OPAQUE_DIR or (
-                old is not None and old.type in _DIRS and entry.type not in _DIRS
-            ):
-                _drop_under(view, entry.path)
-            view[entry.path] = entry
-    return view
+            if kind == _OPAQUE or (path in dirs and kind not in _DIR_KINDS):
+                _drop_under(view, dirs, path)
+            view[path] = number * _SPAN + index
+            if kind in _DIR_KINDS:
+                dirs[path] = kind
+            else:
+                dirs.pop(path, None)
+    return MergedView(compact, view)
 
 
 def _aspects(lower: ManifestEntry, upper: ManifestEntry) -> tuple[str, ...]:
@@ -111,7 +160,9 @@ def _describe(entry: ManifestEntry) -> str:
     return str(entry.type)
 
 
-def find_drift(upper: FileManifest, attested_lower: dict[str, ManifestEntry]) -> list[DriftFinding]:
+def find_drift(
+    upper: FileManifest, attested_lower: Mapping[str, ManifestEntry]
+) -> list[DriftFinding]:
     """Classify every upperdir entry against the merged attested lower layers.
 
     Args:
@@ -129,7 +180,7 @@ def find_drift(upper: FileManifest, attested_lower: dict[str, ManifestEntry]) ->
 
 
 def _classify(
-    entry: ManifestEntry, lower: ManifestEntry | None, view: dict[str, ManifestEntry]
+    entry: ManifestEntry, lower: ManifestEntry | None, view: Mapping[str, ManifestEntry]
 ) -> Iterable[DriftFinding]:
     if entry.type is EntryType.WHITEOUT:
         if lower is not None:

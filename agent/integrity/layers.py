@@ -15,6 +15,7 @@ from pathlib import Path
 from agent.integrity.budget import Budget
 from attestor.errors import ConfigError, InvalidInput
 from attestor.manifest import (
+    AttestedManifest,
     Change,
     FileManifest,
     FileState,
@@ -109,7 +110,7 @@ class LayerChecker:
         self._budget.spend(hashed)
         return observed, hashed, full
 
-    def check(self, snapshot_dir: Path, attested: FileManifest) -> LayerCheck:
+    def check(self, snapshot_dir: Path, attested: FileManifest | AttestedManifest) -> LayerCheck:
         """Compare ``snapshot_dir`` with ``attested`` (no observed manifest is built).
 
         Never raises for I/O: a failed scan is a check with ``error``.

@@ -17,13 +17,13 @@ from typing import Any
 
 from agent.containerd import LayerInfo
 from agent.integrity.attestation import AttestationSource, LayerAttestation
-from agent.integrity.drift import DriftFinding, find_drift, merged_view
+from agent.integrity.drift import DriftFinding, MergedView, find_drift, merged_view
 from agent.integrity.inventory import TrackedContainer
 from agent.integrity.layers import LayerCheck, LayerChecker
 from agent.report import IntegrityCheck, LayerReport, Violation
 from attestor.digests import Digest
 from attestor.errors import InvalidInput
-from attestor.manifest import Change, FileManifest, ManifestEntry
+from attestor.manifest import AttestedManifest, Change, FileManifest
 
 #: Merged attested views kept between sweeps (one per image in use).
 _MAX_VIEWS = 64
@@ -132,7 +132,7 @@ class Sweeper:
         self._attestations = attestations
         self._layers = layers
         self._upper = upper
-        self._views: dict[tuple[str, ...], dict[str, ManifestEntry]] = {}
+        self._views: dict[tuple[str, ...], MergedView] = {}
 
     def sweep(self, containers: Sequence[TrackedContainer], *, now: datetime) -> SweepResult:
         """Check every container once.
@@ -248,7 +248,10 @@ class Sweeper:
         return ContainerResult(container, tuple(layers), upper, tuple(violations), tuple(checks))
 
     def _check_layer(
-        self, layer: LayerInfo, attested: FileManifest, scanned: dict[Path, LayerCheck]
+        self,
+        layer: LayerInfo,
+        attested: FileManifest | AttestedManifest,
+        scanned: dict[Path, LayerCheck],
     ) -> LayerCheck:
         if layer.snapshot_dir is None:
             return LayerCheck(Path(), (), 0, 0, False, "layer is not unpacked")

@@ -10,6 +10,15 @@ recomputes it with :func:`scan_snapshot` and compares with
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from attestor.manifest._compact import (
+    AttestedManifest,
+    compact_unhashed,
+    pack_entry,
+    unpack_entry,
+)
 from attestor.manifest._compare import Change, ChangeKind, compare_manifests
 from attestor.manifest._merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from attestor.manifest._model import (
@@ -27,17 +36,41 @@ from attestor.manifest._snapshot import (
     manifest_from_snapshot,
     scan_snapshot,
 )
-from attestor.manifest._stream import (
-    LAYER_MEDIA_TYPES,
-    HashingReader,
-    LayerScan,
-    manifest_from_layer_blob,
-    open_decompressed,
-)
-from attestor.manifest._tar import manifest_from_tar
+
+if TYPE_CHECKING:
+    from attestor.manifest._stream import (
+        LAYER_MEDIA_TYPES,
+        HashingReader,
+        LayerScan,
+        manifest_from_layer_blob,
+        open_decompressed,
+    )
+    from attestor.manifest._tar import manifest_from_tar
+
+# The tar side (tarfile, gzip, zstandard) is the server's; the agent, which
+# only compares snapshots, does not load it (issue 5, RSS).
+_LAZY = {
+    "LAYER_MEDIA_TYPES": "attestor.manifest._stream",
+    "HashingReader": "attestor.manifest._stream",
+    "LayerScan": "attestor.manifest._stream",
+    "manifest_from_layer_blob": "attestor.manifest._stream",
+    "open_decompressed": "attestor.manifest._stream",
+    "manifest_from_tar": "attestor.manifest._tar",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LAYER_MEDIA_TYPES",
+    "AttestedManifest",
     "MEDIA_TYPE",
     "Change",
     "ChangeKind",
@@ -51,6 +84,7 @@ __all__ = [
     "SnapshotCheck",
     "SnapshotState",
     "compare_manifests",
+    "compact_unhashed",
     "compare_snapshot",
     "inclusion_proof",
     "leaf_hash",
@@ -58,6 +92,8 @@ __all__ = [
     "manifest_from_snapshot",
     "manifest_from_tar",
     "open_decompressed",
+    "pack_entry",
     "root_from_inclusion_proof",
     "scan_snapshot",
+    "unpack_entry",
 ]

@@ -11,7 +11,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-__all__ = ["inclusion_proof", "leaf_hash", "merkle_root", "root_from_inclusion_proof"]
+__all__ = [
+    "RootBuilder",
+    "inclusion_proof",
+    "leaf_hash",
+    "merkle_root",
+    "root_from_inclusion_proof",
+]
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -40,6 +46,36 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     if not leaves:
         return hashlib.sha256(b"").digest()
     return _root([leaf_hash(leaf) for leaf in leaves])
+
+
+class RootBuilder:
+    """MTH over leaves added one at a time, in O(log n) memory.
+
+    Keeps the roots of the complete subtrees so far (sizes are distinct
+    powers of two, largest first); folding them right to left gives the
+    RFC 6962 root, whose split is also at the largest power of two.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []
+
+    def add(self, leaf: bytes) -> None:
+        """Append one leaf (its JCS bytes, not its hash)."""
+        size, node = 1, leaf_hash(leaf)
+        stack = self._stack
+        while stack and stack[-1][0] == size:
+            left = stack.pop()[1]
+            size, node = size * 2, _node(left, node)
+        stack.append((size, node))
+
+    def root(self) -> bytes:
+        """MTH of the leaves added; the empty tree hashes to ``SHA-256("")``."""
+        if not self._stack:
+            return hashlib.sha256(b"").digest()
+        node = self._stack[-1][1]
+        for _size, left in reversed(self._stack[:-1]):
+            node = _node(left, node)
+        return node
 
 
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:

@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest._compact import (
+    AttestedManifest,
+    compact_unhashed,
+    pack_entry,
+    unpack_entry,
+)
 from attestor.manifest._compare import Change, diff_entries
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 
@@ -331,7 +337,7 @@ def _run(walk: _Walk) -> None:
 
 def compare_snapshot(
     root: Path,
-    attested: FileManifest,
+    attested: FileManifest | AttestedManifest,
     previous: SnapshotState | None = None,
     *,
     limits: ManifestLimits | None = None,
@@ -343,7 +349,7 @@ def compare_snapshot(
 
     Args:
         root: the layer's own snapshot directory.
-        attested: the layer's verified manifest.
+        attested: the layer's verified manifest (the agent keeps the compact form).
         previous: the state of the previous sweep, or None for a full re-hash.
         limits: caps on entries, path length and total content size.
 
@@ -351,35 +357,33 @@ def compare_snapshot(
         InvalidInput: as :func:`scan_snapshot`.
         TooLarge: as :func:`scan_snapshot`.
     """
+    if isinstance(attested, FileManifest):
+        attested = compact_unhashed(attested)
+    compact = attested
     changes: list[Change] = []
-    seen: set[str] = set()
+    # One byte per attested entry instead of a set of paths (issue 5, RSS).
+    seen = bytearray(len(compact))
     files = 0
 
     def emit(entry: ManifestEntry) -> None:
         nonlocal files
         if entry.sha256 is not None:
             files += 1
-        expected = attested.get(entry.path)
-        if expected is None:
+        index = compact.index(entry.path)
+        if index is None:
             changes.append(Change(entry.path, "added", None, str(entry.type)))
             return
-        seen.add(expected.path)
-        if expected != entry:  # the common case skips formatting each member
-            changes.extend(diff_entries(expected, entry))
+        seen[index] = 1
+        record = compact.record_at(index)
+        if record != pack_entry(entry):  # the common case decodes nothing
+            changes.extend(diff_entries(unpack_entry(entry.path, record), entry))
 
-    def key(path: str) -> str:
-        # Keep the attested manifest's string, not a second copy of each path.
-        expected = attested.get(path)
-        return path if expected is None else expected.path
-
-    walk = _Walk(root, previous, limits or ManifestLimits(), emit, key)
+    walk = _Walk(root, previous, limits or ManifestLimits(), emit, compact.key)
     _run(walk)
-    if len(seen) != len(attested.entries):
-        changes.extend(
-            Change(e.path, "removed", str(e.type), None)
-            for e in attested.entries
-            if e.path not in seen
-        )
+    if seen.count(0):
+        for index in (i for i, hit in enumerate(seen) if not hit):
+            entry = unpack_entry(compact.path_at(index), compact.record_at(index))
+            changes.append(Change(entry.path, "removed", str(entry.type), None))
     changes.sort(key=lambda c: c.path)
     return SnapshotCheck(tuple(changes), walk.state, files)
 

@@ -83,7 +83,7 @@ def test_valid_attestation_gives_the_verified_manifest() -> None:
         got = resolve(resolver(server), info)
         assert got.status == "valid"
         assert got.attestation_id == ref.id and got.keyid == server.keyid
-        assert got.manifest == layer.manifest
+        assert got.manifest is not None and got.manifest.to_manifest() == layer.manifest
 
 
 def test_signature_by_an_unpinned_key_is_bad_signature() -> None:
@@ -130,7 +130,11 @@ def test_missing_attestation_is_requested_with_name_and_digest_only() -> None:
     server.issuable[IMAGE] = layers
     got = resolve(resolver(server), infos(layers)[0])
     assert server.requested == [f"{IMAGE}@{IMAGE_DIGEST}"]
-    assert got.status == "valid" and got.manifest == layers[0].manifest
+    assert (
+        got.status == "valid"
+        and got.manifest is not None
+        and got.manifest.to_manifest() == layers[0].manifest
+    )
 
 
 @pytest.mark.parametrize(
@@ -182,7 +186,11 @@ def test_server_outage_falls_back_to_the_verified_cache(tmp_path: Path) -> None:
     server.down = True
     with AttestationCache.open(tmp_path / "cache") as cache:  # survives a restart
         got = resolve(resolver(server, cache), info)
-        assert got.status == "valid" and got.manifest == layers[0].manifest
+        assert (
+            got.status == "valid"
+            and got.manifest is not None
+            and got.manifest.to_manifest() == layers[0].manifest
+        )
     with AttestationCache.open(tmp_path / "empty") as cache:
         assert resolve(resolver(server, cache), info).status == "pending"
 

@@ -1,0 +1,305 @@
+# SPDX-License-Identifier: Apache-2.0
+"""A compact, read-only form of a verified manifest for the agent's sweep.
+
+A :class:`FileManifest` costs about 370 bytes per entry (a slotted object,
+a hex digest string, int objects, an index dict); the agent holds one per
+lower layer between sweeps, against an 80 MB RSS target (issue 5). This
+form keeps a sorted list of the path strings and one blob of packed records,
+and decodes a :class:`ManifestEntry` only when asked (about 130 bytes per
+entry for a regular file).
+
+:meth:`AttestedManifest.from_canonical_bytes` parses the document one entry at
+a time (no whole-document JSON tree) and applies every check of
+:meth:`FileManifest.from_canonical_bytes`: strict JSON, each entry's members,
+byte-identical canonical form, order, parent directories, hardlink groups and
+the caps in :class:`ManifestLimits`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import struct
+from array import array
+from collections.abc import Iterator
+
+from attestor.digests import sha256_digest
+from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest._merkle import RootBuilder
+from attestor.manifest._model import (
+    _INODE_FIELDS,
+    MEDIA_TYPE,
+    EntryType,
+    FileManifest,
+    ManifestEntry,
+    ManifestLimits,
+    _parent,
+)
+
+__all__ = ["AttestedManifest", "compact_unhashed", "pack_entry", "unpack_entry"]
+
+_TYPES = tuple(EntryType)
+_TYPE_INDEX = {kind: i for i, kind in enumerate(_TYPES)}
+_DIR_INDEXES = frozenset({_TYPE_INDEX[EntryType.DIR], _TYPE_INDEX[EntryType.OPAQUE_DIR]})
+# type, presence bits, mode, uid, gid, devmajor, devminor, size, sha256, link length;
+# then the link (UTF-8) and the capability (the rest).
+_HEAD = struct.Struct("<BBHIIIIQ32sH")
+_OPTIONAL = ("mode", "uid", "gid", "devmajor", "devminor", "size", "sha256", "link", "capability")
+_BIT = {name: 1 << i for i, name in enumerate(_OPTIONAL)}
+_PREFIX = b'{"entries":['
+_SUFFIX = b'],"mediaType":' + json.dumps(MEDIA_TYPE).encode("ascii") + b"}"
+
+
+def pack_entry(entry: ManifestEntry) -> bytes:
+    """The packed record of ``entry`` (equal entries give equal records)."""
+    bits = 0
+    for name in _OPTIONAL:
+        if getattr(entry, name) is not None:
+            bits |= _BIT[name]
+    link = entry.link.encode("utf-8") if entry.link is not None else b""
+    head = _HEAD.pack(
+        _TYPE_INDEX[entry.type],
+        bits & 0xFF,
+        entry.mode or 0,
+        entry.uid or 0,
+        entry.gid or 0,
+        entry.devmajor or 0,
+        entry.devminor or 0,
+        entry.size or 0,
+        bytes.fromhex(entry.sha256) if entry.sha256 is not None else b"",
+        len(link),
+    )
+    # The ninth presence bit (capability) is implied by a non-empty tail.
+    return head + link + (entry.capability or b"")
+
+
+def unpack_entry(path: str, record: bytes) -> ManifestEntry:
+    """Decode a record made by :func:`pack_entry` for ``path``."""
+    kind, bits, mode, uid, gid, major, minor, size, digest, link_len = _HEAD.unpack_from(record)
+    link = record[_HEAD.size : _HEAD.size + link_len].decode("utf-8") if link_len else None
+    capability = record[_HEAD.size + link_len :] or None
+
+    def has(name: str) -> bool:
+        return bool(bits & _BIT[name])
+
+    return ManifestEntry._trusted(
+        path,
+        _TYPES[kind],
+        mode=mode if has("mode") else None,
+        uid=uid if has("uid") else None,
+        gid=gid if has("gid") else None,
+        size=size if has("size") else None,
+        sha256=digest.hex() if has("sha256") else None,
+        link=link,
+        capability=capability,
+        devmajor=major if has("devmajor") else None,
+        devminor=minor if has("devminor") else None,
+    )
+
+
+class AttestedManifest:
+    """A verified manifest as a sorted path list plus one blob of packed records.
+
+    Build it with :meth:`from_canonical_bytes` or :meth:`from_manifest`;
+    :meth:`to_manifest` gives the full :class:`FileManifest` when needed.
+    :meth:`key` returns the stored path string, so the sweep's state can
+    share it instead of keeping a second copy of every path.
+    """
+
+    __slots__ = ("_blob", "_offsets", "_paths", "sha256", "tree_digest")
+
+    def __init__(
+        self, paths: list[str], offsets: array[int], blob: bytearray, sha256: str, tree_digest: str
+    ) -> None:
+        self._paths = paths
+        self._offsets = offsets
+        self._blob = blob
+        #: ``sha256:<hex>`` of the canonical bytes.
+        self.sha256 = sha256
+        #: ``sha256:<hex>`` RFC 6962 tree hash over the entries.
+        self.tree_digest = tree_digest
+
+    @classmethod
+    def from_manifest(cls, manifest: FileManifest) -> AttestedManifest:
+        """The compact form of ``manifest``."""
+        builder = _Builder()
+        for entry in manifest.entries:
+            builder.add(entry)
+        return builder.build(manifest.sha256, manifest.tree_digest)
+
+    @classmethod
+    def from_canonical_bytes(
+        cls, data: bytes, *, limits: ManifestLimits | None = None
+    ) -> AttestedManifest:
+        """Strictly parse canonical bytes, as :meth:`FileManifest.from_canonical_bytes`.
+
+        Raises:
+            InvalidInput: if ``data`` is not JSON, not a valid manifest, or not
+                byte-identical to the canonical serialization of what it holds.
+            TooLarge: if ``data`` exceeds ``limits.max_manifest_bytes`` or holds
+                more than ``limits.max_entries`` entries.
+        """
+        limits = limits or ManifestLimits()
+        if len(data) > limits.max_manifest_bytes:
+            raise TooLarge(f"manifest is {len(data)} bytes, limit {limits.max_manifest_bytes}")
+        builder = _Builder()
+        tree = RootBuilder()
+        for entry, canonical in _entries(data, limits):
+            if builder.paths and entry.path <= builder.paths[-1]:
+                raise InvalidInput(f"entries not sorted or duplicated at {entry.path!r}")
+            _check_place(entry, builder)
+            builder.add(entry)
+            tree.add(canonical)
+        return builder.build(sha256_digest(data), "sha256:" + tree.root().hex())
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, path: object) -> bool:
+        return isinstance(path, str) and self.index(path) is not None
+
+    def index(self, path: str) -> int | None:
+        """Position of ``path`` in manifest order, if present."""
+        i = bisect.bisect_left(self._paths, path)
+        return i if i < len(self._paths) and self._paths[i] == path else None
+
+    def key(self, path: str) -> str:
+        """The stored string equal to ``path`` (``path`` itself if absent)."""
+        i = self.index(path)
+        return path if i is None else self._paths[i]
+
+    def path_at(self, index: int) -> str:
+        """The path at ``index`` in manifest order."""
+        return self._paths[index]
+
+    def record_at(self, index: int) -> bytes:
+        """The packed record at ``index`` in manifest order."""
+        return bytes(self._blob[self._offsets[index] : self._offsets[index + 1]])
+
+    def get(self, path: str) -> ManifestEntry | None:
+        """The entry at ``path``, if any (decoded on each call)."""
+        i = self.index(path)
+        return None if i is None else unpack_entry(self._paths[i], self.record_at(i))
+
+    def record(self, path: str) -> bytes | None:
+        """The packed record at ``path`` (compare with :func:`pack_entry`)."""
+        i = self.index(path)
+        return None if i is None else self.record_at(i)
+
+    def records(self) -> Iterator[tuple[str, bytes]]:
+        """(path, packed record) pairs in manifest order."""
+        return ((p, self.record_at(i)) for i, p in enumerate(self._paths))
+
+    def paths(self) -> Iterator[str]:
+        """All paths, in manifest order."""
+        return iter(self._paths)
+
+    def entries(self) -> Iterator[ManifestEntry]:
+        """All entries, decoded, in manifest order."""
+        return (unpack_entry(p, r) for p, r in self.records())
+
+    def to_manifest(self) -> FileManifest:
+        """The full :class:`FileManifest` (about three times the memory of this form)."""
+        return FileManifest(tuple(self.entries()))
+
+
+def compact_unhashed(manifest: FileManifest) -> AttestedManifest:
+    """The compact form without the two digests (left empty), for one comparison."""
+    builder = _Builder()
+    for entry in manifest.entries:
+        builder.add(entry)
+    return builder.build("", "")
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.offsets = array("Q", [0])
+        self.blob = bytearray()
+
+    def add(self, entry: ManifestEntry) -> None:
+        self.paths.append(entry.path)
+        self.blob += pack_entry(entry)
+        self.offsets.append(len(self.blob))
+
+    def lookup(self, path: str) -> bytes | None:
+        i = bisect.bisect_left(self.paths, path)
+        if i < len(self.paths) and self.paths[i] == path:
+            return bytes(self.blob[self.offsets[i] : self.offsets[i + 1]])
+        return None
+
+    def build(self, sha256: str, tree_digest: str) -> AttestedManifest:
+        # Kept as the bytearray: a bytes copy would double the blob at the peak.
+        return AttestedManifest(self.paths, self.offsets, self.blob, sha256, tree_digest)
+
+
+#: First window decoded around an entry; doubled while an entry does not fit.
+_WINDOW = 512
+
+
+def _entries(data: bytes, limits: ManifestLimits) -> Iterator[tuple[ManifestEntry, bytes]]:
+    # Walks the one canonical layout, {"entries":[e,e,...],"mediaType":"..."},
+    # decoding one entry object at a time from a window of the bytes, so no
+    # copy of the whole document is made; each entry must then equal its
+    # canonical form byte for byte. surrogateescape keeps a window cut inside
+    # a UTF-8 sequence decodable; a stray byte inside an entry fails the path
+    # or the byte comparison.
+    if not data.startswith(_PREFIX):
+        raise InvalidInput("manifest bytes are not in canonical form")
+    decoder = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
+    pos = len(_PREFIX)
+    count = 0
+    if not data.startswith(b"]", pos):
+        while True:
+            count += 1
+            if count > limits.max_entries:
+                raise TooLarge(f"more than {limits.max_entries} entries")
+            obj = _decode_one(decoder, data, pos)
+            entry = ManifestEntry.from_json(obj)
+            canonical = entry.canonical_bytes()
+            if not data.startswith(canonical, pos):
+                raise InvalidInput("manifest bytes are not in canonical form")
+            yield entry, canonical
+            pos += len(canonical)
+            if not data.startswith(b",", pos):
+                break
+            pos += 1
+    if data[pos:] != _SUFFIX:
+        raise InvalidInput("manifest bytes are not in canonical form")
+
+
+def _decode_one(decoder: json.JSONDecoder, data: bytes, pos: int) -> object:
+    window = _WINDOW
+    while True:
+        text = data[pos : pos + window].decode("utf-8", "surrogateescape")
+        try:
+            return decoder.raw_decode(text)[0]
+        except ValueError as e:
+            if pos + window >= len(data):
+                raise InvalidInput(f"manifest is not valid JSON: {e}") from None
+        window *= 2
+
+
+def _no_float(value: str) -> object:
+    raise InvalidInput(f"manifest holds a non-integer number: {value[:20]}")
+
+
+def _check_place(entry: ManifestEntry, builder: _Builder) -> None:
+    # FileManifest's constructor checks, against the entries parsed so far:
+    # a parent sorts before its children and a hardlink after its target.
+    parent = _parent(entry.path)
+    if parent:
+        record = builder.lookup(parent)
+        if record is None or record[0] not in _DIR_INDEXES:
+            raise InvalidInput(f"parent of {entry.path!r} is not a directory entry")
+    if entry.type is EntryType.HARDLINK:
+        link = entry.link or ""
+        record = builder.lookup(link)
+        target = None if record is None else unpack_entry(link, record)
+        if target is None or target.type is not EntryType.FILE:
+            raise InvalidInput(f"hardlink {entry.path!r} must name an earlier file, got {link!r}")
+        for name in _INODE_FIELDS:
+            if getattr(entry, name) != getattr(target, name):
+                raise InvalidInput(
+                    f"hardlink {entry.path!r} differs from {target.path!r} in {name}"
+                )

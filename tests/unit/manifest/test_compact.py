@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: Apache-2.0
+"""AttestedManifest: the agent's compact form accepts exactly what FileManifest does."""
+
+from __future__ import annotations
+
+import pytest
+
+from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest import (
+    AttestedManifest,
+    EntryType,
+    FileManifest,
+    ManifestEntry,
+    ManifestLimits,
+    pack_entry,
+    unpack_entry,
+)
+from attestor.manifest._merkle import RootBuilder, merkle_root
+
+CAP = bytes.fromhex("0100000200200000000000000000000000000000")
+SHA = "ab" * 32
+
+
+def _sample() -> FileManifest:
+    return FileManifest.from_entries(
+        [
+            ManifestEntry("bin", EntryType.DIR, mode=0o755, uid=0, gid=0),
+            ManifestEntry(
+                "bin/ash",
+                EntryType.HARDLINK,
+                mode=0o755,
+                uid=0,
+                gid=0,
+                size=3,
+                sha256=SHA,
+                link="bin/a",
+            ),
+            ManifestEntry("bin/a", EntryType.FILE, mode=0o755, uid=0, gid=0, size=3, sha256=SHA),
+            ManifestEntry(
+                "bin/ping",
+                EntryType.FILE,
+                mode=0o4755,
+                uid=0,
+                gid=0,
+                size=0,
+                sha256="00" * 32,
+                capability=CAP,
+            ),
+            ManifestEntry("bin/sh", EntryType.SYMLINK, uid=0, gid=0, link="a"),
+            ManifestEntry("dev", EntryType.OPAQUE_DIR, mode=0o755, uid=0, gid=0),
+            ManifestEntry(
+                "dev/null", EntryType.CHARDEV, mode=0o666, uid=0, gid=0, devmajor=1, devminor=3
+            ),
+            ManifestEntry("gone", EntryType.WHITEOUT),
+            ManifestEntry("é€ 😀", EntryType.FILE, mode=0o644, uid=7, gid=8, size=1, sha256=SHA),
+        ]
+    )
+
+
+def test_round_trip_keeps_every_entry_and_both_digests() -> None:
+    manifest = _sample()
+    compact = AttestedManifest.from_canonical_bytes(manifest.canonical_bytes())
+    assert compact.to_manifest() == manifest
+    assert compact.sha256 == manifest.sha256 and compact.tree_digest == manifest.tree_digest
+    assert compact.get("bin/ping") == manifest.get("bin/ping")
+    assert compact.get("nope") is None and "bin" in compact and len(compact) == 9
+    same = AttestedManifest.from_manifest(manifest)
+    assert list(same.records()) == list(compact.records())
+
+
+def test_pack_entry_round_trips_and_distinguishes() -> None:
+    for entry in _sample().entries:
+        assert unpack_entry(entry.path, pack_entry(entry)) == entry
+    a, b = _sample().entries[2], _sample().entries[3]
+    assert pack_entry(a) != pack_entry(b)
+
+
+def test_empty_manifest() -> None:
+    compact = AttestedManifest.from_canonical_bytes(FileManifest(()).canonical_bytes())
+    assert len(compact) == 0 and compact.tree_digest == FileManifest(()).tree_digest
+
+
+def test_root_builder_equals_merkle_root() -> None:
+    for n in range(40):
+        leaves = [bytes([i]) * 3 for i in range(n)]
+        builder = RootBuilder()
+        for leaf in leaves:
+            builder.add(leaf)
+        assert builder.root() == merkle_root(leaves)
+
+
+def _variants(data: bytes) -> list[bytes]:
+    return [
+        data + b" ",
+        b" " + data,
+        data.replace(b'","', b'", "', 1),
+        data.replace(b'"size":3', b'"size":3.0', 1),
+        data.replace(b'"size":3', b'"size":03', 1),
+        data.replace(b'"uid":0', b'"uid":0,"uid":0', 1),
+        data.replace(b"\\u00e9", b"\xc3\xa9", 1) if b"\\u00e9" in data else data + b"x",
+        data.replace("é".encode(), b"\\u00e9", 1),
+        data.replace("é".encode(), b"\xff", 1),
+        data.replace(b'"path":"bin/a"', b'"path":"bin/b"', 1),  # hardlink target missing
+        data.replace(b'"path":"dev"', b'"path":"dew"', 1),  # parent missing
+        data.replace(b'"mediaType":"', b'"mediaType":"x', 1),
+        data[:-2],
+        data.replace(b"],", b",]", 1),
+    ]
+
+
+def test_rejects_what_file_manifest_rejects() -> None:
+    data = _sample().canonical_bytes()
+    for bad in _variants(data):
+        with pytest.raises(InvalidInput):
+            FileManifest.from_canonical_bytes(bad)
+        with pytest.raises(InvalidInput):
+            AttestedManifest.from_canonical_bytes(bad)
+
+
+def test_limits() -> None:
+    data = _sample().canonical_bytes()
+    with pytest.raises(TooLarge):
+        AttestedManifest.from_canonical_bytes(data, limits=ManifestLimits(max_entries=8))
+    with pytest.raises(TooLarge):
+        AttestedManifest.from_canonical_bytes(data, limits=ManifestLimits(max_manifest_bytes=9))
+
+
+def test_long_entry_spans_decode_windows() -> None:
+    link = "x/" * 1500 + "y"
+    manifest = FileManifest((ManifestEntry("l", EntryType.SYMLINK, uid=0, gid=0, link=link),))
+    compact = AttestedManifest.from_canonical_bytes(manifest.canonical_bytes())
+    assert compact.to_manifest() == manifest
