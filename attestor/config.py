@@ -48,6 +48,11 @@ class Settings:
     insecure_registries: frozenset[str] = frozenset()
     max_body_bytes: int = 1 * MIB
     max_bulk_body_bytes: int = 64 * MIB
+    #: Items one ``POST /v1/verifications`` may carry.
+    max_bulk_items: int = 10_000
+    #: Items per rq job of a bulk verification, and that job's timeout.
+    bulk_chunk_size: int = 500
+    bulk_chunk_timeout_s: int = 60
     #: Signer URI; ``None`` selects the generated default key under ``data_dir/keys``.
     signing_key: str | None = None
     builder_id: str = "https://attestor.local/builder/localhost"
@@ -88,6 +93,9 @@ ENV_VARS: Mapping[str, str] = {
     "insecure_registries": "ATTESTOR_INSECURE_REGISTRIES",
     "max_body_bytes": "ATTESTOR_MAX_BODY_BYTES",
     "max_bulk_body_bytes": "ATTESTOR_MAX_BULK_BODY_BYTES",
+    "max_bulk_items": "ATTESTOR_MAX_BULK_ITEMS",
+    "bulk_chunk_size": "ATTESTOR_BULK_CHUNK_SIZE",
+    "bulk_chunk_timeout_s": "ATTESTOR_BULK_CHUNK_TIMEOUT_S",
     "signing_key": "ATTESTOR_SIGNING_KEY",
     "builder_id": "ATTESTOR_BUILDER_ID",
     "attach_attestations": "ATTESTOR_ATTACH_ATTESTATIONS",
@@ -145,6 +153,9 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "insecure_registries": _host_ports,
         "max_body_bytes": _positive_int,
         "max_bulk_body_bytes": _positive_int,
+        "max_bulk_items": _positive_int,
+        "bulk_chunk_size": _positive_int,
+        "bulk_chunk_timeout_s": _positive_int,
         "signing_key": _signing_key,
         "builder_id": _uri,
         "attach_attestations": _bool,

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import NotFound
+from attestor.services import bulk_verify
 from attestor.store import jobs as job_store
 
 __all__ = ["JobSchema", "blp"]
@@ -38,6 +39,14 @@ class JobSchema(ma.Schema):
     created_at = ma.fields.DateTime(required=True)
     started_at = ma.fields.DateTime(allow_none=True)
     finished_at = ma.fields.DateTime(allow_none=True)
+    results_url = ma.fields.Method(
+        "_results_url",
+        allow_none=True,
+        metadata={"type": "string", "description": "Per-item results; verify jobs only."},
+    )
+
+    def _results_url(self, job: job_store.JobRow) -> str | None:
+        return bulk_verify.results_url(job.id) if job.kind == bulk_verify.JOB_KIND else None
 
 
 @blp.route("/<string:job_id>", methods=["GET"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask import current_app, request
+from flask import request
 from flask_smorest import Blueprint
 
 from attestor.api._state import app_state
@@ -26,14 +26,12 @@ from attestor.services.bulk_verify import BulkLimits, ChunkDispatcher
 from attestor.store import jobs as job_store
 from attestor.store import verifications as results_store
 
-__all__ = ["LIMITS_KEY", "blp"]
+__all__ = ["blp"]
 
 blp = Blueprint(
     "verifications", __name__, url_prefix="/v1", description="Bulk verification of attestations."
 )
 
-#: Flask config key holding a ``BulkLimits`` (tests and deployments may override it).
-LIMITS_KEY = "ATTESTOR_BULK_LIMITS"
 MAX_PAGE = 1000
 
 
@@ -69,8 +67,12 @@ class ResultsPageSchema(ma.Schema):
 
 
 def _limits() -> BulkLimits:
-    limits = current_app.config.get(LIMITS_KEY)
-    return limits if isinstance(limits, BulkLimits) else BulkLimits()
+    settings = app_state().settings
+    return BulkLimits(
+        max_items=settings.max_bulk_items,
+        chunk_size=settings.bulk_chunk_size,
+        chunk_timeout_s=settings.bulk_chunk_timeout_s,
+    )
 
 
 def _dispatcher(limits: BulkLimits) -> ChunkDispatcher:

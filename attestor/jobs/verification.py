@@ -16,10 +16,12 @@ Without Redis the ``verify`` task runs the same :func:`run_chunk` in-process.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redis import Redis
@@ -30,7 +32,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, load_settings
-from attestor.errors import Unavailable
+from attestor.errors import ConfigError, Unavailable
 from attestor.services.bulk_verify import (
     JOB_KIND,
     BulkLimits,
@@ -40,6 +42,8 @@ from attestor.services.bulk_verify import (
     run_chunk,
 )
 from attestor.store import jobs as job_store
+from attestor.verify.bundle import BundleVerifier
+from attestor.verify.trust import load_client_trust_config, public_good
 
 if TYPE_CHECKING:
     from attestor.jobs.tasks import TaskContext
@@ -48,6 +52,7 @@ __all__ = [
     "CHUNK_FAILURE_TTL_S",
     "ChunkWorker",
     "InlineDispatcher",
+    "keyless_bundle_verifier",
     "RQDispatcher",
     "RedisResultCache",
     "on_chunk_failure",
@@ -164,9 +169,31 @@ def _limits_json(limits: BulkLimits) -> dict[str, int]:
     return {"cache_ttl_s": limits.cache_ttl_s}
 
 
+def keyless_bundle_verifier(settings: Settings) -> BundleVerifier | None:
+    """The verifier of keyless bundles, when the server signs keyless (else ``None``).
+
+    Raises:
+        ConfigError: The configured trust config cannot be read.
+    """
+    if settings.signing_mode != "keyless":
+        return None
+    return _keyless_verifier(settings.keyless_instance, settings.keyless_trust_config)
+
+
+@functools.cache
+def _keyless_verifier(instance: str, trust_config: Path | None) -> BundleVerifier:
+    # Built once per process: loading the trust root parses certificates.
+    if instance == "custom":
+        if trust_config is None:
+            raise ConfigError("keyless instance 'custom' needs a trust config file")
+        return BundleVerifier(load_client_trust_config(trust_config))
+    return BundleVerifier(public_good("staging" if instance == "staging" else "production"))
+
+
 def verify_task(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str, Any]:
     """The in-process ``verify`` task: every chunk, one after another."""
     limits = BulkLimits()
+    keyless = keyless_bundle_verifier(context.settings)
     for chunk in payload["chunks"]:
         run_chunk(
             context.session_factory,
@@ -175,6 +202,7 @@ def verify_task(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str
             cache=NullCache(),
             limits=limits,
             now=context.clock,
+            keyless=keyless,
         )
     return {"results_url": results_url(context.job_id)}
 
@@ -200,10 +228,18 @@ def rq_verify_chunk(job_id: str, units: list[dict[str, Any]], options: dict[str,
     """rq entry point of one chunk; returns the number of results recorded so far."""
     from attestor.jobs.runner import utc_now
 
-    _, factory, connection = _process_state()
+    settings, factory, connection = _process_state()
     cache = RedisResultCache(connection) if connection is not None else NullCache()
     limits = BulkLimits(cache_ttl_s=int(options.get("cache_ttl_s", 3600)))
-    counts = run_chunk(factory, job_id, units, cache=cache, limits=limits, now=utc_now)
+    counts = run_chunk(
+        factory,
+        job_id,
+        units,
+        cache=cache,
+        limits=limits,
+        now=utc_now,
+        keyless=keyless_bundle_verifier(settings),
+    )
     return counts.done
 
 

@@ -12,16 +12,18 @@ hidden by the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from attestor.dsse import parse_envelope
 from attestor.errors import ConfigError, Error, InvalidInput, TooLarge, VerificationError
 from attestor.revocation.match import AttestationMeta, RevocationSet
 from attestor.store import jobs as job_store
@@ -30,6 +32,8 @@ from attestor.store import verifications as results_store
 from attestor.store.revocations import current_revocation_set
 from attestor.store.verifications import OurAttestation, ResultRow
 from attestor.verify import TrustedKey, Verifier
+from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
+from attestor.verify.trust import public_good
 
 __all__ = [
     "JOB_KIND",
@@ -181,6 +185,12 @@ class TrustSnapshot:
     #: Changes whenever a key is added or changes status, or a revocation is added
     #: (the set's version is part of it).
     fingerprint: str
+    #: Every trusted key by keyid, for key-based bundles (``publicKey.hint``).
+    keys: Mapping[str, TrustedKey] = field(default_factory=dict)
+    #: The verification time of bundles (certificate and key validity windows).
+    at: datetime | None = None
+    #: Verifies keyless bundles; set only when the server signs keyless.
+    keyless: BundleVerifier | None = None
 
 
 def parse_request(body: object, *, limits: BulkLimits) -> list[BulkItem]:
@@ -291,7 +301,13 @@ def submit(
     return job
 
 
-def load_snapshot(session: Session, *, revocations: RevocationSet | None = None) -> TrustSnapshot:
+def load_snapshot(
+    session: Session,
+    *,
+    revocations: RevocationSet | None = None,
+    now: datetime | None = None,
+    keyless: BundleVerifier | None = None,
+) -> TrustSnapshot:
     """Build the verifier from every key we ever signed with, and the revocations.
 
     Revoked keys stay in the verifier so that their signatures are reported as
@@ -317,7 +333,13 @@ def load_snapshot(session: Session, *, revocations: RevocationSet | None = None)
     verifier = Verifier(keys=keys) if keys else None
     revoked = frozenset(r.keyid for r in rows if r.status == "revoked")
     return TrustSnapshot(
-        verifier=verifier, revoked_keyids=revoked, revocations=revocations, fingerprint=fingerprint
+        verifier=verifier,
+        revoked_keyids=revoked,
+        revocations=revocations,
+        fingerprint=fingerprint,
+        keys={k.keyid: k for k in keys if k.keyid is not None},
+        at=now,
+        keyless=keyless,
     )
 
 
@@ -333,7 +355,7 @@ def verify_units(
     keys = [f"{u['key']}:{snapshot.fingerprint}" for u in units]
     outcomes = cache.get_many(keys)
     fresh: dict[str, Outcome] = {}
-    pending: dict[str, tuple[_Signed, Mapping[str, Any]]] = {}
+    pending: dict[str, tuple[_Signed | _Keyless, Mapping[str, Any]]] = {}
     for key, unit in zip(keys, units, strict=True):
         if key in outcomes:
             continue
@@ -344,7 +366,15 @@ def verify_units(
         else:
             pending[key] = (verdict, item)
     ours = lookup({v.envelope_sha256 for v, _ in pending.values()}) if pending else {}
-    for key, (signed, item) in pending.items():
+    for key, (verdict, item) in pending.items():
+        signed = (
+            _check_keyless(verdict, ours.get(verdict.envelope_sha256), snapshot)
+            if isinstance(verdict, _Keyless)
+            else verdict
+        )
+        if isinstance(signed, Outcome):
+            fresh[key] = signed
+            continue
         fresh[key] = _judge(
             signed, ours.get(signed.envelope_sha256), item.get("policy"), snapshot.revocations
         )
@@ -380,17 +410,28 @@ class _Signed:
     revoked_keys: tuple[str, ...] = ()
 
 
-def _check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | _Signed:
+@dataclass(frozen=True)
+class _Keyless:
+    """A keyless bundle, checked once its signer identity is looked up by envelope."""
+
+    envelope_sha256: str
+    bundle: bytes
+    artifact_digest: str
+
+
+def _check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | _Signed | _Keyless:
     """Return a rejection, or what is known of a signature-valid envelope."""
+    document = item["document"]
     if item["kind"] == "bundle":
-        # TODO(bundles): verify with attestor.verify.bundle once the server has a
-        # configured Sigstore trust root; until then fail closed, per item.
-        return Outcome(status="rejected", reason="bundle verification is not configured")
+        unwrapped = _check_bundle(document, item["artifact_digest"], snapshot)
+        if isinstance(unwrapped, Outcome | _Keyless):
+            return unwrapped
+        document = unwrapped
     if snapshot.verifier is None:
         return Outcome(status="rejected", reason="the server has no trusted keys")
     try:
         verified = snapshot.verifier.verify_envelope(
-            item["document"], artifact_digest=item["artifact_digest"]
+            document, artifact_digest=item["artifact_digest"]
         )
     except (VerificationError, InvalidInput) as e:
         return Outcome(status="rejected", reason=e.message)
@@ -402,6 +443,103 @@ def _check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | _
         None if matched is None or matched.sha256 is None else f"sha256:{matched.sha256}",
         () if live else verified.keys,
     )
+
+
+@functools.cache
+def _bundle_verifier() -> BundleVerifier:
+    # Key-based bundles need no log entries, so the public-good root (bundled
+    # with sigstore, no network) only has to parse; built once per process.
+    return BundleVerifier(public_good("production"))
+
+
+def _check_bundle(
+    bundle: Mapping[str, Any], artifact_digest: str, snapshot: TrustSnapshot
+) -> Outcome | _Keyless | dict[str, Any]:
+    """Verify a key-based bundle; return its DSSE envelope (as we store it) or a rejection.
+
+    The envelope then goes through the envelope path: its canonical JSON has the
+    same sha256 as the envelope we stored, so revocations and our row apply alike.
+    """
+    material = bundle.get("verificationMaterial")
+    if not isinstance(material, Mapping):
+        return Outcome(status="rejected", reason="bundle has no verificationMaterial object")
+    public_key = material.get("publicKey")
+    if not isinstance(public_key, Mapping):
+        if snapshot.keyless is None:
+            return Outcome(
+                status="rejected",
+                reason="keyless bundle (certificate, no publicKey hint): this server "
+                "signs with keys and has no Sigstore trust root for certificates",
+            )
+        try:
+            envelope = parse_envelope(bundle.get("dsseEnvelope") or {})
+        except InvalidInput as e:
+            return Outcome(status="rejected", reason=f"dsseEnvelope: {e.message}")
+        return _Keyless(
+            hashlib.sha256(envelope.to_json()).hexdigest(),
+            json.dumps(bundle, separators=(",", ":")).encode(),
+            artifact_digest,
+        )
+    if snapshot.at is None:
+        return Outcome(status="rejected", reason="no verification time for bundles")
+    hint = public_key.get("hint")
+    if isinstance(hint, str) and hint in snapshot.keys:
+        candidates = [snapshot.keys[hint]]
+    else:
+        candidates = list(snapshot.keys.values())
+    if not candidates:
+        return Outcome(status="rejected", reason="the server has no trusted keys")
+    raw = json.dumps(bundle, separators=(",", ":")).encode()
+    try:
+        artifact = Artifact.from_digest(artifact_digest)
+    except (VerificationError, InvalidInput) as e:
+        return Outcome(status="rejected", reason=e.message)
+    failure = "bundle not signed by any trusted key"
+    for candidate in candidates:
+        try:
+            _bundle_verifier().verify(
+                raw, artifact, now=snapshot.at, key=candidate.public_key, require_tlog=False
+            )
+        except VerificationError as e:
+            failure = e.message
+            continue
+        inner = bundle.get("dsseEnvelope")
+        if not isinstance(inner, Mapping):
+            return Outcome(status="rejected", reason="bundle carries no DSSE envelope")
+        return {
+            "payloadType": inner.get("payloadType"),
+            "payload": inner.get("payload"),
+            "signatures": inner.get("signatures"),
+        }
+    if len(candidates) == 1 and isinstance(hint, str):
+        return Outcome(status="rejected", reason=f"bundle key {hint}: {failure}")
+    return Outcome(status="rejected", reason=failure)
+
+
+def _check_keyless(
+    pending: _Keyless, ours: OurAttestation | None, snapshot: TrustSnapshot
+) -> Outcome | _Signed:
+    """Verify a keyless bundle against the signer our row of its envelope names."""
+    if ours is None or ours.signer_identity is None or ours.signer_issuer is None:
+        return Outcome(
+            status="rejected",
+            reason="keyless bundle of an envelope this server did not issue keyless: "
+            "no signer identity to verify its certificate against",
+        )
+    assert snapshot.keyless is not None  # noqa: S101 - _Keyless only exists then
+    assert snapshot.at is not None  # noqa: S101 - set by run_chunk with keyless
+    identity = CertificateIdentity(identity=ours.signer_identity, issuer=ours.signer_issuer)
+    try:
+        snapshot.keyless.verify(
+            pending.bundle,
+            Artifact.from_digest(pending.artifact_digest),
+            now=snapshot.at,
+            identity=identity,
+        )
+    except (VerificationError, InvalidInput) as e:
+        return Outcome(status="rejected", reason=e.message, attestation_id=ours.id)
+    revoked = (ours.keyid,) if ours.keyid in snapshot.revoked_keyids else ()
+    return _Signed(pending.envelope_sha256, (ours.keyid,), pending.artifact_digest, revoked)
 
 
 def _metas(signed: _Signed, ours: OurAttestation | None) -> list[AttestationMeta]:
@@ -480,16 +618,18 @@ def run_chunk(
     cache: ResultCache,
     limits: BulkLimits,
     now: Callable[[], datetime],
+    keyless: BundleVerifier | None = None,
 ) -> results_store.Tally:
     """Verify one chunk and record it; finishes the job when every index has a result.
 
     Idempotent: running the same chunk again rewrites the same rows.
+    ``keyless`` (servers in keyless mode) verifies keyless bundles.
 
     Raises:
         NotFound: The job row does not exist.
     """
     with session_factory() as session:
-        snapshot = load_snapshot(session)
+        snapshot = load_snapshot(session, now=now(), keyless=keyless)
 
     def lookup(shas: Collection[str]) -> Mapping[str, OurAttestation]:
         with session_factory() as s:

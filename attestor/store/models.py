@@ -44,6 +44,7 @@ __all__ = [
     "SigningKeyModel",
     "TokenModel",
     "UTCDateTime",
+    "VerificationResultModel",
     "ViolationModel",
 ]
 
@@ -209,7 +210,8 @@ class AttestationModel(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("attestations.id"))
     # Exact JSON bytes as signed and served; never re-serialized.
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
-    envelope_sha256: Mapped[str] = mapped_column(String(64))
+    # "Is this envelope one of ours?" (bulk verification; migration 0003).
+    envelope_sha256: Mapped[str] = mapped_column(String(64), index=True)
     keyid: Mapped[str] = mapped_column(ForeignKey("signing_keys.keyid"))
     policy_id: Mapped[str] = mapped_column(String(255))
     policy_version: Mapped[str] = mapped_column(String(64))
@@ -241,6 +243,19 @@ class JobModel(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class VerificationResultModel(Base):
+    """The outcome for one submitted item of a bulk verification job (migration 0003)."""
+
+    __tablename__ = "verification_results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    revoked: Mapped[bool] = mapped_column(Boolean)
+    attestation_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class ViolationModel(Base):

@@ -13,12 +13,17 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
 from attestor.errors import InvalidInput, NotFound
-from attestor.store.models import AttestationModel, Base, ImageModel, JobModel
+from attestor.store.models import (
+    AttestationModel,
+    ImageModel,
+    JobModel,
+    VerificationResultModel,
+)
 
 __all__ = [
     "RESULT_STATUSES",
@@ -34,24 +39,6 @@ __all__ = [
 ]
 
 RESULT_STATUSES = ("verified", "rejected")
-
-# "Is this envelope one of ours?" is asked per chunk; migration 0003 creates it.
-# TODO(lead): move this and VerificationResultModel into models.py (index=True on
-# AttestationModel.envelope_sha256) so Base.metadata has them without this import.
-Index("ix_attestations_envelope_sha256", AttestationModel.envelope_sha256)
-
-
-class VerificationResultModel(Base):
-    """The outcome for one submitted item of a bulk verification job."""
-
-    __tablename__ = "verification_results"
-
-    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
-    item_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
-    revoked: Mapped[bool] = mapped_column(Boolean)
-    attestation_id: Mapped[str | None] = mapped_column(String(36))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +84,9 @@ class OurAttestation:
     layer_digest: str
     image_digest: str
     issued_at: datetime
+    #: Keyless only: whom the Fulcio certificate names.
+    signer_identity: str | None = None
+    signer_issuer: str | None = None
 
 
 def record_results(session: Session, job_id: str, rows: Iterable[ResultRow]) -> None:
@@ -217,5 +207,7 @@ def find_attestations(
                 layer_digest=m.layer_digest,
                 image_digest=image.manifest_digest,
                 issued_at=m.created_at,
+                signer_identity=m.signer_identity,
+                signer_issuer=m.signer_issuer,
             )
     return found

@@ -27,10 +27,8 @@ from rq.serializers import JSONSerializer
 
 from attestor.api import create_app
 from attestor.api._state import app_state
-from attestor.api.verifications import LIMITS_KEY
 from attestor.config import load_settings
 from attestor.jobs.runner import QUEUE_NAME
-from attestor.services.bulk_verify import BulkLimits
 from attestor.store import jobs as job_store
 from attestor.store import tokens as token_store
 from attestor.store import verifications as results_store
@@ -70,11 +68,12 @@ def bulk_env(tmp_path: Path, redis_url: str) -> Iterator[Env]:
         "ATTESTOR_DATA_DIR": str(tmp_path / "var"),
         "REDIS_URL": url,
         "ATTESTOR_LOG_LEVEL": "WARNING",
+        # Short chunk timeout: a killed worker's chunk is retried about 5 s later.
+        "ATTESTOR_BULK_CHUNK_SIZE": "150",
+        "ATTESTOR_BULK_CHUNK_TIMEOUT_S": "3",
     }
     env.pop("DATABASE_URL", None)
     app = create_app(load_settings(env), overrides={"TESTING": True}, clock=lambda: WHEN)
-    # Short chunk timeout: a killed worker's chunk is retried about 5 s later.
-    app.config[LIMITS_KEY] = BulkLimits(chunk_size=150, chunk_timeout_s=3, chunk_retries=3)
     with app_state(app).session_factory.begin() as session:
         plaintext, _ = token_store.create_token(session, role="pipeline", agent_id=None, now=WHEN)
     state = Env(app, env, redis, {"Authorization": f"Bearer {plaintext}"}, [])
@@ -158,7 +157,9 @@ def test_killed_worker_chunk_is_retried_without_loss_or_duplicates(bulk_env: Env
         assert chunk.get_status() == "finished", info
         assert chunk.worker_name != first_name, info
         assert chunk.retries_left == 2, info
-    page = client.get(f"/v1/jobs/{job_id}/results?offset=990&limit=100", headers=bulk_env.token)
+    status = client.get(f"/v1/jobs/{job_id}", headers=bulk_env.token).get_json()
+    assert status["results_url"] == f"/v1/jobs/{job_id}/results"
+    page = client.get(f"{status['results_url']}?offset=990&limit=100", headers=bulk_env.token)
     assert [r["index"] for r in page.get_json()["items"]] == list(range(990, 1000))
 
 

@@ -113,5 +113,6 @@ def test_job_visibility(app: Flask, client: FlaskClient, role_tokens: dict[str, 
     assert body["status"] == "finished"
     assert body["result"] == {"echo": {"x": 1}}
     assert body["progress"]["done"] == 1
+    assert body["results_url"] is None  # only verify jobs have per-item results
     assert client.get(f"/v1/jobs/{job.id}", headers=bearer(role_tokens["admin"])).status_code == 200
     assert client.get(f"/v1/jobs/{job.id}", headers=bearer(role_tokens["agent"])).status_code == 404

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from attestor.api import create_app
-from attestor.api._state import app_state
+from attestor.api._state import EXTENSION_KEY, app_state
 from attestor.config import load_settings
 from attestor.jobs.runner import InlineRunner
 from attestor.store import tokens as token_store
@@ -47,3 +48,10 @@ def make_token(app: Flask, role: str) -> dict[str, str]:
 @pytest.fixture
 def pipeline(app: Flask) -> dict[str, str]:
     return make_token(app, "pipeline")
+
+
+def with_settings(app: Flask, **changes: object) -> None:
+    """Swap some settings of a built app (as if set through ATTESTOR_* variables)."""
+    state = app_state(app)
+    settings = dataclasses.replace(state.settings, **changes)  # type: ignore[arg-type]
+    app.extensions[EXTENSION_KEY] = dataclasses.replace(state, settings=settings)

@@ -13,7 +13,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from attestor.api._state import app_state
-from attestor.api.verifications import LIMITS_KEY
 from attestor.errors import InvalidInput, TooLarge
 from attestor.jobs.runner import InlineRunner
 from attestor.services import bulk_verify
@@ -24,7 +23,7 @@ from attestor.store import jobs as job_store
 from attestor.store import verifications as results_store
 from attestor.store.models import AttestationModel, FileManifestModel, ImageModel
 from tests.unit.bulk._envelopes import WHEN, digest, signed_envelopes
-from tests.unit.bulk.conftest import make_token
+from tests.unit.bulk.conftest import make_token, with_settings
 
 
 def _wait(app: Flask) -> None:
@@ -47,7 +46,7 @@ def _run(client: FlaskClient, app: Flask, headers: dict[str, str], items: list[A
 def test_verifies_dedups_and_reports_in_submission_order(
     app: Flask, client: FlaskClient, pipeline: dict[str, str]
 ) -> None:
-    app.config[LIMITS_KEY] = BulkLimits(chunk_size=2)
+    with_settings(app, bulk_chunk_size=2)
     envs = signed_envelopes(app_state(app).session_factory, 3)
     items: list[Any] = [{"envelope": e, "artifact_digest": layer} for layer, e in envs]
     items.append({"envelope": envs[0][1], "artifact_digest": digest("other artifact")})
@@ -62,6 +61,7 @@ def test_verifies_dedups_and_reports_in_submission_order(
     assert status["status"] == "finished", status
     assert status["progress"] == {"total": 7, "done": 7, "verified": 4, "rejected": 3}
     assert status["result"]["results_url"] == f"/v1/jobs/{status['id']}/results"
+    assert status["results_url"] == f"/v1/jobs/{status['id']}/results"
     assert [r["index"] for r in results] == list(range(7))
     assert [r["status"] for r in results] == ["verified"] * 3 + ["rejected", "verified"] + [
         "rejected"
@@ -180,7 +180,7 @@ def test_our_attestation_policy_and_key_revocation(
 def test_bad_shape_is_refused_and_nothing_stored(
     app: Flask, client: FlaskClient, pipeline: dict[str, str], body: Any, status: int
 ) -> None:
-    app.config[LIMITS_KEY] = BulkLimits(max_items=3)
+    with_settings(app, max_bulk_items=3)
     response = client.post("/v1/verifications", json=body, headers=pipeline)
     assert response.status_code == status
     assert response.mimetype == "application/problem+json"
