@@ -18,6 +18,7 @@ from tests.harness.binaries import require_static, unavailable
 from tests.harness.images import BuiltImage, ImageBuilder, PushedImage
 from tests.harness.sample import sample_layers
 from tests.harness.services import Containerd, Postgres, Redis, Registry
+from tests.harness.sigstore_stack import SigstoreMock, SigstoreStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIRS = (REPO_ROOT / "tests" / "assets", REPO_ROOT.parent / "shared")
@@ -96,6 +97,22 @@ def sample_image(
 ) -> PushedImage:
     """The standard sample image pushed to ``registry`` as ``sample/app:latest``."""
     return image_builder.push(sample_built_image, registry, "sample/app")
+
+
+@pytest.fixture(scope="session")
+def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigstoreStack]:
+    """A local Fulcio + CT log + Rekor v1 (@sigstore/mock) on 127.0.0.1, random ports."""
+    mock = SigstoreMock(tmp_path_factory.mktemp("sigstore"))
+    try:
+        mock.start()
+    except BaseException:
+        mock.stop()
+        raise
+    assert mock.stack is not None
+    try:
+        yield mock.stack
+    finally:
+        mock.stop()
 
 
 @pytest.fixture(scope="session")

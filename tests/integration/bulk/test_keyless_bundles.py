@@ -15,7 +15,6 @@ from tests.harness.sigstore_stack import SigstoreStack
 from tests.integration.bulk._issuing import bearer, issuing_app
 from tests.integration.bulk.test_bundles import _results
 from tests.integration.issuance._images import client_for, push
-from tests.integration.keyless.conftest import sigstore_stack  # noqa: F401 - fixture
 
 IDENTITY = "https://kubernetes.io/namespaces/attestor/serviceaccounts/attestor-server"
 ISSUER = "https://oidc.attestor.test"
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_keyless_bundles_verify_in_keyless_mode(
     tmp_path: Path,
     registry: Any,
-    sigstore_stack: SigstoreStack,  # noqa: F811 - the imported fixture
+    sigstore_stack: SigstoreStack,
 ) -> None:
     token = tmp_path / "token"
     token.write_text(sigstore_stack.mint_token(IDENTITY, ISSUER))
