@@ -124,6 +124,12 @@ class _OneLineCommand(click.Command):
     type=click.Path(dir_okay=False, path_type=Path),
     help="Custom trusted_root.json or ClientTrustConfig.",
 )
+@click.option(
+    "--insecure-ignore-tlog",
+    is_flag=True,
+    help="Accept a --key bundle without a transparency log entry (like cosign's flag); "
+    "the server's own key-signed bundles have none.",
+)
 @click.argument("file_or_digest")
 def command(
     staging: bool,
@@ -134,6 +140,7 @@ def command(
     certificate_oidc_issuer_regexp: str | None,
     key_path: Path | None,
     trusted_root: Path | None,
+    insecure_ignore_tlog: bool,
     file_or_digest: str,
 ) -> None:
     """Verify FILE_OR_DIGEST against a Sigstore bundle; exit 0 only if it verifies."""
@@ -146,6 +153,9 @@ def command(
         _fail("usage: give --key or a certificate identity, not both", 2)
     if key_path is None and not (ident and issuer):
         _fail("usage: give --key, or --certificate-identity and --certificate-oidc-issuer", 2)
+    if insecure_ignore_tlog and key_path is None:
+        # Keyless trust rests on the log (certificate validity at integrated time).
+        _fail("usage: --insecure-ignore-tlog goes only with --key", 2)
     try:
         trust = _load_trust(staging, trusted_root)
         artifact = resolve_artifact(file_or_digest)
@@ -154,7 +164,9 @@ def command(
         now = datetime.now(UTC)
         if key_path is not None:
             key = load_public_key(key_path.read_bytes())
-            result = verifier.verify(bundle, artifact, now=now, key=key)
+            result = verifier.verify(
+                bundle, artifact, now=now, key=key, require_tlog=not insecure_ignore_tlog
+            )
         else:
             assert ident is not None and issuer is not None  # noqa: S101 - checked above
             identity = CertificateIdentity(

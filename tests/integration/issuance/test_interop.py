@@ -69,3 +69,47 @@ def test_server_outputs_interoperate(
             bad_env["signatures"][0]["sig"] = _flip(envelope["signatures"][0]["sig"], index)
             bad_bundle["dsseEnvelope"]["signatures"][0]["sig"] = bad_env["signatures"][0]["sig"]
         assert _checks(bad_env, bad_bundle, pem, layer_sha, tmp_path / field) == [False] * 3
+
+
+def _verify_bundle_cli(bundle: dict[str, Any], pem: str, digest: str, tmp: Path, *flags: str):
+    import json
+
+    from click.testing import CliRunner
+
+    from attestor.cli.verify_bundle import command
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "bundle.json").write_text(json.dumps(bundle))
+    (tmp / "cosign.pub").write_text(pem)
+    args = ["--bundle", str(tmp / "bundle.json"), "--key", str(tmp / "cosign.pub"), *flags, digest]
+    return CliRunner().invoke(command, args)
+
+
+def test_verify_bundle_cli_accepts_our_bundles_only_without_tlog_by_request(
+    make_server: Callable[..., Server],
+    pusher: RegistryClient,
+    unique_name: Callable[[str], str],
+    tmp_path: Path,
+) -> None:
+    server = make_server()
+    image = push(pusher, unique_name("cli-"), "v1", layers=1)
+    item = server.issue(image.by_digest).get_json()["attestations"][0]
+    bundle = server.get(item["bundle_url"]).get_json()
+    pem = server.active_key()["public_key_pem"]
+    digest = image.layer_digests[0]
+
+    ok = _verify_bundle_cli(bundle, pem, digest, tmp_path / "ok", "--insecure-ignore-tlog")
+    assert ok.exit_code == 0, ok.output
+    # Without the flag a log entry is required, and our key-signed bundles have none.
+    strict = _verify_bundle_cli(bundle, pem, digest, tmp_path / "strict")
+    assert strict.exit_code == 1 and "transparency log" in strict.output
+    wrong = _verify_bundle_cli(
+        bundle, pem, "sha256:" + "0" * 64, tmp_path / "wrong", "--insecure-ignore-tlog"
+    )
+    assert wrong.exit_code == 1
+    bad = copy.deepcopy(bundle)
+    bad["dsseEnvelope"]["signatures"][0]["sig"] = _flip(
+        bad["dsseEnvelope"]["signatures"][0]["sig"], -1
+    )
+    tampered = _verify_bundle_cli(bad, pem, digest, tmp_path / "bad", "--insecure-ignore-tlog")
+    assert tampered.exit_code == 1
