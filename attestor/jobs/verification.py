@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_FAILURE_TTL_S",
+    "ChunkJob",
     "ChunkWorker",
     "InlineDispatcher",
     "keyless_bundle_verifier",
@@ -260,6 +261,48 @@ def on_chunk_failure(job: Job, connection: Any, *exc_info: Any) -> None:
         )
 
 
+class ChunkJob(Job):
+    """A job that does not rewrite its stored payload once fetched from Redis.
+
+    rq's ``Job.save`` zlib-compresses and resends the whole ``data`` field on
+    every status change (start, success), ~10 ms per 500-item chunk. A fetched
+    job's payload is already stored and never changes on a worker, and HSET
+    leaves fields it is not given untouched, so it is omitted.
+    """
+
+    _payload_stored = False
+    _omit_payload = False
+
+    @property
+    def data(self) -> bytes:
+        """The serialized call; empty while :meth:`to_dict` leaves it out."""
+        if self._omit_payload:
+            return b""
+        return bytes(Job.data.fget(self))  # type: ignore[attr-defined]
+
+    @data.setter
+    def data(self, value: bytes) -> None:
+        Job.data.fset(self, value)  # type: ignore[attr-defined]
+
+    def restore(self, raw_data: Any) -> Any:
+        """Load from Redis and remember that the payload is stored there."""
+        restored = super().restore(raw_data)
+        self._payload_stored = True
+        return restored
+
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        """rq's mapping, without ``data`` (and without compressing it) once stored."""
+        if not self._payload_stored:
+            return dict(super().to_dict(include_meta=include_meta, include_result=include_result))
+        self._omit_payload = True
+        try:
+            mapping = dict(super().to_dict(include_meta, include_result))
+        finally:
+            self._omit_payload = False
+        del mapping["data"]
+        return mapping
+
+
 class ChunkWorker(SimpleWorker):
     """A non-forking worker whose jobs are considered dead soon after their timeout.
 
@@ -268,6 +311,8 @@ class ChunkWorker(SimpleWorker):
     live worker never holds a chunk past it; a short grace is enough and lets a
     killed worker's chunk be retried within seconds instead of a minute.
     """
+
+    job_class = ChunkJob
 
     @property
     def dequeue_timeout(self) -> int:

@@ -151,6 +151,8 @@ def test_killed_worker_chunk_is_retried_without_loss_or_duplicates(bulk_env: Env
         )
         if j is not None
     }
+    # Workers do not rewrite a chunk's stored payload (ChunkJob), yet it is intact.
+    assert chunks and all(c.args[0] == job_id and c.args[1] for c in chunks.values())
     for entry in in_flight:
         chunk = chunks[entry.split(":")[0]]
         info = (chunk.id, chunk.retries_left, chunk.get_status(), chunk.worker_name, first_name)
