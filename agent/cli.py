@@ -167,6 +167,12 @@ def _common_options(func: _F) -> _F:
             help="response to containers started while the revocation feed is anomalous.",
         ),
         click.option(
+            "--ca-bundle",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="ATTESTOR_AGENT_CA_BUNDLE",
+            help="PEM CA certificates that verify the server (default: certifi's public CAs).",
+        ),
+        click.option(
             "--unsafe-allow-plain-http",
             is_flag=True,
             help="allow http:// to a non-loopback server (the token travels in clear).",
@@ -200,6 +206,7 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         revocation_max_age=options["revocation_max_age"],
         revocation_fail_mode=options["revocation_fail_mode"],
         unsafe_allow_plain_http=options["unsafe_allow_plain_http"],
+        ca_bundle=options["ca_bundle"],
     )
 
 
@@ -214,10 +221,13 @@ def _warn_token_flag() -> None:
 @contextmanager
 def _session(config: AgentConfig) -> Iterator[tuple[ServerClient, list[ContainerdClient]]]:
     url, token = config.require_server()
+    if config.ca_bundle is not None:
+        _check_readable(config.ca_bundle)
     server = ServerClient(
         url,
         token,
         timeout=config.server_timeout,
+        ca_bundle=str(config.ca_bundle) if config.ca_bundle is not None else None,
         unsafe_allow_plain_http=config.unsafe_allow_plain_http,
     )
     clients = [ContainerdClient(config.containerd_address, ns) for ns in config.namespaces]
@@ -227,6 +237,15 @@ def _session(config: AgentConfig) -> Iterator[tuple[ServerClient, list[Container
         for client in clients:
             client.close()
         server.close()
+
+
+def _check_readable(path: Path) -> None:
+    # requests would only say "invalid path" at the first request, after start-up.
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(f"cannot read CA bundle {path}: {e.strerror}") from e
 
 
 def _fail(error: Error) -> None:

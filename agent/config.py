@@ -88,6 +88,8 @@ class AgentConfig:
         revocation_fail_mode: the response applied to containers first seen
             while the feed is anomalous (``alert``: report only).
         unsafe_allow_plain_http: allow ``http://`` to a non-loopback server.
+        ca_bundle: PEM CA certificates that verify the server's TLS
+            certificate (None: the system's trust store).
     """
 
     containerd_address: str
@@ -109,6 +111,7 @@ class AgentConfig:
     revocation_max_age: float = 900.0
     revocation_fail_mode: ResponseMode = "alert"
     unsafe_allow_plain_http: bool = False
+    ca_bundle: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.namespaces or any(not ns for ns in self.namespaces):

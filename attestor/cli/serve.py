@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
 from typing import Any
 
 import click
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
 from attestor.cli._common import now, settings_from_env
+from attestor.errors import ConfigError
 
 __all__ = ["command"]
 
@@ -38,12 +41,36 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     "--workers", default=1, show_default=True, type=click.IntRange(0, 64), help="gunicorn workers"
 )
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
-def command(host: str, port: int, workers: int, threads: int) -> None:
-    """Start the API server."""
+@click.option(
+    "--certfile",
+    envvar="ATTESTOR_TLS_CERT",
+    type=click.Path(path_type=Path),
+    help="PEM certificate chain: serve HTTPS (needs --keyfile).",
+)
+@click.option(
+    "--keyfile",
+    envvar="ATTESTOR_TLS_KEY",
+    type=click.Path(path_type=Path),
+    help="PEM private key (unencrypted) of --certfile.",
+)
+def command(
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    certfile: Path | None,
+    keyfile: Path | None,
+) -> None:
+    """Start the API server.
+
+    Raises:
+        ConfigError: only one of --certfile/--keyfile, or they cannot be loaded.
+    """
     from attestor.api.observability import configure_logging
     from attestor.store.bootstrap import prepare
     from attestor.store.db import make_engine
 
+    tls = _check_tls(certfile, keyfile)
     settings = settings_from_env()
     configure_logging(settings.log_level)
     engine = make_engine(settings.database_url)
@@ -53,28 +80,59 @@ def command(host: str, port: int, workers: int, threads: int) -> None:
     from attestor.policy import load_policies
 
     load_policies(settings.policy_dir)
-    url = f"http://{host}:{port}"
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
     click.echo(f"attestor serving on {url} (docs {url}/docs)", err=True)
     if prepared.first_admin_token is not None:
         click.echo("created the first admin token; it is shown only once:", err=True)
         click.echo(prepared.first_admin_token)
-    _Gunicorn(
-        {
-            "bind": f"{host}:{port}",
-            # 0 and 1 both mean one worker process: there is no dev server.
-            "workers": max(workers, 1),
-            "worker_class": "gthread",
-            "threads": threads,
-            # Our own access log (attestor.access) has the request ids; gunicorn's is off.
-            "accesslog": None,
-            "errorlog": "-",
-            "logconfig_dict": _json_logging(settings.log_level),
-            "timeout": 120,
-            "graceful_timeout": 10,
-            # One control socket per user would clash between servers; we do not use it.
-            "control_socket_disable": True,
-        }
-    ).run()
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        # 0 and 1 both mean one worker process: there is no dev server.
+        "workers": max(workers, 1),
+        "worker_class": "gthread",
+        "threads": threads,
+        # Our own access log (attestor.access) has the request ids; gunicorn's is off.
+        "accesslog": None,
+        "errorlog": "-",
+        "logconfig_dict": _json_logging(settings.log_level),
+        "timeout": 120,
+        "graceful_timeout": 10,
+        # One control socket per user would clash between servers; we do not use it.
+        "control_socket_disable": True,
+    }
+    if tls is not None:
+        options["certfile"], options["keyfile"] = str(tls[0]), str(tls[1])
+    _Gunicorn(options).run()
+
+
+def _check_tls(certfile: Path | None, keyfile: Path | None) -> tuple[Path, Path] | None:
+    """Both TLS files or neither; load them once so a bad pair stops the start here.
+
+    Raises:
+        ConfigError: only one file given, or the pair cannot be loaded.
+    """
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ConfigError("--certfile and --keyfile go together: give both or neither")
+    for path in (certfile, keyfile):
+        # ssl's own error on a missing file does not always say which one.
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
+            raise ConfigError(f"cannot read TLS file {path}: {e.strerror}") from e
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        # A password callback that gives nothing: an encrypted key fails instead of prompting.
+        context.load_cert_chain(certfile, keyfile, password=lambda: b"")
+    except ssl.SSLError as e:
+        # OpenSSL often says no more than "PEM lib": not PEM, wrong key, or encrypted.
+        detail = e.reason or e.strerror or str(e)
+        raise ConfigError(f"cannot load TLS pair {certfile} / {keyfile}: {detail}") from e
+    except OSError as e:  # the files changed between the two reads
+        raise ConfigError(f"cannot read TLS files {certfile} / {keyfile}: {e.strerror}") from e
+    return certfile, keyfile
 
 
 def _json_logging(level: str) -> dict[str, Any]:

@@ -196,3 +196,25 @@ def test_revocation_settings_are_checked() -> None:
     with pytest.raises(ConfigError):
         config(revocation_fail_mode="explode")
     assert config().revocation_dir == Path("/tmp/s/revocation")
+
+
+def test_ca_bundle_flag_and_env_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = main.commands["run"]
+    ctx = run.make_context("run", ["--server", "https://s:8443", "--ca-bundle", "/etc/ca.pem"])
+    assert ctx.params["ca_bundle"] == Path("/etc/ca.pem")
+    monkeypatch.setenv("ATTESTOR_AGENT_CA_BUNDLE", "/env/ca.pem")
+    assert run.make_context("run", []).params["ca_bundle"] == Path("/env/ca.pem")
+
+
+def test_unreadable_ca_bundle_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("agent-token-0123456789\n")
+    missing = tmp_path / "ca.crt"
+    result = CliRunner().invoke(
+        main,
+        ["check", "--once", "--server", "https://s:8443", "--token-file", str(tmp_path / "token")]
+        + ["--ca-bundle", str(missing), "--containerd-address", str(tmp_path / "c.sock")],
+    )
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"attestor-agent: ConfigError: cannot read CA bundle {missing}: No such file or directory"
+    )

@@ -141,3 +141,54 @@ def test_policy_configmap_is_a_valid_policy() -> None:
     for name, body in config["data"].items():
         assert name.endswith(".yaml")
         assert parse_policy(body.encode(), source=name).id
+
+
+def test_server_serves_https_only_with_the_mounted_tls_secret() -> None:
+    from attestor.cli.serve import command
+
+    (server,) = [d for d in _by_kind("Deployment") if d["metadata"]["name"] == "attestor-server"]
+    (container,) = _pod_spec(server)["containers"]
+    ctx = command.make_context("serve", container["args"][1:])
+    assert container["args"][0] == "serve"
+    (port,) = container["ports"]
+    assert ctx.params["port"] == port["containerPort"] == 8443
+    volumes = {v["name"]: v for v in _pod_spec(server)["volumes"]}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for key in ("certfile", "keyfile"):
+        mount = mounts[ctx.params[key].parent.as_posix()]
+        assert mount["readOnly"] is True
+        assert volumes[mount["name"]]["secret"]["secretName"] == "attestor-server-tls"
+    assert {ctx.params["certfile"].name, ctx.params["keyfile"].name} == {"tls.crt", "tls.key"}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS"
+        assert container[probe]["httpGet"]["port"] == port["name"]
+    (service,) = _by_kind("Service")
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        (8443, port["name"])
+    ]
+    policies = {d["metadata"]["name"]: d for d in _by_kind("NetworkPolicy")}
+    api = policies["attestor-server-api"]
+    assert [p["port"] for rule in api["spec"]["ingress"] for p in rule["ports"]] == [8443]
+
+
+@pytest.mark.parametrize("kind", ["DaemonSet", "Pod"])
+def test_agent_calls_the_server_over_https_with_the_mounted_ca(kind: str) -> None:
+    from agent.cli import main
+
+    (doc,) = _by_kind(kind)
+    spec = _pod_spec(doc)
+    (agent,) = [
+        c for c in spec.get("initContainers", []) + spec["containers"] if "agent" in c["image"]
+    ]
+    args = [a.replace("$(POD_UID)", "0f0e0d0c-pod") for a in agent["args"]]
+    ctx = main.commands["run"].make_context("run", args[1:])
+    assert ctx.params["server"] == "https://attestor-server.attestor.svc:8443"
+    assert ctx.params["unsafe_allow_plain_http"] is False
+    ca = ctx.params["ca_bundle"]
+    (mount,) = [m for m in agent["volumeMounts"] if m["mountPath"] == ca.parent.as_posix()]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    name = volume["configMap"]["name"]
+    (config,) = [d for d in _by_kind("ConfigMap") if d["metadata"]["name"] == name]
+    assert config["metadata"]["namespace"] == doc["metadata"]["namespace"]
+    assert ca.name in config["data"]
