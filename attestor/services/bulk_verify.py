@@ -12,28 +12,34 @@ hidden by the cache.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.dsse import parse_envelope
-from attestor.errors import ConfigError, Error, InvalidInput, TooLarge, VerificationError
-from attestor.revocation.match import AttestationMeta, RevocationSet
+from attestor.errors import ConfigError, Error, InvalidInput, TooLarge
+from attestor.revocation.match import RevocationSet
+from attestor.services._bulk_checks import (
+    Keyless,
+    Outcome,
+    Signed,
+    TrustSnapshot,
+    check_item,
+    check_keyless,
+    judge,
+)
 from attestor.store import jobs as job_store
 from attestor.store import signing_keys
 from attestor.store import verifications as results_store
 from attestor.store.revocations import current_revocation_set
 from attestor.store.verifications import OurAttestation, ResultRow
 from attestor.verify import TrustedKey, Verifier
-from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
-from attestor.verify.trust import public_good
+from attestor.verify.bundle import BundleVerifier
 
 __all__ = [
     "JOB_KIND",
@@ -111,35 +117,6 @@ class BulkItem:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """The verdict on one distinct item (cacheable)."""
-
-    status: str
-    reason: str | None = None
-    revoked: bool = False
-    attestation_id: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """Compact form stored in the cache."""
-        return {
-            "s": self.status,
-            "r": self.reason,
-            "v": self.revoked,
-            "a": self.attestation_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Outcome:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            status=str(data["s"]),
-            reason=data.get("r"),
-            revoked=bool(data.get("v")),
-            attestation_id=data.get("a"),
-        )
-
-
 class ResultCache(Protocol):
     """Outcomes by cache key; Redis in workers, nothing in-process."""
 
@@ -173,24 +150,6 @@ class ChunkDispatcher(Protocol):
             Unavailable: The queue cannot be reached.
         """
         ...
-
-
-@dataclass(frozen=True)
-class TrustSnapshot:
-    """Trust material read once per chunk: the verifier and what it depends on."""
-
-    verifier: Verifier | None
-    revoked_keyids: frozenset[str]
-    revocations: RevocationSet
-    #: Changes whenever a key is added or changes status, or a revocation is added
-    #: (the set's version is part of it).
-    fingerprint: str
-    #: Every trusted key by keyid, for key-based bundles (``publicKey.hint``).
-    keys: Mapping[str, TrustedKey] = field(default_factory=dict)
-    #: The verification time of bundles (certificate and key validity windows).
-    at: datetime | None = None
-    #: Verifies keyless bundles; set only when the server signs keyless.
-    keyless: BundleVerifier | None = None
 
 
 def parse_request(body: object, *, limits: BulkLimits) -> list[BulkItem]:
@@ -355,12 +314,12 @@ def verify_units(
     keys = [f"{u['key']}:{snapshot.fingerprint}" for u in units]
     outcomes = cache.get_many(keys)
     fresh: dict[str, Outcome] = {}
-    pending: dict[str, tuple[_Signed | _Keyless, Mapping[str, Any]]] = {}
+    pending: dict[str, tuple[Signed | Keyless, Mapping[str, Any]]] = {}
     for key, unit in zip(keys, units, strict=True):
         if key in outcomes:
             continue
         item = unit["item"]
-        verdict = _check_item(item, snapshot)
+        verdict = check_item(item, snapshot)
         if isinstance(verdict, Outcome):
             fresh[key] = verdict
         else:
@@ -368,14 +327,14 @@ def verify_units(
     ours = lookup({v.envelope_sha256 for v, _ in pending.values()}) if pending else {}
     for key, (verdict, item) in pending.items():
         signed = (
-            _check_keyless(verdict, ours.get(verdict.envelope_sha256), snapshot)
-            if isinstance(verdict, _Keyless)
+            check_keyless(verdict, ours.get(verdict.envelope_sha256), snapshot)
+            if isinstance(verdict, Keyless)
             else verdict
         )
         if isinstance(signed, Outcome):
             fresh[key] = signed
             continue
-        fresh[key] = _judge(
+        fresh[key] = judge(
             signed, ours.get(signed.envelope_sha256), item.get("policy"), snapshot.revocations
         )
     if fresh:
@@ -395,219 +354,6 @@ def verify_units(
             for i in unit["indexes"]
         )
     return rows
-
-
-@dataclass(frozen=True)
-class _Signed:
-    """An envelope whose signatures and statement verified."""
-
-    envelope_sha256: str
-    #: keyids of the trusted keys whose signatures verified.
-    keys: tuple[str, ...]
-    #: ``sha256:<hex>`` of the subject that matched the artifact digest.
-    subject: str | None
-    #: Set when every key that signed it is revoked.
-    revoked_keys: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Keyless:
-    """A keyless bundle, checked once its signer identity is looked up by envelope."""
-
-    envelope_sha256: str
-    bundle: bytes
-    artifact_digest: str
-
-
-def _check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | _Signed | _Keyless:
-    """Return a rejection, or what is known of a signature-valid envelope."""
-    document = item["document"]
-    if item["kind"] == "bundle":
-        unwrapped = _check_bundle(document, item["artifact_digest"], snapshot)
-        if isinstance(unwrapped, Outcome | _Keyless):
-            return unwrapped
-        document = unwrapped
-    if snapshot.verifier is None:
-        return Outcome(status="rejected", reason="the server has no trusted keys")
-    try:
-        verified = snapshot.verifier.verify_envelope(
-            document, artifact_digest=item["artifact_digest"]
-        )
-    except (VerificationError, InvalidInput) as e:
-        return Outcome(status="rejected", reason=e.message)
-    live = [k for k in verified.keys if k not in snapshot.revoked_keyids]
-    matched = verified.matched_subject
-    return _Signed(
-        verified.envelope_sha256,
-        verified.keys,
-        None if matched is None or matched.sha256 is None else f"sha256:{matched.sha256}",
-        () if live else verified.keys,
-    )
-
-
-@functools.cache
-def _bundle_verifier() -> BundleVerifier:
-    # Key-based bundles need no log entries, so the public-good root (bundled
-    # with sigstore, no network) only has to parse; built once per process.
-    return BundleVerifier(public_good("production"))
-
-
-def _check_bundle(
-    bundle: Mapping[str, Any], artifact_digest: str, snapshot: TrustSnapshot
-) -> Outcome | _Keyless | dict[str, Any]:
-    """Verify a key-based bundle; return its DSSE envelope (as we store it) or a rejection.
-
-    The envelope then goes through the envelope path: its canonical JSON has the
-    same sha256 as the envelope we stored, so revocations and our row apply alike.
-    """
-    material = bundle.get("verificationMaterial")
-    if not isinstance(material, Mapping):
-        return Outcome(status="rejected", reason="bundle has no verificationMaterial object")
-    public_key = material.get("publicKey")
-    if not isinstance(public_key, Mapping):
-        if snapshot.keyless is None:
-            return Outcome(
-                status="rejected",
-                reason="keyless bundle (certificate, no publicKey hint): this server "
-                "signs with keys and has no Sigstore trust root for certificates",
-            )
-        try:
-            envelope = parse_envelope(bundle.get("dsseEnvelope") or {})
-        except InvalidInput as e:
-            return Outcome(status="rejected", reason=f"dsseEnvelope: {e.message}")
-        return _Keyless(
-            hashlib.sha256(envelope.to_json()).hexdigest(),
-            json.dumps(bundle, separators=(",", ":")).encode(),
-            artifact_digest,
-        )
-    if snapshot.at is None:
-        return Outcome(status="rejected", reason="no verification time for bundles")
-    hint = public_key.get("hint")
-    if isinstance(hint, str) and hint in snapshot.keys:
-        candidates = [snapshot.keys[hint]]
-    else:
-        candidates = list(snapshot.keys.values())
-    if not candidates:
-        return Outcome(status="rejected", reason="the server has no trusted keys")
-    raw = json.dumps(bundle, separators=(",", ":")).encode()
-    try:
-        artifact = Artifact.from_digest(artifact_digest)
-    except (VerificationError, InvalidInput) as e:
-        return Outcome(status="rejected", reason=e.message)
-    failure = "bundle not signed by any trusted key"
-    for candidate in candidates:
-        try:
-            _bundle_verifier().verify(
-                raw, artifact, now=snapshot.at, key=candidate.public_key, require_tlog=False
-            )
-        except VerificationError as e:
-            failure = e.message
-            continue
-        inner = bundle.get("dsseEnvelope")
-        if not isinstance(inner, Mapping):
-            return Outcome(status="rejected", reason="bundle carries no DSSE envelope")
-        return {
-            "payloadType": inner.get("payloadType"),
-            "payload": inner.get("payload"),
-            "signatures": inner.get("signatures"),
-        }
-    if len(candidates) == 1 and isinstance(hint, str):
-        return Outcome(status="rejected", reason=f"bundle key {hint}: {failure}")
-    return Outcome(status="rejected", reason=failure)
-
-
-def _check_keyless(
-    pending: _Keyless, ours: OurAttestation | None, snapshot: TrustSnapshot
-) -> Outcome | _Signed:
-    """Verify a keyless bundle against the signer our row of its envelope names."""
-    if ours is None or ours.signer_identity is None or ours.signer_issuer is None:
-        return Outcome(
-            status="rejected",
-            reason="keyless bundle of an envelope this server did not issue keyless: "
-            "no signer identity to verify its certificate against",
-        )
-    assert snapshot.keyless is not None  # noqa: S101 - _Keyless only exists then
-    assert snapshot.at is not None  # noqa: S101 - set by run_chunk with keyless
-    identity = CertificateIdentity(identity=ours.signer_identity, issuer=ours.signer_issuer)
-    try:
-        snapshot.keyless.verify(
-            pending.bundle,
-            Artifact.from_digest(pending.artifact_digest),
-            now=snapshot.at,
-            identity=identity,
-        )
-    except (VerificationError, InvalidInput) as e:
-        return Outcome(status="rejected", reason=e.message, attestation_id=ours.id)
-    revoked = (ours.keyid,) if ours.keyid in snapshot.revoked_keyids else ()
-    return _Signed(pending.envelope_sha256, (ours.keyid,), pending.artifact_digest, revoked)
-
-
-def _metas(signed: _Signed, ours: OurAttestation | None) -> list[AttestationMeta]:
-    """What revocations are matched on: our stored row, else the verified statement."""
-    if ours is not None:
-        return [
-            AttestationMeta(
-                attestation_id=ours.id,
-                layer_digest=ours.layer_digest,
-                image_digest=ours.image_digest,
-                keyid=ours.keyid,
-                policy_id=ours.policy_id,
-                policy_version=ours.policy_version,
-                issued_at=ours.issued_at,
-                envelope_sha256=signed.envelope_sha256,
-            )
-        ]
-    # A foreign envelope: unknown issue time, so every applicable time window matches
-    # (fail closed); one meta per signing key.
-    return [
-        AttestationMeta(
-            layer_digest=signed.subject, keyid=k, envelope_sha256=signed.envelope_sha256
-        )
-        for k in signed.keys
-    ]
-
-
-def _judge(
-    signed: _Signed, ours: OurAttestation | None, policy: object, revocations: RevocationSet
-) -> Outcome:
-    attestation_id = None if ours is None else ours.id
-    if ours is not None and ours.status == "revoked":
-        return Outcome(
-            status="rejected",
-            reason=f"attestation {ours.id} is revoked",
-            revoked=True,
-            attestation_id=attestation_id,
-        )
-    for meta in _metas(signed, ours):
-        revocation = revocations.match(meta)
-        if revocation is not None:
-            return Outcome(
-                status="rejected",
-                reason=f"revoked by {revocation.id}: {revocation.reason}",
-                revoked=True,
-                attestation_id=attestation_id,
-            )
-    if signed.revoked_keys:
-        return Outcome(
-            status="rejected",
-            reason=f"signed only by revoked key(s) {', '.join(signed.revoked_keys)}",
-            revoked=True,
-            attestation_id=attestation_id,
-        )
-    if policy is not None:
-        if ours is None:
-            return Outcome(
-                status="rejected",
-                reason=f"policy {policy!r} can only be checked for attestations this server issued",
-            )
-        if ours.policy_id != policy:
-            return Outcome(
-                status="rejected",
-                reason=f"attestation {ours.id} was issued under policy {ours.policy_id!r}, "
-                f"not {policy!r}",
-                attestation_id=attestation_id,
-            )
-    return Outcome(status="verified", attestation_id=attestation_id)
 
 
 def run_chunk(
