@@ -19,7 +19,12 @@ from typing import Any, Literal, Protocol
 
 from agent.cache import AttestationCache
 from agent.config import AgentConfig
-from agent.integrity.attestation import AttestationServer, AttestationSource, ServerAttestations
+from agent.integrity.attestation import (
+    AttestationServer,
+    AttestationSource,
+    KeylessTrust,
+    ServerAttestations,
+)
 from agent.integrity.inventory import ContainerFilter, InventoryClient, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
@@ -236,6 +241,7 @@ def check_once(
     clock: Callable[[], float],
     cache: AttestationCache | None = None,
     revocations: FollowerFactory | None = None,
+    keyless: KeylessTrust | None = None,
 ) -> CheckReport:
     """The whole ``check --once``: register, pin keys, poll the revocation feed, one sweep.
 
@@ -251,6 +257,7 @@ def check_once(
         cache: the verified cache (optional).
         revocations: builds the feed follower (None: revocations are not
             followed; the CLI always passes one).
+        keyless: pinned keyless trust (None: keyless attestations are bad-signature).
 
     Raises:
         Error: registration failed (unreachable server, refused token, no keys).
@@ -268,7 +275,7 @@ def check_once(
         polled = revocations(trusted_keys(registration.keys)).poll()
         anomaly, revset = polled.anomaly, polled.revset
     verifier = pinned_verifier(registration.keys, revocations=revset)
-    attestations = ServerAttestations(server, verifier, cache=cache, clock=clock)
+    attestations = ServerAttestations(server, verifier, cache=cache, clock=clock, keyless=keyless)
     report = run_check(
         containerd,
         attestations,

@@ -36,7 +36,7 @@ from agent.daemon import Daemon
 from agent.integrity.budget import BudgetConfig
 from agent.integrity.ledger import Ledger
 from agent.response import RESPONSE_MODES
-from agent.server import ServerClient, report_sender, violation_sender
+from agent.server import ServerClient, fetch_bundle, report_sender, violation_sender
 from agent.spool import Spool
 from attestor.errors import ConfigError, Error
 
@@ -173,6 +173,28 @@ def _common_options(func: _F) -> _F:
             help="PEM CA certificates that verify the server (default: certifi's public CAs).",
         ),
         click.option(
+            "--keyless-trusted-root",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="ATTESTOR_AGENT_KEYLESS_TRUSTED_ROOT",
+            help="trusted_root.json or ClientTrustConfig for keyless attestations.",
+        ),
+        click.option(
+            "--keyless-instance",
+            type=click.Choice(["production", "staging"]),
+            envvar="ATTESTOR_AGENT_KEYLESS_INSTANCE",
+            help="or the public-good Sigstore root embedded in the agent (offline).",
+        ),
+        click.option(
+            "--keyless-identity",
+            envvar="ATTESTOR_AGENT_KEYLESS_IDENTITY",
+            help="the keyless signer's certificate identity (exact match).",
+        ),
+        click.option(
+            "--keyless-issuer",
+            envvar="ATTESTOR_AGENT_KEYLESS_ISSUER",
+            help="the keyless signer's OIDC issuer URL (exact match).",
+        ),
+        click.option(
             "--unsafe-allow-plain-http",
             is_flag=True,
             help="allow http:// to a non-loopback server (the token travels in clear).",
@@ -207,6 +229,10 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         revocation_fail_mode=options["revocation_fail_mode"],
         unsafe_allow_plain_http=options["unsafe_allow_plain_http"],
         ca_bundle=options["ca_bundle"],
+        keyless_trusted_root=options["keyless_trusted_root"],
+        keyless_instance=options["keyless_instance"],
+        keyless_identity=options["keyless_identity"],
+        keyless_issuer=options["keyless_issuer"],
     )
 
 
@@ -287,6 +313,7 @@ def run(**options: Any) -> None:
                 cache=cache,
                 revocations=feed_follower(server, config),
                 ledger=Ledger.open(config.ledger_path),
+                keyless=config.keyless_trust(lambda i: fetch_bundle(server, i)),
             )
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
@@ -323,6 +350,7 @@ def check(**options: Any) -> None:
                 clock=time.monotonic,
                 cache=cache,
                 revocations=feed_follower(server, config, state_dir=feed_dir),
+                keyless=config.keyless_trust(lambda i: fetch_bundle(server, i)),
             )
     except Error as e:
         _fail(e)

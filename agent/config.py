@@ -4,23 +4,43 @@
 The token is read from ``--token-file`` or ``ATTESTOR_AGENT_TOKEN`` in
 preference to ``--token``: a command-line argument is readable by every user
 of the host in ``/proc/<pid>/cmdline``.
+
+Keyless trust (a Sigstore root plus the one accepted signer identity and
+issuer) is pinned here, on the node, and never taken from the server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from agent.integrity.attestation import KeylessTrust
 from agent.integrity.budget import BudgetConfig
 from agent.integrity.inventory import ContainerFilter
 from agent.response import RESPONSE_MODES, ResponseMode
-from attestor.errors import ConfigError
+from attestor.errors import ConfigError, InvalidInput
 
-__all__ = ["AgentConfig", "AgentMode", "parse_label_selector", "read_token"]
+if TYPE_CHECKING:
+    # sigstore-python costs memory at import; only keyless trust needs it.
+    from attestor.verify.trust import SigstoreTrust
+
+__all__ = [
+    "AgentConfig",
+    "AgentMode",
+    "KeylessInstance",
+    "load_keyless_root",
+    "parse_label_selector",
+    "read_token",
+]
 
 AgentMode = Literal["node", "sidecar"]
+KeylessInstance = Literal["production", "staging"]
+#: Largest keyless trust file read (trust.py caps the parse at 4 MiB too).
+_MAX_TRUST_BYTES = 4 * 1024 * 1024
 #: Largest token file read (a token is a short opaque string).
 _MAX_TOKEN_BYTES = 4096
 
@@ -62,6 +82,32 @@ def read_token(path: Path) -> str:
     return token[0].strip()
 
 
+def load_keyless_root(path: Path) -> SigstoreTrust:
+    """A ``trusted_root.json`` or a ClientTrustConfig, told apart by its ``mediaType``.
+
+    Raises:
+        ConfigError: the file cannot be read or is neither valid form.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_MAX_TRUST_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"cannot read keyless trusted root {path}: {e.strerror}") from e
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ConfigError(f"keyless trusted root {path} is not JSON") from None
+    from attestor.verify.trust import load_client_trust_config, load_trusted_root
+
+    media_type = doc.get("mediaType") if isinstance(doc, dict) else None
+    try:
+        if isinstance(media_type, str) and "clienttrustconfig" in media_type:
+            return load_client_trust_config(data, name=path.name)
+        return load_trusted_root(data, name=path.name)
+    except InvalidInput as e:
+        raise ConfigError(f"keyless trusted root: {e.message}") from e
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """Everything ``run`` and ``check`` need.
@@ -90,6 +136,11 @@ class AgentConfig:
         unsafe_allow_plain_http: allow ``http://`` to a non-loopback server.
         ca_bundle: PEM CA certificates that verify the server's TLS
             certificate (None: the system's trust store).
+        keyless_trusted_root: trusted_root.json or ClientTrustConfig that
+            keyless attestations must chain to.
+        keyless_instance: or the public-good root embedded in sigstore-python.
+        keyless_identity: the certificate identity (SAN) accepted, exactly.
+        keyless_issuer: the OIDC issuer accepted, exactly.
     """
 
     containerd_address: str
@@ -112,6 +163,10 @@ class AgentConfig:
     revocation_fail_mode: ResponseMode = "alert"
     unsafe_allow_plain_http: bool = False
     ca_bundle: Path | None = None
+    keyless_trusted_root: Path | None = None
+    keyless_instance: KeylessInstance | None = None
+    keyless_identity: str | None = None
+    keyless_issuer: str | None = None
 
     def __post_init__(self) -> None:
         if not self.namespaces or any(not ns for ns in self.namespaces):
@@ -135,7 +190,53 @@ class AgentConfig:
             )
         if self.full_rehash_every < 1:
             raise ConfigError("full_rehash_every must be >= 1")
+        self._check_keyless()
         object.__setattr__(self, "labels", dict(self.labels))
+
+    def _check_keyless(self) -> None:
+        roots = (self.keyless_trusted_root is not None) + (self.keyless_instance is not None)
+        if roots > 1:
+            raise ConfigError("give --keyless-trusted-root or --keyless-instance, not both")
+        if self.keyless_instance not in (None, "production", "staging"):
+            raise ConfigError(
+                f"keyless_instance must be production or staging, not {self.keyless_instance!r}"
+            )
+        named = bool(self.keyless_identity) + bool(self.keyless_issuer)
+        if (roots or named) and not (roots and named == 2):
+            raise ConfigError(
+                "keyless trust needs a root (--keyless-trusted-root or --keyless-instance) "
+                "and both --keyless-identity and --keyless-issuer"
+            )
+
+    def keyless_trust(
+        self,
+        fetch_bundle: Callable[[str], bytes],
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> KeylessTrust | None:
+        """The pinned keyless trust, or None when none is configured.
+
+        Raises:
+            ConfigError: the trusted root cannot be read or is invalid.
+        """
+        if self.keyless_identity is None or self.keyless_issuer is None:
+            return None
+        from attestor.verify.bundle import BundleVerifier, CertificateIdentity
+        from attestor.verify.trust import public_good
+
+        if self.keyless_trusted_root is not None:
+            trust = load_keyless_root(self.keyless_trusted_root)
+        else:
+            try:
+                trust = public_good(self.keyless_instance or "production")
+            except InvalidInput as e:
+                raise ConfigError(e.message) from e
+        return KeylessTrust(
+            verifier=BundleVerifier(trust),
+            identity=CertificateIdentity(self.keyless_identity, self.keyless_issuer),
+            fetch_bundle=fetch_bundle,
+            now=now,
+        )
 
     @property
     def selector(self) -> ContainerFilter:

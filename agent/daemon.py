@@ -37,7 +37,7 @@ from agent.check import (
 from agent.config import AgentConfig
 from agent.containerd import ContainerdClient, EventSubscription, ImageLayers
 from agent.containerd.types import TaskStatus
-from agent.integrity.attestation import ServerAttestations
+from agent.integrity.attestation import KeylessTrust, ServerAttestations
 from agent.integrity.budget import Budget
 from agent.integrity.inventory import TrackedContainer, list_tracked
 from agent.integrity.layers import LayerChecker
@@ -102,6 +102,7 @@ class Daemon:
         revocations: builds the revocation feed follower from the pinned keys
             (:func:`agent.check.feed_follower`); None follows no feed.
         ledger: what was already reported (default: an empty, in-memory one).
+        keyless: pinned keyless trust (None: keyless attestations are bad-signature).
     """
 
     def __init__(
@@ -120,8 +121,10 @@ class Daemon:
         backoff: Backoff | None = None,
         revocations: FollowerFactory | None = None,
         ledger: Ledger | None = None,
+        keyless: KeylessTrust | None = None,
     ) -> None:
         self.config = config
+        self._keyless = keyless
         self._server = server
         self._clients: Mapping[str, ContainerdClient] = {c.namespace: c for c in clients}
         self.violations = violations
@@ -175,6 +178,7 @@ class Daemon:
             cache=self._cache,
             clock=self._clock,
             refresh_seconds=self.config.attestation_refresh,
+            keyless=self._keyless,
         )
         self._sweeper = Sweeper(
             attestations=self._attestations,

@@ -11,9 +11,14 @@ digest only, never layer content).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from agent.cache import AttestationCache, LayerRecord
 from agent.containerd import LayerInfo
@@ -30,18 +35,31 @@ from attestor.errors import (
     VerificationError,
 )
 from attestor.manifest import AttestedManifest, FileManifest
-from attestor.verify import VerifiedStatement, Verifier
+from attestor.verify import TrustedKey, VerifiedStatement, Verifier
+
+if TYPE_CHECKING:
+    # sigstore-python costs memory at import; only keyless layers need it.
+    from attestor.verify.bundle import BundleVerifier, CertificateIdentity
 
 __all__ = [
+    "KEYLESS_PREFIX",
+    "NO_KEYLESS_TRUST",
     "AttestationServer",
+    "KeylessTrust",
     "AttestationSource",
     "LayerAttestation",
     "ServerAttestations",
     "StatementRefs",
     "image_reference",
     "statement_refs",
+    "verify_keyless_layer",
     "verify_layer",
 ]
+
+#: Key ids of attestations signed keylessly (``keyless:<sha256(issuer, identity)>``).
+KEYLESS_PREFIX = "keyless:"
+#: Why a keyless layer is refused when the node pins no keyless trust.
+NO_KEYLESS_TRUST = "keyless attestation and no keyless trust configured"
 
 #: Layers (and image requests) remembered at most; beyond, memory restarts.
 _MAX_REMEMBERED = 4096
@@ -174,6 +192,59 @@ def verify_layer(
     return verified, manifest
 
 
+@dataclass(frozen=True)
+class KeylessTrust:
+    """Keyless trust pinned on the node: never taken from the server.
+
+    Attributes:
+        verifier: a bundle verifier built on the pinned Sigstore trusted root.
+        identity: the certificate SAN and OIDC issuer that must have signed.
+        fetch_bundle: reads an attestation's bundle from the server (untrusted bytes).
+        now: the wall clock, for certificate and log validity.
+    """
+
+    verifier: BundleVerifier
+    identity: CertificateIdentity
+    fetch_bundle: Callable[[str], bytes]
+    now: Callable[[], datetime]
+
+
+def verify_keyless_layer(
+    keyless: KeylessTrust,
+    verifier: Verifier,
+    bundle: bytes,
+    layer: LayerInfo,
+    fetch_manifest: Callable[[Sha256Hex], bytes],
+) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
+    """Verify a keyless bundle for ``layer``, then its statement as :func:`verify_layer` does.
+
+    The bundle must verify against the pinned root and identity (certificate
+    chain, SCTs, log entry); the DSSE envelope inside it then goes through the
+    same statement, manifest and revocation rules as a key-signed one, with
+    the certificate's key. Returns the envelope bytes too (for the cache).
+
+    Raises:
+        VerificationError: the bundle, the identity or the statement does not verify.
+        InvalidInput: the bundle, envelope or manifest is malformed.
+        Error: whatever ``fetch_manifest`` raises.
+    """
+    from attestor.signing._keyless_sign import dsse_envelope, signing_certificate_pem
+    from attestor.verify.bundle import Artifact
+
+    keyless.verifier.verify(
+        bundle, Artifact.from_digest(layer.digest), now=keyless.now(), identity=keyless.identity
+    )
+    document = json.loads(bundle)
+    envelope = dsse_envelope(document).to_json()
+    cert = x509.load_pem_x509_certificate(signing_certificate_pem(document))
+    key_pem = cert.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with_cert_key = verifier.with_keys([TrustedKey.from_pem(key_pem)])
+    verified, manifest = verify_layer(with_cert_key, envelope, layer, fetch_manifest)
+    return verified, manifest, envelope
+
+
 def image_reference(name: str, digest: str) -> str:
     """``registry/repo@sha256:...`` from containerd's image name and target digest."""
     base = name.split("@", 1)[0]
@@ -182,6 +253,10 @@ def image_reference(name: str, digest: str) -> str:
     if colon > slash:
         base = base[:colon]
     return f"{base}@{digest}"
+
+
+def _is_keyless(keyid: str | None) -> bool:
+    return keyid is not None and keyid.startswith(KEYLESS_PREFIX)
 
 
 def _status_of(error: VerificationError) -> LayerStatus:
@@ -205,8 +280,10 @@ class ServerAttestations:
         clock: Callable[[], float],
         refresh_seconds: float = 300.0,
         request_retry_seconds: float = 60.0,
+        keyless: KeylessTrust | None = None,
     ) -> None:
         self._server = server
+        self._keyless = keyless
         self._verifier = verifier
         self._cache = cache
         self._clock = clock
@@ -271,12 +348,13 @@ class ServerAttestations:
         record = self._cache.layer(layer.digest)
         if record is None:
             return None
-        envelope = self._cache.get(record.envelope_sha256)
-        if envelope is None or self._cache.get(record.manifest_sha256) is None:
+        # The envelope, or for a keyless layer the whole bundle (verified again).
+        signed = self._cache.get(record.envelope_sha256)
+        if signed is None or self._cache.get(record.manifest_sha256) is None:
             return None
         try:
-            verified, manifest = verify_layer(
-                self._verifier, envelope, layer, self._cache_only_manifest
+            verified, manifest, _ = self._verify(
+                layer, record.keyid, signed, self._cache_only_manifest
             )
         except (VerificationError, InvalidInput, NotFound):
             return None
@@ -284,11 +362,28 @@ class ServerAttestations:
             layer.digest,
             "valid",
             attestation_id=record.attestation_id,
-            keyid=KeyId(verified.keys[0]),
+            keyid=record.keyid if _is_keyless(record.keyid) else KeyId(verified.keys[0]),
             manifest=manifest,
             envelope_sha256=verified.envelope_sha256,
             reason="server unavailable; verified from cache",
         )
+
+    def _verify(
+        self,
+        layer: LayerInfo,
+        keyid: str | None,
+        signed: bytes,
+        fetch_manifest: Callable[[Sha256Hex], bytes],
+    ) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
+        """Verify ``signed`` (an envelope, or a keyless bundle) for ``layer``."""
+        if _is_keyless(keyid):
+            if self._keyless is None:
+                raise VerificationError(NO_KEYLESS_TRUST)
+            return verify_keyless_layer(
+                self._keyless, self._verifier, signed, layer, fetch_manifest
+            )
+        verified, manifest = verify_layer(self._verifier, signed, layer, fetch_manifest)
+        return verified, manifest, signed
 
     def _cache_only_manifest(self, sha256: Sha256Hex) -> bytes:
         data = self._cache.get(sha256) if self._cache is not None else None
@@ -301,39 +396,39 @@ class ServerAttestations:
         for ref in refs:
             if ref.layer.digest != layer.digest:
                 continue
-            envelope = self._server.envelope(ref.id)
+            keyless = _is_keyless(ref.keyid)
             try:
-                verified, manifest = verify_layer(
-                    self._verifier, envelope, layer, self._manifest_bytes
+                if keyless and self._keyless is None:
+                    raise VerificationError(NO_KEYLESS_TRUST)
+                signed = (
+                    self._keyless.fetch_bundle(ref.id)
+                    if keyless and self._keyless is not None
+                    else self._server.envelope(ref.id)
                 )
-            except VerificationError as e:
+                verified, manifest, _ = self._verify(layer, ref.keyid, signed, self._manifest_bytes)
+            except (VerificationError, InvalidInput) as e:
+                status = _status_of(e) if isinstance(e, VerificationError) else "bad-signature"
                 failure = failure or LayerAttestation(
-                    layer.digest, _status_of(e), attestation_id=ref.id, keyid=ref.keyid,
+                    layer.digest, status, attestation_id=ref.id, keyid=ref.keyid,
                     reason=e.message,
                 )  # fmt: skip
                 continue
-            except InvalidInput as e:
-                failure = failure or LayerAttestation(
-                    layer.digest, "bad-signature", attestation_id=ref.id, keyid=ref.keyid,
-                    reason=e.message,
-                )  # fmt: skip
-                continue
+            keyid = ref.keyid if keyless and ref.keyid else KeyId(verified.keys[0])
             if self._cache is not None:
-                envelope_key = self._cache.put(envelope)
                 self._cache.set_layer(
                     LayerRecord(
                         layer_digest=layer.digest,
                         attestation_id=ref.id,
-                        envelope_sha256=envelope_key,
+                        envelope_sha256=self._cache.put(signed),
                         manifest_sha256=parse_digest(manifest.sha256),
-                        keyid=KeyId(verified.keys[0]),
+                        keyid=keyid,
                     )
                 )
             return LayerAttestation(
                 layer.digest,
                 "valid",
                 attestation_id=ref.id,
-                keyid=KeyId(verified.keys[0]),
+                keyid=keyid,
                 manifest=manifest,
                 envelope_sha256=verified.envelope_sha256,
             )

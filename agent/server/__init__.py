@@ -10,6 +10,7 @@ here is trusted: envelopes go to :class:`attestor.verify.Verifier`, and
 manifests are checked against the digest they were asked for.
 """
 
+from agent.server._bundle import fetch_bundle
 from agent.server._client import ServerClient, report_sender, violation_sender
 from agent.server._feed import FeedResponse, fetch_revocation_feed
 from agent.server._models import (
@@ -51,6 +52,7 @@ __all__ = [
     "ViolationReceipt",
     "batch_idempotency_key",
     "error_from_response",
+    "fetch_bundle",
     "fetch_revocation_feed",
     "loads_strict",
     "parse_attestation",

@@ -107,6 +107,25 @@ class Verifier:
                 pass  # maybe signed by a revoked key: try again with every key
         return verify_envelope_signatures(parsed, self._keys, threshold=self._threshold)
 
+    def with_keys(self, keys: Sequence[TrustedKey], *, threshold: int = 1) -> Verifier:
+        """The same statement, predicate and revocation rules, other trusted keys.
+
+        Used for keyless attestations: the bundle check proves the certificate
+        key, then the envelope goes through exactly these rules with that key.
+
+        Raises:
+            ConfigError: as the constructor.
+        """
+        return Verifier(
+            keys=keys,
+            threshold=threshold,
+            allowed_predicate_types=self._allowed,
+            revoked_envelopes=self._revoked,
+            revocations=self._revocations,
+            predicate_schemas=self._schemas,
+            limits=self._limits,
+        )
+
     @property
     def revocation_version(self) -> int:
         """The revocation snapshot's version (highest sequence; 0 when none)."""
