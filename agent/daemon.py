@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from agent._daemon_loop import WATCHED_TOPICS, register_until_ok, watch_events
 from agent.cache import AttestationCache
 from agent.check import (
     AGENT_VERSION,
@@ -48,28 +49,15 @@ from agent.response import ResponseMode, respond
 from agent.revocation import FeedFollower, PollResult
 from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
-from attestor.errors import ConfigError, Error, Unauthorized
+from attestor.errors import ConfigError, Error
 from attestor.revocation import RevocationSet
 
 __all__ = ["WATCHED_TOPICS", "Daemon", "DaemonServer"]
 
 log = logging.getLogger("attestor.agent")
 
-#: Event topics that trigger an immediate sweep (issue 5, item 3).
-WATCHED_TOPICS = frozenset(
-    {
-        "/images/create",
-        "/images/update",
-        "/snapshot/commit",
-        "/containers/create",
-        "/containers/delete",
-        "/tasks/start",
-        "/tasks/exit",
-    }
-)
 #: Events arrive in bursts (a container start is create + start + mounts).
 _DEBOUNCE = 0.2
-_REREGISTER_MAX = 60.0
 _STOP_POLL = 0.5
 
 
@@ -403,38 +391,6 @@ class Daemon:
 
     # -- the loop -----------------------------------------------------------
 
-    def _register_until_ok(self, stop: threading.Event) -> bool:
-        delay = 1.0
-        while not stop.is_set():
-            try:
-                self.register()
-                return True
-            except Unauthorized:
-                raise
-            except Error as e:
-                log.warning("registration failed", extra={"error": e.message, "retry_in": delay})
-            stop.wait(delay)
-            delay = min(_REREGISTER_MAX, delay * 2)
-        return False
-
-    def _watch(self, client: ContainerdClient, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                sub = client.subscribe([f'namespace=="{client.namespace}"'])
-                self._subscriptions.append(sub)
-                with sub:
-                    for event in sub:
-                        if event.topic in WATCHED_TOPICS:
-                            log.debug("event", extra={"topic": event.topic})
-                            self.wake.set()
-                        if stop.is_set():
-                            break
-            except Error as e:
-                log.warning(
-                    "event stream failed", extra={"namespace": client.namespace, "error": e.message}
-                )
-            stop.wait(2.0)
-
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set (SIGTERM in the CLI).
 
@@ -442,7 +398,7 @@ class Daemon:
             Unauthorized: the server refused the token.
             ConfigError: the server has no key to pin.
         """
-        if not self._register_until_ok(stop):
+        if not register_until_ok(self.register, stop):
             return
         threads = [
             threading.Thread(
@@ -461,7 +417,12 @@ class Daemon:
             ),
         ]
         threads += [
-            threading.Thread(target=self._watch, args=(c, stop), name=f"events-{ns}", daemon=True)
+            threading.Thread(
+                target=watch_events,
+                args=(c, stop, self.wake, self._subscriptions),
+                name=f"events-{ns}",
+                daemon=True,
+            )
             for ns, c in self._clients.items()
         ]
         for thread in threads:
