@@ -110,6 +110,27 @@ class ServerClient:
         body: object = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
+        status, content, _ = self._exchange(
+            method, path, cap=cap, params=params, body=body, headers=headers
+        )
+        return status, content
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        cap: int,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        headers: Mapping[str, str] | None = None,
+        not_modified: bool = False,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """The one transport: capped reads, no redirects, problem answers raised.
+
+        With ``not_modified`` a 304 is an answer (empty body), not an error:
+        the conditional GET of the revocation feed needs it and the headers.
+        """
         sent = dict(self._headers)
         data = None
         if body is not None:
@@ -134,6 +155,8 @@ class ServerClient:
         except requests.RequestException as e:
             raise errors.Unavailable(f"server unreachable for {where}: {type(e).__name__}") from e
         with resp:
+            if not_modified and resp.status_code == 304:
+                return 304, b"", resp.headers
             ok = 200 <= resp.status_code < 300
             limit = cap if ok else self._limits.max_problem_bytes
             content = self._read(resp, limit, where)
@@ -145,7 +168,7 @@ class ServerClient:
                 )
             if content is None:
                 raise errors.UpstreamError(f"server answer to {where} over {cap} bytes")
-            return resp.status_code, content
+            return resp.status_code, content, resp.headers
 
     def _read(self, resp: requests.Response, cap: int, where: str) -> bytes | None:
         length = resp.headers.get("Content-Length", "")

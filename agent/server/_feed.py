@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from agent.server._client import ServerClient
-from agent.server._parse import error_from_response
 from attestor import errors
 
 __all__ = ["FeedResponse", "fetch_revocation_feed"]
@@ -55,42 +52,21 @@ def fetch_revocation_feed(
     """
     if since < 0 or limit < 1:
         raise errors.InvalidInput(f"feed: need since >= 0 and limit >= 1, got {since}/{limit}")
-    # ServerClient._request turns every 3xx into an error and drops the headers,
-    # so this call uses its session, settings and capped reader directly; they
-    # belong to the same package and keep one transport configuration.
-    headers = dict(client._headers)
-    headers["Accept"] = _ACCEPT
+    headers = {"Accept": _ACCEPT}
     if etag is not None:
         headers["If-None-Match"] = etag
     where = f"GET {_PATH}"
-    try:
-        resp = client._session.get(
-            client._base + _PATH,
-            params={"since": str(since), "limit": str(limit)},
-            headers=headers,
-            timeout=client._timeout,
-            verify=client._verify,
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.exceptions.SSLError as e:
-        raise errors.UpstreamError(f"server TLS failed for {where}: {e}") from e
-    except requests.RequestException as e:
-        raise errors.Unavailable(f"server unreachable for {where}: {type(e).__name__}") from e
-    with resp:
-        status = resp.status_code
-        if status == 304:
-            if etag is None:
-                raise errors.UpstreamError(f"server answered {where} with 304 unasked")
-            return FeedResponse(body=None, etag=None)
-        cap = (
-            client._limits.max_envelope_bytes if status == 200 else client._limits.max_problem_bytes
-        )
-        content = client._read(resp, cap, where)
-        if status != 200:
-            if 300 <= status < 400:
-                raise errors.UpstreamError(f"server redirected {where} ({status})")
-            raise error_from_response(status, content, retry_after=resp.headers.get("Retry-After"))
-        if content is None:
-            raise errors.UpstreamError(f"server answer to {where} over {cap} bytes")
-        return FeedResponse(body=content, etag=resp.headers.get("ETag"))
+    status, content, answered = client._exchange(
+        "GET",
+        _PATH,
+        cap=client._limits.max_envelope_bytes,
+        params={"since": str(since), "limit": str(limit)},
+        headers=headers,
+        # A 304 we did not ask for (no If-None-Match) stays an error.
+        not_modified=etag is not None,
+    )
+    if status == 304:
+        return FeedResponse(body=None, etag=None)
+    if status != 200:
+        raise errors.UpstreamError(f"server answered {where} with {status}, expected 200")
+    return FeedResponse(body=content, etag=answered.get("ETag"))
