@@ -143,17 +143,20 @@ def b64decode_strict(value: object, *, field: str, max_bytes: int) -> bytes:
         raw = value.encode("ascii")
     except UnicodeEncodeError:
         raise InvalidInput(f"{field}: not base64 (non-ASCII character)") from None
-    # Fast path for what we and cosign write (standard, padded, canonical):
-    # accepted only if re-encoding gives back the very same string, so it
-    # accepts nothing the full checks below would refuse, and yields the same
-    # bytes. Anything else takes the full checks and their precise messages.
+    # Fast path for what we and cosign write (standard, padded, canonical).
+    # strict_mode refuses any character outside the standard alphabet, bad or
+    # inner padding and trailing data, so a 4-character group maps to exactly
+    # one 3-byte group; only a padded final group can hide non-zero trailing
+    # bits, so re-encoding that group alone proves the string canonical.
+    # Anything else takes the full checks and their precise messages.
     if len(raw) % 4 == 0:
         try:
             decoded = binascii.a2b_base64(raw, strict_mode=True)
         except binascii.Error:
             pass
         else:
-            if binascii.b2a_base64(decoded, newline=False) == raw:
+            partial = len(decoded) % 3
+            if not partial or binascii.b2a_base64(decoded[-partial:], newline=False) == raw[-4:]:
                 if len(decoded) > max_bytes:
                     raise TooLarge(f"{field}: {len(decoded)} bytes, over the cap of {max_bytes}")
                 return decoded

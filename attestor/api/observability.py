@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
 
 from flask import Flask, Response, g, request
 
 from attestor.api._state import app_state
+from attestor.logs import JsonFormatter, configure_logging
 
 __all__ = ["JsonFormatter", "configure_logging", "install_observability"]
 
@@ -23,35 +20,6 @@ access_log = logging.getLogger("attestor.access")
 REQUEST_ID_HEADER = "X-Request-ID"
 # A caller-chosen id is echoed only when it is short and plain (log injection).
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_FIELDS = ("request_id", "method", "path", "status", "duration_ms")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg and request fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for name in _FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                entry[name] = value
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Send every log record to stderr as JSON lines (process-wide; CLI only)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
 
 
 def _start() -> None:

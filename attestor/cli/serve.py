@@ -66,7 +66,7 @@ def command(
     Raises:
         ConfigError: only one of --certfile/--keyfile, or they cannot be loaded.
     """
-    from attestor.api.observability import configure_logging
+    from attestor.logs import configure_logging
     from attestor.store.bootstrap import prepare
     from attestor.store.db import make_engine
 

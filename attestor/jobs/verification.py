@@ -1,9 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Bulk verification on workers: chunk dispatch, the rq chunk job, the Redis cache.
 
-With Redis each chunk (default 500 distinct items) is one rq job that carries
-its items, so per-job overhead is amortized and the items are stored once (in
-Redis, not in the database). Chunk jobs run on :class:`ChunkWorker`, rq's
+With Redis each chunk (default 500 distinct items) is one rq job, so per-job
+overhead is amortized. The chunk's items are stored once, as plain JSON under
+their own Redis key (``attestor:chunk:<chunk id>``), not in the rq job: rq
+zlib-compresses a job's payload when it is enqueued and decompresses it when
+it is fetched, which cost more than the rest of the queueing for 500
+envelopes. The keys are written in the same MULTI/EXEC as the jobs and deleted
+when the bulk job finishes. Chunk jobs run on :class:`ChunkWorker`, rq's
 non-forking ``SimpleWorker``: rq's ``Worker`` forks a work horse per job,
 which costs more than verifying a small chunk and discards the per-process
 engine, Redis connection and verifier setup. A chunk killed with its worker
@@ -24,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry, SimpleWorker
@@ -50,8 +55,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNK_FAILURE_TTL_S",
-    "ChunkJob",
     "ChunkWorker",
+    "chunk_id",
     "InlineDispatcher",
     "keyless_bundle_verifier",
     "RQDispatcher",
@@ -64,12 +69,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "attestor:vcache:"
-# SET KEYS[i] ARGV[i+1] EX ARGV[1], for every i.
-_SET_MANY_LUA = """
-for i, key in ipairs(KEYS) do
-  redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+CHUNK_PREFIX = "attestor:chunk:"
+# ARGV[2] is a JSON array [key1, value1, key2, value2, ...]; SET each pair EX ARGV[1].
+# One argument, not one per key and value: redis-py packs each argument in
+# Python, which cost more than the SETs. The keys are not declared in KEYS,
+# which only Redis Cluster needs; MGET across slots would not work there either.
+_SET_PAIRS_LUA = """
+local kv = cjson.decode(ARGV[2])
+for i = 1, #kv, 2 do
+  redis.call('SET', kv[i], kv[i + 1], 'EX', ARGV[1])
 end
-return #KEYS
+return #kv / 2
 """
 #: Seconds added to a chunk's timeout before its heartbeat expires.
 HEARTBEAT_GRACE_S = 2
@@ -82,7 +92,7 @@ class RedisResultCache:
 
     def __init__(self, connection: Redis) -> None:
         self._redis = connection
-        self._set_many = connection.register_script(_SET_MANY_LUA)
+        self._set_pairs = connection.register_script(_SET_PAIRS_LUA)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Outcome]:
         """Cached outcomes; a Redis error degrades to "nothing cached"."""
@@ -103,13 +113,12 @@ class RedisResultCache:
         """Store outcomes; a Redis error only loses the cache entries."""
         if not outcomes:
             return
-        keys = [CACHE_PREFIX + k for k in outcomes]
-        values = [json.dumps(o.to_json()) for o in outcomes.values()]
+        pairs: list[str] = []
+        for key, outcome in outcomes.items():
+            pairs.append(CACHE_PREFIX + key)
+            pairs.append(json.dumps(outcome.to_json(), separators=(",", ":")))
         try:
-            # One script call per chunk: redis-py packs each pipelined SET in
-            # Python (~50 us per item measured), one command with many arguments
-            # costs a fraction of that.
-            self._set_many(keys=keys, args=[ttl_s, *values])
+            self._set_pairs(keys=[], args=[ttl_s, json.dumps(pairs)])
         except RedisError as e:
             log.warning("verification cache unavailable: %s", type(e).__name__)
 
@@ -122,7 +131,7 @@ class RQDispatcher:
         self._limits = limits
 
     def dispatch(self, job_id: str, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
-        """Enqueue every chunk in one Redis round trip.
+        """Store every chunk's items and enqueue its job, in one MULTI/EXEC.
 
         Raises:
             Unavailable: Redis cannot be reached.
@@ -133,9 +142,8 @@ class RQDispatcher:
         specs = [
             Queue.prepare_data(
                 rq_verify_chunk,
-                args=(job_id, [dict(u) for u in chunk], _limits_json(self._limits)),
-                job_id=f"{job_id}_{n}",
-                # rq's default description is the repr of the call: the whole chunk.
+                args=(job_id, n, len(chunks), _limits_json(self._limits)),
+                job_id=chunk_id(job_id, n),
                 description=f"verify chunk {n} of job {job_id}",
                 timeout=self._limits.chunk_timeout_s,
                 result_ttl=CHUNK_RESULT_TTL_S,
@@ -143,12 +151,26 @@ class RQDispatcher:
                 retry=retry,
                 on_failure=Callback(on_chunk_failure),
             )
-            for n, chunk in enumerate(chunks)
+            for n in range(len(chunks))
         ]
         try:
-            self._queue.enqueue_many(specs)
+            with self._queue.connection.pipeline() as pipe:
+                for n, chunk in enumerate(chunks):
+                    # Kept while a failed chunk can still be retried or inspected.
+                    pipe.set(
+                        CHUNK_PREFIX + chunk_id(job_id, n),
+                        orjson.dumps(list(chunk)),
+                        ex=CHUNK_FAILURE_TTL_S,
+                    )
+                self._queue.enqueue_many(specs, pipeline=pipe)
+                pipe.execute()
         except RedisError as e:
             raise Unavailable(f"job queue unreachable: {type(e).__name__}", retry_after=10) from e
+
+
+def chunk_id(job_id: str, n: int) -> str:
+    """The rq job id of chunk ``n`` of bulk job ``job_id`` (also its items' key)."""
+    return f"{job_id}_{n}"
 
 
 class InlineDispatcher:
@@ -225,22 +247,40 @@ def _process_state() -> tuple[Settings, sessionmaker[Session], Redis | None]:
     return _PROCESS["settings"], _PROCESS["factory"], _PROCESS["redis"]
 
 
-def rq_verify_chunk(job_id: str, units: list[dict[str, Any]], options: dict[str, int]) -> int:
-    """rq entry point of one chunk; returns the number of results recorded so far."""
+def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -> int:
+    """rq entry point of chunk ``n``; returns the number of results recorded so far.
+
+    Raises:
+        RuntimeError: The chunk's items are gone from Redis while its job is
+            still unfinished (the chunk then fails and is retried, then the job).
+    """
     from attestor.jobs.runner import utc_now
 
     settings, factory, connection = _process_state()
-    cache = RedisResultCache(connection) if connection is not None else NullCache()
+    if connection is None:
+        raise ConfigError("REDIS_URL is not set; chunk jobs need Redis")
+    raw = connection.get(CHUNK_PREFIX + chunk_id(job_id, n))
+    if raw is None:
+        with factory() as session:
+            status = job_store.get_job(session, job_id).status
+        if status in ("finished", "failed"):
+            return 0  # a finished job's chunk run again (rq retry after a kill)
+        raise RuntimeError(f"the items of chunk {n} of job {job_id} are gone from Redis")
     limits = BulkLimits(cache_ttl_s=int(options.get("cache_ttl_s", 3600)))
     counts = run_chunk(
         factory,
         job_id,
-        units,
-        cache=cache,
+        orjson.loads(raw),
+        cache=RedisResultCache(connection),
         limits=limits,
         now=utc_now,
         keyless=keyless_bundle_verifier(settings),
     )
+    if counts.finished:
+        try:
+            connection.delete(*(CHUNK_PREFIX + chunk_id(job_id, i) for i in range(chunks)))
+        except RedisError as e:  # they expire anyway
+            log.warning("chunk items of job %s not deleted: %s", job_id, type(e).__name__)
     return counts.done
 
 
@@ -261,48 +301,6 @@ def on_chunk_failure(job: Job, connection: Any, *exc_info: Any) -> None:
         )
 
 
-class ChunkJob(Job):
-    """A job that does not rewrite its stored payload once fetched from Redis.
-
-    rq's ``Job.save`` zlib-compresses and resends the whole ``data`` field on
-    every status change (start, success), ~10 ms per 500-item chunk. A fetched
-    job's payload is already stored and never changes on a worker, and HSET
-    leaves fields it is not given untouched, so it is omitted.
-    """
-
-    _payload_stored = False
-    _omit_payload = False
-
-    @property
-    def data(self) -> bytes:
-        """The serialized call; empty while :meth:`to_dict` leaves it out."""
-        if self._omit_payload:
-            return b""
-        return bytes(Job.data.fget(self))  # type: ignore[attr-defined]
-
-    @data.setter
-    def data(self, value: bytes) -> None:
-        Job.data.fset(self, value)  # type: ignore[attr-defined]
-
-    def restore(self, raw_data: Any) -> Any:
-        """Load from Redis and remember that the payload is stored there."""
-        restored = super().restore(raw_data)
-        self._payload_stored = True
-        return restored
-
-    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
-        """rq's mapping, without ``data`` (and without compressing it) once stored."""
-        if not self._payload_stored:
-            return dict(super().to_dict(include_meta=include_meta, include_result=include_result))
-        self._omit_payload = True
-        try:
-            mapping = dict(super().to_dict(include_meta, include_result))
-        finally:
-            self._omit_payload = False
-        del mapping["data"]
-        return mapping
-
-
 class ChunkWorker(SimpleWorker):
     """A non-forking worker whose jobs are considered dead soon after their timeout.
 
@@ -311,8 +309,6 @@ class ChunkWorker(SimpleWorker):
     live worker never holds a chunk past it; a short grace is enough and lets a
     killed worker's chunk be retried within seconds instead of a minute.
     """
-
-    job_class = ChunkJob
 
     @property
     def dequeue_timeout(self) -> int:

@@ -12,12 +12,14 @@ hidden by the cache.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -46,6 +48,7 @@ __all__ = [
     "BulkItem",
     "BulkLimits",
     "ChunkDispatcher",
+    "ChunkProgress",
     "NullCache",
     "Outcome",
     "ResultCache",
@@ -279,27 +282,40 @@ def load_snapshot(
         revocations = current_revocation_set(session)
     revocation_version = revocations.version
     rows = signing_keys.list_keys(session)
-    basis = [(r.keyid, r.status, r.public_key_pem) for r in rows]
+    basis = tuple((r.keyid, r.status, r.public_key_pem) for r in rows)
     fingerprint = hashlib.sha256(
         json.dumps([basis, revocation_version], separators=(",", ":")).encode()
     ).hexdigest()
-    keys: list[TrustedKey] = []
-    for r in rows:
-        try:
-            keys.append(TrustedKey.from_pem(r.public_key_pem, keyid=r.keyid))
-        except InvalidInput:
-            continue
-    verifier = Verifier(keys=keys) if keys else None
+    verifier, keys = _verifier_for(tuple((keyid, pem) for keyid, _, pem in basis))
     revoked = frozenset(r.keyid for r in rows if r.status == "revoked")
     return TrustSnapshot(
         verifier=verifier,
         revoked_keyids=revoked,
         revocations=revocations,
         fingerprint=fingerprint,
-        keys={k.keyid: k for k in keys if k.keyid is not None},
+        keys=keys,
         at=now,
         keyless=keyless,
     )
+
+
+@functools.lru_cache(maxsize=4)
+def _verifier_for(
+    keys: tuple[tuple[str, str], ...],
+) -> tuple[Verifier | None, Mapping[str, TrustedKey]]:
+    """The verifier of these (keyid, PEM) pairs, built once per process.
+
+    Loading PEMs and building a verifier for every chunk cost ~1 ms; the keys
+    only change when one is added (statuses are applied by the caller).
+    """
+    trusted: list[TrustedKey] = []
+    for keyid, pem in keys:
+        try:
+            trusted.append(TrustedKey.from_pem(pem, keyid=keyid))
+        except InvalidInput:
+            continue
+    verifier = Verifier(keys=trusted) if trusted else None
+    return verifier, MappingProxyType({k.keyid: k for k in trusted if k.keyid is not None})
 
 
 def verify_units(
@@ -356,6 +372,17 @@ def verify_units(
     return rows
 
 
+@dataclass(frozen=True)
+class ChunkProgress:
+    """The job's counts after a chunk was recorded."""
+
+    done: int
+    verified: int
+    rejected: int
+    #: This chunk recorded the job's last missing result and finished it.
+    finished: bool
+
+
 def run_chunk(
     session_factory: sessionmaker[Session],
     job_id: str,
@@ -365,7 +392,7 @@ def run_chunk(
     limits: BulkLimits,
     now: Callable[[], datetime],
     keyless: BundleVerifier | None = None,
-) -> results_store.Tally:
+) -> ChunkProgress:
     """Verify one chunk and record it; finishes the job when every index has a result.
 
     Idempotent: running the same chunk again rewrites the same rows.
@@ -397,4 +424,4 @@ def run_chunk(
         if status == "finished" and job.status == "queued":
             job_store.update_job(session, job_id, status="running", now=now())
         job_store.update_job(session, job_id, status=status, progress=progress, now=now())
-    return counts
+    return ChunkProgress(counts.done, counts.verified, counts.rejected, status == "finished")

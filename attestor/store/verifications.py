@@ -9,12 +9,14 @@ two workers could both increment.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from attestor.errors import InvalidInput, NotFound
@@ -91,34 +93,41 @@ class OurAttestation:
 
 def record_results(session: Session, job_id: str, rows: Iterable[ResultRow]) -> None:
     """Insert or overwrite the results of ``job_id`` (idempotent per index)."""
-    values = [
-        {
-            "job_id": job_id,
-            "item_index": r.index,
-            "status": r.status,
-            "reason": r.reason,
-            "revoked": r.revoked,
-            "attestation_id": r.attestation_id,
-        }
-        for r in rows
-    ]
+    upsert = _upsert_sql(session.get_bind().dialect)
+    values = [(job_id, r.index, r.status, r.reason, r.revoked, r.attestation_id) for r in rows]
     if not values:
         return
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(VerificationResultModel)
+    # The statement is compiled once per dialect and run as the driver's
+    # executemany: SQLAlchemy's own executemany builds and processes a parameter
+    # dict per row, which cost ~2x the insert itself for a 500-row chunk.
+    if upsert.positional:
+        session.connection().exec_driver_sql(upsert.sql, values)
+    else:
+        named = [dict(zip(_RESULT_COLUMNS, v, strict=True)) for v in values]
+        session.connection().exec_driver_sql(upsert.sql, named)
+
+
+_RESULT_COLUMNS = ("job_id", "item_index", "status", "reason", "revoked", "attestation_id")
+
+
+@dataclass(frozen=True)
+class _CompiledUpsert:
+    sql: str
+    positional: bool
+
+
+@functools.lru_cache(maxsize=4)
+def _upsert_sql(dialect: Dialect) -> _CompiledUpsert:
+    insert = postgresql.insert if dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(VerificationResultModel).values({c: bindparam(c) for c in _RESULT_COLUMNS})
     stmt = stmt.on_conflict_do_update(
         index_elements=["job_id", "item_index"],
-        set_={
-            "status": stmt.excluded.status,
-            "reason": stmt.excluded.reason,
-            "revoked": stmt.excluded.revoked,
-            "attestation_id": stmt.excluded.attestation_id,
-        },
+        set_={c: stmt.excluded[c] for c in ("status", "reason", "revoked", "attestation_id")},
     )
-    # executemany of one cached statement: a multi-row VALUES literal would be
-    # compiled anew for every chunk, which costs more than the rows themselves.
-    session.connection().execute(stmt, values)
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.positional and tuple(compiled.positiontup or ()) != _RESULT_COLUMNS:
+        raise AssertionError(f"unexpected parameter order {compiled.positiontup}")
+    return _CompiledUpsert(str(compiled), bool(compiled.positional))
 
 
 def lock_job(session: Session, job_id: str) -> JobModel:

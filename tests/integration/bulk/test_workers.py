@@ -29,6 +29,7 @@ from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
 from attestor.jobs.runner import QUEUE_NAME
+from attestor.jobs.verification import CHUNK_PREFIX
 from attestor.store import jobs as job_store
 from attestor.store import tokens as token_store
 from attestor.store import verifications as results_store
@@ -151,8 +152,9 @@ def test_killed_worker_chunk_is_retried_without_loss_or_duplicates(bulk_env: Env
         )
         if j is not None
     }
-    # Workers do not rewrite a chunk's stored payload (ChunkJob), yet it is intact.
-    assert chunks and all(c.args[0] == job_id and c.args[1] for c in chunks.values())
+    assert chunks and all(c.args[0] == job_id for c in chunks.values())
+    # The chunks' items (stored beside the rq jobs) are deleted once the job finished.
+    assert not bulk_env.redis.keys(f"{CHUNK_PREFIX}{job_id}_*")
     for entry in in_flight:
         chunk = chunks[entry.split(":")[0]]
         info = (chunk.id, chunk.retries_left, chunk.get_status(), chunk.worker_name, first_name)

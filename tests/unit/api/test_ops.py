@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from attestor.api._state import app_state
-from attestor.api.observability import JsonFormatter
 from attestor.errors import InvalidInput
 from attestor.jobs.runner import submit
+from attestor.logs import JsonFormatter
 from attestor.store import jobs
 from tests.unit.api.conftest import NOW, bearer
 
