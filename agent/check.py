@@ -43,6 +43,7 @@ __all__ = [
     "check_once",
     "feed_follower",
     "pinned_verifier",
+    "prepare_state_dir",
     "run_check",
     "trusted_keys",
 ]
@@ -217,6 +218,23 @@ def feed_follower(
         )
 
     return make
+
+
+def prepare_state_dir(path: Path) -> None:
+    """Create the state directory (mode 0700) unless it exists.
+
+    For the CLI's ``run`` and ``check --state-dir``: an unusable state
+    directory is then a ``ConfigError`` (one line, exit 2), like an unusable
+    spool or cache directory, instead of an ``OSError`` traceback.
+
+    Raises:
+        ConfigError: it cannot be created (a parent is a file, no permission,
+            read-only file system) or it is not a directory.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise ConfigError(f"state directory {path} unusable: {e.strerror}") from e
 
 
 class RegisteringServer(AttestationServer, Protocol):

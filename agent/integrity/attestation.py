@@ -1,27 +1,30 @@
 # SPDX-License-Identifier: Apache-2.0
 """Find, verify and cache the attestation of each layer (issue 5, item 4).
 
-The server is not trusted: every envelope is verified here against the keys
-pinned at registration (``attestor.verify.Verifier``), the statement must
-name this layer's blob digest, diffID and chainID, and the manifest must hash
-to the digest and tree digest the signed statement carries. A layer without
-an attestation makes the agent ask the server to issue one (image name and
-digest only, never layer content).
+The server is not trusted: every envelope is verified on the node
+(:mod:`agent.integrity._layer_statement` for the statement and its manifest,
+:mod:`agent.integrity._keyless` for keyless bundles). This module fetches,
+remembers and caches the results, and makes the agent ask the server to issue
+an attestation for a layer without one (image name and digest only, never
+layer content).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from typing import Protocol
 
 from agent.cache import AttestationCache, LayerRecord
 from agent.containerd import LayerInfo
+from agent.integrity._keyless import (
+    KEYLESS_PREFIX,
+    NO_KEYLESS_TRUST,
+    KeylessTrust,
+    is_keyless,
+    verify_keyless_layer,
+)
+from agent.integrity._layer_statement import StatementRefs, statement_refs, verify_layer
 from agent.report import LayerStatus
 from agent.server import AttestationRef, IssuedImage, JobAccepted
 from attestor.digests import Digest, KeyId, Sha256Hex, parse_digest
@@ -35,11 +38,7 @@ from attestor.errors import (
     VerificationError,
 )
 from attestor.manifest import AttestedManifest, FileManifest
-from attestor.verify import TrustedKey, VerifiedStatement, Verifier
-
-if TYPE_CHECKING:
-    # sigstore-python costs memory at import; only keyless layers need it.
-    from attestor.verify.bundle import BundleVerifier, CertificateIdentity
+from attestor.verify import VerifiedStatement, Verifier
 
 __all__ = [
     "KEYLESS_PREFIX",
@@ -55,11 +54,6 @@ __all__ = [
     "verify_keyless_layer",
     "verify_layer",
 ]
-
-#: Key ids of attestations signed keylessly (``keyless:<sha256(issuer, identity)>``).
-KEYLESS_PREFIX = "keyless:"
-#: Why a keyless layer is refused when the node pins no keyless trust.
-NO_KEYLESS_TRUST = "keyless attestation and no keyless trust configured"
 
 #: Layers (and image requests) remembered at most; beyond, memory restarts.
 _MAX_REMEMBERED = 4096
@@ -104,147 +98,6 @@ class AttestationServer(Protocol):
     def request_attestation(self, image: str) -> IssuedImage | JobAccepted: ...
 
 
-@dataclass(frozen=True)
-class StatementRefs:
-    """What a verified layer statement commits to."""
-
-    diff_id: Digest
-    chain_id: Digest
-    manifest_sha256: Sha256Hex
-    tree_digest: str
-
-
-def _byproduct(items: list[Any], name: str) -> Mapping[str, Any]:
-    found = [i for i in items if isinstance(i, dict) and i.get("name") == name]
-    if len(found) != 1:
-        raise VerificationError(f"statement has {len(found)} byproducts named {name!r}, need 1")
-    return found[0]
-
-
-def _sha256_of(item: Mapping[str, Any], what: str) -> Sha256Hex:
-    digest = item.get("digest")
-    value = digest.get("sha256") if isinstance(digest, dict) else None
-    if not isinstance(value, str):
-        raise VerificationError(f"statement {what} has no sha256 digest")
-    try:
-        return parse_digest("sha256:" + value)
-    except InvalidInput as e:
-        raise VerificationError(f"statement {what}: {e.message}") from e
-
-
-def statement_refs(statement: Mapping[str, Any]) -> StatementRefs:
-    """Read diffID, chainID and the manifest reference from ``runDetails.byproducts``.
-
-    Raises:
-        VerificationError: if the statement does not carry them exactly once.
-    """
-    predicate = statement.get("predicate")
-    run = predicate.get("runDetails") if isinstance(predicate, dict) else None
-    items = run.get("byproducts") if isinstance(run, dict) else None
-    if not isinstance(items, list):
-        raise VerificationError("statement has no runDetails.byproducts")
-    manifest = _byproduct(items, "layer-manifest")
-    annotations = manifest.get("annotations")
-    tree = annotations.get("treeDigest") if isinstance(annotations, dict) else None
-    if not isinstance(tree, str):
-        raise VerificationError("statement layer-manifest has no treeDigest")
-    return StatementRefs(
-        diff_id=Digest("sha256:" + _sha256_of(_byproduct(items, "diffID"), "diffID")),
-        chain_id=Digest("sha256:" + _sha256_of(_byproduct(items, "chainID"), "chainID")),
-        manifest_sha256=_sha256_of(manifest, "layer-manifest"),
-        tree_digest=tree,
-    )
-
-
-def verify_layer(
-    verifier: Verifier,
-    envelope: bytes,
-    layer: LayerInfo,
-    fetch_manifest: Callable[[Sha256Hex], bytes],
-) -> tuple[VerifiedStatement, AttestedManifest]:
-    """Verify an envelope for ``layer`` and the manifest its statement names.
-
-    Raises:
-        VerificationError: bad signature, another subject, another diffID or
-            chainID, or a manifest that does not match the signed digests
-            (``detail["revoked"]`` is True for a revoked attestation).
-        InvalidInput: the envelope or the manifest is malformed.
-        Error: whatever ``fetch_manifest`` raises.
-    """
-    verified = verifier.verify_envelope(envelope, artifact_digest=layer.digest)
-    refs = statement_refs(verified.statement)
-    if refs.diff_id != layer.diff_id:
-        raise VerificationError(f"statement diffID {refs.diff_id} != layer {layer.diff_id}")
-    if refs.chain_id != layer.chain_id:
-        raise VerificationError(f"statement chainID {refs.chain_id} != layer {layer.chain_id}")
-    data = fetch_manifest(refs.manifest_sha256)
-    # The compact form: the agent keeps it for every lower layer (issue 5, RSS).
-    manifest = AttestedManifest.from_canonical_bytes(data)
-    del data
-    if manifest.sha256 != "sha256:" + refs.manifest_sha256:
-        raise VerificationError(
-            f"manifest is {manifest.sha256}, statement says {refs.manifest_sha256}"
-        )
-    if manifest.tree_digest != refs.tree_digest:
-        raise VerificationError(
-            f"manifest tree digest {manifest.tree_digest} != statement {refs.tree_digest}"
-        )
-    return verified, manifest
-
-
-@dataclass(frozen=True)
-class KeylessTrust:
-    """Keyless trust pinned on the node: never taken from the server.
-
-    Attributes:
-        verifier: a bundle verifier built on the pinned Sigstore trusted root.
-        identity: the certificate SAN and OIDC issuer that must have signed.
-        fetch_bundle: reads an attestation's bundle from the server (untrusted bytes).
-        now: the wall clock, for certificate and log validity.
-    """
-
-    verifier: BundleVerifier
-    identity: CertificateIdentity
-    fetch_bundle: Callable[[str], bytes]
-    now: Callable[[], datetime]
-
-
-def verify_keyless_layer(
-    keyless: KeylessTrust,
-    verifier: Verifier,
-    bundle: bytes,
-    layer: LayerInfo,
-    fetch_manifest: Callable[[Sha256Hex], bytes],
-) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
-    """Verify a keyless bundle for ``layer``, then its statement as :func:`verify_layer` does.
-
-    The bundle must verify against the pinned root and identity (certificate
-    chain, SCTs, log entry); the DSSE envelope inside it then goes through the
-    same statement, manifest and revocation rules as a key-signed one, with
-    the certificate's key. Returns the envelope bytes too (for the cache).
-
-    Raises:
-        VerificationError: the bundle, the identity or the statement does not verify.
-        InvalidInput: the bundle, envelope or manifest is malformed.
-        Error: whatever ``fetch_manifest`` raises.
-    """
-    from attestor.signing._keyless_sign import dsse_envelope, signing_certificate_pem
-    from attestor.verify.bundle import Artifact
-
-    keyless.verifier.verify(
-        bundle, Artifact.from_digest(layer.digest), now=keyless.now(), identity=keyless.identity
-    )
-    document = json.loads(bundle)
-    envelope = dsse_envelope(document).to_json()
-    cert = x509.load_pem_x509_certificate(signing_certificate_pem(document))
-    key_pem = cert.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with_cert_key = verifier.with_keys([TrustedKey.from_pem(key_pem)])
-    verified, manifest = verify_layer(with_cert_key, envelope, layer, fetch_manifest)
-    return verified, manifest, envelope
-
-
 def image_reference(name: str, digest: str) -> str:
     """``registry/repo@sha256:...`` from containerd's image name and target digest."""
     base = name.split("@", 1)[0]
@@ -253,10 +106,6 @@ def image_reference(name: str, digest: str) -> str:
     if colon > slash:
         base = base[:colon]
     return f"{base}@{digest}"
-
-
-def _is_keyless(keyid: str | None) -> bool:
-    return keyid is not None and keyid.startswith(KEYLESS_PREFIX)
 
 
 def _status_of(error: VerificationError) -> LayerStatus:
@@ -362,7 +211,7 @@ class ServerAttestations:
             layer.digest,
             "valid",
             attestation_id=record.attestation_id,
-            keyid=record.keyid if _is_keyless(record.keyid) else KeyId(verified.keys[0]),
+            keyid=record.keyid if is_keyless(record.keyid) else KeyId(verified.keys[0]),
             manifest=manifest,
             envelope_sha256=verified.envelope_sha256,
             reason="server unavailable; verified from cache",
@@ -376,7 +225,7 @@ class ServerAttestations:
         fetch_manifest: Callable[[Sha256Hex], bytes],
     ) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
         """Verify ``signed`` (an envelope, or a keyless bundle) for ``layer``."""
-        if _is_keyless(keyid):
+        if is_keyless(keyid):
             if self._keyless is None:
                 raise VerificationError(NO_KEYLESS_TRUST)
             return verify_keyless_layer(
@@ -396,7 +245,7 @@ class ServerAttestations:
         for ref in refs:
             if ref.layer.digest != layer.digest:
                 continue
-            keyless = _is_keyless(ref.keyid)
+            keyless = is_keyless(ref.keyid)
             try:
                 if keyless and self._keyless is None:
                     raise VerificationError(NO_KEYLESS_TRUST)
