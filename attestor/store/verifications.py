@@ -200,23 +200,31 @@ def find_attestations(
     """Our attestations whose stored envelope has one of these sha256 hex digests."""
     found: dict[str, OurAttestation] = {}
     wanted = sorted(set(envelope_sha256s))
+    a = AttestationModel
+    # Only the columns needed, not the models: those would load each stored
+    # envelope and statement too.
+    columns = (
+        a.envelope_sha256, a.id, a.status, a.keyid, a.policy_id, a.policy_version,
+        a.layer_digest, ImageModel.manifest_digest, a.created_at, a.signer_identity,
+        a.signer_issuer,
+    )  # fmt: skip
     for start in range(0, len(wanted), 500):
         query = (
-            select(AttestationModel, ImageModel)
-            .join(ImageModel, AttestationModel.image_id == ImageModel.id)
-            .where(AttestationModel.envelope_sha256.in_(wanted[start : start + 500]))
+            select(*columns)
+            .join(ImageModel, a.image_id == ImageModel.id)
+            .where(a.envelope_sha256.in_(wanted[start : start + 500]))
         )
-        for m, image in session.execute(query):
-            found[m.envelope_sha256] = OurAttestation(
-                id=m.id,
-                status=m.status,
-                keyid=m.keyid,
-                policy_id=m.policy_id,
-                policy_version=m.policy_version,
-                layer_digest=m.layer_digest,
-                image_digest=image.manifest_digest,
-                issued_at=m.created_at,
-                signer_identity=m.signer_identity,
-                signer_issuer=m.signer_issuer,
+        for row in session.execute(query):
+            found[row.envelope_sha256] = OurAttestation(
+                id=row.id,
+                status=row.status,
+                keyid=row.keyid,
+                policy_id=row.policy_id,
+                policy_version=row.policy_version,
+                layer_digest=row.layer_digest,
+                image_digest=row.manifest_digest,
+                issued_at=row.created_at,
+                signer_identity=row.signer_identity,
+                signer_issuer=row.signer_issuer,
             )
     return found

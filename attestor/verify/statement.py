@@ -106,13 +106,18 @@ def _subjects(raw: object) -> tuple[Subject, ...]:
         digest = item.get("digest")
         if not isinstance(name, str):
             raise VerificationError(f"statement: subject[{i}].name must be a string")
-        if not isinstance(digest, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in digest.items()
-        ):
+        if not isinstance(digest, dict):
             raise VerificationError(f"statement: subject[{i}].digest must map strings to strings")
+        pairs = sorted(digest.items())
+        # Keys are strings in any parsed JSON; only the values need a check.
+        for _, value in pairs:
+            if type(value) is not str:
+                raise VerificationError(
+                    f"statement: subject[{i}].digest must map strings to strings"
+                )
         if not _SHA256_HEX.match(digest.get("sha256", "")):
             raise VerificationError(f"statement: subject[{i}] has no lowercase sha256 digest")
-        subjects.append(Subject(name=name, digest=tuple(sorted(digest.items()))))
+        subjects.append(Subject(name=name, digest=tuple(pairs)))
     return tuple(subjects)
 
 
