@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Background pieces of :meth:`agent.daemon.Daemon.run`.
 
-Registration retried with backoff until it succeeds, and one containerd event
+Registration retried with backoff until it succeeds, one containerd event
 watcher per namespace that wakes the sweep loop on events that may change
-what runs.
+what runs, and the optional inotify watch (:class:`WatchHook`) that wakes it
+when a checked directory changes.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import logging
 import threading
 from collections.abc import Callable
 
+from agent.config import AgentConfig
 from agent.containerd import ContainerdClient, EventSubscription
+from agent.integrity.sweep import SweepResult
+from agent.integrity.watch import Watcher, watched_dirs
 from attestor.errors import Error, Unauthorized
 
-__all__ = ["WATCHED_TOPICS", "register_until_ok", "watch_events"]
+__all__ = ["WATCHED_TOPICS", "WatchHook", "register_until_ok", "start_thread", "watch_events"]
 
 log = logging.getLogger("attestor.agent")
 
@@ -32,6 +36,15 @@ WATCHED_TOPICS = frozenset(
     }
 )
 _REREGISTER_MAX = 60.0
+
+
+def start_thread(
+    name: str, target: Callable[..., None], *args: object, **kwargs: object
+) -> threading.Thread:
+    """``target(*args, **kwargs)`` in a started daemon thread called ``name``."""
+    thread = threading.Thread(target=target, args=args, kwargs=kwargs, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def register_until_ok(register: Callable[[], str], stop: threading.Event) -> bool:
@@ -80,3 +93,49 @@ def watch_events(
                 "event stream failed", extra={"namespace": client.namespace, "error": e.message}
             )
         stop.wait(2.0)
+
+
+class WatchHook:
+    """The inotify watch's part of the run loop; every method is a no-op when it is off.
+
+    Args:
+        config: ``watch`` and ``watch_max_watches`` are read.
+        wake: set when changed directories are ready for a check.
+        watcher: a ready-made watcher (tests); default: built from ``config``.
+    """
+
+    def __init__(
+        self, config: AgentConfig, wake: threading.Event, *, watcher: Watcher | None = None
+    ) -> None:
+        self.watcher = watcher
+        if watcher is None and config.watch:
+            try:
+                self.watcher = Watcher(on_ready=wake.set, max_watches=config.watch_max_watches)
+            except OSError as e:
+                # fs.inotify.max_user_instances reached: the sweeps still run.
+                log.warning("inotify unavailable; checking at the interval only",
+                            extra={"error": str(e)})  # fmt: skip
+        if self.watcher is not None:
+            self.watcher.start()
+
+    def settled(self) -> bool:
+        """True when the wake came from the watch (already debounced)."""
+        return self.watcher is not None and self.watcher.ready()
+
+    def begin(self) -> int:
+        """Start a sweep; returns how many watched directories changed since the last one."""
+        return 0 if self.watcher is None else len(self.watcher.begin_sweep())
+
+    def end(self, result: SweepResult | None, seconds: float) -> dict[str, int]:
+        """Watch what ``result`` checked (None: a failed sweep, keep); the status for the log."""
+        if self.watcher is None:
+            return {}
+        self.watcher.end_sweep(None if result is None else watched_dirs(result), seconds=seconds)
+        status = self.watcher.status()
+        return {"watched": status.roots, "watches": status.watches,
+                "watch_degraded": len(status.degraded)}  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the watch thread and drop the watches."""
+        if self.watcher is not None:
+            self.watcher.close()

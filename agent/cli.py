@@ -233,6 +233,8 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         keyless_instance=options["keyless_instance"],
         keyless_identity=options["keyless_identity"],
         keyless_issuer=options["keyless_issuer"],
+        watch=options.get("watch"),
+        watch_max_watches=options.get("watch_max_watches"),
     )
 
 
@@ -286,6 +288,21 @@ def main() -> None:
 
 @main.command()
 @_common_options
+@click.option(
+    "--watch/--no-watch",
+    default=None,
+    envvar="ATTESTOR_AGENT_WATCH",
+    help="inotify watch: check a layer or upperdir as soon as it changes "
+    "[default: on in node mode, off in sidecar mode].",
+)
+@click.option(
+    "--watch-max-watches",
+    type=click.IntRange(min=1),
+    default=None,
+    envvar="ATTESTOR_AGENT_WATCH_MAX_WATCHES",
+    help="cap on inotify watches; directories beyond it are checked at --interval "
+    "[default: half of fs.inotify.max_user_watches].",
+)
 def run(**options: Any) -> None:
     """Run the agent daemon."""
     _setup_logging(options["log_level"])

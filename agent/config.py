@@ -141,6 +141,12 @@ class AgentConfig:
         keyless_instance: or the public-good root embedded in sigstore-python.
         keyless_identity: the certificate identity (SAN) accepted, exactly.
         keyless_issuer: the OIDC issuer accepted, exactly.
+        watch: an inotify watch triggers a check as soon as a checked
+            directory changes (``run`` only; the sweeps stay the backstop).
+            None: on in node mode, off in sidecar mode (every sidecar on a
+            node would draw on root's one per-user watch limit).
+        watch_max_watches: cap on the agent's inotify watches (None: half
+            of ``/proc/sys/fs/inotify/max_user_watches``).
     """
 
     containerd_address: str
@@ -167,6 +173,8 @@ class AgentConfig:
     keyless_instance: KeylessInstance | None = None
     keyless_identity: str | None = None
     keyless_issuer: str | None = None
+    watch: bool | None = None
+    watch_max_watches: int | None = None
 
     def __post_init__(self) -> None:
         if not self.namespaces or any(not ns for ns in self.namespaces):
@@ -190,8 +198,12 @@ class AgentConfig:
             )
         if self.full_rehash_every < 1:
             raise ConfigError("full_rehash_every must be >= 1")
+        if self.watch_max_watches is not None and self.watch_max_watches < 1:
+            raise ConfigError(f"watch_max_watches must be >= 1, got {self.watch_max_watches}")
         self._check_keyless()
         object.__setattr__(self, "labels", dict(self.labels))
+        if self.watch is None:
+            object.__setattr__(self, "watch", self.mode == "node")
 
     def _check_keyless(self) -> None:
         roots = (self.keyless_trusted_root is not None) + (self.keyless_instance is not None)

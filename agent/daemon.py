@@ -14,6 +14,8 @@ The revocation feed is polled every ``revocation_poll_interval`` seconds; a
 changed set re-verifies every layer at the next sweep. A feed anomaly (stale,
 rejected page) is logged, noted in every container's integrity history, and
 ``revocation_fail_mode`` is applied to containers first seen while it lasts.
+With ``watch`` on, an inotify watch over the checked directories also wakes
+the loop (:class:`agent._daemon_loop.WatchHook`); the interval stays the backstop.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from agent._daemon_loop import WATCHED_TOPICS, register_until_ok, watch_events
+from agent._daemon_loop import (
+    WATCHED_TOPICS,
+    WatchHook,
+    register_until_ok,
+    start_thread,
+    watch_events,
+)
 from agent.cache import AttestationCache
 from agent.check import (
     AGENT_VERSION,
@@ -140,6 +148,7 @@ class Daemon:
         self._was_running: set[tuple[str, str]] = set()
         self._subscriptions: list[EventSubscription] = []
         self._last_counts = (0, 0)
+        self.watch: WatchHook | None = None  # the inotify watch while run() runs
 
     # -- setup ------------------------------------------------------------
 
@@ -401,32 +410,14 @@ class Daemon:
         if not register_until_ok(self.register, stop):
             return
         threads = [
-            threading.Thread(
-                target=self._violation_deliverer.run,
-                args=(stop,),
-                kwargs={"wake": self.violation_wake},
-                name="deliver-violations",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=self._report_deliverer.run,
-                args=(stop,),
-                kwargs={"wake": self.report_wake},
-                name="deliver-reports",
-                daemon=True,
-            ),
-        ]
-        threads += [
-            threading.Thread(
-                target=watch_events,
-                args=(c, stop, self.wake, self._subscriptions),
-                name=f"events-{ns}",
-                daemon=True,
-            )
-            for ns, c in self._clients.items()
-        ]
-        for thread in threads:
-            thread.start()
+            start_thread("deliver-violations", self._violation_deliverer.run, stop,
+                         wake=self.violation_wake),
+            start_thread("deliver-reports", self._report_deliverer.run, stop,
+                         wake=self.report_wake),
+            *(start_thread(f"events-{ns}", watch_events, c, stop, self.wake, self._subscriptions)
+              for ns, c in self._clients.items()),
+        ]  # fmt: skip
+        watch = self.watch = WatchHook(self.config, self.wake)
         next_sweep = next_beat = next_poll = self._clock()
         try:
             while not stop.is_set():
@@ -438,24 +429,28 @@ class Daemon:
                         log.error("revocation poll failed", extra={"error": e.message})
                     next_poll = self._clock() + self.config.revocation_poll_interval
                 if self.wake.is_set() or now >= next_sweep:
-                    if self.wake.is_set():
+                    if self.wake.is_set() and not watch.settled():
                         stop.wait(_DEBOUNCE)
                     self.wake.clear()
-                    started = self._clock()
+                    changed, started = watch.begin(), self._clock()
                     try:
                         result = self.sweep_once()
                     except Error as e:
                         # One bad sweep (containerd restarting, a full disk)
                         # must not end the agent; the next interval retries.
                         log.error("sweep failed", extra={"error": e.message})
+                        watch.end(None, self._clock() - started)
                         next_sweep = self._clock() + self.config.interval
                         continue
+                    seconds = self._clock() - started
                     log.info(
                         "sweep",
                         extra={
                             "containers": len(result.containers),
                             "violations": len(result.violations),
-                            "seconds": round(self._clock() - started, 3),
+                            "seconds": round(seconds, 3),
+                            "changed": changed,
+                            **watch.end(result, seconds),
                         },
                     )
                     next_sweep = self._clock() + self.config.interval
@@ -467,6 +462,7 @@ class Daemon:
                 due = min(next_sweep, next_beat, next_poll) - self._clock()
                 self.wake.wait(min(_STOP_POLL, max(0.0, due)))
         finally:
+            watch.close()
             stop.set()
             self.violation_wake.set()
             self.report_wake.set()
