@@ -29,7 +29,14 @@ from typing import Any, TypeVar
 import click
 
 from agent.cache import AttestationCache
-from agent.check import EXIT_CLEAN, EXIT_ERROR, EXIT_VIOLATIONS, check_once, feed_follower
+from agent.check import (
+    EXIT_CLEAN,
+    EXIT_ERROR,
+    EXIT_VIOLATIONS,
+    check_once,
+    feed_follower,
+    prepare_state_dir,
+)
 from agent.config import AgentConfig, parse_label_selector, read_token
 from agent.containerd import ContainerdClient
 from agent.daemon import Daemon
@@ -281,7 +288,28 @@ def _fail(error: Error) -> None:
     raise SystemExit(EXIT_ERROR)
 
 
-@click.group()
+class _OneLineGroup(click.Group):
+    """Usage errors are one line on stderr and exit 2 too, not click's usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()  # no command at all: the help is the useful answer
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as e:
+            message = " ".join(e.format_message().split())
+            click.echo(f"attestor-agent: {type(e).__name__}: {message}", err=True)
+            sys.exit(EXIT_ERROR)
+        except click.Abort:
+            click.echo("attestor-agent: aborted", err=True)
+            sys.exit(EXIT_ERROR)
+
+
+@click.group(cls=_OneLineGroup)
 def main() -> None:
     """Verify at runtime that container layers match their attestations."""
 
@@ -314,7 +342,7 @@ def run(**options: Any) -> None:
 
     try:
         config = _config(options)
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_state_dir(config.state_dir)
         with ExitStack() as stack, _session(config) as (server, clients):
             violations = stack.enter_context(Spool.open(config.spool_dir))
             reports = stack.enter_context(Spool.open(config.report_spool_dir))
@@ -353,7 +381,7 @@ def check(**options: Any) -> None:
         with ExitStack() as stack, _session(config) as (server, clients):
             cache = None
             if options["state_dir"] is not None:
-                config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                prepare_state_dir(config.state_dir)
                 cache = stack.enter_context(AttestationCache.open(config.cache_dir))
                 feed_dir = config.revocation_dir
             else:

@@ -2,8 +2,7 @@
 """``attestor-agent check --once`` and ``run`` on bad input: exit 2 and one line on stderr.
 
 Logs are JSON lines on stderr too (agent/cli.py), so "one line" counts the
-lines that are not log records. Cases marked xfail are gaps that need a
-change in agent/cli.py; strict, so fixing them flags the marker for removal.
+lines that are not log records.
 """
 
 from __future__ import annotations
@@ -23,17 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.check import prepare_state_dir
 from agent.cli import main
 from attestor.errors import ConfigError
-
-_USAGE_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="click prints a usage block (4 lines); agent/cli.py needs a one-line group "
-    "like attestor/cli/verify_bundle.py:_OneLineCommand",
-)
-_STATE_DIR_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="agent/cli.py calls Path.mkdir directly (OSError traceback, exit 1); "
-    "it should call agent.check.prepare_state_dir",
-)
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -63,22 +51,18 @@ _OFFLINE = ["--server", "http://127.0.0.1:9", "--token-file", "{tmp}/token",
 @pytest.mark.parametrize(
     ("args", "files", "needle"),
     [
-        pytest.param(["check", "--once", "--bogus"], (), "--bogus", id="unknown-flag",
-                     marks=_USAGE_GAP),
-        pytest.param(["run", "--interval", "abc"], (), "--interval", id="bad-float",
-                     marks=_USAGE_GAP),
-        pytest.param(["check", "--once", "--mode", "pod"], (), "--mode", id="bad-choice",
-                     marks=_USAGE_GAP),
-        pytest.param(["chek"], (), "chek", id="unknown-command", marks=_USAGE_GAP),
+        pytest.param(["check", "--once", "--bogus"], (), "--bogus", id="unknown-flag"),
+        pytest.param(["run", "--interval", "abc"], (), "--interval", id="bad-float"),
+        pytest.param(["check", "--once", "--mode", "pod"], (), "--mode", id="bad-choice"),
+        pytest.param(["chek"], (), "chek", id="unknown-command"),
         pytest.param(["check", *_OFFLINE], (), "--once", id="check-without-once"),
         pytest.param(["check", "--once", "--token", "t"], (), "--server", id="no-server"),
         pytest.param(["check", "--once", *_OFFLINE, "--token-file", "{tmp}/missing"], (),
                      "token file", id="missing-token-file"),
         pytest.param(["check", "--once", *_OFFLINE, "--state-dir", "{tmp}/file/state"],
-                     ("file",), "state directory", id="check-state-dir-under-a-file",
-                     marks=_STATE_DIR_GAP),
+                     ("file",), "state directory", id="check-state-dir-under-a-file"),
         pytest.param(["run", *_OFFLINE, "--state-dir", "{tmp}/file/state"], ("file",),
-                     "state directory", id="run-state-dir-under-a-file", marks=_STATE_DIR_GAP),
+                     "state directory", id="run-state-dir-under-a-file"),
         pytest.param(["check", "--once", *_OFFLINE, "--state-dir", "{tmp}/state"],
                      ("state/cache",), "cache directory", id="check-cache-dir-is-a-file"),
         pytest.param(["run", *_OFFLINE, "--state-dir", "{tmp}/state"], ("state/spool",),
