@@ -45,6 +45,7 @@ from agent.integrity.ledger import Ledger
 from agent.response import RESPONSE_MODES
 from agent.server import ServerClient, fetch_bundle, report_sender, violation_sender
 from agent.spool import Spool
+from attestor.cli._usage import OneLineUsage
 from attestor.errors import ConfigError, Error
 
 __all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_VIOLATIONS", "JsonFormatter", "main"]
@@ -288,25 +289,10 @@ def _fail(error: Error) -> None:
     raise SystemExit(EXIT_ERROR)
 
 
-class _OneLineGroup(click.Group):
-    """Usage errors are one line on stderr and exit 2 too, not click's usage block."""
+class _OneLineGroup(OneLineUsage, click.Group):
+    """Usage errors are one line on stderr and exit 2, not click's usage block."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
-        except click.exceptions.NoArgsIsHelpError as e:
-            e.show()  # no command at all: the help is the useful answer
-            sys.exit(EXIT_ERROR)
-        except click.ClickException as e:
-            message = " ".join(e.format_message().split())
-            click.echo(f"attestor-agent: {type(e).__name__}: {message}", err=True)
-            sys.exit(EXIT_ERROR)
-        except click.Abort:
-            click.echo("attestor-agent: aborted", err=True)
-            sys.exit(EXIT_ERROR)
+    label = "attestor-agent"
 
 
 @click.group(cls=_OneLineGroup)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from attestor.cli._usage import OneLineUsage, one_line
 from attestor.errors import ConfigError, Error
 
 __all__ = ["cli", "main"]
@@ -56,8 +57,11 @@ class _ConfigFailure(_Failure):
     exit_code = EXIT_CONFIG
 
 
-class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use (fast ``--help``)."""
+class LazyGroup(OneLineUsage, click.Group):
+    """A group whose subcommands are imported on first use (fast ``--help``).
+
+    Usage errors are one line on stderr (exit 2), like every other failure.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [n for n in COMMANDS if n not in _OPTIONAL or _load(n) is not None]
@@ -71,14 +75,9 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as e:
-            raise _ConfigFailure(_one_line(f"invalid configuration: {e.message}")) from e
+            raise _ConfigFailure(one_line(f"invalid configuration: {e.message}")) from e
         except Error as e:
-            raise _Failure(_one_line(f"{type(e).__name__}: {e.message}")) from e
-
-
-def _one_line(message: str) -> str:
-    # Library messages (YAML, SQLAlchemy) can span lines; the CLI contract is one line.
-    return " ".join(message.split())
+            raise _Failure(one_line(f"{type(e).__name__}: {e.message}")) from e
 
 
 @click.group(cls=LazyGroup)

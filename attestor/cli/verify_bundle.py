@@ -19,10 +19,11 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 
+from attestor.cli._usage import OneLineUsage
 from attestor.errors import Error
 from attestor.verify._crypto import load_public_key
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
@@ -85,19 +86,10 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-class _OneLineCommand(click.Command):
+class _OneLineCommand(OneLineUsage, click.Command):
     """Usage errors also fit on one stderr line (the protocol reads stderr)."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        kwargs["standalone_mode"] = False
-        try:
-            return super().main(*args, **kwargs)
-        except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
-        except click.ClickException as e:
-            _fail(f"usage: {e.format_message()}", 2)
-        except click.Abort:
-            _fail("aborted", 2)
+    label = "attestor verify-bundle"
 
 
 @click.command("verify-bundle", cls=_OneLineCommand, help="Verify a Sigstore bundle (offline).")

@@ -83,3 +83,22 @@ def test_admin_migrate(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     from attestor.store.db import head_revision
 
     assert f"database at revision {head_revision()}" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--bogus"],
+        ["bogus"],
+        ["token", "create", "--role", "nope"],
+        ["serve", "--port", "not-a-number"],
+        ["verify-bundle", "--bogus"],
+    ],
+    ids=["unknown-option", "unknown-command", "bad-choice", "bad-value", "subcommand-option"],
+)
+def test_usage_errors_are_one_line_exit_2(args: list[str], env: dict[str, str]) -> None:
+    code, out, err = _run(args, env)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("attestor: usage: ")
