@@ -277,7 +277,8 @@ def main() -> None:
         wait_http(f"{base}/healthz")
         print(
             f"cores: {os.cpu_count()}  envelopes per run: {args.envelopes}  "
-            f"request size: {args.batch} items  chunk: 500 items  database: SQLite"
+            f"request size: {args.batch} items  chunk: {settings.bulk_chunk_size} items  "
+            "database: SQLite"
         )
         print(f"raw cryptography ECDSA P-256 verify:      {raw:6.0f} /CPU s")
         print(f"Verifier.verify_envelope in-process: {core:6.0f} /CPU s ({core / raw:.0%} of raw)")

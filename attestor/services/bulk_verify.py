@@ -75,7 +75,7 @@ class BulkLimits:
     max_items: int = 10_000
     #: Items per rq job: large enough to amortize the per-job cost, small enough
     #: that a retried chunk redoes little work.
-    chunk_size: int = 500
+    chunk_size: int = 1000
     #: rq ``job_timeout`` of one chunk; a dead worker's chunk is retried after it.
     chunk_timeout_s: int = 60
     #: Retries of a chunk after a failure or an abandoned (killed) worker.

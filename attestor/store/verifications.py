@@ -157,7 +157,7 @@ def tally(session: Session, job_id: str) -> Tally:
         .where(VerificationResultModel.job_id == job_id)
         .group_by(VerificationResultModel.status)
     )
-    counts = {str(status): int(n) for status, n in session.execute(query)}
+    counts = {str(status): int(n) for status, n in session.connection().execute(query)}
     verified, rejected = counts.get("verified", 0), counts.get("rejected", 0)
     return Tally(done=verified + rejected, verified=verified, rejected=rejected)
 
@@ -214,7 +214,7 @@ def find_attestations(
             .join(ImageModel, a.image_id == ImageModel.id)
             .where(a.envelope_sha256.in_(wanted[start : start + 500]))
         )
-        for row in session.execute(query):
+        for row in session.connection().execute(query):
             found[row.envelope_sha256] = OurAttestation(
                 id=row.id,
                 status=row.status,
