@@ -2,15 +2,17 @@
 """Bulk verification throughput through the whole path, next to the raw ECDSA limit.
 
 Starts a throwaway ``redis-server``, ``attestor serve --workers 2`` (gunicorn)
-on SQLite, and 1 then 2 ``attestor worker`` processes. For each worker count
-it submits distinct ECDSA P-256 envelopes (SLSA layer statements) over HTTP in
-requests of ``--batch`` items, waits for the jobs and reads every result back.
+on SQLite (or a throwaway PostgreSQL cluster), and 1 then 2 ``attestor worker``
+processes. For each worker count it submits distinct ECDSA P-256 envelopes
+(SLSA layer statements) over HTTP in requests of ``--batch`` items, waits for
+the jobs and reads every result back.
 It prints envelopes/s end to end and per worker, the workers' own phase (first
 chunk started -> last finished, from the job rows), the in-process
 ``Verifier.verify_envelope`` rate and the raw ``cryptography`` P-256 verify
 rate, all measured in this run. Everything shares the machine's cores.
 
     .venv/bin/python bench/bench_bulk_verify.py [--envelopes 20000] [--batch 10000]
+        [--database sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from attestor.signing.dsse import sign_envelope  # noqa: E402
 from attestor.statement import statement_bytes  # noqa: E402
 from attestor.store.bootstrap import prepare  # noqa: E402
 from attestor.store.db import make_engine, make_session_factory  # noqa: E402
+from tests.harness.services import Postgres  # noqa: E402
 from tests.unit.bulk._envelopes import digest, layer_statement  # noqa: E402
 
 ATTESTOR = str(Path(sys.executable).with_name("attestor"))
@@ -226,6 +229,12 @@ def main() -> None:
         action="store_true",
         help="start the workers before submitting (server and workers then share the cores)",
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="the embedded default, or a throwaway PostgreSQL cluster (initdb + pg_ctl)",
+    )
     args = parser.parse_args()
     redis_server = shutil.which("redis-server")
     if redis_server is None:
@@ -240,6 +249,9 @@ def main() -> None:
         "ATTESTOR_ADMIN_TOKEN": TOKEN,
         "ATTESTOR_LOG_LEVEL": "WARNING",
     }
+    postgres = Postgres().start() if args.database == "postgres" else None
+    if postgres is not None:
+        env["DATABASE_URL"] = postgres.url
     redis = subprocess.Popen(  # noqa: S603
         [
             redis_server,
@@ -278,7 +290,7 @@ def main() -> None:
         print(
             f"cores: {os.cpu_count()}  envelopes per run: {args.envelopes}  "
             f"request size: {args.batch} items  chunk: {settings.bulk_chunk_size} items  "
-            "database: SQLite"
+            f"database: {args.database}"
         )
         print(f"raw cryptography ECDSA P-256 verify:      {raw:6.0f} /CPU s")
         print(f"Verifier.verify_envelope in-process: {core:6.0f} /CPU s ({core / raw:.0%} of raw)")
@@ -309,6 +321,8 @@ def main() -> None:
             server.wait(timeout=30)
         redis.terminate()
         redis.wait(timeout=10)
+        if postgres is not None:
+            postgres.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
