@@ -72,14 +72,24 @@ CACHE_PREFIX = "attestor:vcache:"
 CHUNK_PREFIX = "attestor:chunk:"
 # ARGV[2] is a JSON array [key1, value1, key2, value2, ...]; SET each pair EX ARGV[1].
 # One argument, not one per key and value: redis-py packs each argument in
-# Python, which cost more than the SETs. The keys are not declared in KEYS,
-# which only Redis Cluster needs; MGET across slots would not work there either.
+# Python, which cost more than the SETs (and than MGET's). The keys are not
+# declared in KEYS, which only Redis Cluster needs; a chunk's keys span slots,
+# so neither MGET nor these scripts would run there as they are.
 _SET_PAIRS_LUA = """
 local kv = cjson.decode(ARGV[2])
 for i = 1, #kv, 2 do
   redis.call('SET', kv[i], kv[i + 1], 'EX', ARGV[1])
 end
 return #kv / 2
+"""
+# ARGV[1] is a JSON array of keys; their values in order (nil when absent).
+_GET_MANY_LUA = """
+local keys = cjson.decode(ARGV[1])
+local values = {}
+for i, key in ipairs(keys) do
+  values[i] = redis.call('GET', key)
+end
+return values
 """
 #: Seconds added to a chunk's timeout before its heartbeat expires.
 HEARTBEAT_GRACE_S = 2
@@ -93,13 +103,14 @@ class RedisResultCache:
     def __init__(self, connection: Redis) -> None:
         self._redis = connection
         self._set_pairs = connection.register_script(_SET_PAIRS_LUA)
+        self._get_many = connection.register_script(_GET_MANY_LUA)
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Outcome]:
         """Cached outcomes; a Redis error degrades to "nothing cached"."""
         if not keys:
             return {}
         try:
-            values = self._redis.mget([CACHE_PREFIX + k for k in keys])
+            values = self._get_many(keys=[], args=[orjson.dumps([CACHE_PREFIX + k for k in keys])])
         except RedisError as e:
             log.warning("verification cache unavailable: %s", type(e).__name__)
             return {}

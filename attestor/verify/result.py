@@ -19,7 +19,10 @@ class Subject:
     @property
     def sha256(self) -> str | None:
         """The subject's sha256 hex, if it has one."""
-        return dict(self.digest).get("sha256")
+        for algorithm, value in self.digest:
+            if algorithm == "sha256":
+                return value
+        return None
 
 
 @dataclass(frozen=True)
