@@ -194,7 +194,9 @@ def _dumps(value: object) -> bytes:
         return _JSON_MARK + json.dumps(value, separators=(",", ":")).encode()
 
 
-def _loads(data: bytes) -> Any:
+def _loads(data: bytes | str) -> Any:
+    if isinstance(data, str):  # a connection made with decode_responses=True
+        data = data.encode()
     if data.startswith(_JSON_MARK):
         return json.loads(data[1:])
     return orjson.loads(data)
