@@ -164,7 +164,7 @@ class Verifier:
         )
         result = VerifiedStatement(
             statement=statement,
-            payload_sha256=hashlib.sha256(parsed.payload).hexdigest(),
+            payload=parsed.payload,
             envelope_sha256=envelope_sha256,
             keys=tuple(k.keyid for k in signers),
             predicate_type=predicate_type,

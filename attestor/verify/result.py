@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +36,8 @@ class VerifiedStatement:
     """
 
     statement: dict[str, Any]
-    #: sha256 hex of the exact signed payload bytes.
-    payload_sha256: str
+    #: The exact signed payload bytes.
+    payload: bytes
     #: sha256 hex of the envelope's canonical JSON (``Envelope.to_json``), the id
     #: used by revocation lists and attestation chains.
     envelope_sha256: str
@@ -45,3 +47,8 @@ class VerifiedStatement:
     subjects: tuple[Subject, ...]
     #: The subject matched to the artifact digest, when one was given.
     matched_subject: Subject | None = None
+
+    @functools.cached_property
+    def payload_sha256(self) -> str:
+        """sha256 hex of the exact signed payload bytes (computed when asked for)."""
+        return hashlib.sha256(self.payload).hexdigest()
