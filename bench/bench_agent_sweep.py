@@ -2,8 +2,13 @@
 """The agent's integrity sweep (issue 5 "Benchmark"), each figure next to its limit.
 
 1. Full re-hash through the agent's path (LayerChecker: scan + compare with
-   the attested manifest), next to hashlib sha256 over the same files in the
-   same run (target: >= 80 %).
+   the attested manifest), next to two hashlib sha256 baselines over the same
+   files in the same run, page cache warmed the same way, best of 5 rounds
+   interleaved (target: >= 80 %):
+   - ``hashlib.file_digest`` on each file from ``os.walk`` (the issue's figure);
+   - a tuned loop: a path list made beforehand, ``os.open`` + ``os.readv`` into
+     one reused buffer, no walk, no stat, no xattr (the ceiling for reading
+     and hashing these files from Python).
 2. An incremental sweep over 50,000 unchanged files, scan + compare
    (target: < 1 s), next to a bare os.scandir + lstat walk.
 3. The RSS of a child process that imports the whole agent (CLI, daemon,
@@ -48,6 +53,20 @@ def hashlib_baseline(root: Path) -> tuple[float, int]:
     return time.perf_counter() - start, total
 
 
+def tuned_baseline(paths: list[str]) -> float:
+    buffer = bytearray(256 * 1024)
+    view, buffers = memoryview(buffer), [buffer]
+    start = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        h = hashlib.sha256()
+        while n := os.readv(fd, buffers):
+            h.update(view[:n])
+        os.close(fd)
+        h.hexdigest()
+    return time.perf_counter() - start
+
+
 def bare_walk(root: Path) -> float:
     start = time.perf_counter()
     stack = [str(root)]
@@ -85,12 +104,20 @@ def sweep_figures(
     """Figures 1 and 2 (also run in the RSS child)."""
     out: dict[str, float] = {}
     attested = attested_form(big, manifests[0] if manifests else None)
-    hashlib_baseline(big)  # warm the page cache
-    base_s, total = min(hashlib_baseline(big) for _ in range(3))
+    paths = [os.path.join(d, n) for d, _, names in os.walk(big) for n in names]
+    hashlib_baseline(big)  # warm the page cache (and the dentry cache) for all three
     full = LayerChecker(full_rehash_every=1)
-    full_s = best_of(3, lambda: full.check(big, attested))
+    base_s, tuned_s, full_s = float("inf"), float("inf"), float("inf")
+    for _ in range(5):  # interleaved, so a noisy neighbour hits all three alike
+        took, total = hashlib_baseline(big)
+        base_s = min(base_s, took)
+        tuned_s = min(tuned_s, tuned_baseline(paths))
+        start = time.perf_counter()
+        full.check(big, attested)
+        full_s = min(full_s, time.perf_counter() - start)
     out["bytes"] = total
     out["hashlib_mb_s"] = total / base_s / 1e6
+    out["tuned_mb_s"] = total / tuned_s / 1e6
     out["full_mb_s"] = total / full_s / 1e6
     attested_small = attested_form(small, manifests[1] if manifests else None)
     inc = LayerChecker(full_rehash_every=10**9)
@@ -152,11 +179,13 @@ def main() -> None:
         )  # fmt: skip
         f = json.loads(res.stdout)
     ratio = f["full_mb_s"] / f["hashlib_mb_s"]
-    print(f"full re-hash ({f['bytes'] / 1e6:.0f} MB, {args.files} files):")
+    tuned = f["full_mb_s"] / f["tuned_mb_s"]
+    print(f"full re-hash ({f['bytes'] / 1e6:.0f} MB, {args.files} files, best of 5):")
     print(f"  agent LayerChecker   {f['full_mb_s']:8.0f} MB/s")
     print(
-        f"  hashlib sha256       {f['hashlib_mb_s']:8.0f} MB/s   ratio {ratio:.0%} (target >= 80%)"
+        f"  hashlib.file_digest  {f['hashlib_mb_s']:8.0f} MB/s   ratio {ratio:.0%} (target >= 80%)"
     )
+    print(f"  hashlib tuned loop   {f['tuned_mb_s']:8.0f} MB/s   ratio {tuned:.0%}")
     print(f"incremental sweep, {int(f['files'])} unchanged files (scan + compare):")
     print(f"  agent LayerChecker   {f['incremental_s']:8.3f} s      (target < 1 s)")
     print(f"  bare scandir+lstat   {f['walk_s']:8.3f} s")

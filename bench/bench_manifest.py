@@ -3,7 +3,9 @@
 
 1. Full re-hash of a generated snapshot (default 100 MB in 5,000 files) with
    manifest_from_snapshot, next to plain hashlib sha256 over the same bytes
-   read from the same files in the same run (target: >= 80 %).
+   read from the same files in the same run (target: >= 80 %): both
+   ``hashlib.file_digest`` per file and a tuned loop (path list made
+   beforehand, one reused buffer), best of 5 interleaved rounds.
 2. An incremental sweep (scan_snapshot with the previous state) over 50,000
    unchanged files (target: < 1 s), next to a bare os.scandir + lstat walk.
 3. manifest_from_tar over an uncompressed tar of the first tree, next to
@@ -47,6 +49,20 @@ def hashlib_baseline(root: Path) -> tuple[float, int]:
     return time.perf_counter() - start, total
 
 
+def tuned_baseline(paths: list[str]) -> float:
+    buffer = bytearray(256 * 1024)
+    view, buffers = memoryview(buffer), [buffer]
+    start = time.perf_counter()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        h = hashlib.sha256()
+        while n := os.readv(fd, buffers):
+            h.update(view[:n])
+        os.close(fd)
+        h.hexdigest()
+    return time.perf_counter() - start
+
+
 def bare_walk(root: Path) -> float:
     start = time.perf_counter()
     stack = [os.fspath(root)]
@@ -73,21 +89,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-manifest-") as tmp:
         big = Path(tmp) / "big"
         make_tree(big, args.files, args.mb * 2**20)
+        paths = [os.path.join(d, n) for d, _, names in os.walk(big) for n in names]
         hashlib_baseline(big)  # warm the page cache
-        raw_s, nbytes = min(hashlib_baseline(big) for _ in range(3))
 
         def full() -> float:
             start = time.perf_counter()
             manifest_from_snapshot(big)
             return time.perf_counter() - start
 
-        ours_s = best(full)
+        raw_s, tuned_s, ours_s = float("inf"), float("inf"), float("inf")
+        for _ in range(5):  # interleaved: a noisy neighbour hits all three alike
+            took, nbytes = hashlib_baseline(big)
+            raw_s = min(raw_s, took)
+            tuned_s = min(tuned_s, tuned_baseline(paths))
+            ours_s = min(ours_s, full())
         mb = nbytes / 1e6
-        print(f"full re-hash, {args.files} files / {mb:.0f} MB (page-cached, 1 core):")
-        print(f"  hashlib sha256 over the same files : {mb / raw_s:8.0f} MB/s ({raw_s:.3f} s)")
+        print(f"full re-hash, {args.files} files / {mb:.0f} MB (page-cached, 1 core, best of 5):")
+        print(f"  hashlib.file_digest per file       : {mb / raw_s:8.0f} MB/s ({raw_s:.3f} s)")
+        print(f"  hashlib tuned loop (reused buffer) : {mb / tuned_s:8.0f} MB/s ({tuned_s:.3f} s)")
         print(
             f"  manifest_from_snapshot             : {mb / ours_s:8.0f} MB/s ({ours_s:.3f} s)"
-            f"  = {100 * raw_s / ours_s:.0f}% of hashlib (target >= 80%)"
+            f"  = {100 * raw_s / ours_s:.0f}% of file_digest (target >= 80%),"
+            f" {100 * tuned_s / ours_s:.0f}% of the tuned loop"
         )
 
         buf = io.BytesIO()

@@ -1,10 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Check one lower layer's snapshot directory against its attested manifest.
 
-The scan is incremental (``scan_snapshot`` re-hashes only files whose
-inode, size, mtime or ctime moved) with a full re-hash every N checks, which
-catches a write that restored the old timestamps on a filesystem where ctime
-is not trustworthy (issue 5, item 5).
+The check is incremental (``compare_snapshot`` re-hashes only files whose
+inode, size, mtime, ctime, mode or owner moved) with a full re-hash every N
+checks, which catches a write that restored the old timestamps on a
+filesystem where ctime is not trustworthy (issue 5, item 5).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from attestor.manifest import (
     Change,
     FileManifest,
     FileState,
+    LayerState,
     ManifestLimits,
-    SnapshotCheck,
     SnapshotState,
+    compact_unhashed,
     compare_snapshot,
     scan_snapshot,
 )
@@ -60,8 +61,13 @@ def bytes_hashed(previous: SnapshotState | None, current: SnapshotState) -> int:
 
 @dataclass
 class _Tracked:
-    state: SnapshotState | None
+    # A lower layer keeps a LayerState (check), an upperdir a SnapshotState (scan).
+    state: SnapshotState | LayerState | None
     checks: int
+    # The compact form of a FileManifest given to check(), made once: the
+    # state is indexed by it.
+    source: FileManifest | None = None
+    compact: AttestedManifest | None = None
 
 
 class LayerChecker:
@@ -98,7 +104,8 @@ class LayerChecker:
             InvalidInput: the directory cannot be scanned (see ``scan_snapshot``).
             TooLarge: a manifest cap was exceeded.
         """
-        tracked, full, previous = self._due(snapshot_dir)
+        tracked, full = self._due(snapshot_dir)
+        previous = None if full or not isinstance(tracked.state, dict) else tracked.state
         try:
             observed, state = scan_snapshot(snapshot_dir, previous, limits=self._limits)
         except InvalidInput:
@@ -108,7 +115,7 @@ class LayerChecker:
         hashed = bytes_hashed(previous, state)
         self._tracked[snapshot_dir] = _Tracked(state, tracked.checks + 1)
         self._budget.spend(hashed)
-        return observed, hashed, full
+        return observed, hashed, previous is None
 
     def check(self, snapshot_dir: Path, attested: FileManifest | AttestedManifest) -> LayerCheck:
         """Compare ``snapshot_dir`` with ``attested`` (no observed manifest is built).
@@ -118,34 +125,33 @@ class LayerChecker:
         Raises:
             TooLarge: a manifest cap was exceeded.
         """
-        tracked, full, previous = self._due(snapshot_dir)
+        tracked, full = self._due(snapshot_dir)
+        source = attested if isinstance(attested, FileManifest) else None
+        compact: AttestedManifest
+        if isinstance(attested, AttestedManifest):
+            compact = attested
+        elif tracked.source is attested and tracked.compact is not None:
+            compact = tracked.compact
+        else:
+            compact = compact_unhashed(attested)
+        previous = None if full or not isinstance(tracked.state, LayerState) else tracked.state
         try:
             try:
-                result = compare_snapshot(snapshot_dir, attested, previous, limits=self._limits)
+                result = compare_snapshot(snapshot_dir, compact, previous, limits=self._limits)
             except InvalidInput:
                 # As in scan(): one retry separates a race from a lasting problem.
-                result = compare_snapshot(snapshot_dir, attested, previous, limits=self._limits)
+                result = compare_snapshot(snapshot_dir, compact, previous, limits=self._limits)
         except InvalidInput as e:
             return LayerCheck(snapshot_dir, (), 0, 0, False, e.message)
-        hashed = self._keep(snapshot_dir, tracked, previous, result)
-        return LayerCheck(snapshot_dir, result.changes, result.files, hashed, full)
+        self._tracked[snapshot_dir] = _Tracked(
+            result.state, tracked.checks + 1, source, compact if source is not None else None
+        )
+        self._budget.spend(result.hashed)
+        return LayerCheck(snapshot_dir, result.changes, result.files, result.hashed, result.full)
 
-    def _due(self, snapshot_dir: Path) -> tuple[_Tracked, bool, SnapshotState | None]:
+    def _due(self, snapshot_dir: Path) -> tuple[_Tracked, bool]:
         tracked = self._tracked.get(snapshot_dir) or _Tracked(None, 0)
-        full = tracked.state is None or tracked.checks % self._every == 0
-        return tracked, full, None if full else tracked.state
-
-    def _keep(
-        self,
-        snapshot_dir: Path,
-        tracked: _Tracked,
-        previous: SnapshotState | None,
-        result: SnapshotCheck,
-    ) -> int:
-        hashed = bytes_hashed(previous, result.state)
-        self._tracked[snapshot_dir] = _Tracked(result.state, tracked.checks + 1)
-        self._budget.spend(hashed)
-        return hashed
+        return tracked, tracked.state is None or tracked.checks % self._every == 0
 
     def forget(self, snapshot_dir: Path) -> None:
         """Drop the state of a directory that is no longer tracked."""

@@ -30,12 +30,11 @@ from attestor.manifest._model import (
 )
 from attestor.manifest._snapshot import (
     FileState,
-    SnapshotCheck,
     SnapshotState,
-    compare_snapshot,
     manifest_from_snapshot,
     scan_snapshot,
 )
+from attestor.manifest._sweep import LayerState, SnapshotCheck, compare_snapshot
 
 if TYPE_CHECKING:
     from attestor.manifest._stream import (
@@ -79,6 +78,7 @@ __all__ = [
     "FileState",
     "HashingReader",
     "LayerScan",
+    "LayerState",
     "ManifestEntry",
     "ManifestLimits",
     "SnapshotCheck",

@@ -21,7 +21,7 @@ import bisect
 import json
 import struct
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
@@ -36,7 +36,14 @@ from attestor.manifest._model import (
     _parent,
 )
 
-__all__ = ["AttestedManifest", "compact_unhashed", "pack_entry", "unpack_entry"]
+__all__ = [
+    "AttestedManifest",
+    "compact_unhashed",
+    "file_digest_of",
+    "pack_entry",
+    "pack_file",
+    "unpack_entry",
+]
 
 _TYPES = tuple(EntryType)
 _TYPE_INDEX = {kind: i for i, kind in enumerate(_TYPES)}
@@ -73,6 +80,27 @@ def pack_entry(entry: ManifestEntry) -> bytes:
     return head + link + (entry.capability or b"")
 
 
+_FILE_BITS = _BIT["mode"] | _BIT["uid"] | _BIT["gid"] | _BIT["size"] | _BIT["sha256"]
+_FILE_INDEX = _TYPE_INDEX[EntryType.FILE]
+#: Where a regular file's raw sha256 and capability sit in its record (no link).
+_DIGEST_AT, _CAP_AT = _HEAD.size - 34, _HEAD.size
+
+
+def pack_file(mode: int, uid: int, gid: int, size: int, digest: bytes, capability: bytes) -> bytes:
+    """``pack_entry`` of a regular file entry, without building the entry.
+
+    ``digest`` is the raw sha256 and ``capability`` the xattr value (empty
+    when absent). The sweep's per-file cost is what issue 5 measures.
+    """
+    head = _HEAD.pack(_FILE_INDEX, _FILE_BITS, mode, uid, gid, 0, 0, size, digest, 0)
+    return head + capability
+
+
+def file_digest_of(record: bytes) -> bytes:
+    """Raw sha256 + capability of a record made by :func:`pack_file`."""
+    return record[_DIGEST_AT : _DIGEST_AT + 32] + record[_CAP_AT:]
+
+
 def unpack_entry(path: str, record: bytes) -> ManifestEntry:
     """Decode a record made by :func:`pack_entry` for ``path``."""
     kind, bits, mode, uid, gid, major, minor, size, digest, link_len = _HEAD.unpack_from(record)
@@ -97,19 +125,79 @@ def unpack_entry(path: str, record: bytes) -> ManifestEntry:
     )
 
 
+#: Paths per block of a _PathTable (the first of each is sampled).
+_BLOCK = 16
+
+
+class _PathTable:
+    """Sorted UTF-8 paths in blocks of 16, each path between NULs.
+
+    A list of path objects costs about 56 bytes per path beyond the path
+    itself; this costs one NUL plus a sampled path per block (issue 5: agent
+    RSS with a 50,000-file layer). A lookup bisects the samples, then finds
+    the path in its block with one C-level search. UTF-8 byte order is code
+    point order, the spec's order.
+    """
+
+    __slots__ = ("blocks", "count", "current", "samples")
+
+    def __init__(self) -> None:
+        self.blocks: list[bytes | bytearray] = []
+        self.samples: list[bytes] = []
+        self.current = bytearray()  # the last block, while it fills
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, raw: bytes) -> None:
+        if self.count % _BLOCK == 0:
+            if self.blocks:
+                self.blocks[-1] = bytes(self.current)  # exact size once full
+            self.current = bytearray(b"\0")
+            self.blocks.append(self.current)
+            self.samples.append(raw)
+        self.current += raw
+        self.current.append(0)
+        self.count += 1
+
+    def finish(self) -> _PathTable:
+        if self.blocks:
+            self.blocks[-1] = bytes(self.current)
+        self.current = bytearray()
+        return self
+
+    def at(self, index: int) -> bytes:
+        block, k = divmod(index, _BLOCK)
+        return bytes(self.blocks[block].split(b"\0", k + 2)[k + 1])
+
+    def find(self, raw: bytes) -> int | None:
+        """Index of ``raw``, if present."""
+        block = bisect.bisect_right(self.samples, raw) - 1
+        if block < 0 or 0 in raw:
+            return None
+        text = self.blocks[block]
+        at = text.find(b"\0" + raw + b"\0")
+        # One NUL before each path of the block up to the one found.
+        return None if at < 0 else block * _BLOCK + text.count(0, 0, at)
+
+
 class AttestedManifest:
-    """A verified manifest as a sorted path list plus one blob of packed records.
+    """A verified manifest as a sorted path table plus one blob of packed records.
 
     Build it with :meth:`from_canonical_bytes` or :meth:`from_manifest`;
     :meth:`to_manifest` gives the full :class:`FileManifest` when needed.
-    :meth:`key` returns the stored path string, so the sweep's state can
-    share it instead of keeping a second copy of every path.
     """
 
     __slots__ = ("_blob", "_offsets", "_paths", "sha256", "tree_digest")
 
     def __init__(
-        self, paths: list[str], offsets: array[int], blob: bytearray, sha256: str, tree_digest: str
+        self,
+        paths: _PathTable,
+        offsets: array[int],
+        blob: bytearray,
+        sha256: str,
+        tree_digest: str,
     ) -> None:
         self._paths = paths
         self._offsets = offsets
@@ -145,7 +233,7 @@ class AttestedManifest:
         builder = _Builder()
         tree = RootBuilder()
         for entry, canonical in _entries(data, limits):
-            if builder.paths and entry.path <= builder.paths[-1]:
+            if builder.last is not None and entry.path.encode("utf-8") <= builder.last:
                 raise InvalidInput(f"entries not sorted or duplicated at {entry.path!r}")
             _check_place(entry, builder)
             builder.add(entry)
@@ -160,26 +248,31 @@ class AttestedManifest:
 
     def index(self, path: str) -> int | None:
         """Position of ``path`` in manifest order, if present."""
-        i = bisect.bisect_left(self._paths, path)
-        return i if i < len(self._paths) and self._paths[i] == path else None
+        return self._paths.find(path.encode("utf-8", "surrogatepass"))
 
-    def key(self, path: str) -> str:
-        """The stored string equal to ``path`` (``path`` itself if absent)."""
-        i = self.index(path)
-        return path if i is None else self._paths[i]
+    def finder(self) -> Callable[[bytes], int | None]:
+        """The lookup of a UTF-8 path's position, for the sweep's inner loop."""
+        return self._paths.find
 
     def path_at(self, index: int) -> str:
         """The path at ``index`` in manifest order."""
-        return self._paths[index]
+        return self._paths.at(index).decode("utf-8")
 
     def record_at(self, index: int) -> bytes:
         """The packed record at ``index`` in manifest order."""
         return bytes(self._blob[self._offsets[index] : self._offsets[index + 1]])
 
+    def columns(self) -> tuple[array[int], bytearray]:
+        """The record offsets and the record blob (read-only).
+
+        For the sweep's inner loop, which compares every file of a layer.
+        """
+        return self._offsets, self._blob
+
     def get(self, path: str) -> ManifestEntry | None:
         """The entry at ``path``, if any (decoded on each call)."""
         i = self.index(path)
-        return None if i is None else unpack_entry(self._paths[i], self.record_at(i))
+        return None if i is None else unpack_entry(path, self.record_at(i))
 
     def record(self, path: str) -> bytes | None:
         """The packed record at ``path`` (compare with :func:`pack_entry`)."""
@@ -188,11 +281,11 @@ class AttestedManifest:
 
     def records(self) -> Iterator[tuple[str, bytes]]:
         """(path, packed record) pairs in manifest order."""
-        return ((p, self.record_at(i)) for i, p in enumerate(self._paths))
+        return ((self.path_at(i), self.record_at(i)) for i in range(len(self._paths)))
 
     def paths(self) -> Iterator[str]:
         """All paths, in manifest order."""
-        return iter(self._paths)
+        return (self.path_at(i) for i in range(len(self._paths)))
 
     def entries(self) -> Iterator[ManifestEntry]:
         """All entries, decoded, in manifest order."""
@@ -213,24 +306,27 @@ def compact_unhashed(manifest: FileManifest) -> AttestedManifest:
 
 class _Builder:
     def __init__(self) -> None:
-        self.paths: list[str] = []
-        self.offsets = array("Q", [0])
+        self.paths = _PathTable()
+        self.last: bytes | None = None
+        # Within 32 bits: records are smaller than their canonical JSON.
+        self.offsets = array("I", [0])
         self.blob = bytearray()
 
     def add(self, entry: ManifestEntry) -> None:
-        self.paths.append(entry.path)
+        self.last = entry.path.encode("utf-8")
+        self.paths.append(self.last)
         self.blob += pack_entry(entry)
         self.offsets.append(len(self.blob))
 
     def lookup(self, path: str) -> bytes | None:
-        i = bisect.bisect_left(self.paths, path)
-        if i < len(self.paths) and self.paths[i] == path:
-            return bytes(self.blob[self.offsets[i] : self.offsets[i + 1]])
-        return None
+        i = self.paths.find(path.encode("utf-8"))
+        if i is None:
+            return None
+        return bytes(self.blob[self.offsets[i] : self.offsets[i + 1]])
 
     def build(self, sha256: str, tree_digest: str) -> AttestedManifest:
         # Kept as the bytearray: a bytes copy would double the blob at the peak.
-        return AttestedManifest(self.paths, self.offsets, self.blob, sha256, tree_digest)
+        return AttestedManifest(self.paths.finish(), self.offsets, self.blob, sha256, tree_digest)
 
 
 #: First window decoded around an entry; doubled while an entry does not fit.

@@ -5,11 +5,9 @@ This is the agent's side of spec section "From a snapshot directory". It never
 follows a symlink, never leaves the root's filesystem, and re-hashes only files
 whose (inode, size, mtime, ctime) changed since the previous sweep.
 
-:func:`compare_snapshot` is the agent's sweep: it compares each entry with
-the attested manifest as the walk yields it, so no observed manifest of the
-whole layer is ever built (memory: issue 5 sets an 80 MB RSS target with a
-50,000-file layer), and it keys the scan state by the attested manifest's own
-path strings.
+:func:`scan_snapshot` builds the whole manifest (the server's tests, the
+upperdir drift check); the agent's layer sweep, which compares as it walks,
+is :func:`attestor.manifest._sweep.compare_snapshot` on the same walk.
 """
 
 from __future__ import annotations
@@ -19,28 +17,13 @@ import hashlib
 import os
 import stat
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._compact import (
-    AttestedManifest,
-    compact_unhashed,
-    pack_entry,
-    unpack_entry,
-)
-from attestor.manifest._compare import Change, diff_entries
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 
-__all__ = [
-    "FileState",
-    "SnapshotCheck",
-    "SnapshotState",
-    "compare_snapshot",
-    "manifest_from_snapshot",
-    "scan_snapshot",
-]
+__all__ = ["FileState", "SnapshotState", "manifest_from_snapshot", "scan_snapshot"]
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _CAPABILITY = "security.capability"
@@ -51,6 +34,10 @@ _entry = ManifestEntry._trusted
 # ino, size, mtime_ns, ctime_ns, raw sha256; the capability xattr follows.
 _PACK = struct.Struct("<QQqq32s")
 _KEY_END = 32  # the (ino, size, mtime_ns, ctime_ns) prefix
+
+
+def _key(st: os.stat_result) -> bytes:
+    return _PACK.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"")[:_KEY_END]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,21 +75,6 @@ class FileState:
 SnapshotState = dict[str, bytes]
 
 
-@dataclass(frozen=True)
-class SnapshotCheck:
-    """The result of :func:`compare_snapshot`.
-
-    Attributes:
-        changes: differences from the attested manifest, in path order.
-        state: the state to pass to the next sweep.
-        files: regular files seen (hardlinks included).
-    """
-
-    changes: tuple[Change, ...]
-    state: SnapshotState
-    files: int
-
-
 def _xattrs(path: str | int) -> list[str]:
     try:
         if isinstance(path, int):
@@ -128,10 +100,12 @@ def _getxattr(path: str | int, name: str, names: list[str]) -> bytes | None:
 
 
 def _fcapability(fd: int) -> bytes | None:
-    # One getxattr instead of listxattr + getxattr: files without the
-    # attribute (nearly all) cost one syscall, which the full re-hash of many
-    # small files notices (issue 5: >= 80% of hashlib).
+    # listxattr first: a file without xattrs (nearly all) costs one syscall
+    # and no exception; getxattr's ENODATA OSError costs four times as much,
+    # which a full re-hash of many small files notices (issue 5: >= 80% of hashlib).
     try:
+        if _CAPABILITY not in os.listxattr(fd):
+            return None
         return os.getxattr(fd, _CAPABILITY) or None
     except OSError as e:
         if e.errno in _NO_XATTR:
@@ -139,23 +113,68 @@ def _fcapability(fd: int) -> bytes | None:
         raise
 
 
-def _hash_file(path: str) -> tuple[bytes, bytes | None]:
-    # O_NOFOLLOW: the path was a regular file at lstat time; never let a swap
-    # for a symlink make us hash something outside the snapshot. The state
-    # keeps the lstat taken before this open: a write or a swap after it moves
-    # ctime or the inode number, so the next sweep hashes again.
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with open(fd, "rb", buffering=0) as f:
-        capability = _fcapability(fd)
-        digest = hashlib.file_digest(f, "sha256").digest()
-    return digest, capability
+#: Read size of the file hashing loop (one buffer per walk, reused for every file).
+_BUFFER = 256 * 1024
+# O_NOFOLLOW: the path was a regular file (or a directory) at lstat time;
+# never let a swap for a symlink make us read something outside the snapshot.
+_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+_OPEN_DIR = _OPEN | os.O_DIRECTORY
+
+
+class _Hasher:
+    """Hashes files through one reused buffer.
+
+    ``hashlib.file_digest`` allocates (and the kernel zeroes) a 256 KiB buffer
+    per file, and ``open()`` builds two objects; for a layer of small files
+    that per-file cost is most of the gap to raw sha256 (issue 5: >= 80%).
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(_BUFFER)
+        self.buffers = [self.buffer]
+        self.view = memoryview(self.buffer)
+
+    def digest(self, name: str, dir_fd: int, fd: int, size: int) -> bytes:
+        """Raw sha256 of the file ``name`` in ``dir_fd`` followed by its capability, if any.
+
+        ``fd`` is the file already open (the caller closes it), or -1; ``size``
+        is the size the caller's stat gave. The caller keeps that stat: a write
+        or a swap after it moves ctime or the inode number, so the next sweep
+        hashes again.
+        """
+        own = fd < 0
+        if own:
+            fd = os.open(name, _OPEN, dir_fd=dir_fd)
+        try:
+            capability = _fcapability(fd)
+            h = hashlib.sha256()
+            view, buffers, readv, full = self.view, self.buffers, os.readv, _BUFFER
+            done = 0
+            while n := readv(fd, buffers):
+                h.update(view[:n])
+                done += n
+                # A short read that ends at the stat's size is the end of the
+                # file: skip the read that would return 0 (one syscall per file).
+                if n < full and done == size:
+                    break
+        finally:
+            if own:
+                os.close(fd)
+        return h.digest() + (capability or b"")
+
+
+def _same_device(st: os.stat_result, device: int, rel: str) -> None:
+    if st.st_dev != device:
+        raise InvalidInput(f"{rel!r} is on another filesystem than the snapshot")
 
 
 class _Walk:
-    """One walk of a snapshot directory; each entry goes to ``emit``.
+    """One walk of a snapshot directory; each entry goes to :meth:`emit`.
 
     Entries of files with more than one link are held back (``linked``) until
-    the walk ends, because a hardlink group is only known then.
+    the walk ends, because a hardlink group is only known then. Regular files
+    go through :meth:`_regular`, which the agent's sweep overrides; the state
+    kept between sweeps goes through :meth:`_reuse` and :meth:`_keep`.
     """
 
     def __init__(
@@ -163,19 +182,23 @@ class _Walk:
         root: Path,
         previous: SnapshotState | None,
         limits: ManifestLimits,
-        emit: Callable[[ManifestEntry], None],
-        key: Callable[[str], str] = str,
+        *,
+        open_first: bool,
     ) -> None:
         self.root = os.fspath(root)
         self.previous = previous or {}
         self.limits = limits
-        self.emit = emit
-        self.key = key
+        #: Every regular file will be hashed: open it first and fstat the fd.
+        self.open_first = open_first
+        self.entries: list[ManifestEntry] = []
         self.count = 0
         self.linked: list[ManifestEntry] = []
         self.state: SnapshotState = {}
         self.inodes: dict[int, list[str]] = {}
         self.total_size = 0
+        #: Bytes read and hashed by this walk (unchanged files cost nothing).
+        self.hashed = 0
+        self.hasher = _Hasher()
 
     def run(self) -> None:
         root_st = os.lstat(self.root)
@@ -187,27 +210,67 @@ class _Walk:
         stack = [("", self.root)]
         while stack:
             rel_dir, abs_dir = stack.pop()
-            with os.scandir(abs_dir) as it:
-                for dirent in it:
-                    rel = f"{rel_dir}/{dirent.name}" if rel_dir else dirent.name
-                    self._check_text(rel, "path")
-                    st = dirent.stat(follow_symlinks=False)
-                    if st.st_dev != device:
-                        raise InvalidInput(f"{rel!r} is on another filesystem than the snapshot")
-                    if self.count >= self.limits.max_entries:
-                        raise TooLarge(f"snapshot has more than {self.limits.max_entries} entries")
-                    self.count += 1
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append((rel, dirent.path))
-                    entry = self._entry(rel, dirent.path, st)
-                    if entry.type is EntryType.FILE and st.st_nlink > 1:
-                        self.linked.append(entry)
-                    else:
-                        self.emit(entry)
+            # Entries are stat'ed and files opened relative to the directory's
+            # fd: no path lookup from the root per file (a third of the cost
+            # of open() on a deep snapshot path).
+            dir_fd = os.open(abs_dir, _OPEN_DIR)
+            try:
+                self._directory(rel_dir, abs_dir, dir_fd, stack, device)
+            finally:
+                os.close(dir_fd)
+
+    def _directory(
+        self, rel_dir: str, abs_dir: str, dir_fd: int, stack: list[tuple[str, str]], device: int
+    ) -> None:
+        max_entries, max_path = self.limits.max_entries, self.limits.max_path_bytes
+        regular, open_first = self._regular, self.open_first
+        with os.scandir(dir_fd) as it:
+            for dirent in it:
+                name = dirent.name
+                rel = f"{rel_dir}/{name}" if rel_dir else name
+                # scandir gives undecodable bytes as surrogates; the manifest
+                # is UTF-8 only (spec "Paths").
+                try:
+                    size = len(rel.encode("utf-8"))
+                except UnicodeEncodeError:
+                    raise InvalidInput(f"path is not valid UTF-8: {rel!r}") from None
+                if size > max_path:
+                    raise TooLarge(f"path is {size} bytes, limit {max_path}")
+                if self.count >= max_entries:
+                    raise TooLarge(f"snapshot has more than {max_entries} entries")
+                self.count += 1
+                # d_type says regular (no syscall): open + fstat costs one
+                # syscall less than lstat + open, and the stat is of the very
+                # inode read. Anything else, or a race, takes the lstat path.
+                if open_first and dirent.is_file(follow_symlinks=False):
+                    try:
+                        # O_NONBLOCK: a file swapped for a FIFO must not block us.
+                        fd = os.open(name, _OPEN | os.O_NONBLOCK, dir_fd=dir_fd)
+                    except OSError:
+                        fd = -1  # gone, or now a symlink (ELOOP): lstat decides
+                    if fd >= 0:
+                        try:
+                            st = os.fstat(fd)
+                            if stat.S_ISREG(st.st_mode) and st.st_dev == device:
+                                regular(rel, name, dir_fd, st, fd)
+                                continue
+                        finally:
+                            os.close(fd)
+                st = dirent.stat(follow_symlinks=False)
+                _same_device(st, device, rel)
+                if stat.S_ISREG(st.st_mode):
+                    regular(rel, name, dir_fd, st, -1)
+                    continue
+                path = f"{abs_dir}/{name}"
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append((rel, path))
+                self.emit(self._entry(rel, path, st))
+
+    def emit(self, entry: ManifestEntry) -> None:
+        """Take one entry of the walk (a method, not a stored callback: no cycle)."""
+        self.entries.append(entry)
 
     def _check_text(self, text: str, what: str) -> None:
-        # scandir/readlink give undecodable bytes as surrogates; the manifest
-        # is UTF-8 only (spec "Paths").
         try:
             size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
@@ -218,8 +281,6 @@ class _Walk:
     def _entry(self, rel: str, path: str, st: os.stat_result) -> ManifestEntry:
         fmt = stat.S_IFMT(st.st_mode)
         mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-        if fmt == stat.S_IFREG:
-            return self._file(rel, path, st)
         if fmt == stat.S_IFLNK:
             target = os.readlink(path)
             self._check_text(target, "link target")
@@ -246,18 +307,25 @@ class _Walk:
         kind = EntryType.FIFO if fmt == stat.S_IFIFO else EntryType.SOCKET
         return _entry(rel, kind, mode=mode, uid=uid, gid=gid, capability=capability)
 
-    def _file(self, rel: str, path: str, st: os.stat_result) -> ManifestEntry:
-        key = _PACK.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"")[:_KEY_END]
-        old = self.previous.get(rel)
-        if old is not None and old.startswith(key):
-            state = old
+    def _regular(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+        entry = self._file(rel, name, dir_fd, st, fd)
+        if st.st_nlink > 1:
+            self.linked.append(entry)
         else:
-            digest, capability = _hash_file(path)
-            state = key + digest + (capability or b"")
-        self.total_size += st.st_size
+            self.emit(entry)
+
+    def _add_size(self, size: int) -> None:
+        self.total_size += size
         if self.total_size > self.limits.max_total_size:
             raise TooLarge(f"snapshot content exceeds {self.limits.max_total_size} bytes")
-        self.state[self.key(rel)] = state
+
+    def _file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> ManifestEntry:
+        self._add_size(st.st_size)
+        digest = self._reuse(rel, st)
+        if digest is None:
+            digest = self.hasher.digest(name, dir_fd, fd, st.st_size)
+            self.hashed += st.st_size
+            self._keep(rel, st, digest)
         if st.st_nlink > 1:
             self.inodes.setdefault(st.st_ino, []).append(rel)
         return _entry(
@@ -267,9 +335,22 @@ class _Walk:
             uid=st.st_uid,
             gid=st.st_gid,
             size=st.st_size,
-            sha256=state[_KEY_END : _PACK.size].hex(),
-            capability=state[_PACK.size :] or None,
+            sha256=digest[:32].hex(),
+            capability=digest[32:] or None,
         )
+
+    def _reuse(self, rel: str, st: os.stat_result) -> bytes | None:
+        """The previous digest + capability of ``rel`` if its lstat still matches (then kept)."""
+        old = self.previous.get(rel)
+        if old is not None and old.startswith(_key(st)):
+            # The very value is kept: LayerChecker counts re-hashed bytes by identity.
+            self.state[rel] = old
+            return old[_KEY_END:]
+        return None
+
+    def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+        """Remember a freshly hashed ``digest`` + capability of ``rel`` for the next sweep."""
+        self.state[rel] = _key(st) + digest
 
     def emit_linked(self) -> None:
         # Spec "Hardlinks": the first path of a group (in manifest order) is the
@@ -321,10 +402,9 @@ def scan_snapshot(
             a non-UTF-8 name, an opaque root) or a path cannot be read.
         TooLarge: when a cap in ``limits`` is exceeded.
     """
-    entries: list[ManifestEntry] = []
-    walk = _Walk(root, previous, limits or ManifestLimits(), entries.append)
+    walk = _Walk(root, previous, limits or ManifestLimits(), open_first=not previous)
     _run(walk)
-    return FileManifest.from_entries(entries), walk.state
+    return FileManifest.from_entries(walk.entries), walk.state
 
 
 def _run(walk: _Walk) -> None:
@@ -333,59 +413,6 @@ def _run(walk: _Walk) -> None:
         walk.emit_linked()
     except OSError as e:
         raise InvalidInput(f"cannot read snapshot {walk.root!r}: {e}") from e
-
-
-def compare_snapshot(
-    root: Path,
-    attested: FileManifest | AttestedManifest,
-    previous: SnapshotState | None = None,
-    *,
-    limits: ManifestLimits | None = None,
-) -> SnapshotCheck:
-    """Compare a snapshot directory with its attested manifest, reusing unchanged hashes.
-
-    Gives the changes of ``compare_manifests(attested, scan_snapshot(root)[0])``
-    without building the observed manifest.
-
-    Args:
-        root: the layer's own snapshot directory.
-        attested: the layer's verified manifest (the agent keeps the compact form).
-        previous: the state of the previous sweep, or None for a full re-hash.
-        limits: caps on entries, path length and total content size.
-
-    Raises:
-        InvalidInput: as :func:`scan_snapshot`.
-        TooLarge: as :func:`scan_snapshot`.
-    """
-    if isinstance(attested, FileManifest):
-        attested = compact_unhashed(attested)
-    compact = attested
-    changes: list[Change] = []
-    # One byte per attested entry instead of a set of paths (issue 5, RSS).
-    seen = bytearray(len(compact))
-    files = 0
-
-    def emit(entry: ManifestEntry) -> None:
-        nonlocal files
-        if entry.sha256 is not None:
-            files += 1
-        index = compact.index(entry.path)
-        if index is None:
-            changes.append(Change(entry.path, "added", None, str(entry.type)))
-            return
-        seen[index] = 1
-        record = compact.record_at(index)
-        if record != pack_entry(entry):  # the common case decodes nothing
-            changes.extend(diff_entries(unpack_entry(entry.path, record), entry))
-
-    walk = _Walk(root, previous, limits or ManifestLimits(), emit, compact.key)
-    _run(walk)
-    if seen.count(0):
-        for index in (i for i, hit in enumerate(seen) if not hit):
-            entry = unpack_entry(compact.path_at(index), compact.record_at(index))
-            changes.append(Change(entry.path, "removed", str(entry.type), None))
-    changes.sort(key=lambda c: c.path)
-    return SnapshotCheck(tuple(changes), walk.state, files)
 
 
 def manifest_from_snapshot(root: Path, *, limits: ManifestLimits | None = None) -> FileManifest:

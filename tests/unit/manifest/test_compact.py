@@ -130,3 +130,29 @@ def test_long_entry_spans_decode_windows() -> None:
     manifest = FileManifest((ManifestEntry("l", EntryType.SYMLINK, uid=0, gid=0, link=link),))
     compact = AttestedManifest.from_canonical_bytes(manifest.canonical_bytes())
     assert compact.to_manifest() == manifest
+
+
+def test_path_table_finds_every_path_and_nothing_else() -> None:
+    # Enough entries for several blocks of the path table, with names that
+    # share prefixes, sort around "/" and need more than one UTF-8 byte.
+    names = sorted({f"d{i % 7}/{'é' * (i % 3)}f{i:03d}" for i in range(100)} | {"d0-x", "d0.a"})
+    dirs = sorted({n.split("/")[0] for n in names if "/" in n})
+    entries = [ManifestEntry(d, EntryType.DIR, mode=0o755, uid=0, gid=0) for d in dirs]
+    entries += [
+        ManifestEntry(n, EntryType.FILE, mode=0o644, uid=0, gid=0, size=0, sha256=SHA)
+        for n in names
+    ]
+    manifest = FileManifest.from_entries(entries)
+    compact = AttestedManifest.from_canonical_bytes(manifest.canonical_bytes())
+    paths = [e.path for e in manifest.entries]
+    assert list(compact.paths()) == paths
+    for i, path in enumerate(paths):
+        assert compact.index(path) == i and compact.path_at(i) == path
+    find = compact.finder()
+    assert find(paths[17].encode()) == 17
+    # Two neighbours joined by a NUL must not match across the separator.
+    for absent in ["", "a", "d7", "d0/", "d0/f000/x", "zzz", "d0-", "é", "d0/f001",
+                   f"{paths[20]}\0{paths[21]}"]:  # fmt: skip
+        assert compact.index(absent) is None
+        assert absent not in compact
+    assert compact.get(paths[40]) == manifest.get(paths[40])
