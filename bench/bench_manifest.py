@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _files import bare_walk, hashlib_baseline, tuned_baseline  # bench/_files.py, beside this file
+
 from attestor.manifest import manifest_from_snapshot, manifest_from_tar, scan_snapshot
 
 
@@ -35,45 +37,6 @@ def make_tree(root: Path, files: int, total_bytes: int) -> None:
         d = root / f"d{i % 50:02d}" / f"s{i % 7}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i:06d}").write_bytes(block[i % 64 :] + block[: i % 64])
-
-
-def hashlib_baseline(root: Path) -> tuple[float, int]:
-    start = time.perf_counter()
-    total = 0
-    for dirpath, _dirs, names in os.walk(root):
-        for name in names:
-            with open(os.path.join(dirpath, name), "rb") as f:
-                digest = hashlib.file_digest(f, "sha256")
-                total += f.tell()
-            digest.hexdigest()
-    return time.perf_counter() - start, total
-
-
-def tuned_baseline(paths: list[str]) -> float:
-    buffer = bytearray(256 * 1024)
-    view, buffers = memoryview(buffer), [buffer]
-    start = time.perf_counter()
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        h = hashlib.sha256()
-        while n := os.readv(fd, buffers):
-            h.update(view[:n])
-        os.close(fd)
-        h.hexdigest()
-    return time.perf_counter() - start
-
-
-def bare_walk(root: Path) -> float:
-    start = time.perf_counter()
-    stack = [os.fspath(root)]
-    while stack:
-        with os.scandir(stack.pop()) as it:
-            for entry in it:
-                st = entry.stat(follow_symlinks=False)
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(entry.path)
-                del st
-    return time.perf_counter() - start
 
 
 def best(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
