@@ -9,7 +9,8 @@ the jobs and reads every result back.
 It prints envelopes/s end to end and per worker, the workers' own phase (first
 chunk started -> last finished, from the job rows), the in-process
 ``Verifier.verify_envelope`` rate and the raw ``cryptography`` P-256 verify
-rate, all measured in this run. Everything shares the machine's cores.
+rate, all measured in this run. Everything shares the machine's cores. CPU
+figures count each process tree (a worker's rq scheduler child included).
 
     .venv/bin/python bench/bench_bulk_verify.py [--envelopes 20000] [--batch 10000]
         [--database sqlite|postgres]
@@ -65,6 +66,18 @@ def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every live descendant, plus what they reaped.
+
+    Computed from the tree at the moment of the call, so a server worker that
+    was replaced between two calls is still counted (in its parent's cutime).
+    """
+    try:
+        return cpu_seconds(pid) + sum(tree_cpu_seconds(c) for c in children(pid))
+    except FileNotFoundError:  # exited meanwhile; its parent's cutime has it
+        return 0.0
 
 
 def children(pid: int) -> list[int]:
@@ -138,7 +151,7 @@ def run(
     items: list[dict[str, Any]],
     workers: int,
     batch: int,
-    server_pids: list[int],
+    server_pid: int,
     overlap: bool,
 ) -> dict[str, float]:
     """Submit, wait, read back; wall-clock and CPU figures of one worker count."""
@@ -157,8 +170,8 @@ def run(
     ]
     try:
         time.sleep(2.0)  # workers import and connect
-        worker_cpu0 = sum(cpu_seconds(p.pid) for p in procs)
-        server_cpu0 = sum(cpu_seconds(p) for p in server_pids)
+        worker_cpu0 = sum(tree_cpu_seconds(p.pid) for p in procs)
+        server_cpu0 = tree_cpu_seconds(server_pid)
         start = time.perf_counter()
         job_ids = []
         for offset in range(0, len(items), batch):
@@ -204,8 +217,8 @@ def run(
             "submit": submitted - start,
             "read_back": time.perf_counter() - finished,
             "read": read,
-            "worker_cpu": sum(cpu_seconds(p.pid) for p in procs) - worker_cpu0,
-            "server_cpu": sum(cpu_seconds(p) for p in server_pids) - server_cpu0,
+            "worker_cpu": sum(tree_cpu_seconds(p.pid) for p in procs) - worker_cpu0,
+            "server_cpu": tree_cpu_seconds(server_pid) - server_cpu0,
         }
     finally:
         resume(redis)
@@ -294,10 +307,9 @@ def main() -> None:
         )
         print(f"raw cryptography ECDSA P-256 verify:      {raw:6.0f} /CPU s")
         print(f"Verifier.verify_envelope in-process: {core:6.0f} /CPU s ({core / raw:.0%} of raw)")
-        server_pids = [server.pid, *children(server.pid)]
         end_to_end = {}
         for workers in (1, 2):
-            r = run(base, env, sets[workers], workers, args.batch, server_pids, args.overlap)
+            r = run(base, env, sets[workers], workers, args.batch, server.pid, args.overlap)
             if r["read"] != args.envelopes:
                 raise SystemExit(f"expected {args.envelopes} verified results, read {r['read']}")
             end_to_end[workers] = args.envelopes / r["elapsed"]
