@@ -51,7 +51,7 @@ class Settings:
     #: Items one ``POST /v1/verifications`` may carry.
     max_bulk_items: int = 10_000
     #: Items per rq job of a bulk verification, and that job's timeout.
-    bulk_chunk_size: int = 1000
+    bulk_chunk_size: int = 2000
     bulk_chunk_timeout_s: int = 60
     #: Signer URI; ``None`` selects the generated default key under ``data_dir/keys``.
     signing_key: str | None = None

@@ -31,7 +31,7 @@ def command(burst: bool, maintenance_interval: int) -> None:
     from attestor.jobs.runner import QUEUE_NAME
 
     # Non-forking (rq's SimpleWorker): rq's Worker forks a work horse per job, which
-    # costs more than a 1,000-item chunk and throws away per-process setup each time.
+    # costs more than a small chunk and throws away per-process setup each time.
     from attestor.jobs.verification import ChunkWorker
     from attestor.logs import configure_logging
 

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Bulk verification on workers: chunk dispatch, the rq chunk job, the Redis cache.
 
-With Redis each chunk (default 1,000 distinct items) is one rq job, so per-job
+With Redis each chunk (default 2,000 distinct items) is one rq job, so per-job
 overhead is amortized. The chunk's items are stored once, as plain JSON under
 their own Redis key (``attestor:chunk:<chunk id>``), not in the rq job: rq
 zlib-compresses a job's payload when it is enqueued and decompresses it when

@@ -13,7 +13,7 @@ from attestor.errors import ConfigError
 
 def test_bulk_defaults(tmp_path: Path) -> None:
     s = load_settings({"ATTESTOR_DATA_DIR": str(tmp_path)})
-    assert (s.max_bulk_items, s.bulk_chunk_size, s.bulk_chunk_timeout_s) == (10_000, 1000, 60)
+    assert (s.max_bulk_items, s.bulk_chunk_size, s.bulk_chunk_timeout_s) == (10_000, 2000, 60)
 
 
 def test_bulk_from_env_over_yaml(tmp_path: Path) -> None:
