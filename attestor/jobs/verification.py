@@ -127,7 +127,7 @@ class RedisResultCache:
         pairs: list[str] = []
         for key, outcome in outcomes.items():
             pairs.append(CACHE_PREFIX + key)
-            pairs.append(_dumps(outcome.to_json()).decode())
+            pairs.append(_encoded(outcome))
         try:
             # Every string here is valid UTF-8 (keys are hex, values _dumps output),
             # so orjson writes it and the script's cjson reads it.
@@ -200,6 +200,13 @@ def _loads(data: bytes | str) -> Any:
     if data.startswith(_JSON_MARK):
         return json.loads(data[1:])
     return orjson.loads(data)
+
+
+@functools.lru_cache(maxsize=256)
+def _encoded(outcome: Outcome) -> str:
+    # Most outcomes of a chunk are equal ("verified", or one reason), and an
+    # Outcome is frozen: encode each distinct one once.
+    return _dumps(outcome.to_json()).decode()
 
 
 def chunk_id(job_id: str, n: int) -> str:

@@ -361,16 +361,16 @@ def verify_units(
     rows: list[ResultRow] = []
     for key, unit in zip(keys, units, strict=True):
         o = outcomes[key]
-        rows.extend(
-            ResultRow(
-                index=int(i),
-                status=o.status,
-                reason=o.reason,
-                revoked=o.revoked,
-                attestation_id=o.attestation_id,
+        for i in unit["indexes"]:
+            rows.append(
+                ResultRow(
+                    index=int(i),
+                    status=o.status,
+                    reason=o.reason,
+                    revoked=o.revoked,
+                    attestation_id=o.attestation_id,
+                )
             )
-            for i in unit["indexes"]
-        )
     return rows
 
 
