@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import String, any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -93,10 +93,24 @@ class OurAttestation:
 
 def record_results(session: Session, job_id: str, rows: Iterable[ResultRow]) -> None:
     """Insert or overwrite the results of ``job_id`` (idempotent per index)."""
-    upsert = _upsert_sql(session.get_bind().dialect)
+    dialect = session.get_bind().dialect
     values = [(job_id, r.index, r.status, r.reason, r.revoked, r.attestation_id) for r in rows]
     if not values:
         return
+    if dialect.name == "postgresql":
+        # One statement with one array per column: psycopg adapts each array in
+        # C, where an executemany adapted every parameter of every row (~8 us
+        # per row, 3x the SQLite path).
+        columns = list(zip(*values, strict=True))
+        session.connection().execute(
+            _PG_UPSERT,
+            {
+                "job_id": job_id,
+                **{c: list(v) for c, v in zip(_RESULT_COLUMNS[1:], columns[1:], strict=True)},
+            },
+        )
+        return
+    upsert = _upsert_sql(dialect)
     # The statement is compiled once per dialect and run as the driver's
     # executemany: SQLAlchemy's own executemany builds and processes a parameter
     # dict per row, which cost ~2x the insert itself for a 500-row chunk.
@@ -108,6 +122,16 @@ def record_results(session: Session, job_id: str, rows: Iterable[ResultRow]) -> 
 
 
 _RESULT_COLUMNS = ("job_id", "item_index", "status", "reason", "revoked", "attestation_id")
+_PG_UPSERT = text(
+    "INSERT INTO verification_results"
+    " (job_id, item_index, status, reason, revoked, attestation_id)"
+    " SELECT CAST(:job_id AS VARCHAR), * FROM unnest("
+    "CAST(:item_index AS INTEGER[]), CAST(:status AS VARCHAR[]), CAST(:reason AS VARCHAR[]),"
+    " CAST(:revoked AS BOOLEAN[]), CAST(:attestation_id AS VARCHAR[]))"
+    " ON CONFLICT (job_id, item_index) DO UPDATE SET status = excluded.status,"
+    " reason = excluded.reason, revoked = excluded.revoked,"
+    " attestation_id = excluded.attestation_id"
+)
 
 
 @dataclass(frozen=True)
@@ -208,12 +232,18 @@ def find_attestations(
         a.layer_digest, ImageModel.manifest_digest, a.created_at, a.signer_identity,
         a.signer_issuer,
     )  # fmt: skip
-    for start in range(0, len(wanted), 500):
-        query = (
-            select(*columns)
-            .join(ImageModel, a.image_id == ImageModel.id)
-            .where(a.envelope_sha256.in_(wanted[start : start + 500]))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    # PostgreSQL takes the list as one array (= ANY), adapted in C; an IN list
+    # binds each value on its own (~3 us per value with psycopg).
+    step = (len(wanted) or 1) if postgres else 500
+    for start in range(0, len(wanted), step):
+        batch = wanted[start : start + step]
+        matches = (
+            a.envelope_sha256 == any_(bindparam("shas", batch, type_=postgresql.ARRAY(String)))
+            if postgres
+            else a.envelope_sha256.in_(batch)
         )
+        query = select(*columns).join(ImageModel, a.image_id == ImageModel.id).where(matches)
         for row in session.connection().execute(query):
             found[row.envelope_sha256] = OurAttestation(
                 id=row.id,
