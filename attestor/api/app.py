@@ -7,6 +7,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
@@ -32,9 +33,22 @@ __all__ = ["create_app"]
 #: Set to True in ``overrides`` when start-up already ran (``attestor serve`` does it once
 #: before forking workers, so they don't race on migrations).
 PREPARED_KEY = "ATTESTOR_PREPARED"
-# Swagger UI's assets cannot be vendored from PyPI here; the page loads them from
-# this CDN. /openapi.json itself is always served locally.
-SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
+# The /docs page loads Swagger UI's assets from this CDN, pinned to one release of
+# the npm package swagger-ui-dist and checked by Subresource Integrity (our
+# templates/swagger_ui.html), so the browser refuses any other bytes. The hashes
+# are sha384 of the files of `npm pack swagger-ui-dist@5.35.0`. /openapi.json
+# itself is always served locally.
+SWAGGER_UI_CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0/"
+SWAGGER_UI_ASSETS = {
+    "swagger-ui-bundle.js": (
+        "sha384-gjRm0bEPMeTmMh5jT2cHccIwCUZSTd8YC+j0d0sXw0MdGEfScduGpSyF3ZSSLkX9"
+    ),
+    "swagger-ui.css": "sha384-WlYgdmXYOOBWL5apwjDEZwN+U3HmXSSu5R6V5aGxEcf7z+KuRNwBhoxKVN1i3D5I",
+    "swagger-ui-standalone-preset.js": (
+        "sha384-My2aDM4r2Mbm3ybHcubKm9O9U8FEjvF/O5nGvE9YK5dzqOTbWEKa79RPJ1krdMaF"
+    ),
+}
+_TEMPLATES = str(Path(__file__).with_name("templates"))
 # Endpoints that flask-smorest adds for the docs; public by nature.
 DOC_ENDPOINTS = frozenset({"api-docs.openapi_json", "api-docs.openapi_swagger_ui"})
 
@@ -74,7 +88,9 @@ def create_app(
         Unavailable: The database cannot be reached or migrated.
     """
     settings = settings if settings is not None else load_settings(os.environ)
-    app = Flask("attestor", static_folder=None)
+    # templates/: our swagger_ui.html replaces flask-smorest's (pinned, with SRI).
+    app = Flask("attestor", static_folder=None, template_folder=_TEMPLATES)
+    app.jinja_env.globals["sri"] = SWAGGER_UI_ASSETS
     app.config.update(
         API_TITLE="attestor",
         API_VERSION=__version__,

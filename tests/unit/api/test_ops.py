@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from attestor.api._state import app_state
+from attestor.api.app import SWAGGER_UI_ASSETS, SWAGGER_UI_CDN
 from attestor.errors import InvalidInput
 from attestor.jobs.runner import submit
 from attestor.logs import JsonFormatter
@@ -87,6 +89,18 @@ def test_openapi_and_docs(client: FlaskClient) -> None:
     default_error = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]
     assert "application/problem+json" in default_error
     assert client.get("/docs").status_code == 200
+
+
+def test_docs_page_pins_swagger_ui_with_subresource_integrity(client: FlaskClient) -> None:
+    page = client.get("/docs").get_data(as_text=True)
+    assets = re.findall(r'(?:src|href)="([^"]+)"[^>]*?integrity="(sha384-[^"]+)"', page)
+    assert sorted(url.rsplit("/", 1)[1] for url, _ in assets) == sorted(SWAGGER_UI_ASSETS)
+    for url, integrity in assets:
+        assert url.startswith(SWAGGER_UI_CDN)
+        assert "@5.35.0/" in url  # one release, never a moving tag
+        assert integrity == SWAGGER_UI_ASSETS[url.rsplit("/", 1)[1]]
+    assert page.count('crossorigin="anonymous"') == 3
+    assert "/openapi.json" in page
 
 
 def test_job_visibility(app: Flask, client: FlaskClient, role_tokens: dict[str, str]) -> None:
