@@ -318,10 +318,7 @@ def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -
         keyless=keyless_bundle_verifier(settings),
     )
     if counts.finished:
-        try:
-            connection.delete(*(CHUNK_PREFIX + chunk_id(job_id, i) for i in range(chunks)))
-        except RedisError as e:  # they expire anyway
-            log.warning("chunk items of job %s not deleted: %s", job_id, type(e).__name__)
+        _delete_chunks(connection, job_id, chunks)
     return counts.done
 
 
@@ -340,6 +337,16 @@ def on_chunk_failure(job: Job, connection: Any, *exc_info: Any) -> None:
         job_store.update_job(
             session, parent, status="failed", error=f"chunk {job.id} failed", now=utc_now()
         )
+    # The job is over: the other chunks' items are no longer needed (a chunk
+    # that runs later finds the job failed and returns).
+    _delete_chunks(connection, parent, int(job.args[2]))
+
+
+def _delete_chunks(connection: Redis, job_id: str, chunks: int) -> None:
+    try:
+        connection.delete(*(CHUNK_PREFIX + chunk_id(job_id, i) for i in range(chunks)))
+    except RedisError as e:  # they expire anyway
+        log.warning("chunk items of job %s not deleted: %s", job_id, type(e).__name__)
 
 
 class ChunkWorker(SimpleWorker):

@@ -197,3 +197,27 @@ def test_redis_down_bulk_answers_503_and_reads_work(tmp_path: Path) -> None:
         assert client.get("/healthz").status_code == 200
     finally:
         app_state(app).engine.dispose()
+
+
+def test_a_chunk_that_keeps_failing_fails_the_job_and_frees_the_chunks(bulk_env: Env) -> None:
+    app = bulk_env.app
+    envelopes = signed_envelopes(app_state(app).session_factory, 450, seed="failing-")
+    items = [{"envelope": e, "artifact_digest": layer} for layer, e in envelopes]
+    client = app.test_client()
+    response = client.post("/v1/verifications", json={"items": items}, headers=bulk_env.token)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    job_id = response.get_json()["job"]["id"]
+    chunk_keys = {f"{CHUNK_PREFIX}{job_id}_{n}".encode() for n in range(3)}
+    assert set(bulk_env.redis.keys(f"{CHUNK_PREFIX}{job_id}_*")) == chunk_keys
+    # Chunk 1's items vanish (as if Redis lost them) before any worker runs.
+    bulk_env.redis.delete(f"{CHUNK_PREFIX}{job_id}_1")
+
+    bulk_env.start_worker()
+    _wait_for(lambda: _job(app, job_id).status == "failed", 60, "the job to fail")
+
+    job = _job(app, job_id)
+    assert job.error == f"chunk {job_id}_1 failed"
+    # Every retry of chunk 1 failed the same way; the other chunks' items are gone too.
+    _wait_for(lambda: not bulk_env.redis.keys(f"{CHUNK_PREFIX}{job_id}_*"), 10, "chunk cleanup")
+    status = client.get(f"/v1/jobs/{job_id}", headers=bulk_env.token).get_json()
+    assert status["status"] == "failed"
