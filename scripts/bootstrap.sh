@@ -5,6 +5,7 @@
 # a second run changes nothing and takes about a second.
 #   - Debian packages for the harness services and image tools (apt-get)
 #   - .venv with the project and its test extras (re-run when pyproject.toml changes)
+#   - Node 20 from the npm registry into .tools/node when the system's is too old
 #   - npm packages for tests/interop (when its package-lock.json is newer)
 # Needs root (or password-less sudo) only when a Debian package is missing.
 set -euo pipefail
@@ -76,6 +77,28 @@ if [[ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
   log "installing the project and its test extras into $VENV"
   "$VENV/bin/python" -m pip install -q -e '.[test]'
   printf '%s\n' "$want" >"$stamp"
+fi
+
+# The interop checks (@sigstore/verify, @sigstore/mock) need Node >= 20.17 or
+# >= 22.9; Debian 12 ships 18. Then a Node 20 comes from the npm registry (the
+# "node" package carries the binary) into .tools/node; tests/conftest.py puts
+# it first on PATH.
+node_tools=.tools/node
+node_ok() {
+  local v
+  v="$("${1:-node}" --version 2>/dev/null)" || return 1
+  v="${v#v}"
+  local major="${v%%.*}" rest="${v#*.}"
+  local minor="${rest%%.*}"
+  (( major > 22 || (major == 22 && minor >= 9) || (major == 20 && minor >= 17) ))
+}
+if ! node_ok node && ! node_ok "$node_tools/node_modules/.bin/node"; then
+  log "node $(node --version 2>/dev/null || echo missing) is too old for the interop checks; installing Node 20 from the npm registry into $node_tools"
+  npm install --prefix "$node_tools" --no-audit --no-fund --no-save node@20 >/dev/null
+  node_ok "$node_tools/node_modules/.bin/node" || die "Node 20 from the npm registry did not install into $node_tools"
+fi
+if [[ -x "$node_tools/node_modules/.bin/node" ]]; then
+  export PATH="$PWD/$node_tools/node_modules/.bin:$PATH"
 fi
 
 interop=tests/interop

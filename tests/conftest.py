@@ -8,6 +8,7 @@ so a half-edited area never breaks collection elsewhere.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +23,12 @@ from tests.harness.sigstore_stack import SigstoreMock, SigstoreStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSET_DIRS = (REPO_ROOT / "tests" / "assets", REPO_ROOT.parent / "shared")
+
+# Where scripts/bootstrap.sh puts a Node 20 when the system's is too old for the
+# interop checks; first on PATH so that every `node` the tests run is that one.
+_NODE_TOOLS = REPO_ROOT / ".tools" / "node" / "node_modules" / ".bin"
+if (_NODE_TOOLS / "node").exists():
+    os.environ["PATH"] = f"{_NODE_TOOLS}{os.pathsep}{os.environ.get('PATH', '')}"
 
 # Service name -> seconds to become ready, for the summary at the end.
 _STARTUP: dict[str, float] = {}
