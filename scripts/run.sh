@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# `make run`: create .venv if missing, install the project, serve on embedded defaults.
+# The README's run command (`scripts/run.sh`, or `make run`): create .venv if
+# missing, install the project, serve on embedded defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh Debian has python3 but not its venv module (python3-venv).
+if [ ! -x .venv/bin/python ] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "run: installing python3-venv (apt-get)" >&2
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    sudo -n apt-get update -q && sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+  else
+    echo "run: error: python3-venv is missing; as root: apt-get install -y python3-venv" >&2
+    exit 1
+  fi
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
