@@ -26,6 +26,7 @@ from typing import Any
 
 import pybase64
 
+from attestor._json import loads_strict
 from attestor.errors import InvalidInput, TooLarge
 
 __all__ = [
@@ -194,14 +195,9 @@ def _load_document(data: bytes | Mapping[str, object], limits: EnvelopeLimits) -
         return data
     if not isinstance(data, bytes | bytearray | memoryview):
         raise InvalidInput(f"envelope: expected bytes or a mapping, got {type(data).__name__}")
-    if len(data) > limits.max_document_bytes:
-        raise TooLarge(f"envelope: {len(data)} bytes, over the cap of {limits.max_document_bytes}")
-    try:
-        doc = json.loads(bytes(data))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidInput(f"envelope: not JSON ({e})") from None
-    except RecursionError:
-        raise InvalidInput("envelope: JSON nested too deeply") from None
+    # The strict loader: a repeated member (two "payload"s, say) could be read
+    # differently by another verifier, so it is refused like in a statement.
+    doc = loads_strict(bytes(data), what="envelope", max_bytes=limits.max_document_bytes)
     if not isinstance(doc, dict):
         raise InvalidInput(f"envelope: expected a JSON object, got {type(doc).__name__}")
     return doc

@@ -9,8 +9,8 @@ from datetime import timedelta
 from typing import Any
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
+from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, ensure_agent_scope, require_roles
 from attestor.errors import Forbidden

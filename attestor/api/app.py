@@ -15,6 +15,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import UnsupportedMediaType
 
 from attestor import __version__
+from attestor.api._json_body import StrictJSONProvider
 from attestor.api._state import EXTENSION_KEY, AppState
 from attestor.api.auth import SECURITY_SCHEME, check_declarations
 from attestor.api.blueprints import BLUEPRINT_MODULES
@@ -91,6 +92,7 @@ def create_app(
     # templates/: our swagger_ui.html replaces flask-smorest's (pinned, with SRI).
     app = Flask("attestor", static_folder=None, template_folder=_TEMPLATES)
     app.jinja_env.globals["sri"] = SWAGGER_UI_ASSETS
+    app.json = StrictJSONProvider(app)
     app.config.update(
         API_TITLE="attestor",
         API_VERSION=__version__,
@@ -143,8 +145,9 @@ def _start_background_duties(app: Flask, *, default_runner: bool) -> None:
     """Load policies now (a bad policy stops the start), then schedule re-verification.
 
     With Redis, ``attestor worker`` runs the periodic sweep through rq's
-    scheduler; without it each server process runs a timer thread (sweeps are
-    idempotent, so several processes only cost repeated work).
+    scheduler; without it each server process runs a timer thread (the job
+    table lets one sweep a period through) and the runner's heartbeat thread,
+    which also fails jobs that a dead process left unfinished.
 
     Raises:
         ConfigError: a policy file is invalid.
@@ -156,6 +159,7 @@ def _start_background_duties(app: Flask, *, default_runner: bool) -> None:
     policies = issuance_adapters(app).policies
     enqueue_policy_sweeps(state.session_factory, state.runner, policies, now=state.clock())
     if default_runner and isinstance(state.runner, InlineRunner):
+        state.runner.start()
         SweepTimer(state.session_factory, state.runner, clock=state.clock).start()
 
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response
-from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import public
 from attestor.api.problems import PROBLEM_MEDIA_TYPE

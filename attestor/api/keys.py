@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 
+from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.services import keys as key_service

@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from flask import Response
-from flask_smorest import Blueprint
 
+from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import require_roles
 from attestor.digests import parse_digest

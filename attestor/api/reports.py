@@ -9,8 +9,8 @@ from typing import Any
 
 import marshmallow as ma
 from flask import request
-from flask_smorest import Blueprint
 
+from attestor.api._json_body import Blueprint
 from attestor.api._json_schema import check_against
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles

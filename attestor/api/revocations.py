@@ -13,8 +13,8 @@ from typing import Any, Final
 
 import marshmallow as ma
 from flask import Response, request
-from flask_smorest import Blueprint
 
+from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput

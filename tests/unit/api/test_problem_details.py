@@ -96,3 +96,35 @@ def test_require_roles_keeps_responses_documented_below_it() -> None:
     wrapped = require_roles("admin")(view)
     responses = wrapped._apidoc["manual_doc"]["responses"]  # type: ignore[attr-defined]
     assert set(responses) == {"200", "401", "403"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        # webargs' parser (flask-smorest views).
+        (
+            "/v1/tokens",
+            b'{"role": "pipeline", "role": "admin", "name": "x"}',
+            "request body: duplicate JSON key 'role'",
+        ),
+        ("/v1/tokens", b'{"role": "pipeline", "name": NaN}', "request body: non-standard JSON"),
+        # request.get_json() (bulk verification): an envelope read two ways.
+        (
+            "/v1/verifications",
+            b'{"items": [{"envelope": {"payloadType": "t", "payload": "e30=", '
+            b'"payload": "W10=", "signatures": []}, "artifact_digest": "sha256:'
+            + b"a" * 64
+            + b'"}]}',
+            "request body: duplicate JSON key 'payload'",
+        ),
+    ],
+    ids=["smorest-duplicate", "smorest-nan", "get-json-duplicate"],
+)
+def test_ambiguous_json_bodies_are_400_and_change_nothing(
+    client: FlaskClient, role_tokens: dict[str, str], path: str, body: bytes, message: str
+) -> None:
+    headers = {**bearer(role_tokens["admin"]), "Content-Type": "application/json"}
+    before = client.get("/v1/tokens", headers=headers).get_json()
+    problem = _problem(client.post(path, data=body, headers=headers), 400)
+    assert problem["detail"].startswith(message), problem
+    assert client.get("/v1/tokens", headers=headers).get_json() == before

@@ -135,3 +135,26 @@ def test_limits():
     # A huge payload is refused before it is decoded.
     with pytest.raises(TooLarge):
         b64decode_strict("A" * 10_000_000, field="payload", max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        # Two payloads: verifiers that keep the first and those that keep the last
+        # would check different statements under the same signature.
+        (
+            b'{"payloadType":"t","payload":"e30=","payload":"W10=","signatures":[]}',
+            "envelope: duplicate JSON key 'payload'",
+        ),
+        (
+            b'{"payloadType":"t","payload":"e30=","signatures":[{"sig":"AA==","sig":"AQ=="}]}',
+            "envelope: duplicate JSON key 'sig'",
+        ),
+        (b'{"payloadType":NaN}', "envelope: non-standard JSON constant NaN"),
+        (b'\xef\xbb\xbf{"payloadType":"t"}', "envelope: not JSON"),
+    ],
+)
+def test_envelope_bytes_are_parsed_strictly(raw: bytes, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_envelope(raw)
+    assert info.value.message.startswith(message)
