@@ -178,7 +178,7 @@ def run(
         start = time.perf_counter()
         job_ids = []
         for offset in range(0, len(items), batch):
-            body = json.dumps({"items": items[offset : offset + batch]})
+            body = json.dumps({"items": items[offset : offset + batch]}, separators=(",", ":"))
             response = http.post(
                 f"{base}/v1/verifications",
                 data=body,

@@ -26,6 +26,9 @@ from typing import Any
 import click
 import requests
 
+from attestor._json import loads_strict
+from attestor.errors import InvalidInput
+
 __all__ = ["command"]
 
 EXIT_REJECTED = 1
@@ -46,11 +49,13 @@ class _CliError(click.ClickException):
 
 def _load(path: Path) -> tuple[str, dict[str, Any]]:
     try:
-        doc = json.loads(path.read_bytes())
+        # Strict, like the server: a file that two parsers could read differently
+        # (a repeated member) is refused here rather than sent as one reading.
+        doc = loads_strict(path.read_bytes(), what=str(path))
     except OSError as e:
         raise _CliError(f"{path}: cannot read: {e.strerror}") from e
-    except (ValueError, UnicodeDecodeError) as e:
-        raise _CliError(f"{path}: not JSON") from e
+    except InvalidInput as e:
+        raise _CliError(e.message) from e
     if not isinstance(doc, dict):
         raise _CliError(f"{path}: expected a JSON object")
     if "payloadType" in doc and "signatures" in doc:
@@ -187,7 +192,13 @@ def command(
         raise _CliError('--artifact-digest must be "sha256:<64 lowercase hex>"')
     items, origins = build_items(files, artifact_digest=artifact_digest, policy=policy)
     client = _Client(server, token)
-    submitted = client.call("POST", "/v1/verifications", json={"items": items})
+    submitted = client.call(
+        "POST",
+        "/v1/verifications",
+        # Compact: the server's strict parser takes compact JSON on its fast path.
+        data=json.dumps({"items": items}, separators=(",", ":"), ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     job_ref = submitted.get("job", {})
     deadline = time.monotonic() + timeout
     job = _wait(client, str(job_ref["url"]), len(items), poll_s=poll_interval, deadline=deadline)

@@ -92,6 +92,11 @@ def test_bad_input_and_network_errors_are_one_line(server: Server, tmp_path: Pat
     code, _, err = _run(server, junk)
     assert code == 2
     assert err.strip() == f"attestor: {junk}: expected a JSON object"
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"payloadType": "t", "payload": "e30=", "payload": "W10=", "signatures": []}')
+    code, _, err = _run(server, twice)
+    assert code == 2
+    assert err.strip() == f"attestor: {twice}: duplicate JSON key 'payload'"
     code, _, err = _run(server, "--artifact-digest", "md5:1", *server.files)
     assert (code, err.count("\n")) == (2, 1)
     bad_token = CliRunner().invoke(
