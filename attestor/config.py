@@ -76,6 +76,9 @@ class Settings:
     keyless_ambient: bool = False
     #: 1 forces Rekor v1 even where the signing config lists v2.
     keyless_force_tlog_version: int | None = None
+    #: Seconds between heartbeats of in-process jobs; a job whose process missed
+    #: three is failed as interrupted (no Redis only).
+    inline_heartbeat_s: int = 15
 
     @property
     def keys_dir(self) -> Path:
@@ -111,6 +114,7 @@ ENV_VARS: Mapping[str, str] = {
     "keyless_token_env": "ATTESTOR_KEYLESS_TOKEN_ENV",
     "keyless_ambient": "ATTESTOR_KEYLESS_AMBIENT",
     "keyless_force_tlog_version": "ATTESTOR_KEYLESS_FORCE_TLOG_VERSION",
+    "inline_heartbeat_s": "ATTESTOR_INLINE_HEARTBEAT_S",
 }
 
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
@@ -171,6 +175,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "keyless_token_env": _env_name,
         "keyless_ambient": _bool,
         "keyless_force_tlog_version": _tlog_version,
+        "inline_heartbeat_s": _positive_int,
     }
     for name, parse in parsers.items():
         value = raw.get(name)

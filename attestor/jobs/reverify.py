@@ -3,7 +3,10 @@
 
 Enqueued after a key or policy revocation (scope ``key`` / ``policy``) and
 periodically (scope ``all``): on rq through ``Queue.enqueue_in`` (run the worker
-with ``--with-scheduler``), without Redis through :class:`SweepTimer`.
+with ``--with-scheduler``), without Redis through :class:`SweepTimer`. Either
+way :func:`submit_periodic_sweep` inserts the job row only when no periodic
+sweep is unfinished or younger than 0.9 period, under a lock shared by every
+process on the database: ``serve --workers N`` and replicas sweep once a period.
 
 Each ``valid`` attestation in scope is checked, cheapest first:
 1. the revocation set (server-side meta: id, image, recorded issue time);
@@ -29,11 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.errors import ConfigError, Error, InvalidInput, NotFound, VerificationError
 from attestor.policy import PolicySet, evaluate, load_policies
 from attestor.revocation import AttestationTarget, RevocationSet
+from attestor.store import jobs as job_store
 from attestor.store import revocations as revocation_store
 from attestor.store import signing_keys
 from attestor.store.revocations import StoredAttestation
@@ -45,12 +50,14 @@ if TYPE_CHECKING:  # the task registry imports this module; avoid the cycle at r
 
 __all__ = [
     "PERIODIC_JOB_ID",
+    "PERIODIC_SCHEDULE",
     "SWEEP_ACTOR",
     "SweepTimer",
     "enqueue_policy_sweeps",
     "periodic_sweep_entry",
     "reverify_task",
     "schedule_periodic_sweep",
+    "submit_periodic_sweep",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,8 +65,12 @@ log = logging.getLogger(__name__)
 SWEEP_ACTOR: Final = "system:reverify"
 #: Prefix of the scheduled rq job id; the slot number makes one schedule per slot.
 PERIODIC_JOB_ID: Final = "attestor-reverify-periodic"
+#: ``jobs.schedule`` of periodic sweeps (the rows the once-a-period check reads).
+PERIODIC_SCHEDULE: Final = "reverify-periodic"
 #: Default period of the sweep.
 SWEEP_INTERVAL: Final = timedelta(hours=1)
+#: A periodic sweep is submitted when the last one is older than this share of the period.
+_MIN_GAP: Final = 0.9
 _BATCH: Final = 200
 _SCOPES: Final = ("all", "key", "policy")
 
@@ -250,22 +261,54 @@ def enqueue_policy_sweeps(
     return jobs
 
 
-def _submit_sweep(
-    session_factory: sessionmaker[Session], runner: JobRunner, now: datetime
+def submit_periodic_sweep(
+    session_factory: sessionmaker[Session],
+    runner: JobRunner,
+    *,
+    now: datetime,
+    interval: timedelta,
 ) -> str | None:
-    from attestor.jobs.runner import submit
+    """Submit the periodic ``all`` sweep unless another process did this period.
+
+    Returns the job id, or None when skipped (a periodic sweep is unfinished or
+    younger than 0.9 ``interval``) or when the queue is unreachable (logged; the
+    row is marked failed and the next period tries again).
+    """
+    from attestor.jobs.runner import InlineRunner
     from attestor.services.revocation import REVERIFY_KIND
 
+    payload = {"scope": "all"}
+    with session_factory.begin() as session:
+        job = job_store.create_scheduled_job(
+            session,
+            schedule=PERIODIC_SCHEDULE,
+            kind=REVERIFY_KIND,
+            payload=payload,
+            now=now,
+            min_gap=interval * _MIN_GAP,
+            owner=runner.owner if isinstance(runner, InlineRunner) else None,
+        )
+    if job is None:
+        return None
     try:
-        job = submit(session_factory, runner, kind=REVERIFY_KIND, payload={"scope": "all"}, now=now)
+        runner.enqueue(REVERIFY_KIND, payload, job_id=job.id)
     except Error as e:
         log.warning("periodic re-verification sweep not enqueued: %s", e)
+        with session_factory.begin() as session:
+            job_store.update_job(
+                session, job.id, status="failed", error=f"{type(e).__name__}: {e.message}", now=now
+            )
         return None
     return job.id
 
 
 class SweepTimer:
-    """The periodic sweep without Redis: a daemon thread that submits a job per interval."""
+    """The periodic sweep without Redis: a daemon thread that submits one job per interval.
+
+    Every server process runs one; it checks ten times per interval and
+    :func:`submit_periodic_sweep` lets one submission through per interval
+    across them all (and a restart does not push the next sweep back).
+    """
 
     def __init__(
         self,
@@ -278,10 +321,10 @@ class SweepTimer:
         self._factory = session_factory
         self._runner = runner
         self._clock = clock
-        self._interval = interval.total_seconds()
+        self._interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Ids of the jobs submitted so far (for tests and logs).
+        #: Ids of the jobs this timer submitted (for tests and logs).
         self.submitted: list[str] = []
 
     def start(self) -> None:
@@ -293,10 +336,21 @@ class SweepTimer:
             self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            job_id = _submit_sweep(self._factory, self._runner, self._clock())
-            if job_id is not None:
-                self.submitted.append(job_id)
+        while not self._stop.wait(self._interval.total_seconds() / 10):
+            self.tick()
+
+    def tick(self) -> str | None:
+        """Submit the sweep if it is due; database errors are logged (the next tick retries)."""
+        try:
+            job_id = submit_periodic_sweep(
+                self._factory, self._runner, now=self._clock(), interval=self._interval
+            )
+        except (Error, SQLAlchemyError) as e:
+            log.warning("periodic re-verification sweep not submitted: %s", e)
+            return None
+        if job_id is not None:
+            self.submitted.append(job_id)
+        return job_id
 
     def stop(self) -> None:
         """Stop the thread and wait for it."""
@@ -346,7 +400,12 @@ def periodic_sweep_entry(interval_s: int) -> None:
     engine = make_engine(settings.database_url)
     try:
         runner = RQRunner(settings.redis_url)
-        _submit_sweep(make_session_factory(engine), runner, utc_now())
+        submit_periodic_sweep(
+            make_session_factory(engine),
+            runner,
+            now=utc_now(),
+            interval=timedelta(seconds=interval_s),
+        )
         schedule_periodic_sweep(runner.queue, interval=timedelta(seconds=interval_s))
     finally:
         engine.dispose()

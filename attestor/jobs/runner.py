@@ -5,17 +5,30 @@ Both implement ``JobRunner``. The job row in the database is the source of
 truth; a runner only carries ``(kind, payload, job_id)`` and calls
 :func:`execute`, which marks the row running, calls the task and stores its
 result or error. rq uses ``JSONSerializer``, never pickle.
+
+A job held in a process's thread pool dies with the process. So the
+``InlineRunner`` writes its owner id on the rows it holds and refreshes their
+heartbeat every ``inline_heartbeat_s``; every inline runner (and start-up)
+fails the jobs whose heartbeat is older than ``STALE_BEATS`` periods (see
+:func:`attestor.store.jobs.fail_abandoned`). A job is not failed while its
+process keeps beating: the beat runs on its own thread, not the job's.
+Replicas sharing PostgreSQL must keep their clocks within a period or so of
+each other (NTP): heartbeats are their wall-clock times.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import threading
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, load_settings
@@ -28,6 +41,7 @@ __all__ = [
     "JobRunner",
     "RQRunner",
     "execute",
+    "reap_abandoned",
     "rq_entry",
     "submit",
     "utc_now",
@@ -79,9 +93,11 @@ def submit(
         InvalidInput: Unknown kind.
         Unavailable: The queue cannot be reached.
     """
+    # An inline job is owned from its first commit: a crash before enqueue still ends it.
+    owner = runner.owner if isinstance(runner, InlineRunner) else None
     with session_factory.begin() as session:
         job = job_store.create_job(
-            session, kind=kind, payload=payload, created_by=created_by, now=now
+            session, kind=kind, payload=payload, created_by=created_by, now=now, owner=owner
         )
     try:
         runner.enqueue(kind, payload, job_id=job.id)
@@ -103,6 +119,10 @@ def execute(
 ) -> None:
     """Run one job and record the outcome in its row; never raises for task errors."""
     with session_factory.begin() as session:
+        if job_store.get_job(session, job_id).terminal:
+            # Failed while it waited (interrupted by a reaper): nobody polls for it now.
+            log.warning("job %s already ended before it started; not run", job_id)
+            return
         job_store.update_job(session, job_id, status="running", now=clock())
 
     def report(progress: Mapping[str, Any]) -> None:
@@ -127,21 +147,62 @@ def execute(
         log.exception("job %s (%s) crashed", job_id, kind)
         _fail(session_factory, job_id, "internal error", clock)
         return
-    with session_factory.begin() as session:
-        job_store.update_job(
-            session, job_id, status="finished", result=dict(result or {}), now=clock()
-        )
+    _settle(session_factory, job_id, clock, status="finished", result=dict(result or {}))
 
 
 def _fail(
     factory: sessionmaker[Session], job_id: str, message: str, clock: Callable[[], datetime]
 ) -> None:
+    _settle(factory, job_id, clock, status="failed", error=message)
+
+
+def _settle(
+    factory: sessionmaker[Session],
+    job_id: str,
+    clock: Callable[[], datetime],
+    *,
+    status: str,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> None:
     with factory.begin() as session:
-        job_store.update_job(session, job_id, status="failed", error=message, now=clock())
+        # A job failed meanwhile (reaped as interrupted) keeps its first outcome.
+        if job_store.get_job(session, job_id).terminal:
+            log.warning("job %s already ended; its %s outcome is dropped", job_id, status)
+            return
+        job_store.update_job(
+            session, job_id, status=status, result=result, error=error, now=clock()
+        )
+
+
+def reap_abandoned(
+    session_factory: sessionmaker[Session],
+    *,
+    heartbeat_s: float,
+    now: datetime,
+    exclude_owner: str | None = None,
+) -> list[str]:
+    """Fail the inline jobs whose process stopped beating; returns their ids.
+
+    See :func:`attestor.store.jobs.fail_abandoned`; rq jobs (no owner) are left to rq.
+    """
+    with session_factory.begin() as session:
+        failed = job_store.fail_abandoned(
+            session, heartbeat_s=heartbeat_s, now=now, exclude_owner=exclude_owner
+        )
+    if failed:
+        log.warning("failed %d interrupted job(s): %s", len(failed), ", ".join(failed))
+    return failed
 
 
 class InlineRunner:
-    """Runs jobs in this process on a small thread pool; used when REDIS_URL is unset."""
+    """Runs jobs in this process on a small thread pool; used when REDIS_URL is unset.
+
+    A maintenance thread refreshes the heartbeat of the jobs this runner holds
+    and fails other processes' abandoned jobs, every ``settings.inline_heartbeat_s``.
+    :meth:`start` runs it for the life of the runner (the server); otherwise it
+    runs only while jobs are pending here.
+    """
 
     def __init__(
         self,
@@ -158,6 +219,12 @@ class InlineRunner:
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attestor-job")
         self._futures: list[Future[None]] = []
+        #: Written on the rows this runner holds; unique per process and runner.
+        self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._keep_running = False
 
     def enqueue(self, kind: str, payload: dict[str, Any], *, job_id: str) -> None:
         """Schedule the job on the pool.
@@ -167,6 +234,9 @@ class InlineRunner:
         """
         if kind not in self._tasks:
             raise InvalidInput(f"unknown job kind {kind!r}")
+        # Rows created by other code (bulk verification) are claimed here.
+        with self._factory.begin() as session:
+            job_store.claim_job(session, job_id, owner=self.owner, now=self._clock())
         future = self._pool.submit(
             execute,
             kind,
@@ -177,16 +247,63 @@ class InlineRunner:
             tasks=self._tasks,
             clock=self._clock,
         )
-        self._futures = [f for f in self._futures if not f.done()] + [future]
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()] + [future]
+        self._ensure_thread()
+
+    def start(self) -> None:
+        """Run the heartbeat and reaper thread until :meth:`shutdown` (idempotent)."""
+        with self._lock:
+            self._keep_running = True
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._maintain, name="attestor-job-heartbeat", daemon=True
+                )
+                self._thread.start()
+
+    def _maintain(self) -> None:
+        period = float(self._settings.inline_heartbeat_s)
+        while not self._stop.wait(period):
+            with self._lock:
+                if not self._keep_running and all(f.done() for f in self._futures):
+                    self._thread = None
+                    return
+            self.maintain_once()
+
+    def maintain_once(self) -> None:
+        """One heartbeat and one reaper pass; database errors are logged, not raised."""
+        try:
+            with self._factory.begin() as session:
+                job_store.beat(session, owner=self.owner, now=self._clock())
+            reap_abandoned(
+                self._factory,
+                heartbeat_s=self._settings.inline_heartbeat_s,
+                now=self._clock(),
+                exclude_owner=self.owner,
+            )
+        except (Error, SQLAlchemyError) as e:
+            # The next period retries; STALE_BEATS periods leave room for a few misses.
+            log.warning("job heartbeat failed: %s", e)
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until every job enqueued so far has finished (for tests and shutdown)."""
-        for future in list(self._futures):
+        with self._lock:
+            futures = list(self._futures)
+        for future in futures:
             future.result(timeout=timeout)
 
     def shutdown(self) -> None:
         """Finish running jobs and stop the threads."""
         self._pool.shutdown(wait=True)
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
 
 class RQRunner:

@@ -1,13 +1,15 @@
 # SPDX-License-Identifier: Apache-2.0
 """Start-up preparation shared by ``attestor serve``, ``create_app`` and the CLI.
 
-Creates the data directories, migrates the database, seeds the admin token and
-makes sure one signing key is active. Every step is idempotent, so running it
+Creates the data directories, migrates the database, seeds the admin token,
+makes sure one signing key is active and fails in-process jobs whose server
+process stopped beating. Every step is idempotent, so running it
 again (a second worker, a restart) changes nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,10 +20,12 @@ from sqlalchemy.orm import Session
 
 from attestor.config import Settings
 from attestor.errors import ConfigError
-from attestor.store import signing_keys, tokens
+from attestor.store import jobs, signing_keys, tokens
 from attestor.store.db import make_session_factory, upgrade
 
 __all__ = ["Prepared", "ensure_dirs", "prepare"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ def prepare(settings: Settings, engine: Engine, *, now: datetime) -> Prepared:
                 session, role="admin", now=now, name="first admin token"
             )
         keyid = _ensure_signing_key(session, settings, now=now)
+    # Only in-process jobs have an owner, so this is safe with Redis too (and ends
+    # those left behind by a switch to Redis). Jobs of a process killed just now
+    # still look alive: the in-process runners' periodic pass fails them later.
+    with factory.begin() as session:
+        interrupted = jobs.fail_abandoned(session, heartbeat_s=settings.inline_heartbeat_s, now=now)
+    if interrupted:
+        log.warning("failed %d interrupted job(s): %s", len(interrupted), ", ".join(interrupted))
     return Prepared(first_admin_token=first_token, active_keyid=keyid)
 
 

@@ -231,6 +231,7 @@ class JobModel(Base):
     """A background job and its progress; the runner only carries its id."""
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_schedule_created_at", "schedule", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
@@ -243,6 +244,12 @@ class JobModel(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    #: The in-process runner holding the job (migration 0006); ``None`` for rq jobs.
+    owner: Mapped[str | None] = mapped_column(String(80))
+    #: Refreshed by ``owner`` while the job is queued or running in its process.
+    heartbeat_at: Mapped[datetime | None]
+    #: Name of the periodic schedule that submitted the job (``None``: on demand).
+    schedule: Mapped[str | None] = mapped_column(String(64))
 
 
 class VerificationResultModel(Base):

@@ -446,8 +446,14 @@ def test_sweep_timer_submits_periodically(app: Flask) -> None:
     from attestor.jobs.reverify import SweepTimer
 
     state = app_state(app)
+    ticks = iter(range(10_000))
+    # One period of the clock passes per check: the once-a-period gate lets each one through
+    # once the previous sweep finished.
     timer = SweepTimer(
-        state.session_factory, state.runner, clock=lambda: NOW, interval=timedelta(seconds=0.05)
+        state.session_factory,
+        state.runner,
+        clock=lambda: NOW + timedelta(seconds=next(ticks)),
+        interval=timedelta(seconds=0.05),
     )
     timer.start()
     try:
