@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from agent.config import AgentConfig
 from agent.containerd import ContainerdClient, EventSubscription
@@ -72,10 +73,14 @@ def watch_events(
     stop: threading.Event,
     wake: threading.Event,
     subscriptions: list[EventSubscription],
+    *,
+    full: threading.Event | None = None,
 ) -> None:
     """Set ``wake`` on each watched event of ``client``'s namespace until ``stop``.
 
     Each subscription is appended to ``subscriptions`` so the loop can close it.
+    ``full`` is set first: what runs may have changed, so the sweep this
+    event starts must be a full one, not the watch's partial one.
     """
     while not stop.is_set():
         try:
@@ -85,6 +90,8 @@ def watch_events(
                 for event in sub:
                     if event.topic in WATCHED_TOPICS:
                         log.debug("event", extra={"topic": event.topic})
+                        if full is not None:
+                            full.set()
                         wake.set()
                     if stop.is_set():
                         break
@@ -122,15 +129,35 @@ class WatchHook:
         """True when the wake came from the watch (already debounced)."""
         return self.watcher is not None and self.watcher.ready()
 
-    def begin(self) -> int:
-        """Start a sweep; returns how many watched directories changed since the last one."""
-        return 0 if self.watcher is None else len(self.watcher.begin_sweep())
+    def begin(self, *, full: bool) -> tuple[frozenset[Path] | None, int | str]:
+        """Start a sweep: a partial one when only the watch asked for it.
+
+        Args:
+            full: the interval or a containerd event asks for a full sweep.
+
+        Returns:
+            The directories a partial sweep re-checks, or None for a full
+            sweep (``full``, the watch off or silent, or the watch lost
+            events to a queue overflow: anything may have changed); then how
+            many watched directories changed, for the log ("all" after a loss).
+        """
+        if self.watcher is None:
+            return None, 0
+        changed = self.watcher.begin_sweep()
+        if changed is None:
+            return None, "all"
+        return (None if full or not changed else changed), len(changed)
 
     def end(self, result: SweepResult | None, seconds: float) -> dict[str, int]:
-        """Watch what ``result`` checked (None: a failed sweep, keep); the status for the log."""
+        """Watch what ``result`` checked; the status for the log.
+
+        A failed (None) or partial sweep keeps the watched set: a partial
+        sweep saw only some containers, and syncing to them would drop the rest.
+        """
         if self.watcher is None:
             return {}
-        self.watcher.end_sweep(None if result is None else watched_dirs(result), seconds=seconds)
+        roots = None if result is None or result.partial else watched_dirs(result)
+        self.watcher.end_sweep(roots, seconds=seconds)
         status = self.watcher.status()
         return {"watched": status.roots, "watches": status.watches,
                 "watch_degraded": len(status.degraded)}  # fmt: skip

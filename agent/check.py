@@ -25,6 +25,7 @@ from agent.integrity.attestation import (
     KeylessTrust,
     ServerAttestations,
 )
+from agent.integrity.drift import UpperChecker
 from agent.integrity.inventory import ContainerFilter, InventoryClient, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
@@ -152,7 +153,7 @@ def run_check(
     sweeper = Sweeper(
         attestations=attestations,
         layers=checker or LayerChecker(full_rehash_every=1),
-        upper=LayerChecker(full_rehash_every=1),
+        upper=UpperChecker(full_rehash_every=1),
     )
     sweep = sweeper.sweep(tracked, now=now)
     errors.extend(sweep.errors)

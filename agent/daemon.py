@@ -16,6 +16,10 @@ rejected page) is logged, noted in every container's integrity history, and
 ``revocation_fail_mode`` is applied to containers first seen while it lasts.
 With ``watch`` on, an inotify watch over the checked directories also wakes
 the loop (:class:`agent._daemon_loop.WatchHook`); the interval stays the backstop.
+A sweep the watch alone started is partial: it re-checks only the changed
+directories and the containers using them, and finalizes nothing. An
+interval sweep, a containerd event or a lost inotify event (queue
+overflow) gives a full sweep.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 from agent._daemon_loop import (
@@ -48,6 +53,7 @@ from agent.containerd import ContainerdClient, EventSubscription, ImageLayers
 from agent.containerd.types import TaskStatus
 from agent.integrity.attestation import KeylessTrust, ServerAttestations
 from agent.integrity.budget import Budget
+from agent.integrity.drift import UpperChecker
 from agent.integrity.inventory import TrackedContainer, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.ledger import Ledger
@@ -133,6 +139,8 @@ class Daemon:
         self.violation_wake = threading.Event()
         self.report_wake = threading.Event()
         self.wake = threading.Event()
+        #: Set with ``wake`` by a containerd event: the next sweep is a full one.
+        self.full_wake = threading.Event()
         self.ledger = ledger if ledger is not None else Ledger()
         self._follower_factory = revocations
         self.follower: FeedFollower | None = None
@@ -180,7 +188,7 @@ class Daemon:
         self._sweeper = Sweeper(
             attestations=self._attestations,
             layers=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
-            upper=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
+            upper=UpperChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
         )
         if self._follower_factory is not None:
             # A re-registration keeps the follower (its cursor) and re-pins keys.
@@ -221,6 +229,7 @@ class Daemon:
         result = self.follower.poll()
         if result.changed:
             self.apply_revocations(result.revset)
+            self.full_wake.set()  # every layer is re-verified, not just a watch's few
             log.info("revocations applied", extra={"revocations": len(result.revset)})
         # Noted once when an anomaly begins (a stale feed's text changes with
         # every poll, and the follower logs each one already).
@@ -256,8 +265,14 @@ class Daemon:
             tracked.extend(found)
         return tracked
 
-    def sweep_once(self) -> SweepResult:
+    def sweep_once(self, changed: Collection[Path] | None = None) -> SweepResult:
         """Inventory, sweep, spool new violations, respond, report, finalize.
+
+        Args:
+            changed: None for a full sweep. Else the directories the watch saw
+                change: only the containers using one are checked (a partial
+                sweep, :meth:`Sweeper.sweep`); other containers' findings
+                stand, nothing is finalized and the fail-mode baseline is kept.
 
         Raises:
             ConfigError: :meth:`register` was not called.
@@ -284,17 +299,24 @@ class Daemon:
                 ended.append(key)
             else:
                 live.append(c)
+        if changed is not None:
+            result = self._sweeper.sweep(live, now=now, changed=changed)
+            self._record_all(result, now)
+            return result
         self._fail_mode(live)
         result = self._sweeper.sweep(live, now=now)
-        for container in result.containers:
-            self._record(container, now)
-        for problem in result.errors:
-            log.warning("check failed", extra={"error": problem})
+        self._record_all(result, now)
         gone = [k for k in self.ledger.keys() if k not in listed]
         for key in ended + gone:
             self._finalize(key, now)
         self._last_counts = (len(live), len({x.digest for c in live for x in c.layers}))
         return result
+
+    def _record_all(self, result: SweepResult, now: datetime) -> None:
+        for container in result.containers:
+            self._record(container, now)
+        for problem in result.errors:
+            log.warning("check failed", extra={"error": problem})
 
     def _record(self, result: ContainerResult, now: datetime) -> None:
         container = result.container
@@ -414,7 +436,8 @@ class Daemon:
                          wake=self.violation_wake),
             start_thread("deliver-reports", self._report_deliverer.run, stop,
                          wake=self.report_wake),
-            *(start_thread(f"events-{ns}", watch_events, c, stop, self.wake, self._subscriptions)
+            *(start_thread(f"events-{ns}", watch_events, c, stop, self.wake, self._subscriptions,
+                           full=self.full_wake)
               for ns, c in self._clients.items()),
         ]  # fmt: skip
         watch = self.watch = WatchHook(self.config, self.wake)
@@ -432,15 +455,19 @@ class Daemon:
                     if self.wake.is_set() and not watch.settled():
                         stop.wait(_DEBOUNCE)
                     self.wake.clear()
-                    changed, started = watch.begin(), self._clock()
+                    full = now >= next_sweep or self.full_wake.is_set()
+                    self.full_wake.clear()
+                    partial, changed = watch.begin(full=full)
+                    started = self._clock()
                     try:
-                        result = self.sweep_once()
+                        result = self.sweep_once(partial)
                     except Error as e:
                         # One bad sweep (containerd restarting, a full disk)
                         # must not end the agent; the next interval retries.
                         log.error("sweep failed", extra={"error": e.message})
                         watch.end(None, self._clock() - started)
-                        next_sweep = self._clock() + self.config.interval
+                        if partial is None:
+                            next_sweep = self._clock() + self.config.interval
                         continue
                     seconds = self._clock() - started
                     log.info(
@@ -449,11 +476,13 @@ class Daemon:
                             "containers": len(result.containers),
                             "violations": len(result.violations),
                             "seconds": round(seconds, 3),
+                            "scope": "partial" if result.partial else "full",
                             "changed": changed,
                             **watch.end(result, seconds),
                         },
                     )
-                    next_sweep = self._clock() + self.config.interval
+                    if not result.partial:  # a partial sweep is no substitute for the interval's
+                        next_sweep = self._clock() + self.config.interval
                 if now >= next_beat:
                     self.heartbeat()
                     next_beat = self._clock() + self.config.heartbeat_interval

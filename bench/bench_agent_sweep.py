@@ -13,6 +13,17 @@
    (target: < 1 s), next to a bare os.scandir + lstat walk.
 3. The RSS of a child process that imports the whole agent (CLI, daemon,
    gRPC stubs, server client) and runs those sweeps (target: < 80 MB).
+4. The upperdir drift state: RSS a child gains (held after two checks, and
+   peak) with a 50,000-file upperdir, through the agent's ``UpperChecker``
+   next to the route it replaced (``LayerChecker.scan`` keeping a
+   ``dict[str, bytes]``, then ``find_drift`` over the observed manifest),
+   each in its own child in the same run. Two upperdirs: 50,000 new
+   non-executable files (logs, caches) and 50,000 copy-ups of attested files
+   (the worst case: every file is hashed and kept). Both routes classify
+   against the same (compact) merged view.
+5. The merged attested view held per image: its sorted path table next to
+   the ``dict[str, int]`` index it replaced (tracemalloc, same run), and the
+   cost of a membership test in each.
 
 Usage: .venv/bin/python bench/bench_agent_sweep.py [--mb 100] [--files 5000] [--small 50000]
 """
@@ -20,16 +31,21 @@ Usage: .venv/bin/python bench/bench_agent_sweep.py [--mb 100] [--files 5000] [--
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 from _files import bare_walk, hashlib_baseline, tuned_baseline  # bench/_files.py, beside this file
 
+from agent.integrity.drift import UpperChecker, find_drift, merged_view
 from agent.integrity.layers import LayerChecker
 from attestor.manifest import AttestedManifest, manifest_from_snapshot
 
@@ -107,6 +123,104 @@ def peak_rss_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def rss_mb() -> float:
+    """This process's RSS now (VmRSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def upper_child(route: str, upper: str, small: str) -> None:
+    """Figure 4 for one route: RSS gained holding a 50,000-file upperdir's state."""
+
+    import agent.cli  # noqa: F401 - the whole agent, as the daemon loads it
+    import agent.daemon  # noqa: F401
+
+    view = merged_view(
+        [AttestedManifest.from_canonical_bytes(Path(small + ".manifest").read_bytes())]
+    )
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to VmRSS: the peak below is the checks' own
+    before = rss_mb()
+    root = Path(upper)
+
+    def checker() -> Callable[[], int]:
+        new, old = UpperChecker(full_rehash_every=10**9), LayerChecker(full_rehash_every=10**9)
+
+        def check() -> int:
+            if route == "new":
+                return len(new.check(root, view).findings)
+            observed = old.scan(root)[0]  # the daemon kept only the scan state
+            return len(find_drift(observed, view))
+
+        return check
+
+    check, times = checker(), []
+    for _ in range(2):
+        start = time.perf_counter()
+        findings = check()
+        times.append(time.perf_counter() - start)
+    gc.collect()
+    held, peak = rss_mb() - before, peak_rss_mb() - before
+    # The state's own bytes: what a fresh checker's first check leaves alive.
+    tracemalloc.start()
+    second = checker()
+    second()
+    gc.collect()
+    state = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(json.dumps({
+        "held_mb": held, "peak_mb": peak, "state_mb": state / 1e6,
+        "first_s": times[0], "incremental_s": times[1], "findings": findings,
+    }))  # fmt: skip
+
+
+def view_figures(small: Path) -> dict[str, float]:
+    """Figure 5: the merged view of the 50,000-path layer, compact next to a dict."""
+    attested = AttestedManifest.from_canonical_bytes(Path(f"{small}.manifest").read_bytes())
+    gc.collect()
+    tracemalloc.start()
+    view = merged_view([attested])
+    gc.collect()
+    compact = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    tracemalloc.start()
+    # The index the view kept before: path -> (layer, entry) slot, its own strings.
+    plain = {attested.path_at(i): i for i in range(len(attested))}
+    gc.collect()
+    as_dict = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    probes = list(plain) + [p + "x" for p in plain]  # half hits, half misses
+    return {
+        "paths": len(view),
+        "compact_mb": compact / 1e6,
+        "dict_mb": as_dict / 1e6,
+        # Membership: the test the upperdir walk makes for each regular file.
+        "compact_s": best_of(3, lambda: [p in view for p in probes]),
+        "dict_s": best_of(3, lambda: [p in plain for p in probes]),
+        "probes": len(probes),
+    }
+
+
+def upper_figures(tmp: Path, small: Path) -> dict[str, dict[str, float]]:
+    """Figure 4: both routes over both upperdirs, each in a fresh child."""
+    shapes = {"new files": tmp / "upper-new", "copy-ups": tmp / "upper-copy"}
+    make_tree(shapes["new files"] / "data", 50_000, 50_000 * 64)  # paths not in the view
+    shutil.copytree(small, shapes["copy-ups"])  # every path attested, same content
+    out: dict[str, dict[str, float]] = {}
+    for shape, root in shapes.items():
+        for route in ("old", "new"):
+            res = subprocess.run(
+                [sys.executable, __file__, "--upper-child", route, str(root), str(small)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            out[f"{shape}/{route}"] = json.loads(res.stdout)
+    return out
+
+
 def child(big: str, small: str) -> None:
     import agent.cli  # noqa: F401 - the whole agent, as the daemon loads it
     import agent.daemon  # noqa: F401
@@ -125,9 +239,13 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--upper-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
+        return
+    if args.upper_child:
+        upper_child(*args.upper_child)
         return
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         big, small = Path(tmp) / "big", Path(tmp) / "small"
@@ -142,6 +260,8 @@ def main() -> None:
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         f = json.loads(res.stdout)
+        uppers = upper_figures(Path(tmp), small)
+        view = view_figures(small)
     ratio = f["full_mb_s"] / f["hashlib_mb_s"]
     tuned = f["full_mb_s"] / f["tuned_mb_s"]
     print(f"full re-hash ({f['bytes'] / 1e6:.0f} MB, {args.files} files, best of 5):")
@@ -155,6 +275,24 @@ def main() -> None:
     print(f"  bare scandir+lstat   {f['walk_s']:8.3f} s")
     print(f"agent RSS: {f['imports_mb']:.1f} MB after imports, {f['rss_mb']:.1f} MB peak after")
     print("  both sweeps (50,000-file layer state held)   (target < 80 MB)")
+
+    print("upperdir drift state, 50,000 files (RSS gained after imports + view; own child each):")
+    for shape in ("new files", "copy-ups"):
+        old, new = uppers[f"{shape}/old"], uppers[f"{shape}/new"]
+        assert old["findings"] == new["findings"]
+        for name, g in (("UpperChecker", new), ("old scan+find_drift", old)):
+            print(
+                f"  {shape:9} {name:19} state {g['state_mb']:5.1f} MB  RSS held"
+                f" {g['held_mb']:5.1f} MB, peak {g['peak_mb']:5.1f} MB  check {g['first_s']:.2f} s"
+                f" first, {g['incremental_s']:.2f} s incremental"
+            )
+
+    print(f"merged attested view, {int(view['paths'])} paths (one per image in use):")
+    for name, mb, took in (
+        ("sorted path table + slots", view["compact_mb"], view["compact_s"]),
+        ("dict[str, int] (before)", view["dict_mb"], view["dict_s"]),
+    ):
+        print(f"  {name:25} {mb:5.1f} MB   {view['probes']:.0f} membership tests {took:.3f} s")
 
 
 if __name__ == "__main__":

@@ -16,26 +16,45 @@ Against the merged view of the attested lower layers, an upperdir entry is:
 
 New non-executable files and new directories are the normal life of a
 container (logs, pid files, runc's mount points) and are not reported.
+
+:class:`UpperChecker` classifies an upperdir as it walks it (no observed
+manifest is built) and hashes only the files a finding can depend on: those
+over an attested path and new executables. A new non-executable file is no
+drift whatever it holds, so it is neither hashed nor kept; the state kept
+between checks (:class:`UpperState`) is a sorted path table and a 64-byte
+record per hashed file (issue 5: agent RSS with a 50,000-file upperdir).
 """
 
 from __future__ import annotations
 
+import os
 import stat
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from attestor.manifest import (
-    AttestedManifest,
-    EntryType,
-    FileManifest,
-    ManifestEntry,
-    compact_unhashed,
-    pack_entry,
-    unpack_entry,
-)
+from agent.integrity._view import MergedView, merged_view
+from agent.integrity.budget import Budget
+from attestor.errors import ConfigError, InvalidInput
+from attestor.manifest import EntryType, FileManifest, ManifestEntry, ManifestLimits
 
-__all__ = ["DriftFinding", "DriftKind", "MergedView", "find_drift", "merged_view"]
+# The manifest's own walk and path table, so the upperdir is read exactly as
+# a layer is (same symlink, device and UTF-8 rules); no public hook exists yet.
+from attestor.manifest._compact import _PathTable
+from attestor.manifest._snapshot import _run, _Walk
+
+__all__ = [
+    "DriftFinding",
+    "DriftKind",
+    "MergedView",
+    "UpperChecker",
+    "UpperScan",
+    "UpperState",
+    "find_drift",
+    "merged_view",
+]
 
 DriftKind = Literal["drift-modified", "drift-shadowed", "drift-deleted", "drift-new-executable"]
 
@@ -55,73 +74,15 @@ class DriftFinding:
     aspects: tuple[str, ...] = ()
 
 
-class MergedView(Mapping[str, ManifestEntry]):
-    """The merged attested rootfs as path -> entry.
-
-    Keeps, per path, which layer and which entry of it (one int), and the
-    layers' compact manifests; entries are decoded on lookup, so the view
-    adds only its own index to what the sweep already holds (issue 5, RSS).
-    """
-
-    __slots__ = ("_layers", "_where")
-
-    def __init__(self, layers: Sequence[AttestedManifest], where: dict[str, int]) -> None:
-        self._layers = tuple(layers)
-        self._where = where
-
-    def __getitem__(self, path: str) -> ManifestEntry:
-        layer, index = divmod(self._where[path], _SPAN)
-        return unpack_entry(path, self._layers[layer].record_at(index))
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._where)
-
-    def __len__(self) -> int:
-        return len(self._where)
-
-    def __contains__(self, path: object) -> bool:
-        return path in self._where
+def _lookup(view: Mapping[str, ManifestEntry], path: str) -> ManifestEntry | None:
+    return view.lookup(path) if isinstance(view, MergedView) else view.get(path)
 
 
-_SPAN = 2**32  # more entries than any layer may hold (ManifestLimits.max_entries)
-_WHITEOUT = pack_entry(ManifestEntry("x", EntryType.WHITEOUT))[0]
-_OPAQUE = pack_entry(ManifestEntry("x", EntryType.OPAQUE_DIR, mode=0, uid=0, gid=0))[0]
-_DIR = pack_entry(ManifestEntry("x", EntryType.DIR, mode=0, uid=0, gid=0))[0]
-_DIR_KINDS = frozenset({_OPAQUE, _DIR})
-
-
-def _drop_under(view: dict[str, int], kinds: dict[str, int], path: str) -> None:
-    prefix = path + "/"
-    for p in [p for p in view if p.startswith(prefix)]:
-        del view[p]
-        kinds.pop(p, None)
-
-
-def merged_view(layers: Sequence[FileManifest | AttestedManifest]) -> MergedView:
-    """The rootfs the attested layers give (bottom layer first), as path -> entry.
-
-    Whiteouts remove a path and its descendants; an opaque directory hides
-    what lower layers had below it (OCI image-spec "Whiteouts").
-    """
-    compact = [m if isinstance(m, AttestedManifest) else compact_unhashed(m) for m in layers]
-    view: dict[str, int] = {}
-    dirs: dict[str, int] = {}  # the directories in view (a small share of paths)
-    for number, layer in enumerate(compact):
-        for index in range(len(layer)):
-            path, kind = layer.path_at(index), layer.record_at(index)[0]
-            if kind == _WHITEOUT:
-                view.pop(path, None)
-                dirs.pop(path, None)
-                _drop_under(view, dirs, path)
-                continue
-            if kind == _OPAQUE or (path in dirs and kind not in _DIR_KINDS):
-                _drop_under(view, dirs, path)
-            view[path] = number * _SPAN + index
-            if kind in _DIR_KINDS:
-                dirs[path] = kind
-            else:
-                dirs.pop(path, None)
-    return MergedView(compact, view)
+def _has_under(view: Mapping[str, ManifestEntry], directory: str) -> bool:
+    if isinstance(view, MergedView):
+        return view.has_under(directory)
+    prefix = directory + "/"
+    return any(p.startswith(prefix) for p in view)
 
 
 def _aspects(lower: ManifestEntry, upper: ManifestEntry) -> tuple[str, ...]:
@@ -174,7 +135,7 @@ def find_drift(
     """
     findings: list[DriftFinding] = []
     for entry in upper.entries:
-        lower = attested_lower.get(entry.path)
+        lower = _lookup(attested_lower, entry.path)
         findings.extend(_classify(entry, lower, attested_lower))
     return findings
 
@@ -194,8 +155,7 @@ def _classify(
         yield DriftFinding(entry.path, "drift-shadowed", _describe(lower), _describe(entry))
         return
     if entry.type is EntryType.OPAQUE_DIR and lower.type in _DIRS:
-        prefix = entry.path + "/"
-        if any(p.startswith(prefix) for p in view):
+        if _has_under(view, entry.path):
             yield DriftFinding(
                 entry.path, "drift-shadowed", "directory with attested content", "opaque_dir"
             )
@@ -204,3 +164,193 @@ def _classify(
         yield DriftFinding(
             entry.path, "drift-modified", _describe(lower), _describe(entry), aspects
         )
+
+
+# ino, size, mtime_ns, ctime_ns (the key), then the raw sha256; a capability
+# xattr, rare, is kept apart. A write, chmod or chown moves ctime, which only
+# the kernel sets; the full re-hash every N checks covers a forged one.
+_RECORD = struct.Struct("<QQqq32s")
+_R = _RECORD.size
+_KEY_END = 32
+
+
+def _key(st: os.stat_result) -> bytes:
+    return _RECORD.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"")[:_KEY_END]
+
+
+class UpperState:
+    """The files one drift check hashed in an upperdir, for the next check.
+
+    About 100 bytes per file (path, NUL, record) where a ``dict[str, bytes]``
+    took about 200; and only hashed files are kept at all.
+
+    Args:
+        paths: the UTF-8 path of each file, in walk order.
+        records: lstat key + raw sha256 of each file (``_R`` bytes), same order.
+        caps: position in ``paths`` -> capability xattr, for the few that have one.
+    """
+
+    __slots__ = ("_caps", "_paths", "_records")
+
+    def __init__(self, paths: list[bytes], records: bytearray, caps: dict[int, bytes]) -> None:
+        # The path table bisects in UTF-8 byte order. Sorting positions, not
+        # (path, record) pairs, keeps the peak near the state's own size.
+        order = sorted(range(len(paths)), key=paths.__getitem__)
+        self._paths = _PathTable()
+        self._records = bytearray(len(records))
+        self._caps: dict[int, bytes] = {}
+        for index, at in enumerate(order):
+            self._paths.append(paths[at])
+            self._records[index * _R : (index + 1) * _R] = records[at * _R : (at + 1) * _R]
+            if at in caps:
+                self._caps[index] = caps[at]
+        self._paths.finish()
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def digest(self, path: bytes, key: bytes) -> bytes | None:
+        """The raw sha256 + capability kept for ``path``, if its lstat key is still ``key``."""
+        index = self._paths.find(path)
+        if index is None:
+            return None
+        at = index * _R
+        if self._records[at : at + _KEY_END] != key:
+            return None
+        return bytes(self._records[at + _KEY_END : at + _R]) + self._caps.get(index, b"")
+
+
+class _DriftWalk(_Walk):
+    """One walk of an upperdir; each entry is classified as the walk yields it."""
+
+    def __init__(
+        self,
+        root: Path,
+        view: Mapping[str, ManifestEntry],
+        previous: UpperState | None,
+        limits: ManifestLimits,
+    ) -> None:
+        # Not open_first: most files of an upperdir are never read, and
+        # opening each one to fstat it would cost a syscall per file.
+        super().__init__(root, None, limits, open_first=False)
+        self.view = view
+        self.prior = previous
+        # The next state, in walk order (UpperState sorts it).
+        self.paths: list[bytes] = []
+        self.records = bytearray()
+        self.caps: dict[int, bytes] = {}
+        self.findings: list[DriftFinding] = []
+        self.files = 0
+
+    def _regular(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+        self.files += 1
+        # A new non-executable file cannot be drift: no hash needed. A file
+        # with more links takes the general path: its group decides whether
+        # it is reported as a file or a hardlink.
+        if st.st_nlink == 1 and not st.st_mode & _EXEC_BITS and rel not in self.view:
+            self._add_size(st.st_size)
+            return
+        super()._regular(rel, name, dir_fd, st, fd)
+
+    def _reuse(self, rel: str, st: os.stat_result) -> bytes | None:
+        if self.prior is None:
+            return None
+        path, key = rel.encode("utf-8"), _key(st)
+        digest = self.prior.digest(path, key)
+        if digest is not None:
+            self._store(path, key, digest)
+        return digest
+
+    def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+        self._store(rel.encode("utf-8"), _key(st), digest)
+
+    def _store(self, path: bytes, key: bytes, digest: bytes) -> None:
+        if len(digest) > _R - _KEY_END:
+            self.caps[len(self.paths)] = digest[_R - _KEY_END :]
+        self.paths.append(path)
+        self.records += key
+        self.records += digest[: _R - _KEY_END]
+
+    def next_state(self) -> UpperState:
+        """The state for the next check."""
+        return UpperState(self.paths, self.records, self.caps)
+
+    def emit(self, entry: ManifestEntry) -> None:
+        self.findings.extend(_classify(entry, _lookup(self.view, entry.path), self.view))
+
+
+@dataclass(frozen=True)
+class UpperScan:
+    """One drift check of an upperdir.
+
+    Attributes:
+        findings: as :func:`find_drift` gives for the upperdir's manifest.
+        files: regular files seen.
+        hashed: bytes read and hashed.
+        full: no previous state was used.
+    """
+
+    findings: tuple[DriftFinding, ...]
+    files: int
+    hashed: int
+    full: bool
+
+
+class UpperChecker:
+    """Checks upperdirs for drift; keeps per-directory state between checks.
+
+    Args:
+        full_rehash_every: every N-th check of a directory hashes every file
+            it needs (1 = always; the first check always does).
+        budget: hashing budget charged after each check.
+        limits: manifest caps for the walk.
+    """
+
+    def __init__(
+        self,
+        *,
+        full_rehash_every: int = 10,
+        budget: Budget | None = None,
+        limits: ManifestLimits | None = None,
+    ) -> None:
+        if full_rehash_every < 1:
+            raise ConfigError(f"full_rehash_every must be >= 1, got {full_rehash_every}")
+        self._every = full_rehash_every
+        self._budget = budget or Budget()
+        self._limits = limits or ManifestLimits()
+        self._tracked: dict[Path, tuple[UpperState, int]] = {}
+
+    def check(self, upperdir: Path, view: Mapping[str, ManifestEntry]) -> UpperScan:
+        """Classify ``upperdir`` against ``view`` (:func:`merged_view`).
+
+        Raises:
+            InvalidInput: the directory cannot be walked (see ``scan_snapshot``).
+            TooLarge: a manifest cap was exceeded.
+        """
+        state, checks = self._tracked.get(upperdir) or (None, 0)
+        previous = None if checks % self._every == 0 else state
+        try:
+            walk = self._walk(upperdir, view, previous)
+        except InvalidInput:
+            # A file can vanish between readdir and stat in a live directory;
+            # one retry separates a race from a persistent problem.
+            walk = self._walk(upperdir, view, previous)
+        self._tracked[upperdir] = (walk.next_state(), checks + 1)
+        self._budget.spend(walk.hashed)
+        walk.findings.sort(key=lambda f: f.path)  # stable: a path's findings keep their order
+        return UpperScan(tuple(walk.findings), walk.files, walk.hashed, previous is None)
+
+    def _walk(
+        self, upperdir: Path, view: Mapping[str, ManifestEntry], previous: UpperState | None
+    ) -> _DriftWalk:
+        walk = _DriftWalk(upperdir, view, previous, self._limits)
+        _run(walk)
+        return walk
+
+    def forget(self, upperdir: Path) -> None:
+        """Drop the state of a directory that is no longer tracked."""
+        self._tracked.pop(upperdir, None)
+
+    def tracked(self) -> frozenset[Path]:
+        """Directories with state."""
+        return frozenset(self._tracked)

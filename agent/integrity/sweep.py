@@ -5,11 +5,24 @@ For each container: every layer's attestation (verified), every attested
 layer's snapshot compared with its manifest, and the rw layer checked for
 drift. A layer shared by many containers is scanned once per sweep; its
 findings are reported for each container that runs on it.
+
+A partial sweep (``changed``: the directories the inotify watch saw change)
+re-scans only those directories and reports only the containers that use
+one. Such a container's result is still whole: an unchanged directory
+contributes its last findings (its scan state, and so its incremental
+re-hash, is untouched), so the ledger neither resolves nor re-reports them;
+only the directories actually scanned add an :class:`IntegrityCheck`.
+
+The full re-hash every N checks is counted per directory (the checkers keep
+one counter per directory): every N-th scan of a directory hashes every
+file, whether a periodic or a watch-triggered sweep made it. A directory
+the watch re-checks often is fully re-hashed sooner, in checks, not later;
+one no event touches is fully re-hashed every N periodic sweeps as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +30,7 @@ from typing import Any
 
 from agent.containerd import LayerInfo
 from agent.integrity.attestation import AttestationSource, LayerAttestation
-from agent.integrity.drift import DriftFinding, MergedView, find_drift, merged_view
+from agent.integrity.drift import DriftFinding, MergedView, UpperChecker, merged_view
 from agent.integrity.inventory import TrackedContainer
 from agent.integrity.layers import LayerCheck, LayerChecker
 from agent.report import IntegrityCheck, LayerReport, Violation
@@ -78,11 +91,16 @@ class ContainerResult:
 
 @dataclass(frozen=True)
 class SweepResult:
-    """One sweep; ``errors`` are containers or layers that could not be checked."""
+    """One sweep; ``errors`` are containers or layers that could not be checked.
+
+    ``partial``: only the containers using a changed directory are in
+    ``containers`` (see the module docstring); the others were not looked at.
+    """
 
     checked_at: datetime
     containers: tuple[ContainerResult, ...]
     errors: tuple[str, ...]
+    partial: bool = False
 
     @property
     def violations(self) -> tuple[Violation, ...]:
@@ -119,7 +137,7 @@ class Sweeper:
     Args:
         attestations: where attested manifests come from.
         layers: checker for lower-layer snapshot directories.
-        upper: checker for rw layers (separate state, same budget).
+        upper: drift checker for rw layers (same budget).
     """
 
     def __init__(
@@ -127,33 +145,59 @@ class Sweeper:
         *,
         attestations: AttestationSource,
         layers: LayerChecker,
-        upper: LayerChecker,
+        upper: UpperChecker,
     ) -> None:
         self._attestations = attestations
         self._layers = layers
         self._upper = upper
         self._views: dict[tuple[str, ...], MergedView] = {}
+        # The last result of each directory, for partial sweeps: a lower
+        # layer's by the attested manifest it was compared with, an upperdir's
+        # by its merged view.
+        self._last_layers: dict[Path, tuple[str, LayerCheck]] = {}
+        self._last_uppers: dict[Path, tuple[tuple[str, ...], UpperCheck]] = {}
 
-    def sweep(self, containers: Sequence[TrackedContainer], *, now: datetime) -> SweepResult:
-        """Check every container once.
+    def sweep(
+        self,
+        containers: Sequence[TrackedContainer],
+        *,
+        now: datetime,
+        changed: Collection[Path] | None = None,
+    ) -> SweepResult:
+        """Check every container once, or only what changed.
 
         Args:
             containers: from :func:`agent.integrity.inventory.list_tracked`.
             now: the time stamped on the checks and violations.
+            changed: None for a full sweep; else the lower snapshot dirs and
+                upperdirs that changed: a partial sweep of the containers
+                using one (module docstring). State of other directories,
+                and of containers gone from ``containers``, is kept.
         """
         scanned: dict[Path, LayerCheck] = {}
         errors: list[str] = []
-        results = [self._container(c, scanned, errors, now) for c in containers]
-        self._forget_unused(containers)
-        return SweepResult(now, tuple(results), tuple(errors))
+        if changed is None:
+            rescan: Collection[Path] | None = None
+            chosen = containers
+        else:
+            rescan = frozenset(changed)
+            chosen = [c for c in containers if _uses(c, rescan)]
+        results = [self._container(c, scanned, errors, now, rescan) for c in chosen]
+        if changed is None:
+            self._forget_unused(containers)
+        return SweepResult(now, tuple(results), tuple(errors), partial=changed is not None)
 
     def _forget_unused(self, containers: Sequence[TrackedContainer]) -> None:
         live_layers = {x.snapshot_dir for c in containers for x in c.layers}
         for path in self._layers.tracked() - live_layers:
             self._layers.forget(path)
+        for path in set(self._last_layers) - live_layers:
+            del self._last_layers[path]
         live_uppers = {c.upperdir for c in containers}
         for path in self._upper.tracked() - live_uppers:
             self._upper.forget(path)
+        for path in set(self._last_uppers) - live_uppers:
+            del self._last_uppers[path]
 
     def _container(
         self,
@@ -161,6 +205,7 @@ class Sweeper:
         scanned: dict[Path, LayerCheck],
         errors: list[str],
         now: datetime,
+        rescan: Collection[Path] | None,
     ) -> ContainerResult:
         violations: list[Violation] = []
         checks: list[IntegrityCheck] = []
@@ -191,9 +236,12 @@ class Sweeper:
                     layer.digest, None, att.status, {"reason": (att.reason or "")[:_MAX_TEXT]}
                 )
             elif att.manifest is not None:
-                check = self._check_layer(layer, att.manifest, scanned)
+                check, fresh = self._check_layer(layer, att.manifest, scanned, rescan)
                 for change in check.changes:
                     violation(layer.digest, change.path, change.kind, _change_detail(change, check))
+                if not fresh:  # a partial sweep: its last findings stand, no new check
+                    layers.append(LayerResult(layer, att, check))
+                    continue
                 if check.error is not None:
                     errors.append(f"container {container.id} layer {layer.digest}: {check.error}")
                 checks.append(
@@ -212,7 +260,7 @@ class Sweeper:
                 )
             layers.append(LayerResult(layer, att, check))
 
-        upper = self._check_upper(container, layers)
+        upper, fresh = self._check_upper(container, layers, rescan)
         for finding in upper.findings:
             origin = (
                 None if finding.kind == "drift-new-executable" else _origin(finding.path, layers)
@@ -228,9 +276,9 @@ class Sweeper:
                     "aspects": list(finding.aspects),
                 },
             )
-        if upper.error is not None:
+        if upper.error is not None and fresh:
             errors.append(f"container {container.id} upperdir: {upper.error}")
-        if upper.upperdir is not None:
+        if upper.upperdir is not None and fresh:
             checks.append(
                 IntegrityCheck(
                     checked_at=now,
@@ -252,26 +300,48 @@ class Sweeper:
         layer: LayerInfo,
         attested: FileManifest | AttestedManifest,
         scanned: dict[Path, LayerCheck],
-    ) -> LayerCheck:
-        if layer.snapshot_dir is None:
-            return LayerCheck(Path(), (), 0, 0, False, "layer is not unpacked")
-        done = scanned.get(layer.snapshot_dir)
-        if done is None:
-            done = self._layers.check(layer.snapshot_dir, attested)
-            scanned[layer.snapshot_dir] = done
-        return done
+        rescan: Collection[Path] | None,
+    ) -> tuple[LayerCheck, bool]:
+        """The check of one layer, and whether it was made by this sweep."""
+        where = layer.snapshot_dir
+        if where is None:
+            # Nothing on disk to re-check: a partial sweep adds no new check.
+            return LayerCheck(Path(), (), 0, 0, False, "layer is not unpacked"), rescan is None
+        done = scanned.get(where)
+        if done is not None:
+            return done, True
+        last = self._last_layers.get(where)
+        if (
+            rescan is not None
+            and where not in rescan
+            and last is not None
+            and last[0] == attested.sha256
+        ):
+            return last[1], False
+        done = self._layers.check(where, attested)
+        scanned[where] = done
+        self._last_layers[where] = (attested.sha256, done)
+        return done, True
 
     def _check_upper(
-        self, container: TrackedContainer, layers: Sequence[LayerResult]
-    ) -> UpperCheck:
-        if container.upperdir is None:
-            return UpperCheck(None, (), 0, False)
+        self,
+        container: TrackedContainer,
+        layers: Sequence[LayerResult],
+        rescan: Collection[Path] | None,
+    ) -> tuple[UpperCheck, bool]:
+        """The drift check of the rw layer, and whether it was made by this sweep."""
+        upperdir = container.upperdir
+        if upperdir is None:
+            return UpperCheck(None, (), 0, False), True
+        fresh = rescan is None or upperdir in rescan
         manifests = [r.attestation.manifest for r in layers]
         if any(m is None for m in manifests):
-            return UpperCheck(
-                container.upperdir, (), 0, False, "not every lower layer has a valid attestation"
-            )
+            error = "not every lower layer has a valid attestation"
+            return UpperCheck(upperdir, (), 0, False, error), fresh
         key = tuple(m.sha256 for m in manifests if m is not None)
+        last = self._last_uppers.get(upperdir)
+        if not fresh and last is not None and last[0] == key:
+            return last[1], False
         view = self._views.get(key)
         if view is None:
             if len(self._views) >= _MAX_VIEWS:
@@ -279,8 +349,17 @@ class Sweeper:
             view = merged_view([m for m in manifests if m is not None])
             self._views[key] = view
         try:
-            observed, _, full = self._upper.scan(container.upperdir)
+            scan = self._upper.check(upperdir, view)
         except InvalidInput as e:
-            return UpperCheck(container.upperdir, (), 0, False, e.message)
-        files = sum(1 for e in observed.entries if e.sha256 is not None)
-        return UpperCheck(container.upperdir, tuple(find_drift(observed, view)), files, full)
+            result = UpperCheck(upperdir, (), 0, False, e.message)
+        else:
+            result = UpperCheck(upperdir, scan.findings, scan.files, scan.full)
+        self._last_uppers[upperdir] = (key, result)
+        return result, True
+
+
+def _uses(container: TrackedContainer, changed: Collection[Path]) -> bool:
+    """Whether ``container``'s upperdir or one of its layers' directories is in ``changed``."""
+    if container.upperdir is not None and container.upperdir in changed:
+        return True
+    return any(x.snapshot_dir is not None and x.snapshot_dir in changed for x in container.layers)

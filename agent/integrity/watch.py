@@ -5,12 +5,14 @@ The directories are those the sweep compares (each attested lower layer's
 ``snapshots/N/fs`` and each running container's upperdir), every
 subdirectory included. An event marks its directory dirty; once the burst
 settles (``debounce``, at most ``max_delay`` after its first event) the
-``on_ready`` callback wakes the daemon, which runs the usual incremental
-sweep. The watch only triggers: what changed, and whether it is a violation,
-is decided by the one algorithm in ``layers`` and ``drift`` (issue 5, item 5).
+``on_ready`` callback wakes the daemon, which re-checks the directories
+:meth:`Watcher.begin_sweep` names with the usual incremental check (a
+partial sweep, :mod:`agent.integrity.sweep`). The watch only triggers:
+what changed, and whether it is a violation, is decided by the one
+algorithm in ``layers`` and ``drift`` (issue 5, item 5).
 
 The periodic sweeps stay the backstop: a change made before a directory is
-watched, an overflowed event queue (then every directory is dirty), or a
+watched, an overflowed event queue (then the next sweep is a full one), or a
 directory left unwatched when the watch limit is reached (it is then
 "degraded": logged once, listed by :meth:`Watcher.status`, checked at the
 interval only).
@@ -165,6 +167,7 @@ class Watcher:
         self._wds: dict[int, tuple[Path, Path]] = {}
         self._pending: dict[Path, tuple[float, float]] = {}  # root -> (first, last) event
         self._ready: set[Path] = set()
+        self._overflowed = False  # events were lost since the last begin_sweep
         self._not_before = 0.0
         self._notified = False
         self._triggered = False  # the running sweep was started by the watch
@@ -223,10 +226,16 @@ class Watcher:
         with self._lock:
             return bool(self._ready)
 
-    def begin_sweep(self) -> frozenset[Path]:
-        """The directories changed since the last sweep (cleared); holds new triggers."""
+    def begin_sweep(self) -> frozenset[Path] | None:
+        """The directories changed since the last sweep (cleared); holds new triggers.
+
+        None when the event queue overflowed since the last call: events were
+        lost, so any directory may have changed (the caller sweeps everything).
+        """
         with self._lock:
-            ready = frozenset(self._ready)
+            ready: frozenset[Path] | None = frozenset(self._ready)
+            if self._overflowed:
+                ready, self._overflowed = None, False
             self._ready.clear()
             self._triggered, self._notified = self._notified, False
             if not math.isinf(self._not_before):  # not already inside a sweep
@@ -291,6 +300,7 @@ class Watcher:
             # subdirectories may be unwatched (add_watch on a watched inode
             # returns its wd, so the rewalk adds only what is missing).
             log.warning("inotify queue overflowed; re-checking every watched directory")
+            self._overflowed = True
             for root, entry in self._roots.items():
                 if entry.degraded is None:
                     self._add_tree(root, root)

@@ -11,6 +11,7 @@ the real server.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -25,7 +26,9 @@ import requests
 from agent.config import AgentConfig
 from agent.containerd.types import TaskStatus
 from agent.daemon import Daemon
+from agent.integrity.inventory import list_tracked
 from agent.integrity.watch import Watcher
+from agent.report import IntegrityCheck
 from agent.server import report_sender, violation_sender
 from agent.spool import Backoff, Spool
 from tests.harness.images import BuiltImage
@@ -158,6 +161,35 @@ def test_drift_inside_the_container_is_reported_at_once(
     assert elapsed < WITHIN, f"{elapsed:.2f} s: the watch did not trigger (interval {INTERVAL} s)"
 
 
+def test_a_watch_triggered_sweep_rechecks_only_what_changed(
+    node: Node, sim: SimServer, running: Callable[..., Daemon]
+) -> None:
+    # A host write into one container's upperdir raises no containerd event:
+    # the sweep it triggers is partial. It re-checks that upperdir only; the
+    # other container and every lower layer are left as the last full sweep saw them.
+    first, second = node.run(), node.run()
+    daemon = running()
+    wait_for(watching(daemon, roots=6), timeout=30)
+    tracked, _ = list_tracked(node.client)
+    upper = {c.id: c.upperdir for c in tracked}[first]
+    assert upper is not None
+
+    def history(cid: str) -> list[IntegrityCheck]:
+        entry = daemon.ledger.get(node.namespace, cid)
+        assert entry is not None
+        return list(entry.history)
+
+    seen = {cid: len(history(cid)) for cid in (first, second)}
+    (upper / "planted").write_bytes(b"#!/bin/sh\n")
+    os.chmod(upper / "planted", 0o755)  # noqa: S103 - the drift under test
+    wait_for(lambda: bool(sim.violations), timeout=INTERVAL / 2)
+    assert found(sim) == {(first, "planted", "drift-new-executable")}
+    time.sleep(0.5)  # any later watch-triggered sweep of the same burst
+    added = history(first)[seen[first] :]
+    assert added and {c.scope for c in added} == {"upperdir"}
+    assert len(history(second)) == seen[second]
+
+
 def test_a_removed_container_is_no_longer_watched(
     node: Node, sim: SimServer, running: Callable[..., Daemon]
 ) -> None:
@@ -236,7 +268,7 @@ def test_the_agent_process_reports_to_the_real_server_at_once(
             cid, base.digest, "etc/hostname", "content",
         )  # fmt: skip
         assert time.monotonic() - started < WITHIN, f"{elapsed:.2f} s (interval {INTERVAL} s)"
-        assert any(d.get("changed") == 1 for d in _sweep_logs(log))
+        assert any(d.get("changed") == 1 and d.get("scope") == "partial" for d in _sweep_logs(log))
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0

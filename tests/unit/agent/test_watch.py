@@ -328,3 +328,32 @@ def test_the_kernel_limit_degrades_a_root(tmp_path: Path) -> None:
     assert got["roots"] == 1 and got["watches"] == 2
     assert list(got["degraded"]) == [str(tmp_path / "big")]
     assert "max_user_watches" in got["degraded"][str(tmp_path / "big")]
+
+
+def test_a_queue_overflow_asks_for_a_full_sweep(tmp_path: Path) -> None:
+    # A real IN_Q_OVERFLOW: more events than the kernel queues, written before
+    # the watch thread reads any. Events were lost, so begin_sweep cannot name
+    # the changed directories: None tells the daemon to sweep everything.
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 100_000:
+        pytest.skip(f"max_queued_events is {limit}: too many events to write in a test")
+    a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
+    calls = Calls()
+    w = Watcher(on_ready=calls, debounce=0.05, min_gap=0.0)
+    try:
+        w.sync([a, b])
+        files = [a / "d0/f", a / "d0/d1/f"]  # alternate: equal consecutive events merge
+        for i in range(limit + 100):
+            os.utime(files[i % 2], ns=(i, i))
+        w.start()
+        assert calls.event.wait(5.0)
+        assert w.begin_sweep() is None
+        w.end_sweep(seconds=0.0)
+        # The overflow is reported once; the next change is named again.
+        calls.reset()
+        (b / "d0/f").write_bytes(b"again")
+        assert calls.event.wait(5.0)
+        changed = w.begin_sweep()
+        assert changed is not None and b in changed
+    finally:
+        w.close()

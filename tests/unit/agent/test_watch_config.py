@@ -69,7 +69,7 @@ def test_max_watches_flag_and_check_has_no_watch_flag(monkeypatch: pytest.Monkey
 def test_the_hook_is_inert_when_the_watch_is_off() -> None:
     hook = WatchHook(config(watch=False), threading.Event())
     assert hook.watcher is None
-    assert (hook.settled(), hook.begin(), hook.end(None, 1.0)) == (False, 0, {})
+    assert (hook.settled(), hook.begin(full=False), hook.end(None, 1.0)) == (False, (None, 0), {})
     hook.close()
 
 
@@ -79,12 +79,17 @@ def test_the_hook_reports_its_status_in_the_sweep_log(tmp_path: Path) -> None:
     try:
         assert hook.watcher is not None
         hook.watcher.sync([tmp_path])
-        assert hook.begin() == 0
+        assert hook.begin(full=False) == (None, 0)  # nothing changed: a full sweep
         assert hook.end(None, 0.01) == {"watched": 1, "watches": 1, "watch_degraded": 0}
         (tmp_path / "new").write_bytes(b"x")
         assert wake.wait(3.0)
         assert hook.settled()
-        assert hook.begin() == 1
+        assert hook.begin(full=False) == ({tmp_path}, 1)  # only the watch asked: partial
+        hook.end(None, 0.01)
+        wake.clear()
+        (tmp_path / "again").write_bytes(b"x")
+        assert wake.wait(3.0)
+        assert hook.begin(full=True) == (None, 1)  # the interval or containerd asked too
     finally:
         hook.close()
 

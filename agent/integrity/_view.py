@@ -1,0 +1,132 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The merged attested lower layers of a container (drift's reference), compactly.
+
+Held between sweeps, one per image in use: a sorted path table and an 8-byte
+slot per path, the layers' compact manifests holding the entries.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
+
+from attestor.manifest import (
+    AttestedManifest,
+    EntryType,
+    FileManifest,
+    ManifestEntry,
+    compact_unhashed,
+    pack_entry,
+    unpack_entry,
+)
+from attestor.manifest._compact import _PathTable
+
+__all__ = ["MergedView", "merged_view"]
+
+
+class MergedView(Mapping[str, ManifestEntry]):
+    """The merged attested rootfs as path -> entry.
+
+    Keeps, per path, which layer and which entry of it (one 8-byte slot), and
+    the layers' compact manifests; entries are decoded on lookup, so the view
+    adds only its own index to what the sweep already holds (issue 5, RSS).
+    The paths sit in a sorted path table, about 25 bytes per path where a
+    ``dict[str, int]`` took about 130 (6.7 MB for a 50,000-path image).
+    """
+
+    __slots__ = ("_layers", "_paths", "_slots")
+
+    def __init__(self, layers: Sequence[AttestedManifest], where: Mapping[str, int]) -> None:
+        self._layers = tuple(layers)
+        self._paths = _PathTable()
+        self._slots = array("Q")
+        for path in sorted(where):  # code point order is the table's UTF-8 byte order
+            self._paths.append(path.encode("utf-8"))
+            self._slots.append(where[path])
+        self._paths.finish()
+
+    def _slot(self, path: object) -> int | None:
+        if not isinstance(path, str):
+            return None
+        index = self._paths.find(path.encode("utf-8", "surrogatepass"))
+        return None if index is None else self._slots[index]
+
+    def _entry(self, path: str, slot: int) -> ManifestEntry:
+        layer, index = divmod(slot, _SPAN)
+        return unpack_entry(path, self._layers[layer].record_at(index))
+
+    def __getitem__(self, path: str) -> ManifestEntry:
+        slot = self._slot(path)
+        if slot is None:
+            raise KeyError(path)
+        return self._entry(path, slot)
+
+    def lookup(self, path: str) -> ManifestEntry | None:
+        """The entry at ``path``, if any (``get`` without a KeyError per miss)."""
+        slot = self._slot(path)
+        return None if slot is None else self._entry(path, slot)
+
+    def __iter__(self) -> Iterator[str]:
+        return (self._paths.at(i).decode("utf-8") for i in range(len(self._paths)))
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, path: object) -> bool:
+        return self._slot(path) is not None
+
+    def has_under(self, directory: str) -> bool:
+        """Whether any path of the view lies below ``directory``."""
+        prefix = (directory + "/").encode("utf-8", "surrogatepass")
+        table = self._paths
+        # The first path >= prefix is in the block whose sample is the last
+        # <= prefix, or it is the next block's sample.
+        block = max(0, bisect.bisect_right(table.samples, prefix) - 1)
+        if not table.blocks:
+            return False
+        following = [p for p in bytes(table.blocks[block]).split(b"\0")[1:-1] if p >= prefix]
+        if not following and block + 1 < len(table.samples):
+            following = [table.samples[block + 1]]
+        return bool(following) and following[0].startswith(prefix)
+
+
+_SPAN = 2**32  # more entries than any layer may hold (ManifestLimits.max_entries)
+_WHITEOUT = pack_entry(ManifestEntry("x", EntryType.WHITEOUT))[0]
+_OPAQUE = pack_entry(ManifestEntry("x", EntryType.OPAQUE_DIR, mode=0, uid=0, gid=0))[0]
+_DIR = pack_entry(ManifestEntry("x", EntryType.DIR, mode=0, uid=0, gid=0))[0]
+_DIR_KINDS = frozenset({_OPAQUE, _DIR})
+
+
+def _drop_under(view: dict[str, int], kinds: dict[str, int], path: str) -> None:
+    prefix = path + "/"
+    for p in [p for p in view if p.startswith(prefix)]:
+        del view[p]
+        kinds.pop(p, None)
+
+
+def merged_view(layers: Sequence[FileManifest | AttestedManifest]) -> MergedView:
+    """The rootfs the attested layers give (bottom layer first), as path -> entry.
+
+    Whiteouts remove a path and its descendants; an opaque directory hides
+    what lower layers had below it (OCI image-spec "Whiteouts").
+    """
+    compact = [m if isinstance(m, AttestedManifest) else compact_unhashed(m) for m in layers]
+    view: dict[str, int] = {}
+    dirs: dict[str, int] = {}  # the directories in view (a small share of paths)
+    for number, layer in enumerate(compact):
+        for index in range(len(layer)):
+            path, kind = layer.path_at(index), layer.record_at(index)[0]
+            if kind == _WHITEOUT:
+                view.pop(path, None)
+                dirs.pop(path, None)
+                _drop_under(view, dirs, path)
+                continue
+            if kind == _OPAQUE or (path in dirs and kind not in _DIR_KINDS):
+                _drop_under(view, dirs, path)
+            view[path] = number * _SPAN + index
+            if kind in _DIR_KINDS:
+                dirs[path] = kind
+            else:
+                dirs.pop(path, None)
+    return MergedView(compact, view)
