@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from agent.config import AgentConfig
@@ -20,7 +20,14 @@ from agent.integrity.sweep import SweepResult
 from agent.integrity.watch import Watcher, watched_dirs
 from attestor.errors import Error, Unauthorized
 
-__all__ = ["WATCHED_TOPICS", "WatchHook", "register_until_ok", "start_thread", "watch_events"]
+__all__ = [
+    "WATCHED_TOPICS",
+    "WatchHook",
+    "logged_sweep",
+    "register_until_ok",
+    "start_thread",
+    "watch_events",
+]
 
 log = logging.getLogger("attestor.agent")
 
@@ -37,6 +44,42 @@ WATCHED_TOPICS = frozenset(
     }
 )
 _REREGISTER_MAX = 60.0
+
+
+def logged_sweep(
+    sweep: Callable[[Collection[Path] | None], SweepResult],
+    watch: WatchHook,
+    *,
+    full: bool,
+    clock: Callable[[], float],
+) -> bool:
+    """One sweep (of the changed directories only, when the watch can say which).
+
+    Logs it, or its failure: one bad sweep (containerd restarting, a full disk)
+    must not end the agent; the next interval retries. Returns whether it was
+    a full sweep, which resets the interval.
+    """
+    partial, changed = watch.begin(full=full)
+    started = clock()
+    try:
+        result = sweep(partial)
+    except Error as e:
+        log.error("sweep failed", extra={"error": e.message})
+        watch.end(None, clock() - started)
+        return partial is None
+    seconds = clock() - started
+    log.info(
+        "sweep",
+        extra={
+            "containers": len(result.containers),
+            "violations": len(result.violations),
+            "seconds": round(seconds, 3),
+            "scope": "partial" if result.partial else "full",
+            "changed": changed,
+            **watch.end(result, seconds),
+        },
+    )
+    return not result.partial
 
 
 def start_thread(

@@ -36,6 +36,7 @@ from typing import Protocol
 from agent._daemon_loop import (
     WATCHED_TOPICS,
     WatchHook,
+    logged_sweep,
     register_until_ok,
     start_thread,
     watch_events,
@@ -457,31 +458,9 @@ class Daemon:
                     self.wake.clear()
                     full = now >= next_sweep or self.full_wake.is_set()
                     self.full_wake.clear()
-                    partial, changed = watch.begin(full=full)
-                    started = self._clock()
-                    try:
-                        result = self.sweep_once(partial)
-                    except Error as e:
-                        # One bad sweep (containerd restarting, a full disk)
-                        # must not end the agent; the next interval retries.
-                        log.error("sweep failed", extra={"error": e.message})
-                        watch.end(None, self._clock() - started)
-                        if partial is None:
-                            next_sweep = self._clock() + self.config.interval
-                        continue
-                    seconds = self._clock() - started
-                    log.info(
-                        "sweep",
-                        extra={
-                            "containers": len(result.containers),
-                            "violations": len(result.violations),
-                            "seconds": round(seconds, 3),
-                            "scope": "partial" if result.partial else "full",
-                            "changed": changed,
-                            **watch.end(result, seconds),
-                        },
-                    )
-                    if not result.partial:  # a partial sweep is no substitute for the interval's
+                    if logged_sweep(self.sweep_once, watch, full=full, clock=self._clock):
+                        # Only a full sweep (or a failed one that was to be
+                        # full) stands in for the interval's.
                         next_sweep = self._clock() + self.config.interval
                 if now >= next_beat:
                     self.heartbeat()

@@ -16,11 +16,11 @@ from attestor.manifest import (
     EntryType,
     FileManifest,
     ManifestEntry,
+    PathTable,
     compact_unhashed,
     pack_entry,
     unpack_entry,
 )
-from attestor.manifest._compact import _PathTable
 
 __all__ = ["MergedView", "merged_view"]
 
@@ -39,7 +39,7 @@ class MergedView(Mapping[str, ManifestEntry]):
 
     def __init__(self, layers: Sequence[AttestedManifest], where: Mapping[str, int]) -> None:
         self._layers = tuple(layers)
-        self._paths = _PathTable()
+        self._paths = PathTable()
         self._slots = array("Q")
         for path in sorted(where):  # code point order is the table's UTF-8 byte order
             self._paths.append(path.encode("utf-8"))

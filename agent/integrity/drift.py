@@ -38,12 +38,18 @@ from typing import Literal
 from agent.integrity._view import MergedView, merged_view
 from agent.integrity.budget import Budget
 from attestor.errors import ConfigError, InvalidInput
-from attestor.manifest import EntryType, FileManifest, ManifestEntry, ManifestLimits
 
 # The manifest's own walk and path table, so the upperdir is read exactly as
-# a layer is (same symlink, device and UTF-8 rules); no public hook exists yet.
-from attestor.manifest._compact import _PathTable
-from attestor.manifest._snapshot import _run, _Walk
+# a layer is (same symlink, device and UTF-8 rules).
+from attestor.manifest import (
+    EntryType,
+    FileManifest,
+    ManifestEntry,
+    ManifestLimits,
+    PathTable,
+    SnapshotWalk,
+    run_walk,
+)
 
 __all__ = [
     "DriftFinding",
@@ -196,7 +202,7 @@ class UpperState:
         # The path table bisects in UTF-8 byte order. Sorting positions, not
         # (path, record) pairs, keeps the peak near the state's own size.
         order = sorted(range(len(paths)), key=paths.__getitem__)
-        self._paths = _PathTable()
+        self._paths = PathTable()
         self._records = bytearray(len(records))
         self._caps: dict[int, bytes] = {}
         for index, at in enumerate(order):
@@ -220,7 +226,7 @@ class UpperState:
         return bytes(self._records[at + _KEY_END : at + _R]) + self._caps.get(index, b"")
 
 
-class _DriftWalk(_Walk):
+class _DriftWalk(SnapshotWalk):
     """One walk of an upperdir; each entry is classified as the walk yields it."""
 
     def __init__(
@@ -344,7 +350,7 @@ class UpperChecker:
         self, upperdir: Path, view: Mapping[str, ManifestEntry], previous: UpperState | None
     ) -> _DriftWalk:
         walk = _DriftWalk(upperdir, view, previous, self._limits)
-        _run(walk)
+        run_walk(walk)
         return walk
 
     def forget(self, upperdir: Path) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from attestor.manifest._compact import (
     AttestedManifest,
+    PathTable,
     compact_unhashed,
     pack_entry,
     unpack_entry,
@@ -31,7 +32,9 @@ from attestor.manifest._model import (
 from attestor.manifest._snapshot import (
     FileState,
     SnapshotState,
+    SnapshotWalk,
     manifest_from_snapshot,
+    run_walk,
     scan_snapshot,
 )
 from attestor.manifest._sweep import LayerState, SnapshotCheck, compare_snapshot
@@ -81,8 +84,10 @@ __all__ = [
     "LayerState",
     "ManifestEntry",
     "ManifestLimits",
+    "PathTable",
     "SnapshotCheck",
     "SnapshotState",
+    "SnapshotWalk",
     "compare_manifests",
     "compact_unhashed",
     "compare_snapshot",
@@ -94,6 +99,7 @@ __all__ = [
     "open_decompressed",
     "pack_entry",
     "root_from_inclusion_proof",
+    "run_walk",
     "scan_snapshot",
     "unpack_entry",
 ]

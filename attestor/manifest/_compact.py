@@ -38,6 +38,7 @@ from attestor.manifest._model import (
 
 __all__ = [
     "AttestedManifest",
+    "PathTable",
     "compact_unhashed",
     "file_digest_of",
     "pack_entry",
@@ -125,11 +126,11 @@ def unpack_entry(path: str, record: bytes) -> ManifestEntry:
     )
 
 
-#: Paths per block of a _PathTable (the first of each is sampled).
+#: Paths per block of a PathTable (the first of each is sampled).
 _BLOCK = 16
 
 
-class _PathTable:
+class PathTable:
     """Sorted UTF-8 paths in blocks of 16, each path between NULs.
 
     A list of path objects costs about 56 bytes per path beyond the path
@@ -161,7 +162,7 @@ class _PathTable:
         self.current.append(0)
         self.count += 1
 
-    def finish(self) -> _PathTable:
+    def finish(self) -> PathTable:
         if self.blocks:
             self.blocks[-1] = bytes(self.current)
         self.current = bytearray()
@@ -193,7 +194,7 @@ class AttestedManifest:
 
     def __init__(
         self,
-        paths: _PathTable,
+        paths: PathTable,
         offsets: array[int],
         blob: bytearray,
         sha256: str,
@@ -306,7 +307,7 @@ def compact_unhashed(manifest: FileManifest) -> AttestedManifest:
 
 class _Builder:
     def __init__(self) -> None:
-        self.paths = _PathTable()
+        self.paths = PathTable()
         self.last: bytes | None = None
         # Within 32 bits: records are smaller than their canonical JSON.
         self.offsets = array("I", [0])

@@ -23,7 +23,14 @@ from pathlib import Path
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 
-__all__ = ["FileState", "SnapshotState", "manifest_from_snapshot", "scan_snapshot"]
+__all__ = [
+    "FileState",
+    "SnapshotState",
+    "SnapshotWalk",
+    "manifest_from_snapshot",
+    "run_walk",
+    "scan_snapshot",
+]
 
 _OPAQUE_XATTR = "trusted.overlay.opaque"
 _CAPABILITY = "security.capability"
@@ -168,13 +175,17 @@ def _same_device(st: os.stat_result, device: int, rel: str) -> None:
         raise InvalidInput(f"{rel!r} is on another filesystem than the snapshot")
 
 
-class _Walk:
+class SnapshotWalk:
     """One walk of a snapshot directory; each entry goes to :meth:`emit`.
 
+    The one walk of the spec's section 7 (no symlink followed, no other
+    filesystem, descriptor-relative opens), shared by :func:`scan_snapshot`,
+    the agent's layer sweep and its upperdir drift check; run it with
+    :func:`run_walk`. Subclasses override :meth:`emit` (each entry),
+    :meth:`_regular` (a regular file's entry, e.g. to compare or skip hashing)
+    and :meth:`_reuse`/:meth:`_keep` (the per-file state kept between sweeps).
     Entries of files with more than one link are held back (``linked``) until
-    the walk ends, because a hardlink group is only known then. Regular files
-    go through :meth:`_regular`, which the agent's sweep overrides; the state
-    kept between sweeps goes through :meth:`_reuse` and :meth:`_keep`.
+    the walk ends, because a hardlink group is only known then.
     """
 
     def __init__(
@@ -402,12 +413,18 @@ def scan_snapshot(
             a non-UTF-8 name, an opaque root) or a path cannot be read.
         TooLarge: when a cap in ``limits`` is exceeded.
     """
-    walk = _Walk(root, previous, limits or ManifestLimits(), open_first=not previous)
-    _run(walk)
+    walk = SnapshotWalk(root, previous, limits or ManifestLimits(), open_first=not previous)
+    run_walk(walk)
     return FileManifest.from_entries(walk.entries), walk.state
 
 
-def _run(walk: _Walk) -> None:
+def run_walk(walk: SnapshotWalk) -> None:
+    """Walk the whole snapshot, then emit the held-back hardlink groups.
+
+    Raises:
+        InvalidInput: the snapshot cannot be read, or breaks the walk's rules
+            (another filesystem, a path or entry count over the limits).
+    """
     try:
         walk.run()
         walk.emit_linked()

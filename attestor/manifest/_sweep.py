@@ -32,7 +32,7 @@ from attestor.manifest._compact import (
 )
 from attestor.manifest._compare import Change, diff_entries
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
-from attestor.manifest._snapshot import _run, _Walk
+from attestor.manifest._snapshot import SnapshotWalk, run_walk
 
 __all__ = ["LayerState", "SnapshotCheck", "compare_snapshot"]
 
@@ -127,7 +127,7 @@ class SnapshotCheck:
     full: bool
 
 
-class _Sweep(_Walk):
+class _Sweep(SnapshotWalk):
     def __init__(
         self,
         root: Path,
@@ -254,7 +254,7 @@ def compare_snapshot(
     if isinstance(attested, FileManifest):
         attested = compact_unhashed(attested)
     walk = _Sweep(root, attested, previous, limits or ManifestLimits())
-    _run(walk)
+    run_walk(walk)
     walk.removed()
     walk.changes.sort(key=lambda c: c.path)
     return SnapshotCheck(
