@@ -219,6 +219,9 @@ class InlineDispatcher:
 
     def __init__(self, runner: Any) -> None:
         self._runner = runner
+        #: The in-process runner's owner id: the job row is created with it, so
+        #: a crash before the runner claims the row still leaves a reapable job.
+        self.owner: str | None = getattr(runner, "owner", None)
 
     def dispatch(self, job_id: str, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
         """Enqueue the task.

@@ -246,6 +246,8 @@ def submit(
             payload={"items": len(items), "distinct": sum(map(len, chunks)), "chunks": len(chunks)},
             created_by=created_by,
             now=now,
+            # In-process dispatchers name their runner; rq jobs have no owner.
+            owner=getattr(dispatcher, "owner", None),
         )
         job = job_store.update_job(
             session,

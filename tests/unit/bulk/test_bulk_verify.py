@@ -75,6 +75,31 @@ def test_verifies_dedups_and_reports_in_submission_order(
     assert job.payload == {"items": 7, "distinct": 6, "chunks": 3}
 
 
+def test_an_in_process_bulk_job_is_owned_from_its_creation(app: Flask) -> None:
+    # Owned before the runner claims it: a crash in between leaves a job the
+    # reaper can fail, not one queued forever.
+    runner = app_state(app).runner
+    assert isinstance(runner, InlineRunner)
+    envs = signed_envelopes(app_state(app).session_factory, 1)
+    items = bulk_verify.parse_request(
+        {"items": [{"envelope": envs[0][1], "artifact_digest": envs[0][0]}]},
+        limits=BulkLimits(),
+    )
+
+    class Unclaimed:  # the runner's owner, but never enqueues
+        owner = runner.owner
+
+        def dispatch(self, job_id: str, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+            pass
+
+    row = bulk_verify.submit(
+        app_state(app).session_factory, Unclaimed(), items, limits=BulkLimits(), now=WHEN
+    )
+    with app_state(app).session_factory() as session:
+        stored = job_store.get_job(session, row.id)
+    assert (stored.status, stored.owner, stored.heartbeat_at) == ("queued", runner.owner, WHEN)
+
+
 def test_results_page_by_index(app: Flask, client: FlaskClient, pipeline: dict[str, str]) -> None:
     envs = signed_envelopes(app_state(app).session_factory, 5)
     items = [{"envelope": e, "artifact_digest": layer} for layer, e in envs]
