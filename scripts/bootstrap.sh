@@ -42,6 +42,7 @@ need umoci umoci
 need busybox-static
 need openssl openssl
 need make make
+need wrk wrk  # bench/bench_feed.py's closed-loop ceiling
 if ! have node || ! have npm; then need nodejs node; need npm npm; fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
   missing+=("python3-venv")
