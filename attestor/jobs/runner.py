@@ -119,11 +119,10 @@ def execute(
 ) -> None:
     """Run one job and record the outcome in its row; never raises for task errors."""
     with session_factory.begin() as session:
-        if job_store.get_job(session, job_id).terminal:
+        if not job_store.transition(session, job_id, status="running", now=clock()):
             # Failed while it waited (interrupted by a reaper): nobody polls for it now.
-            log.warning("job %s already ended before it started; not run", job_id)
+            log.warning("job %s already ended (or is gone) before it started; not run", job_id)
             return
-        job_store.update_job(session, job_id, status="running", now=clock())
 
     def report(progress: Mapping[str, Any]) -> None:
         with session_factory.begin() as s:
@@ -167,12 +166,10 @@ def _settle(
 ) -> None:
     with factory.begin() as session:
         # A job failed meanwhile (reaped as interrupted) keeps its first outcome.
-        if job_store.get_job(session, job_id).terminal:
-            log.warning("job %s already ended; its %s outcome is dropped", job_id, status)
-            return
-        job_store.update_job(
+        if not job_store.transition(
             session, job_id, status=status, result=result, error=error, now=clock()
-        )
+        ):
+            log.warning("job %s already ended; its %s outcome is dropped", job_id, status)
 
 
 def reap_abandoned(

@@ -37,6 +37,7 @@ __all__ = [
     "create_scheduled_job",
     "fail_abandoned",
     "get_job",
+    "transition",
     "update_job",
 ]
 
@@ -184,6 +185,46 @@ def update_job(
         model.error = error
     session.flush()
     return _row(model)
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    *,
+    status: str,
+    now: datetime,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> bool:
+    """Move a job that has not ended to ``status`` in one conditional ``UPDATE``.
+
+    Returns False, changing nothing, when the job had already ended (a reaper
+    failed it as interrupted). A read-then-write would let a reaper's commit in
+    between be overwritten: the job would flip from ``failed`` back to
+    ``running`` and then ``finished``.
+
+    Raises:
+        InvalidInput: Unknown status.
+    """
+    if status not in JOB_STATUSES:
+        raise InvalidInput(f"job status must be one of {', '.join(JOB_STATUSES)}, got {status!r}")
+    values: dict[str, Any] = {"status": status}
+    if status == "running":
+        values["started_at"] = func.coalesce(JobModel.started_at, now)
+    if status in _TERMINAL:
+        values["finished_at"] = now
+    if result is not None:
+        values["result"] = dict(result)
+    if error is not None:
+        values["error"] = error
+    statement = (
+        update(JobModel)
+        .where(JobModel.id == job_id, JobModel.status.not_in(_TERMINAL))
+        .values(**values)
+    )
+    changed = session.connection().execute(statement).rowcount == 1
+    session.expire_all()  # models loaded earlier in this session are stale now
+    return changed
 
 
 def count_jobs(session: Session, *, statuses: tuple[str, ...] = ("queued", "running")) -> int:
