@@ -31,6 +31,7 @@ __all__ = ["ENV_VARS", "Settings", "keyless_config", "load_settings"]
 MIB = 1024 * 1024
 SIGNING_MODES = ("key", "keyless")
 KEYLESS_INSTANCES = ("production", "staging", "custom")
+KEY_FILES = ("local", "external")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +56,10 @@ class Settings:
     bulk_chunk_timeout_s: int = 60
     #: Signer URI; ``None`` selects the generated default key under ``data_dir/keys``.
     signing_key: str | None = None
+    #: ``local``: ``/v1/keys`` may generate and import key files into ``keys_dir``;
+    #: ``external``: ``keys_dir`` is replica-local scratch, so keys come only from
+    #: signer URIs that every replica can load (``ATTESTOR_SIGNING_KEY``, imports).
+    key_files: Literal["local", "external"] = "local"
     builder_id: str = "https://attestor.local/builder/localhost"
     attach_attestations: bool = False
     #: YAML/JSON ``{host: {username, password} | {token}}``; must not be world-readable.
@@ -100,6 +105,7 @@ ENV_VARS: Mapping[str, str] = {
     "bulk_chunk_size": "ATTESTOR_BULK_CHUNK_SIZE",
     "bulk_chunk_timeout_s": "ATTESTOR_BULK_CHUNK_TIMEOUT_S",
     "signing_key": "ATTESTOR_SIGNING_KEY",
+    "key_files": "ATTESTOR_KEY_FILES",
     "builder_id": "ATTESTOR_BUILDER_ID",
     "attach_attestations": "ATTESTOR_ATTACH_ATTESTATIONS",
     "registry_credentials_file": "ATTESTOR_REGISTRY_CREDENTIALS_FILE",
@@ -161,6 +167,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "bulk_chunk_size": _positive_int,
         "bulk_chunk_timeout_s": _positive_int,
         "signing_key": _signing_key,
+        "key_files": _one_of(KEY_FILES),
         "builder_id": _uri,
         "attach_attestations": _bool,
         "registry_credentials_file": _existing_file,
@@ -229,6 +236,12 @@ def _check_signing_mode(settings: Settings, environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"{', '.join(keyless_set)} set but signing_mode is 'key'; "
                 "set ATTESTOR_SIGNING_MODE=keyless or remove them"
+            )
+        if settings.key_files == "external" and settings.signing_key is None:
+            # Else the first start would generate the key into one replica's keys_dir.
+            raise ConfigError(
+                "key_files is 'external' but signing_key is unset; set ATTESTOR_SIGNING_KEY "
+                "to a key file every replica mounts"
             )
         return
     if settings.signing_key is not None:

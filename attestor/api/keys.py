@@ -52,12 +52,34 @@ class KeyCreateSchema(ma.Schema):
         metadata={"description": "Import this PEM private key instead of generating one."},
     )
     password = ma.fields.String(load_default=None, load_only=True)
+    signer_uri = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(min=1, max=2048),
+        load_only=True,
+        metadata={
+            "description": "Register the key this signer URI names, without copying it: "
+            "file:///absolute/key.pem (an unencrypted PEM private key at that path on "
+            "every replica) or a securesystemslib KMS/HSM URI (with public_key_pem). "
+            "It must load and sign now."
+        },
+    )
+    public_key_pem = ma.fields.String(
+        load_default=None,
+        validate=ma.validate.Length(max=16 * 1024),
+        load_only=True,
+        metadata={"description": "SPKI PEM of a non-file signer_uri (optional for file:)."},
+    )
     activate = ma.fields.Boolean(load_default=False)
 
     @ma.validates_schema
     def _one_source(self, data: dict[str, Any], **_: Any) -> None:
-        if (data.get("algorithm") is None) == (data.get("private_key_pem") is None):
-            raise ma.ValidationError("give exactly one of algorithm or private_key_pem")
+        given = [
+            k for k in ("algorithm", "private_key_pem", "signer_uri") if data.get(k) is not None
+        ]
+        if len(given) != 1:
+            raise ma.ValidationError("give exactly one of algorithm, private_key_pem or signer_uri")
+        if data.get("public_key_pem") is not None and given != ["signer_uri"]:
+            raise ma.ValidationError("public_key_pem goes only with signer_uri")
 
 
 class RotateSchema(ma.Schema):
@@ -82,7 +104,9 @@ def list_keys() -> dict[str, Any]:
 @blp.arguments(KeyCreateSchema)
 @blp.response(201, KeySchema)
 def create_key(body: dict[str, Any]) -> key_service.PublicKey:
-    """Generate or import a key; it is retired (verify-only) unless ``activate``."""
+    """Generate, import or register (by signer URI) a key; it is retired (verify-only)
+    unless ``activate``. With ATTESTOR_KEY_FILES=external only ``signer_uri`` is
+    accepted (409 otherwise): generated or imported files would exist on one replica."""
     state = app_state()
     with state.session_factory.begin() as session:
         return key_service.add_key(
@@ -91,7 +115,11 @@ def create_key(body: dict[str, Any]) -> key_service.PublicKey:
             algorithm=body["algorithm"],
             private_key_pem=body["private_key_pem"],
             password=body["password"],
+            signer_uri=body["signer_uri"],
+            public_key_pem=body["public_key_pem"],
             activate=body["activate"],
+            key_files=state.settings.key_files,
+            replica_dir=state.settings.data_dir,
             now=state.clock(),
         )
 
@@ -101,13 +129,16 @@ def create_key(body: dict[str, Any]) -> key_service.PublicKey:
 @blp.arguments(RotateSchema, required=False)
 @blp.response(201, KeySchema)
 def rotate_key(body: dict[str, Any]) -> key_service.PublicKey:
-    """Generate a key and make it active; the previous key stays verifiable (retired)."""
+    """Generate a key and make it active; the previous key stays verifiable (retired).
+    409 with ATTESTOR_KEY_FILES=external: register the new key by ``signer_uri``
+    with ``activate`` instead."""
     state = app_state()
     with state.session_factory.begin() as session:
         return key_service.rotate_key(
             session,
             keys_dir=state.settings.keys_dir,
             algorithm=body["algorithm"],
+            key_files=state.settings.key_files,
             now=state.clock(),
         )
 

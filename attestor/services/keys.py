@@ -1,10 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """Key management: list, generate, import, rotate and revoke signing keys.
 
-Private keys never leave the server: they are written as 0600 files under
-``keys_dir`` by :mod:`attestor.signing.keys`, and what this module returns
-(:class:`PublicKey`) has no signer URI. Revoking the active key leaves no
-active key; issuance then fails with ``Conflict`` until a key is rotated in.
+Private keys never leave the server: generated and imported PEM keys are
+written as 0600 files under ``keys_dir`` by :mod:`attestor.signing.keys`, keys
+registered by signer URI stay where the URI names them, and what this module
+returns (:class:`PublicKey`) has no signer URI. With ``key_files="external"``
+(several replicas, each with its own ``keys_dir``) nothing is written: only
+signer URIs are accepted. Revoking the active key leaves no active key;
+issuance then fails with ``Conflict`` until a key is rotated in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 from sqlalchemy.orm import Session
@@ -22,6 +27,7 @@ from attestor.signing.keys import (
     PublicKeyInfo,
     generate_key_file,
     import_private_key_pem,
+    import_signer_uri,
     load_signer,
     sslib_key,
 )
@@ -30,6 +36,7 @@ from attestor.store import signing_keys as key_store
 from attestor.store.signing_keys import SigningKeyRow
 
 __all__ = [
+    "KEY_FILES_EXTERNAL",
     "ActiveSigner",
     "PublicKey",
     "active_signer",
@@ -38,6 +45,12 @@ __all__ = [
     "revoke_key",
     "rotate_key",
 ]
+
+
+KeyFiles = Literal["local", "external"]
+
+#: The ``reason`` of the Conflict raised when keys_dir may not be written.
+KEY_FILES_EXTERNAL = "key-files-external"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +116,25 @@ def _create_file(
         raise Conflict(f"cannot write the key file: {e.strerror}") from e
 
 
+def _refuse_key_files(action: str) -> Conflict:
+    return Conflict(
+        f"signing keys are external (ATTESTOR_KEY_FILES=external): {action} would write a "
+        "private key into this replica's data directory, which the other replicas cannot "
+        "read. To rotate, make the new key loadable on every replica (a key file in a "
+        "Secret every replica mounts, or a KMS key), then POST /v1/keys with its "
+        '"signer_uri" and "activate": true',
+        detail={"reason": KEY_FILES_EXTERNAL},
+    )
+
+
+def _file_under(uri: str, directory: Path) -> bool:
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        return False
+    path = Path(unquote(parts.path))
+    return path.resolve().is_relative_to(directory.resolve())
+
+
 def add_key(
     session: Session,
     *,
@@ -111,19 +143,48 @@ def add_key(
     algorithm: str | None = None,
     private_key_pem: str | None = None,
     password: str | None = None,
+    signer_uri: str | None = None,
+    public_key_pem: str | None = None,
     activate: bool = False,
+    key_files: KeyFiles = "local",
+    replica_dir: Path | None = None,
 ) -> PublicKey:
-    """Generate (``algorithm``) or import (``private_key_pem``) a key.
+    """Generate (``algorithm``), import (``private_key_pem``) or register (``signer_uri``) a key.
 
+    A ``signer_uri`` is loaded and made to sign once before it is stored; a
+    ``file:`` URI gives its public key, other schemes need ``public_key_pem``.
     The key is ``retired`` (verifiable, not used to sign) unless ``activate``,
     which retires the current active key.
 
+    Args:
+        key_files: ``external`` refuses generation and PEM import (they would
+            write into this replica's ``keys_dir``).
+        replica_dir: with ``external``, the replica-local directory (the data
+            dir) that a ``file:`` signer URI must not point into.
+
     Raises:
-        InvalidInput: neither or both of algorithm and PEM, an unknown
-            algorithm, or a PEM that is not an accepted private key.
-        Conflict: the key is already registered.
+        InvalidInput: not exactly one source, an unknown algorithm, a PEM that
+            is not an accepted private key, or a signer URI that cannot sign.
+        Conflict: the key is already registered, or ``external`` forbids
+            writing key files (``detail.reason`` ``key-files-external``).
     """
-    uri, info = _create_file(keys_dir, algorithm, private_key_pem, password)
+    sources = [x for x in (algorithm, private_key_pem, signer_uri) if x is not None]
+    if len(sources) != 1:
+        raise InvalidInput("give exactly one of algorithm, private_key_pem or signer_uri")
+    if public_key_pem is not None and signer_uri is None:
+        raise InvalidInput("public_key_pem goes only with signer_uri")
+    if signer_uri is not None:
+        if key_files == "external" and replica_dir is not None:
+            if _file_under(signer_uri, replica_dir):
+                raise InvalidInput(
+                    "signer_uri points into this replica's data directory, which the other "
+                    "replicas cannot read (ATTESTOR_KEY_FILES=external)"
+                )
+        uri, info = import_signer_uri(signer_uri, public_key_pem)
+    elif key_files == "external":
+        raise _refuse_key_files("generating" if algorithm is not None else "importing a PEM")
+    else:
+        uri, info = _create_file(keys_dir, algorithm, private_key_pem, password)
     if activate:
         key_store.retire_active(session, now=now)
     row = key_store.add_key(
@@ -138,14 +199,29 @@ def add_key(
     return _public(row)
 
 
-def rotate_key(session: Session, *, keys_dir: Path, algorithm: str, now: datetime) -> PublicKey:
+def rotate_key(
+    session: Session,
+    *,
+    keys_dir: Path,
+    algorithm: str,
+    now: datetime,
+    key_files: KeyFiles = "local",
+) -> PublicKey:
     """Generate a key and make it the active one; the old key is retired, still verifiable.
 
     Raises:
         InvalidInput: an unknown algorithm.
-        Conflict: a concurrent rotation won.
+        Conflict: a concurrent rotation won, or ``external`` forbids writing
+            key files (rotate by ``add_key(signer_uri=..., activate=True)``).
     """
-    return add_key(session, keys_dir=keys_dir, algorithm=algorithm, activate=True, now=now)
+    return add_key(
+        session,
+        keys_dir=keys_dir,
+        algorithm=algorithm,
+        activate=True,
+        now=now,
+        key_files=key_files,
+    )
 
 
 def revoke_key(session: Session, keyid: str, *, reason: str, now: datetime) -> PublicKey:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urlparse, urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +39,7 @@ __all__ = [
     "PublicKeyInfo",
     "generate_key_file",
     "import_private_key_pem",
+    "import_signer_uri",
     "load_signer",
     "public_key_info",
     "signer_public_key_info",
@@ -48,6 +50,7 @@ __all__ = [
 #: whatever the curve, while securesystemslib signs P-384 with SHA-384.
 ALGORITHMS = frozenset({"ecdsa-p256", "ed25519"})
 _MAX_PRIVATE_PEM_BYTES = 16 * 1024
+_MAX_SIGNER_URI_CHARS = 2048
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,16 @@ def _path_of(uri: str) -> Path | None:
     return Path(uri)
 
 
+def _read_key_file(path: Path) -> bytes:
+    # O_NONBLOCK and the cap: a FIFO or /dev/zero named by a URI must not hang
+    # or exhaust the process; only a regular file can be a key.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ConfigError(f"signer key file {path}: not a regular file")
+        return f.read(_MAX_PRIVATE_PEM_BYTES + 1)
+
+
 def load_signer(uri: str, *, public_key: SSlibKey | None = None) -> Signer:
     """Load the signer a signer URI names.
 
@@ -240,7 +253,7 @@ def load_signer(uri: str, *, public_key: SSlibKey | None = None) -> Signer:
         except Exception as e:  # plugins raise anything; report, don't leak
             raise ConfigError(f"signer URI {uri!r}: {type(e).__name__}: {e}") from e
     try:
-        pem = path.read_bytes()
+        pem = _read_key_file(path)
     except OSError as e:
         raise ConfigError(f"signer key file {path}: {e.strerror}") from None
     try:
@@ -268,3 +281,57 @@ def signer_public_key_info(signer: Signer) -> PublicKeyInfo:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ).decode("ascii")
     return public_key_info(keyval)
+
+
+def import_signer_uri(uri: str, public_key_pem: str | None = None) -> tuple[str, PublicKeyInfo]:
+    """Check that an existing signer URI loads and signs; return it with its public key.
+
+    Nothing is written: the private key stays where the URI names it. A
+    ``file:///abs/path.pem`` URI (an unencrypted PEM private key) gives its public
+    key itself; any other scheme of ``SIGNER_FOR_URI_SCHEME`` (KMS, HSM, Vault)
+    needs ``public_key_pem``, as :func:`load_signer` does. A probe signature,
+    verified with that public key, proves the URI holds the matching private key.
+
+    Returns:
+        The URI, unchanged, and the public key's info.
+
+    Raises:
+        InvalidInput: a plain path, a relative or remote file URI, an unknown
+            scheme, a signer that cannot be loaded, a key of another algorithm,
+            or a public key that does not match the signer.
+    """
+    if len(uri) > _MAX_SIGNER_URI_CHARS:
+        raise InvalidInput(f"signer_uri over {_MAX_SIGNER_URI_CHARS} characters")
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        # load_signer reads "file:rel" as a relative path: only an absolute local
+        # URI means the same file on every replica that mounts it.
+        if not uri.startswith("file://") or parts.netloc not in ("", "localhost"):
+            raise InvalidInput("signer_uri: a file URI must be file:///absolute/path.pem")
+    elif parts.scheme not in SIGNER_FOR_URI_SCHEME:
+        raise InvalidInput(
+            "signer_uri must be file:///absolute/path.pem or use one of the schemes "
+            f"{sorted(SIGNER_FOR_URI_SCHEME)}"
+        )
+    elif public_key_pem is None:
+        raise InvalidInput(f"signer_uri {parts.scheme}: give its public_key_pem")
+    expected = sslib_key(public_key_pem) if public_key_pem is not None else None
+    try:
+        signer = load_signer(uri, public_key=expected)
+    except ConfigError as e:
+        raise InvalidInput(f"signer_uri cannot be loaded: {e.message}") from None
+    info = signer_public_key_info(signer)
+    if expected is not None and info.keyid != expected.keyid:
+        raise InvalidInput("signer_uri: the key file does not match public_key_pem")
+    _probe(signer, sslib_key(info.public_key_pem), parts.scheme)
+    return uri, info
+
+
+def _probe(signer: Signer, public_key: SSlibKey, scheme: str) -> None:
+    payload = b"attestor signer probe " + secrets.token_bytes(16)
+    try:
+        public_key.verify_signature(signer.sign(payload), payload)
+    except Exception as e:  # signer plugins raise anything; name it, don't leak
+        raise InvalidInput(
+            f"signer_uri {scheme}: cannot sign with the key of public_key_pem ({type(e).__name__})"
+        ) from None

@@ -192,3 +192,20 @@ def test_agent_calls_the_server_over_https_with_the_mounted_ca(kind: str) -> Non
     (config,) = [d for d in _by_kind("ConfigMap") if d["metadata"]["name"] == name]
     assert config["metadata"]["namespace"] == doc["metadata"]["namespace"]
     assert ca.name in config["data"]
+
+
+def test_key_files_are_external_and_the_signing_key_is_mounted_everywhere() -> None:
+    # Replicas have scratch data dirs: the API must not write keys there, and
+    # every pod that signs mounts the key Secret at the path the URI names.
+    config = next(d for d in _by_kind("ConfigMap") if d["metadata"]["name"] == "attestor-config")
+    assert config["data"]["ATTESTOR_KEY_FILES"] == "external"
+    key_uri = config["data"]["ATTESTOR_SIGNING_KEY"]
+    assert key_uri.startswith("file:///etc/attestor/keys/")
+    for name in ("attestor-server", "attestor-worker"):
+        spec = _pod_spec(next(d for d in _by_kind("Deployment") if d["metadata"]["name"] == name))
+        volumes = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+        mounts = {m["mountPath"]: m for c in spec["containers"] for m in c.get("volumeMounts", [])}
+        mount = mounts["/etc/attestor/keys"]
+        assert volumes[mount["name"]] == "attestor-signing-key", name
+        # Keys added to the Secret for a rotation reach running pods only without subPath.
+        assert "subPath" not in mount, name
