@@ -8,32 +8,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from attestor.verify import TrustedKey, Verifier
+from tests.harness.keyfiles import write_private_key
 from tests.integration.issuance.conftest import Server
-
-
-def _mounted_key(path: Path, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> Path:
-    # Stands for the Secret that every pod mounts at the same path.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return path
 
 
 def test_key_registered_by_uri_signs_on_the_other_replica(
     make_server: Callable[..., Server], sample_image: Any, tmp_path: Path
 ) -> None:
     secret = tmp_path / "secret"
-    first = _mounted_key(secret / "signing-key.pem", ec.generate_private_key(ec.SECP256R1()))
+    first = write_private_key(secret / "signing-key.pem", ec.generate_private_key(ec.SECP256R1()))
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'shared.db'}",
         "ATTESTOR_SIGNING_KEY": first.as_uri(),
@@ -48,7 +34,7 @@ def test_key_registered_by_uri_signs_on_the_other_replica(
     assert refused.status_code == 409 and refused.get_json()["reason"] == "key-files-external"
     assert replica_b.active_key() == old
 
-    second = _mounted_key(secret / "signing-key-2.pem", ed25519.Ed25519PrivateKey.generate())
+    second = write_private_key(secret / "signing-key-2.pem", ed25519.Ed25519PrivateKey.generate())
     registered = replica_a.client.post(
         "/v1/keys",
         json={"signer_uri": second.as_uri(), "activate": True},

@@ -17,24 +17,15 @@ from flask.testing import FlaskClient
 from attestor.api._state import app_state
 from attestor.services import keys as key_service
 from attestor.signing.keys import sslib_key
+from tests.harness.keyfiles import PrivateKey, write_private_key
 from tests.unit.api.conftest import bearer, create_token
 
 PROBLEM = "application/problem+json"
 
 
-def _key_file(directory: Path, key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> Path:
+def _key_file(directory: Path, key: PrivateKey) -> Path:
     # Stands for a Secret every replica mounts: outside every replica's data dir.
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "signing-key-2.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return path
+    return write_private_key(directory / "signing-key-2.pem", key)
 
 
 def _keys(client: FlaskClient, token: str) -> list[dict[str, Any]]:

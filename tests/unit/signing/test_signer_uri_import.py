@@ -13,20 +13,7 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from attestor.errors import InvalidInput
 from attestor.signing.keys import _probe, import_signer_uri, load_signer, public_key_info
-
-PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
-
-def _write_key(path: Path, key: PrivateKey) -> Path:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-    return path
+from tests.harness.keyfiles import PrivateKey, write_private_key
 
 
 def _public_pem(key: PrivateKey) -> str:
@@ -41,7 +28,7 @@ def _public_pem(key: PrivateKey) -> str:
     "key", [ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()]
 )
 def test_file_uri_gives_its_public_key_and_writes_nothing(tmp_path: Path, key: PrivateKey) -> None:
-    path = _write_key(tmp_path / "signing-key.pem", key)
+    path = write_private_key(tmp_path / "signing-key.pem", key)
     before = sorted(tmp_path.iterdir())
     uri, info = import_signer_uri(path.as_uri())
     assert uri == path.as_uri()
@@ -53,13 +40,13 @@ def test_file_uri_gives_its_public_key_and_writes_nothing(tmp_path: Path, key: P
 
 def test_file_uri_with_matching_public_key_is_accepted(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    path = _write_key(tmp_path / "k.pem", key)
+    path = write_private_key(tmp_path / "k.pem", key)
     _, info = import_signer_uri(path.as_uri(), _public_pem(key))
     assert info.algorithm == "ecdsa-p256"
 
 
 def test_file_uri_with_another_public_key_is_refused(tmp_path: Path) -> None:
-    path = _write_key(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()))
+    path = write_private_key(tmp_path / "k.pem", ec.generate_private_key(ec.SECP256R1()))
     other = _public_pem(ec.generate_private_key(ec.SECP256R1()))
     with pytest.raises(InvalidInput, match="does not match"):
         import_signer_uri(path.as_uri(), other)
@@ -68,7 +55,7 @@ def test_file_uri_with_another_public_key_is_refused(tmp_path: Path) -> None:
 def test_non_file_scheme_is_probed_with_its_public_key(tmp_path: Path) -> None:
     # file2: is securesystemslib's own file signer, dispatched like a KMS URI.
     key = ed25519.Ed25519PrivateKey.generate()
-    path = _write_key(tmp_path / "k.pem", key)
+    path = write_private_key(tmp_path / "k.pem", key)
     uri, info = import_signer_uri(f"file2:{path}", _public_pem(key))
     assert uri == f"file2:{path}" and info == public_key_info(_public_pem(key))
     with pytest.raises(InvalidInput, match="public_key_pem"):
