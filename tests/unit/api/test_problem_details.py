@@ -7,12 +7,15 @@ test_problems.py covers the problem document itself.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
 
+from attestor.api._json_body import Blueprint as StrictBlueprint
 from attestor.api.auth import require_roles
+from attestor.api.blueprints import BLUEPRINT_MODULES
 from tests.unit.api.conftest import bearer
 
 PROBLEM = "application/problem+json"
@@ -128,3 +131,10 @@ def test_ambiguous_json_bodies_are_400_and_change_nothing(
     problem = _problem(client.post(path, data=body, headers=headers), 400)
     assert problem["detail"].startswith(message), problem
     assert client.get("/v1/tokens", headers=headers).get_json() == before
+
+
+@pytest.mark.parametrize("module", BLUEPRINT_MODULES)
+def test_every_blueprint_parses_json_bodies_strictly(module: str) -> None:
+    # A flask_smorest.Blueprint would parse bodies with json.loads (last member wins).
+    blp = importlib.import_module(module).blp
+    assert isinstance(blp, StrictBlueprint), f"{module}: use attestor.api._json_body.Blueprint"
