@@ -47,7 +47,12 @@ from _files import bare_walk, hashlib_baseline, tuned_baseline  # bench/_files.p
 
 from agent.integrity.drift import UpperChecker, find_drift, merged_view
 from agent.integrity.layers import LayerChecker
-from attestor.manifest import AttestedManifest, manifest_from_snapshot
+from attestor.manifest import (
+    AttestedManifest,
+    SnapshotState,
+    manifest_from_snapshot,
+    scan_snapshot,
+)
 
 
 def make_tree(root: Path, files: int, total_bytes: int) -> None:
@@ -148,12 +153,14 @@ def upper_child(route: str, upper: str, small: str) -> None:
     root = Path(upper)
 
     def checker() -> Callable[[], int]:
-        new, old = UpperChecker(full_rehash_every=10**9), LayerChecker(full_rehash_every=10**9)
+        new = UpperChecker(full_rehash_every=10**9)
+        kept: list[SnapshotState] = []  # the old route kept only the scan state
 
         def check() -> int:
             if route == "new":
                 return len(new.check(root, view).findings)
-            observed = old.scan(root)[0]  # the daemon kept only the scan state
+            observed, state = scan_snapshot(root, kept[0] if kept else None)
+            kept[:] = [state]
             return len(find_drift(observed, view))
 
         return check

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.integrity._rehash import RehashSchedule
 from agent.integrity._view import MergedView, merged_view
 from agent.integrity.budget import Budget
-from attestor.errors import ConfigError, InvalidInput
+from attestor.errors import InvalidInput
 
 # The manifest's own walk and path table, so the upperdir is read exactly as
 # a layer is (same symlink, device and UTF-8 rules).
@@ -319,12 +320,10 @@ class UpperChecker:
         budget: Budget | None = None,
         limits: ManifestLimits | None = None,
     ) -> None:
-        if full_rehash_every < 1:
-            raise ConfigError(f"full_rehash_every must be >= 1, got {full_rehash_every}")
-        self._every = full_rehash_every
+        # Raises ConfigError (via RehashSchedule) when full_rehash_every < 1.
+        self._schedule: RehashSchedule[UpperState] = RehashSchedule(full_rehash_every)
         self._budget = budget or Budget()
         self._limits = limits or ManifestLimits()
-        self._tracked: dict[Path, tuple[UpperState, int]] = {}
 
     def check(self, upperdir: Path, view: Mapping[str, ManifestEntry]) -> UpperScan:
         """Classify ``upperdir`` against ``view`` (:func:`merged_view`).
@@ -333,15 +332,15 @@ class UpperChecker:
             InvalidInput: the directory cannot be walked (see ``scan_snapshot``).
             TooLarge: a manifest cap was exceeded.
         """
-        state, checks = self._tracked.get(upperdir) or (None, 0)
-        previous = None if checks % self._every == 0 else state
+        state, full = self._schedule.next(upperdir)
+        previous = None if full else state
         try:
             walk = self._walk(upperdir, view, previous)
         except InvalidInput:
             # A file can vanish between readdir and stat in a live directory;
             # one retry separates a race from a persistent problem.
             walk = self._walk(upperdir, view, previous)
-        self._tracked[upperdir] = (walk.next_state(), checks + 1)
+        self._schedule.record(upperdir, walk.next_state())
         self._budget.spend(walk.hashed)
         walk.findings.sort(key=lambda f: f.path)  # stable: a path's findings keep their order
         return UpperScan(tuple(walk.findings), walk.files, walk.hashed, previous is None)
@@ -355,8 +354,8 @@ class UpperChecker:
 
     def forget(self, upperdir: Path) -> None:
         """Drop the state of a directory that is no longer tracked."""
-        self._tracked.pop(upperdir, None)
+        self._schedule.forget(upperdir)
 
     def tracked(self) -> frozenset[Path]:
         """Directories with state."""
-        return frozenset(self._tracked)
+        return self._schedule.directories()

@@ -33,7 +33,7 @@ from agent.integrity.attestation import AttestationSource, LayerAttestation
 from agent.integrity.drift import DriftFinding, MergedView, UpperChecker, merged_view
 from agent.integrity.inventory import TrackedContainer
 from agent.integrity.layers import LayerCheck, LayerChecker
-from agent.report import IntegrityCheck, LayerReport, Violation
+from agent.report import CheckScope, IntegrityCheck, LayerReport, Violation
 from attestor.digests import Digest
 from attestor.errors import InvalidInput
 from attestor.manifest import AttestedManifest, Change, FileManifest
@@ -106,6 +106,29 @@ class SweepResult:
     def violations(self) -> tuple[Violation, ...]:
         """All violations, container by container."""
         return tuple(v for c in self.containers for v in c.violations)
+
+
+def _integrity_check(
+    now: datetime,
+    scope: CheckScope,
+    layer_digest: Digest | None,
+    *,
+    found: int,
+    files: int,
+    full: bool,
+    error: str | None,
+) -> IntegrityCheck:
+    """The history entry of one directory's check (a lower layer or the upperdir)."""
+    return IntegrityCheck(
+        checked_at=now,
+        scope=scope,
+        layer_digest=layer_digest,
+        result="error" if error else ("violations" if found else "clean"),
+        files_checked=files,
+        violations=found,
+        full_rehash=full,
+        error=_short(error),
+    )
 
 
 def _short(text: str | None) -> str | None:
@@ -245,17 +268,14 @@ class Sweeper:
                 if check.error is not None:
                     errors.append(f"container {container.id} layer {layer.digest}: {check.error}")
                 checks.append(
-                    IntegrityCheck(
-                        checked_at=now,
-                        scope="layer",
-                        layer_digest=layer.digest,
-                        result="error"
-                        if check.error
-                        else ("violations" if check.changes else "clean"),
-                        files_checked=check.files_checked,
-                        violations=len(check.changes),
-                        full_rehash=check.full_rehash,
-                        error=_short(check.error),
+                    _integrity_check(
+                        now,
+                        "layer",
+                        layer.digest,
+                        found=len(check.changes),
+                        files=check.files_checked,
+                        full=check.full_rehash,
+                        error=check.error,
                     )
                 )
             layers.append(LayerResult(layer, att, check))
@@ -280,17 +300,14 @@ class Sweeper:
             errors.append(f"container {container.id} upperdir: {upper.error}")
         if upper.upperdir is not None and fresh:
             checks.append(
-                IntegrityCheck(
-                    checked_at=now,
-                    scope="upperdir",
-                    layer_digest=None,
-                    result="error"
-                    if upper.error
-                    else ("violations" if upper.findings else "clean"),
-                    files_checked=upper.files_checked,
-                    violations=len(upper.findings),
-                    full_rehash=upper.full_rehash,
-                    error=_short(upper.error),
+                _integrity_check(
+                    now,
+                    "upperdir",
+                    None,
+                    found=len(upper.findings),
+                    files=upper.files_checked,
+                    full=upper.full_rehash,
+                    error=upper.error,
                 )
             )
         return ContainerResult(container, tuple(layers), upper, tuple(violations), tuple(checks))

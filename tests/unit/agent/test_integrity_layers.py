@@ -60,11 +60,12 @@ def test_unreadable_directory_is_an_error_not_an_exception(tmp_path: Path) -> No
 
 def test_forget_drops_state(tmp_path: Path) -> None:
     root = tree(tmp_path / "fs")
+    attested = manifest_from_snapshot(root)
     checker = LayerChecker(full_rehash_every=100)
-    checker.scan(root)
+    checker.check(root, attested)
     assert checker.tracked() == {root}
     checker.forget(root)
-    assert checker.scan(root)[2] is True  # full again
+    assert checker.check(root, attested).full_rehash is True  # full again
 
 
 class FakeTime:
@@ -109,5 +110,5 @@ def test_checker_charges_the_budget_with_bytes_hashed(tmp_path: Path) -> None:
     root = tree(tmp_path / "fs")
     t = FakeTime()
     budget = Budget(BudgetConfig(bytes_per_second=100, burst_bytes=0), t.clock, t.sleep)
-    LayerChecker(budget=budget).scan(root)
+    LayerChecker(budget=budget).check(root, manifest_from_snapshot(root))
     assert t.sleeps == [pytest.approx(15.0)]
