@@ -38,14 +38,17 @@ from attestor.manifest._snapshot import (
     scan_snapshot,
 )
 from attestor.manifest._sweep import LayerState, SnapshotCheck, compare_snapshot
+from attestor.manifest._unscannable import Unscannable
 
 if TYPE_CHECKING:
     from attestor.manifest._stream import (
         LAYER_MEDIA_TYPES,
         HashingReader,
         LayerScan,
+        ScanBudgetExceeded,
         manifest_from_layer_blob,
         open_decompressed,
+        uncompressed_cap,
     )
     from attestor.manifest._tar import manifest_from_tar
 
@@ -55,6 +58,8 @@ _LAZY = {
     "LAYER_MEDIA_TYPES": "attestor.manifest._stream",
     "HashingReader": "attestor.manifest._stream",
     "LayerScan": "attestor.manifest._stream",
+    "ScanBudgetExceeded": "attestor.manifest._stream",
+    "uncompressed_cap": "attestor.manifest._stream",
     "manifest_from_layer_blob": "attestor.manifest._stream",
     "open_decompressed": "attestor.manifest._stream",
     "manifest_from_tar": "attestor.manifest._tar",
@@ -85,9 +90,11 @@ __all__ = [
     "ManifestEntry",
     "ManifestLimits",
     "PathTable",
+    "ScanBudgetExceeded",
     "SnapshotCheck",
     "SnapshotState",
     "SnapshotWalk",
+    "Unscannable",
     "compare_manifests",
     "compact_unhashed",
     "compare_snapshot",
@@ -101,5 +108,6 @@ __all__ = [
     "root_from_inclusion_proof",
     "run_walk",
     "scan_snapshot",
+    "uncompressed_cap",
     "unpack_entry",
 ]
