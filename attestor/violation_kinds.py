@@ -34,6 +34,12 @@ ViolationKind = Literal[
     "drift-shadowed",
     "drift-deleted",
     "drift-new-executable",
+    # The check itself could not be made, which is never taken as clean:
+    # part of a layer or upperdir could not be read ("unscannable"; the rest
+    # is still checked), or a layer's attestation could not be looked up for
+    # longer than the agent's grace period ("unverified").
+    "unscannable",
+    "unverified",
 ]
 #: Every kind, in the schema's order (a tuple, so error messages list it stably).
 VIOLATION_KINDS: Final[tuple[ViolationKind, ...]] = get_args(ViolationKind)

@@ -38,7 +38,6 @@ from typing import Literal
 from agent.integrity._rehash import RehashSchedule
 from agent.integrity._view import MergedView, merged_view
 from agent.integrity.budget import Budget
-from attestor.errors import InvalidInput
 
 # The manifest's own walk and path table, so the upperdir is read exactly as
 # a layer is (same symlink, device and UTF-8 rules).
@@ -49,6 +48,7 @@ from attestor.manifest import (
     ManifestLimits,
     PathTable,
     SnapshotWalk,
+    Unscannable,
     run_walk,
 )
 
@@ -254,8 +254,10 @@ class _DriftWalk(SnapshotWalk):
         # A new non-executable file cannot be drift: no hash needed. A file
         # with more links takes the general path: its group decides whether
         # it is reported as a file or a hardlink.
+        # Its bytes are not counted against the content cap either: they are
+        # never read, and a container writing a large log must not make its
+        # upperdir uncheckable.
         if st.st_nlink == 1 and not st.st_mode & _EXEC_BITS and rel not in self.view:
-            self._add_size(st.st_size)
             return
         super()._regular(rel, name, dir_fd, st, fd)
 
@@ -295,12 +297,15 @@ class UpperScan:
         files: regular files seen.
         hashed: bytes read and hashed.
         full: no previous state was used.
+        unscannable: what the walk could not check (each is a violation; the
+            findings cover the rest).
     """
 
     findings: tuple[DriftFinding, ...]
     files: int
     hashed: int
     full: bool
+    unscannable: tuple[Unscannable, ...] = ()
 
 
 class UpperChecker:
@@ -328,29 +333,26 @@ class UpperChecker:
     def check(self, upperdir: Path, view: Mapping[str, ManifestEntry]) -> UpperScan:
         """Classify ``upperdir`` against ``view`` (:func:`merged_view`).
 
+        What the walk cannot read (a name that is not UTF-8, too many
+        entries...) is in the scan's ``unscannable``; the rest is classified.
+
         Raises:
-            InvalidInput: the directory cannot be walked (see ``scan_snapshot``).
-            TooLarge: a manifest cap was exceeded.
+            InvalidInput: the walk itself failed (see ``run_walk``).
         """
         state, full = self._schedule.next(upperdir)
         previous = None if full else state
-        try:
-            walk = self._walk(upperdir, view, previous)
-        except InvalidInput:
-            # A file can vanish between readdir and stat in a live directory;
-            # one retry separates a race from a persistent problem.
-            walk = self._walk(upperdir, view, previous)
+        walk = _DriftWalk(upperdir, view, previous, self._limits)
+        run_walk(walk)
         self._schedule.record(upperdir, walk.next_state())
         self._budget.spend(walk.hashed)
         walk.findings.sort(key=lambda f: f.path)  # stable: a path's findings keep their order
-        return UpperScan(tuple(walk.findings), walk.files, walk.hashed, previous is None)
-
-    def _walk(
-        self, upperdir: Path, view: Mapping[str, ManifestEntry], previous: UpperState | None
-    ) -> _DriftWalk:
-        walk = _DriftWalk(upperdir, view, previous, self._limits)
-        run_walk(walk)
-        return walk
+        return UpperScan(
+            tuple(walk.findings),
+            walk.files,
+            walk.hashed,
+            previous is None,
+            tuple(walk.unscannable),
+        )
 
     def forget(self, upperdir: Path) -> None:
         """Drop the state of a directory that is no longer tracked."""

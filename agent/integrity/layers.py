@@ -14,13 +14,14 @@ from pathlib import Path
 
 from agent.integrity._rehash import RehashSchedule
 from agent.integrity.budget import Budget
-from attestor.errors import InvalidInput
+from attestor.errors import Error
 from attestor.manifest import (
     AttestedManifest,
     Change,
     FileManifest,
     LayerState,
     ManifestLimits,
+    Unscannable,
     compact_unhashed,
     compare_snapshot,
 )
@@ -38,7 +39,9 @@ class LayerCheck:
         files_checked: regular files seen.
         bytes_hashed: bytes re-hashed by this scan.
         full_rehash: every file was hashed (no state reused).
-        error: why the scan failed, else None.
+        error: why there was nothing to scan (the layer is not unpacked), else None.
+        unscannable: what the scan could not check; each is a violation, and
+            ``changes`` still covers the rest of the layer.
     """
 
     snapshot_dir: Path
@@ -47,6 +50,7 @@ class LayerCheck:
     bytes_hashed: int
     full_rehash: bool
     error: str | None = None
+    unscannable: tuple[Unscannable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,8 @@ class LayerChecker:
     def check(self, snapshot_dir: Path, attested: FileManifest | AttestedManifest) -> LayerCheck:
         """Compare ``snapshot_dir`` with ``attested`` (no observed manifest is built).
 
-        Never raises for I/O: a failed scan is a check with ``error``.
-
-        Raises:
-            TooLarge: a manifest cap was exceeded.
+        Never raises for what the directory holds: what cannot be read, or a
+        cap that stops the walk, is in the check's ``unscannable``.
         """
         kept, full = self._schedule.next(snapshot_dir)
         source = attested if isinstance(attested, FileManifest) else None
@@ -99,19 +101,26 @@ class LayerChecker:
             compact = compact_unhashed(attested)
         previous = None if full or kept is None else kept.state
         try:
-            try:
-                result = compare_snapshot(snapshot_dir, compact, previous, limits=self._limits)
-            except InvalidInput:
-                # A file can vanish between readdir and stat in a live
-                # directory; one retry separates a race from a lasting problem.
-                result = compare_snapshot(snapshot_dir, compact, previous, limits=self._limits)
-        except InvalidInput as e:
-            return LayerCheck(snapshot_dir, (), 0, 0, False, e.message)
+            result = compare_snapshot(snapshot_dir, compact, previous, limits=self._limits)
+        except Error as e:
+            # The walk records what it cannot read and goes on; a failure of
+            # the walk itself leaves the whole layer unchecked: that is a
+            # finding, never a clean layer.
+            return LayerCheck(
+                snapshot_dir, (), 0, 0, False, unscannable=(Unscannable(None, e.message),)
+            )
         self._schedule.record(
             snapshot_dir, _Kept(result.state, source, compact if source is not None else None)
         )
         self._budget.spend(result.hashed)
-        return LayerCheck(snapshot_dir, result.changes, result.files, result.hashed, result.full)
+        return LayerCheck(
+            snapshot_dir,
+            result.changes,
+            result.files,
+            result.hashed,
+            result.full,
+            unscannable=result.unscannable,
+        )
 
     def forget(self, snapshot_dir: Path) -> None:
         """Drop the state of a directory that is no longer tracked."""

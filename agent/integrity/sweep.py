@@ -35,8 +35,8 @@ from agent.integrity.inventory import TrackedContainer
 from agent.integrity.layers import LayerCheck, LayerChecker
 from agent.report import CheckScope, IntegrityCheck, LayerReport, Violation
 from attestor.digests import Digest
-from attestor.errors import InvalidInput
-from attestor.manifest import AttestedManifest, Change, FileManifest
+from attestor.errors import Error
+from attestor.manifest import AttestedManifest, Change, FileManifest, Unscannable
 
 #: Merged attested views kept between sweeps (one per image in use).
 _MAX_VIEWS = 64
@@ -76,6 +76,8 @@ class UpperCheck:
     files_checked: int
     full_rehash: bool
     error: str | None = None
+    #: What the drift check could not read (each is a violation).
+    unscannable: tuple[Unscannable, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,15 @@ def _change_detail(change: Change, check: LayerCheck) -> dict[str, Any]:
     }
 
 
+def _unscannable_detail(scope: CheckScope, item: Unscannable, where: Path) -> dict[str, Any]:
+    return {
+        "scope": scope,
+        "reason": item.reason[:_MAX_TEXT],
+        "too_large": item.too_large,
+        "snapshot_dir": str(where),
+    }
+
+
 def _origin(path: str, layers: Sequence[LayerResult]) -> Digest | None:
     """The topmost attested layer that has ``path``."""
     for result in reversed(layers):
@@ -161,6 +172,10 @@ class Sweeper:
         attestations: where attested manifests come from.
         layers: checker for lower-layer snapshot directories.
         upper: drift checker for rw layers (same budget).
+        pending_grace: seconds a layer may stay ``pending`` (its attestation
+            cannot be looked up or verified yet) before it is an ``unverified``
+            violation; None never makes it one (``check --once``, where
+            pending is an error of the report).
     """
 
     def __init__(
@@ -169,10 +184,14 @@ class Sweeper:
         attestations: AttestationSource,
         layers: LayerChecker,
         upper: UpperChecker,
+        pending_grace: float | None = None,
     ) -> None:
         self._attestations = attestations
         self._layers = layers
         self._upper = upper
+        self._pending_grace = pending_grace
+        #: When each layer was first seen pending, while it stays pending.
+        self._pending_since: dict[Digest, datetime] = {}
         self._views: dict[tuple[str, ...], MergedView] = {}
         # The last result of each directory, for partial sweeps: a lower
         # layer's by the attested manifest it was compared with, an upperdir's
@@ -211,6 +230,9 @@ class Sweeper:
         return SweepResult(now, tuple(results), tuple(errors), partial=changed is not None)
 
     def _forget_unused(self, containers: Sequence[TrackedContainer]) -> None:
+        live_digests = {x.digest for c in containers for x in c.layers}
+        for digest in set(self._pending_since) - live_digests:
+            del self._pending_since[digest]
         live_layers = {x.snapshot_dir for c in containers for x in c.layers}
         for path in self._layers.tracked() - live_layers:
             self._layers.forget(path)
@@ -254,14 +276,21 @@ class Sweeper:
                 layer, image_name=container.image_name, image_digest=container.image_digest
             )
             check: LayerCheck | None = None
+            waited = self._pending(layer.digest, att.status, now)
             if att.status in ("unattested", "bad-signature", "revoked"):
                 violation(
                     layer.digest, None, att.status, {"reason": (att.reason or "")[:_MAX_TEXT]}
                 )
+            elif waited is not None:
+                reason = f"no verified attestation for {int(waited)} s: {att.reason or 'pending'}"
+                violation(layer.digest, None, "unverified", {"reason": reason[:_MAX_TEXT]})
             elif att.manifest is not None:
                 check, fresh = self._check_layer(layer, att.manifest, scanned, rescan)
                 for change in check.changes:
                     violation(layer.digest, change.path, change.kind, _change_detail(change, check))
+                for item in check.unscannable:
+                    detail = _unscannable_detail("layer", item, check.snapshot_dir)
+                    violation(layer.digest, item.path, "unscannable", detail)
                 if not fresh:  # a partial sweep: its last findings stand, no new check
                     layers.append(LayerResult(layer, att, check))
                     continue
@@ -272,7 +301,7 @@ class Sweeper:
                         now,
                         "layer",
                         layer.digest,
-                        found=len(check.changes),
+                        found=len(check.changes) + len(check.unscannable),
                         files=check.files_checked,
                         full=check.full_rehash,
                         error=check.error,
@@ -296,6 +325,10 @@ class Sweeper:
                     "aspects": list(finding.aspects),
                 },
             )
+        for item in upper.unscannable:
+            if upper.upperdir is not None:
+                detail = _unscannable_detail("upperdir", item, upper.upperdir)
+                violation(None, item.path, "unscannable", detail)
         if upper.error is not None and fresh:
             errors.append(f"container {container.id} upperdir: {upper.error}")
         if upper.upperdir is not None and fresh:
@@ -304,13 +337,24 @@ class Sweeper:
                     now,
                     "upperdir",
                     None,
-                    found=len(upper.findings),
+                    found=len(upper.findings) + len(upper.unscannable),
                     files=upper.files_checked,
                     full=upper.full_rehash,
                     error=upper.error,
                 )
             )
         return ContainerResult(container, tuple(layers), upper, tuple(violations), tuple(checks))
+
+    def _pending(self, digest: Digest, status: str, now: datetime) -> float | None:
+        """Seconds ``digest`` has been pending, once past the grace period; else None."""
+        if status != "pending":
+            self._pending_since.pop(digest, None)
+            return None
+        since = self._pending_since.setdefault(digest, now)
+        waited = (now - since).total_seconds()
+        if self._pending_grace is None or waited < self._pending_grace:
+            return None
+        return waited
 
     def _check_layer(
         self,
@@ -367,10 +411,14 @@ class Sweeper:
             self._views[key] = view
         try:
             scan = self._upper.check(upperdir, view)
-        except InvalidInput as e:
-            result = UpperCheck(upperdir, (), 0, False, e.message)
+        except Error as e:
+            # Not checked at all: a finding, never a clean upperdir.
+            whole = (Unscannable(None, e.message),)
+            result = UpperCheck(upperdir, (), 0, False, unscannable=whole)
         else:
-            result = UpperCheck(upperdir, scan.findings, scan.files, scan.full)
+            result = UpperCheck(
+                upperdir, scan.findings, scan.files, scan.full, unscannable=scan.unscannable
+            )
         self._last_uppers[upperdir] = (key, result)
         return result, True
 

@@ -18,6 +18,7 @@ __all__ = [
     "FILE_KINDS",
     "LAYER_KINDS",
     "LAYER_STATUSES",
+    "SCAN_KINDS",
     "VIOLATION_KINDS",
     "CheckResult",
     "CheckScope",
@@ -28,8 +29,10 @@ __all__ = [
 FILE_KINDS: frozenset[str] = frozenset(
     {"content", "mode", "owner", "link", "added", "removed", "xattr", "type"}
 )
-LAYER_KINDS: frozenset[str] = frozenset({"unattested", "bad-signature", "revoked"})
-DRIFT_KINDS: frozenset[str] = frozenset(VIOLATION_KINDS) - FILE_KINDS - LAYER_KINDS
+LAYER_KINDS: frozenset[str] = frozenset({"unattested", "bad-signature", "revoked", "unverified"})
+#: A part of a layer or upperdir the agent could not check (never taken as clean).
+SCAN_KINDS: frozenset[str] = frozenset({"unscannable"})
+DRIFT_KINDS: frozenset[str] = frozenset(VIOLATION_KINDS) - FILE_KINDS - LAYER_KINDS - SCAN_KINDS
 
 #: ``valid``: the signature verified against a pinned key; ``pending``: the
 #: agent asked the server to issue one and has no answer yet.

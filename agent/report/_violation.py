@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from agent.report._kinds import LAYER_KINDS, VIOLATION_KINDS, ViolationKind
+from agent.report._kinds import LAYER_KINDS, SCAN_KINDS, VIOLATION_KINDS, ViolationKind
 from agent.report._time import format_time, parse_time, require_aware
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput, TooLarge
@@ -20,6 +20,9 @@ from attestor.violation_kinds import MAX_DETAIL_BYTES
 __all__ = ["MAX_DETAIL_BYTES", "Violation"]
 
 _SCHEMA = "violation"
+#: Kinds that may have no path: a whole layer, a new file of no layer, or a
+#: whole snapshot the agent could not check.
+_PATHLESS = LAYER_KINDS | SCAN_KINDS | {"drift-new-executable"}
 
 
 def _check_uuid(value: str) -> str:
@@ -37,8 +40,9 @@ class Violation:
     """One finding. ``id`` is the idempotency key: keep it across retries.
 
     ``path`` and ``layer_digest`` are None when the finding has no single file
-    (``unattested``, ``bad-signature``, ``revoked``) or no attested layer
-    (``drift-new-executable``).
+    (``unattested``, ``bad-signature``, ``revoked``, ``unverified``, an
+    ``unscannable`` whole snapshot) or no attested layer
+    (``drift-new-executable``, ``unscannable`` in an upperdir).
     """
 
     id: str
@@ -59,7 +63,7 @@ class Violation:
             parse_digest(self.layer_digest)
         if self.kind not in VIOLATION_KINDS:
             raise InvalidInput(f"unknown violation kind {self.kind!r}")
-        if self.path is None and self.kind not in LAYER_KINDS | {"drift-new-executable"}:
+        if self.path is None and self.kind not in _PATHLESS:
             raise InvalidInput(f"a {self.kind!r} violation needs a path")
         if self.path is not None and not self.path:
             raise InvalidInput("violation path must be None or non-empty")

@@ -3,17 +3,19 @@
 
 This is the agent's side of spec section "From a snapshot directory". It never
 follows a symlink, never leaves the root's filesystem, and re-hashes only files
-whose (inode, size, mtime, ctime) changed since the previous sweep.
-
-:func:`scan_snapshot` builds the whole manifest (the server's tests, the
-upperdir drift check); the agent's layer sweep, which compares as it walks,
-is :func:`attestor.manifest._sweep.compare_snapshot` on the same walk.
+whose (inode, size, mtime, ctime) changed since the previous sweep. What it
+cannot read (a name that is not UTF-8, a path over the limit, an unreadable
+entry, a directory replaced by a symlink mid-walk) is recorded in
+:attr:`SnapshotWalk.unscannable` and skipped, and the rest is still walked:
+one bad name must not hide a tampered file beside it. A cap on entries or
+bytes stops the walk; that is recorded too. :func:`scan_snapshot` (the whole
+manifest) refuses such a tree; the agent's layer sweep
+(:func:`attestor.manifest._sweep.compare_snapshot`) and drift check report it.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import struct
@@ -21,7 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest._dirfd import OPEN_DIR, DirChain
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
+from attestor.manifest._unscannable import MAX_UNSCANNABLE, Unscannable, shown_path
+from attestor.manifest._walk_io import (
+    CAPABILITY,
+    OPAQUE_XATTR,
+    OPEN_FILE,
+    EntryChanged,
+    Hasher,
+    entry_xattrs,
+    getxattr,
+    xattrs,
+)
 
 __all__ = [
     "FileState",
@@ -32,9 +46,6 @@ __all__ = [
     "scan_snapshot",
 ]
 
-_OPAQUE_XATTR = "trusted.overlay.opaque"
-_CAPABILITY = "security.capability"
-_NO_XATTR = frozenset({errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP})
 _entry = ManifestEntry._trusted
 
 
@@ -82,105 +93,17 @@ class FileState:
 SnapshotState = dict[str, bytes]
 
 
-def _xattrs(path: str | int) -> list[str]:
-    try:
-        if isinstance(path, int):
-            return os.listxattr(path)
-        return os.listxattr(path, follow_symlinks=False)
-    except OSError as e:
-        if e.errno in _NO_XATTR:
-            return []
-        raise
-
-
-def _getxattr(path: str | int, name: str, names: list[str]) -> bytes | None:
-    if name not in names:
-        return None
-    try:
-        if isinstance(path, int):
-            return os.getxattr(path, name) or None
-        return os.getxattr(path, name, follow_symlinks=False) or None
-    except OSError as e:
-        if e.errno in _NO_XATTR:
-            return None
-        raise
-
-
-def _fcapability(fd: int) -> bytes | None:
-    # listxattr first: a file without xattrs (nearly all) costs one syscall
-    # and no exception; getxattr's ENODATA OSError costs four times as much,
-    # which a full re-hash of many small files notices (issue 5: >= 80% of hashlib).
-    try:
-        if _CAPABILITY not in os.listxattr(fd):
-            return None
-        return os.getxattr(fd, _CAPABILITY) or None
-    except OSError as e:
-        if e.errno in _NO_XATTR:
-            return None
-        raise
-
-
-#: Read size of the file hashing loop (one buffer per walk, reused for every file).
-_BUFFER = 256 * 1024
-# O_NOFOLLOW: the path was a regular file (or a directory) at lstat time;
-# never let a swap for a symlink make us read something outside the snapshot.
-_OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN_DIR = _OPEN | os.O_DIRECTORY
-
-
-class _Hasher:
-    """Hashes files through one reused buffer.
-
-    ``hashlib.file_digest`` allocates (and the kernel zeroes) a 256 KiB buffer
-    per file, and ``open()`` builds two objects; for a layer of small files
-    that per-file cost is most of the gap to raw sha256 (issue 5: >= 80%).
-    """
-
-    def __init__(self) -> None:
-        self.buffer = bytearray(_BUFFER)
-        self.buffers = [self.buffer]
-        self.view = memoryview(self.buffer)
-
-    def digest(self, name: str, dir_fd: int, fd: int, size: int) -> bytes:
-        """Raw sha256 of the file ``name`` in ``dir_fd`` followed by its capability, if any.
-
-        ``fd`` is the file already open (the caller closes it), or -1; ``size``
-        is the size the caller's stat gave. The caller keeps that stat: a write
-        or a swap after it moves ctime or the inode number, so the next sweep
-        hashes again.
-        """
-        own = fd < 0
-        if own:
-            fd = os.open(name, _OPEN, dir_fd=dir_fd)
-        try:
-            capability = _fcapability(fd)
-            h = hashlib.sha256()
-            view, buffers, readv, full = self.view, self.buffers, os.readv, _BUFFER
-            done = 0
-            while n := readv(fd, buffers):
-                h.update(view[:n])
-                done += n
-                # A short read that ends at the stat's size is the end of the
-                # file: skip the read that would return 0 (one syscall per file).
-                if n < full and done == size:
-                    break
-        finally:
-            if own:
-                os.close(fd)
-        return h.digest() + (capability or b"")
-
-
-def _same_device(st: os.stat_result, device: int, rel: str) -> None:
-    if st.st_dev != device:
-        raise InvalidInput(f"{rel!r} is on another filesystem than the snapshot")
+class _Stop(Exception):
+    """Ends the walk early: the rest of the tree is not looked at."""
 
 
 class SnapshotWalk:
     """One walk of a snapshot directory; each entry goes to :meth:`emit`.
 
     The one walk of the spec's section 7 (no symlink followed, no other
-    filesystem, descriptor-relative opens), shared by :func:`scan_snapshot`,
-    the agent's layer sweep and its upperdir drift check; run it with
+    filesystem, every open relative to a directory descriptor reached from
+    the root by ``O_NOFOLLOW`` opens), shared by :func:`scan_snapshot`, the
+    agent's layer sweep and its upperdir drift check; run it with
     :func:`run_walk`. Subclasses override :meth:`emit` (each entry),
     :meth:`_regular` (a regular file's entry, e.g. to compare or skip hashing)
     and :meth:`_reuse`/:meth:`_keep` (the per-file state kept between sweeps).
@@ -209,101 +132,220 @@ class SnapshotWalk:
         self.total_size = 0
         #: Bytes read and hashed by this walk (unchanged files cost nothing).
         self.hashed = 0
-        self.hasher = _Hasher()
+        self.hasher = Hasher()
+        #: What could not be checked (at most MAX_UNSCANNABLE, then a count).
+        self.unscannable: list[Unscannable] = []
+        self.unscannable_more = 0
+        #: The walk stopped before the end (a cap, or an unusable root).
+        self.truncated = False
+        #: Directories whose contents were not walked (their paths, as walked).
+        self.skipped_dirs: list[str] = []
+        #: More directories were skipped than ``skipped_dirs`` keeps.
+        self.skips_lost = False
+        #: Stop at the first unscannable entry (:func:`scan_snapshot` refuses the tree).
+        self.strict = False
 
     def run(self) -> None:
-        root_st = os.lstat(self.root)
-        if not stat.S_ISDIR(root_st.st_mode):
-            raise InvalidInput(f"snapshot root is not a directory: {self.root}")
-        if _getxattr(self.root, _OPAQUE_XATTR, _xattrs(self.root)) == b"y":
-            raise InvalidInput(f"opaque snapshot root is not supported: {self.root}")
-        device = root_st.st_dev
-        stack = [("", self.root)]
-        while stack:
-            rel_dir, abs_dir = stack.pop()
-            # Entries are stat'ed and files opened relative to the directory's
-            # fd: no path lookup from the root per file (a third of the cost
-            # of open() on a deep snapshot path).
-            dir_fd = os.open(abs_dir, _OPEN_DIR)
+        """Walk the tree; what cannot be read is recorded, not raised."""
+        try:
             try:
-                self._directory(rel_dir, abs_dir, dir_fd, stack, device)
+                root_fd = os.open(self.root, OPEN_DIR)
+            except OSError as e:
+                self._record(None, f"snapshot root cannot be opened: {e.strerror}")
+                raise _Stop from None
+            try:
+                self._walk(root_fd)
             finally:
-                os.close(dir_fd)
+                os.close(root_fd)
+        except _Stop:
+            self.truncated = True
+        if self.unscannable_more:
+            self.unscannable.append(
+                Unscannable(None, f"{self.unscannable_more} more entries could not be checked")
+            )
+            self.unscannable_more = 0
 
-    def _directory(
-        self, rel_dir: str, abs_dir: str, dir_fd: int, stack: list[tuple[str, str]], device: int
-    ) -> None:
+    def _record(self, rel: str | None, reason: str, *, too_large: bool = False) -> None:
+        if len(self.unscannable) < MAX_UNSCANNABLE:
+            path = None if rel is None else shown_path(rel)
+            self.unscannable.append(Unscannable(path, reason, too_large))
+        else:
+            self.unscannable_more += 1
+        if self.strict:
+            raise _Stop
+
+    def _stop(self, reason: str) -> None:
+        """A cap was hit: record it for the whole snapshot and end the walk (raises _Stop)."""
+        self._record(None, f"{reason}; the rest of the snapshot was not checked", too_large=True)
+        raise _Stop
+
+    def _skip_dir(self, rel: str, reason: str) -> None:
+        self._not_entered(rel)
+        self._record(rel, reason)
+
+    def _not_entered(self, rel: str) -> None:
+        if len(self.skipped_dirs) < MAX_UNSCANNABLE:
+            self.skipped_dirs.append(rel)
+        else:
+            self.skips_lost = True
+
+    def _walk(self, root_fd: int) -> None:
+        root_st = os.fstat(root_fd)
+        if getxattr(root_fd, OPAQUE_XATTR, xattrs(root_fd)) == b"y":
+            self._record(None, "opaque snapshot root is not supported")
+            raise _Stop
+        device = root_st.st_dev
+        chain = DirChain(root_fd)
+        stack = [""]
+        try:
+            while stack:
+                rel_dir = stack.pop()
+                if not rel_dir:
+                    try:
+                        self._directory("", root_fd, stack, device)
+                    except OSError as e:
+                        self._record(None, f"snapshot root cannot be read: {e.strerror}")
+                        raise _Stop from None
+                    continue
+                try:
+                    dir_fd, owned = chain.open(rel_dir.split("/"))
+                except OSError as e:
+                    self._unopened(rel_dir, e)
+                    continue
+                try:
+                    self._open_directory(rel_dir, dir_fd, stack, device)
+                except OSError as e:
+                    self._skip_dir(rel_dir, f"directory cannot be read: {e.strerror}")
+                finally:
+                    if owned:
+                        os.close(dir_fd)
+        finally:
+            chain.close()
+
+    def _unopened(self, rel: str, error: OSError) -> None:
+        if error.errno == errno.ENOENT:
+            return  # gone since it was listed: it is not there
+        if error.errno in (errno.ENOTDIR, errno.ELOOP):
+            # Replaced (by a symlink or a file) since it was listed: never followed.
+            self._skip_dir(rel, "no longer a directory when the walk reached it; not followed")
+            return
+        self._skip_dir(rel, f"directory cannot be opened: {error.strerror}")
+
+    def _open_directory(self, rel: str, dir_fd: int, stack: list[str], device: int) -> None:
+        st = os.fstat(dir_fd)
+        if st.st_dev != device:
+            self._skip_dir(rel, "is on another filesystem than the snapshot")
+            return
+        # The directory's own entry, from its descriptor: the inode listed is
+        # the inode read.
+        names = xattrs(dir_fd)
+        opaque = getxattr(dir_fd, OPAQUE_XATTR, names) == b"y"
+        self.emit(
+            _entry(
+                rel, EntryType.OPAQUE_DIR if opaque else EntryType.DIR,
+                mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
+                capability=getxattr(dir_fd, CAPABILITY, names),
+            )
+        )  # fmt: skip
+        self._directory(rel, dir_fd, stack, device)
+
+    def _directory(self, rel_dir: str, dir_fd: int, stack: list[str], device: int) -> None:
         max_entries, max_path = self.limits.max_entries, self.limits.max_path_bytes
-        regular, open_first = self._regular, self.open_first
         with os.scandir(dir_fd) as it:
             for dirent in it:
                 name = dirent.name
                 rel = f"{rel_dir}/{name}" if rel_dir else name
+                if self.count >= max_entries:
+                    self._stop(f"snapshot has more than {max_entries} entries")
+                self.count += 1
                 # scandir gives undecodable bytes as surrogates; the manifest
                 # is UTF-8 only (spec "Paths").
                 try:
                     size = len(rel.encode("utf-8"))
                 except UnicodeEncodeError:
-                    raise InvalidInput(f"path is not valid UTF-8: {rel!r}") from None
-                if size > max_path:
-                    raise TooLarge(f"path is {size} bytes, limit {max_path}")
-                if self.count >= max_entries:
-                    raise TooLarge(f"snapshot has more than {max_entries} entries")
-                self.count += 1
-                # d_type says regular (no syscall): open + fstat costs one
-                # syscall less than lstat + open, and the stat is of the very
-                # inode read. Anything else, or a race, takes the lstat path.
-                if open_first and dirent.is_file(follow_symlinks=False):
-                    try:
-                        # O_NONBLOCK: a file swapped for a FIFO must not block us.
-                        fd = os.open(name, _OPEN | os.O_NONBLOCK, dir_fd=dir_fd)
-                    except OSError:
-                        fd = -1  # gone, or now a symlink (ELOOP): lstat decides
-                    if fd >= 0:
-                        try:
-                            st = os.fstat(fd)
-                            if stat.S_ISREG(st.st_mode) and st.st_dev == device:
-                                regular(rel, name, dir_fd, st, fd)
-                                continue
-                        finally:
-                            os.close(fd)
-                st = dirent.stat(follow_symlinks=False)
-                _same_device(st, device, rel)
-                if stat.S_ISREG(st.st_mode):
-                    regular(rel, name, dir_fd, st, -1)
+                    self._record(rel, "name is not valid UTF-8")
                     continue
-                path = f"{abs_dir}/{name}"
-                if stat.S_ISDIR(st.st_mode):
-                    stack.append((rel, path))
-                self.emit(self._entry(rel, path, st))
+                if size > max_path:
+                    self._record(rel, f"path is {size} bytes, limit {max_path}", too_large=True)
+                    continue
+                try:
+                    try:
+                        self._one(dirent, rel, dir_fd, stack, device)
+                    except EntryChanged:
+                        # Replaced between stat and open: a live directory does
+                        # that; once more from a fresh lstat, then it counts.
+                        self._one(dirent, rel, dir_fd, stack, device, retry=True)
+                except EntryChanged:
+                    self._record(rel, "replaced twice while it was being read")
+                except OSError as e:
+                    if e.errno != errno.ENOENT:  # ENOENT: gone since the listing
+                        self._record(rel, f"cannot be read: {e.strerror}")
+
+    def _one(
+        self, dirent: os.DirEntry[str], rel: str, dir_fd: int, stack: list[str], device: int,
+        retry: bool = False,
+    ) -> None:  # fmt: skip
+        name = dirent.name
+        # d_type says regular (no syscall): open + fstat costs one syscall
+        # less than lstat + open, and the stat is of the very inode read.
+        # Anything else, or a race, takes the lstat path.
+        if self.open_first and not retry and dirent.is_file(follow_symlinks=False):
+            try:
+                fd = os.open(name, OPEN_FILE, dir_fd=dir_fd)
+            except OSError:
+                fd = -1  # gone, or now a symlink (ELOOP): lstat decides
+            if fd >= 0:
+                try:
+                    st = os.fstat(fd)
+                    if stat.S_ISREG(st.st_mode) and st.st_dev == device:
+                        self._regular(rel, name, dir_fd, st, fd)
+                        return
+                finally:
+                    os.close(fd)
+        # A retry must not reuse the stat scandir cached.
+        st = (
+            os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            if retry
+            else dirent.stat(follow_symlinks=False)
+        )
+        if st.st_dev != device:
+            self._record(rel, "is on another filesystem than the snapshot")
+            if stat.S_ISDIR(st.st_mode):
+                self._not_entered(rel)
+            return
+        if stat.S_ISREG(st.st_mode):
+            self._regular(rel, name, dir_fd, st, -1)
+        elif stat.S_ISDIR(st.st_mode):
+            stack.append(rel)  # its entry is emitted when it is opened
+        else:
+            entry = self._entry(rel, name, dir_fd, st)
+            if entry is not None:
+                self.emit(entry)
 
     def emit(self, entry: ManifestEntry) -> None:
         """Take one entry of the walk (a method, not a stored callback: no cycle)."""
         self.entries.append(entry)
 
-    def _check_text(self, text: str, what: str) -> None:
-        try:
-            size = len(text.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidInput(f"{what} is not valid UTF-8: {text!r}") from None
-        if size > self.limits.max_path_bytes:
-            raise TooLarge(f"{what} is {size} bytes, limit {self.limits.max_path_bytes}")
-
-    def _entry(self, rel: str, path: str, st: os.stat_result) -> ManifestEntry:
+    def _entry(self, rel: str, name: str, dir_fd: int, st: os.stat_result) -> ManifestEntry | None:
+        """The entry of a symlink, whiteout, device, FIFO or socket (None: recorded)."""
         fmt = stat.S_IFMT(st.st_mode)
         mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
         if fmt == stat.S_IFLNK:
-            target = os.readlink(path)
-            self._check_text(target, "link target")
+            target = os.readlink(name, dir_fd=dir_fd)
+            try:
+                size = len(target.encode("utf-8"))
+            except UnicodeEncodeError:
+                self._record(rel, "link target is not valid UTF-8")
+                return None
+            if size > self.limits.max_path_bytes:
+                limit = self.limits.max_path_bytes
+                self._record(rel, f"link target is {size} bytes, limit {limit}", too_large=True)
+                return None
             return _entry(rel, EntryType.SYMLINK, uid=uid, gid=gid, link=target)
         if fmt == stat.S_IFCHR and st.st_rdev == 0:
             return _entry(rel, EntryType.WHITEOUT)
-        names = _xattrs(path)
-        capability = _getxattr(path, _CAPABILITY, names)
-        if fmt == stat.S_IFDIR:
-            opaque = _getxattr(path, _OPAQUE_XATTR, names) == b"y"
-            kind = EntryType.OPAQUE_DIR if opaque else EntryType.DIR
-            return _entry(rel, kind, mode=mode, uid=uid, gid=gid, capability=capability)
+        path, names = entry_xattrs(dir_fd, name)
+        capability = getxattr(path, CAPABILITY, names)
         if fmt in (stat.S_IFCHR, stat.S_IFBLK):
             return _entry(
                 rel,
@@ -328,13 +370,13 @@ class SnapshotWalk:
     def _add_size(self, size: int) -> None:
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
-            raise TooLarge(f"snapshot content exceeds {self.limits.max_total_size} bytes")
+            self._stop(f"snapshot content exceeds {self.limits.max_total_size} bytes")
 
     def _file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> ManifestEntry:
         self._add_size(st.st_size)
         digest = self._reuse(rel, st)
         if digest is None:
-            digest = self.hasher.digest(name, dir_fd, fd, st.st_size)
+            digest = self.hasher.digest(name, dir_fd, fd, st)
             self.hashed += st.st_size
             self._keep(rel, st, digest)
         if st.st_nlink > 1:
@@ -362,6 +404,12 @@ class SnapshotWalk:
     def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
         """Remember a freshly hashed ``digest`` + capability of ``rel`` for the next sweep."""
         self.state[rel] = _key(st) + digest
+
+    def not_walked(self, path: str) -> bool:
+        """Whether ``path`` lies in a part of the tree this walk did not look at."""
+        if self.truncated or self.skips_lost:
+            return True
+        return any(path == d or path.startswith(d + "/") for d in self.skipped_dirs)
 
     def emit_linked(self) -> None:
         # Spec "Hardlinks": the first path of a group (in manifest order) is the
@@ -414,16 +462,23 @@ def scan_snapshot(
         TooLarge: when a cap in ``limits`` is exceeded.
     """
     walk = SnapshotWalk(root, previous, limits or ManifestLimits(), open_first=not previous)
+    walk.strict = True
     run_walk(walk)
+    if walk.unscannable:
+        first = walk.unscannable[0]
+        where = walk.root if first.path is None else repr(first.path)
+        raise (TooLarge if first.too_large else InvalidInput)(f"{where}: {first.reason}")
     return FileManifest.from_entries(walk.entries), walk.state
 
 
 def run_walk(walk: SnapshotWalk) -> None:
     """Walk the whole snapshot, then emit the held-back hardlink groups.
 
+    What cannot be read is in ``walk.unscannable``; only a failure of the walk
+    itself is raised.
+
     Raises:
-        InvalidInput: the snapshot cannot be read, or breaks the walk's rules
-            (another filesystem, a path or entry count over the limits).
+        InvalidInput: the snapshot cannot be read at all.
     """
     try:
         walk.run()

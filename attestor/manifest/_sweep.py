@@ -21,7 +21,6 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from attestor.errors import TooLarge
 from attestor.manifest._compact import (
     AttestedManifest,
     compact_unhashed,
@@ -33,6 +32,7 @@ from attestor.manifest._compact import (
 from attestor.manifest._compare import Change, diff_entries
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 from attestor.manifest._snapshot import SnapshotWalk, run_walk
+from attestor.manifest._unscannable import Unscannable
 
 __all__ = ["LayerState", "SnapshotCheck", "compare_snapshot"]
 
@@ -118,6 +118,9 @@ class SnapshotCheck:
         files: regular files seen (hardlinks included).
         hashed: bytes read and hashed (files whose key moved, or all on a full re-hash).
         full: no previous state was used.
+        unscannable: what the walk could not check (each is a finding: the
+            changes cover only the rest). A path the walk did not reach is
+            not reported ``removed``.
     """
 
     changes: tuple[Change, ...]
@@ -125,6 +128,7 @@ class SnapshotCheck:
     files: int
     hashed: int
     full: bool
+    unscannable: tuple[Unscannable, ...] = ()
 
 
 class _Sweep(SnapshotWalk):
@@ -159,7 +163,7 @@ class _Sweep(SnapshotWalk):
         size, mode, uid, gid = st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
-            raise TooLarge(f"snapshot content exceeds {self.limits.max_total_size} bytes")
+            self._stop(f"snapshot content exceeds {self.limits.max_total_size} bytes")
         key = _pack_key(st.st_ino, size, st.st_mtime_ns, st.st_ctime_ns, mode, uid, gid)
         at = i * _K
         new, prior = self.new, self.prior
@@ -172,7 +176,7 @@ class _Sweep(SnapshotWalk):
         else:
             digest = None
         if digest is None:
-            digest = self.hasher.digest(name, dir_fd, fd, size)
+            digest = self.hasher.digest(name, dir_fd, fd, st)
             self.hashed += size
         start, end = self.offsets[i], self.offsets[i + 1]
         if self.blob[start:end] == pack_file(mode, uid, gid, size, digest[:32], digest[32:]):
@@ -220,10 +224,16 @@ class _Sweep(SnapshotWalk):
             self.changes.extend(diff_entries(unpack_entry(entry.path, record), entry))
 
     def removed(self) -> None:
+        if self.truncated:
+            return  # the walk stopped early: what it did not see is not "removed"
         flags = self.new.flags
         index = flags.find(_UNSEEN)
         while index != -1:
-            entry = unpack_entry(self.attested.path_at(index), self.attested.record_at(index))
+            path = self.attested.path_at(index)
+            if self.not_walked(path):
+                index = flags.find(_UNSEEN, index + 1)
+                continue
+            entry = unpack_entry(path, self.attested.record_at(index))
             self.changes.append(Change(entry.path, "removed", str(entry.type), None))
             index = flags.find(_UNSEEN, index + 1)
 
@@ -247,9 +257,10 @@ def compare_snapshot(
             A state made against another manifest is not used.
         limits: caps on entries, path length and total content size.
 
+    What the walk cannot check is in the result's ``unscannable``, not raised.
+
     Raises:
-        InvalidInput: as :func:`scan_snapshot`.
-        TooLarge: as :func:`scan_snapshot`.
+        InvalidInput: the walk itself failed (see :func:`run_walk`).
     """
     if isinstance(attested, FileManifest):
         attested = compact_unhashed(attested)
@@ -258,5 +269,10 @@ def compare_snapshot(
     walk.removed()
     walk.changes.sort(key=lambda c: c.path)
     return SnapshotCheck(
-        tuple(walk.changes), walk.new, walk.new.files(), walk.hashed, full=walk.prior is None
+        tuple(walk.changes),
+        walk.new,
+        walk.new.files(),
+        walk.hashed,
+        full=walk.prior is None,
+        unscannable=tuple(walk.unscannable),
     )

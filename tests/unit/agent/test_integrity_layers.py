@@ -52,10 +52,15 @@ def test_each_kind_of_tampering(tmp_path: Path) -> None:
     assert result.bytes_hashed == 1000 + 500 + 0  # only what moved
 
 
-def test_unreadable_directory_is_an_error_not_an_exception(tmp_path: Path) -> None:
+def test_unreadable_directory_is_unscannable_not_an_exception(tmp_path: Path) -> None:
     attested = manifest_from_snapshot(tree(tmp_path / "fs"))
     result = LayerChecker().check(tmp_path / "missing", attested)
-    assert result.error and result.changes == ()
+    # Not a silent error: the whole layer is a finding of its own, and no
+    # attested path is claimed "removed" from a tree that was never read.
+    assert result.changes == ()
+    assert [(u.path, u.reason) for u in result.unscannable] == [
+        (None, "snapshot root cannot be opened: No such file or directory")
+    ]
 
 
 def test_forget_drops_state(tmp_path: Path) -> None:
