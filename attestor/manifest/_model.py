@@ -57,6 +57,10 @@ class ManifestLimits:
             ``None`` turns the check off.
         expansion_floor_bytes: uncompressed bytes below which the ratio is
             not checked (small layers compress arbitrarily well).
+        max_tar_header_bytes: body of one PAX or GNU long-name tar header,
+            refused before it is read (Go's own cap is 1 MiB).
+        max_total_path_bytes: UTF-8 bytes of all paths and link targets a
+            layer tar names, so that the per-layer path table stays small.
     """
 
     max_entries: int = 1_000_000
@@ -68,6 +72,8 @@ class ManifestLimits:
     # reaches 32,000:1 on zeros, which is how a 64 KiB blob became 2 GiB of work.
     max_expansion_ratio: int | None = 1100
     expansion_floor_bytes: int = 128 * 2**20
+    max_tar_header_bytes: int = 64 * 2**10
+    max_total_path_bytes: int = 128 * 2**20
 
 
 class EntryType(enum.StrEnum):

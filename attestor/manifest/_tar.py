@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
-import tarfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO
 
 import zstandard
 
@@ -29,94 +26,66 @@ from attestor.manifest._model import (
     ManifestLimits,
     check_path,
 )
+from attestor.manifest._tarreader import TarHeader, TarReader
 
 __all__ = ["manifest_from_tar", "normalize_tar_path"]
 
-_CHUNK = 1 << 20
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
-_XATTR = "SCHILY.xattr."
-_CAPABILITY = "security.capability"
+_CAPABILITY = b"security.capability"
 _DIR_TYPES = frozenset({EntryType.DIR, EntryType.OPAQUE_DIR})
 #: What containerd's mkparent gives a missing parent with no lower directory.
 IMPLICIT_DIR_MODE = 0o755
 
 
-@dataclass
+# The replay holds one object per path for up to max_entries paths, so both
+# classes use __slots__ and a regular file is stored as its _Inode alone
+# (most entries are files): no per-entry __dict__, child set or wrapper.
 class _Inode:
-    mode: int
-    uid: int
-    gid: int
-    size: int
-    sha256: str
-    capability: bytes | None
+    """A regular file's content and attributes, shared by its hardlinks."""
+
+    __slots__ = ("capability", "first", "gid", "mode", "sha256", "size", "uid")
+
+    def __init__(
+        self, mode: int, uid: int, gid: int, size: int, sha256: str, capability: bytes | None
+    ) -> None:
+        self.mode, self.uid, self.gid = mode, uid, gid
+        self.size, self.sha256, self.capability = size, sha256, capability
+        #: The smallest path naming this inode, found when entries are built.
+        self.first: str | None = None
 
 
-@dataclass
 class _Node:
-    type: EntryType
-    mode: int | None = None
-    uid: int | None = None
-    gid: int | None = None
-    link: str | None = None
-    capability: bytes | None = None
-    devmajor: int | None = None
-    devminor: int | None = None
-    inode: _Inode | None = None
-    children: set[str] = field(default_factory=set)
+    """Any other path; only directories get a set of children, on demand."""
 
+    __slots__ = (
+        "capability",
+        "children",
+        "devmajor",
+        "devminor",
+        "gid",
+        "link",
+        "mode",
+        "type",
+        "uid",
+    )
 
-class _ForwardReader(io.RawIOBase):
-    """A non-seekable stream that lets ``tarfile.TarFile`` seek forward.
-
-    tarfile's own stream mode (``"r|"``) copies every byte through a small
-    buffer and runs at about a quarter of hashlib's speed (bench); TarFile in
-    mode ``"r"`` reads members directly but needs ``seek``/``tell``. Reading
-    a layer in order only ever seeks forward, which we do by discarding.
-    """
-
-    def __init__(self, inner: BinaryIO) -> None:
-        super().__init__()
-        self._inner = inner
-        self._pos = 0
-
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def seekable(self) -> bool:
-        """True: forward seeks only (see the class docstring)."""
-        return True
-
-    def tell(self) -> int:
-        """Bytes consumed so far."""
-        return self._pos
-
-    def read(self, size: int | None = -1) -> bytes:
-        """Read up to ``size`` bytes (all when negative or None)."""
-        data = self._inner.read() if size is None or size < 0 else self._inner.read(size)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        """Read into ``buffer``."""
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        """Move forward to ``offset`` by reading and discarding.
-
-        Raises:
-            InvalidInput: on a backward seek, which a well-formed tar never needs.
-        """
-        target = offset if whence == io.SEEK_SET else self._pos + offset
-        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self._pos:
-            raise InvalidInput(f"tar reader cannot seek back to {target} from {self._pos}")
-        while self._pos < target:
-            if not self.read(min(_CHUNK, target - self._pos)):
-                break  # tarfile reports the truncation itself
-        return self._pos
+    def __init__(
+        self,
+        type: EntryType,  # noqa: A002 - the manifest's own field name
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+        link: str | None = None,
+        capability: bytes | None = None,
+        devmajor: int | None = None,
+        devminor: int | None = None,
+    ) -> None:
+        self.type = type
+        self.mode, self.uid, self.gid = mode, uid, gid
+        self.link, self.capability = link, capability
+        self.devmajor, self.devminor = devmajor, devminor
+        self.children: set[str] | None = None
 
 
 def normalize_tar_path(name: str, *, limits: ManifestLimits) -> str:
@@ -146,20 +115,45 @@ class _Replay:
     def __init__(self, limits: ManifestLimits, lower: Sequence[FileManifest]) -> None:
         self.limits = limits
         self.lower = lower
-        self.nodes: dict[str, _Node] = {}
-        self.root_children: set[str] = set()
+        self.nodes: dict[str, _Node | _Inode] = {}
         self.total_size = 0
+        self.path_bytes = 0
         self.members = 0
+        # One int object per distinct mode instead of one per entry.
+        self._modes: dict[int, int] = {}
 
-    def _children_of(self, parent: str) -> set[str]:
-        return self.nodes[parent].children if parent else self.root_children
+    def mode(self, value: int) -> int:
+        """``value``'s permission bits, as a shared int object."""
+        bits = value & 0o7777
+        return self._modes.setdefault(bits, bits)
+
+    def count_path(self, *texts: str) -> None:
+        """Charge path and link text against ``max_total_path_bytes``.
+
+        Raises:
+            TooLarge: once the layer's names exceed the cap.
+        """
+        self.path_bytes += sum(len(t.encode()) for t in texts)
+        if self.path_bytes > self.limits.max_total_path_bytes:
+            raise TooLarge(
+                f"layer names and link targets exceed {self.limits.max_total_path_bytes} bytes"
+            )
 
     def _remove(self, path: str) -> None:
-        self._children_of(path.rpartition("/")[0]).discard(path)
+        parent = path.rpartition("/")[0]
+        if parent:
+            siblings = self._children(parent)
+            if siblings is not None:
+                siblings.discard(path)
         pending = [path]
         while pending:  # iterative: paths may nest ~2000 levels deep
             node = self.nodes.pop(pending.pop())
-            pending.extend(node.children)
+            if isinstance(node, _Node) and node.children:
+                pending.extend(node.children)
+
+    def _children(self, directory: str) -> set[str] | None:
+        node = self.nodes[directory]
+        return node.children if isinstance(node, _Node) else None
 
     def _implicit_dir(self, path: str) -> _Node:
         # containerd's mkparent copies mode, owner and non-trusted xattrs from
@@ -185,27 +179,39 @@ class _Replay:
         while parent:
             node = self.nodes.get(parent)
             if node is not None:
-                if node.type not in _DIR_TYPES:
-                    raise InvalidInput(
-                        f"parent of {path!r} is a {node.type.value}, not a directory"
-                    )
+                kind = node.type if isinstance(node, _Node) else EntryType.FILE
+                if kind not in _DIR_TYPES:
+                    raise InvalidInput(f"parent of {path!r} is a {kind.value}, not a directory")
                 break
             missing.append(parent)
             parent = parent.rpartition("/")[0]
         for directory in reversed(missing):
+            self.count_path(directory)
             self._insert(directory, self._implicit_dir(directory))
 
-    def _insert(self, path: str, node: _Node) -> None:
+    def _insert(self, path: str, node: _Node | _Inode) -> None:
         if len(self.nodes) >= self.limits.max_entries:
             raise TooLarge(f"layer has more than {self.limits.max_entries} entries")
         self.nodes[path] = node
-        self._children_of(path.rpartition("/")[0]).add(path)
+        parent = path.rpartition("/")[0]
+        if parent:
+            owner = self.nodes[parent]
+            if not isinstance(owner, _Node):  # pragma: no cover - ensure_parents checked
+                raise InvalidInput(f"parent of {path!r} is not a directory")
+            if owner.children is None:
+                owner.children = set()
+            owner.children.add(path)
 
-    def put(self, path: str, node: _Node) -> None:
+    def put(self, path: str, node: _Node | _Inode) -> None:
         """Place ``node`` at ``path``; a directory over a directory merges."""
         self.ensure_parents(path)
         old = self.nodes.get(path)
-        if old is not None and old.type in _DIR_TYPES and node.type is EntryType.DIR:
+        if (
+            isinstance(old, _Node)
+            and old.type in _DIR_TYPES
+            and isinstance(node, _Node)
+            and node.type is EntryType.DIR
+        ):
             # containerd keeps the directory (and its opaque xattr) and applies
             # the new header's owner, mode and xattrs.
             old.mode, old.uid, old.gid = node.mode, node.uid, node.gid
@@ -222,32 +228,34 @@ class _Replay:
         # The marker's own path makes the directory exist (implicitly if needed).
         self.ensure_parents(f"{directory}/{_OPAQUE}")
         node = self.nodes[directory]
-        if node.type not in _DIR_TYPES:
+        if not isinstance(node, _Node) or node.type not in _DIR_TYPES:
             raise InvalidInput(f"opaque marker under non-directory {directory!r}")
         node.type = EntryType.OPAQUE_DIR
 
     def entries(self) -> list[ManifestEntry]:
+        """The manifest entries; empties the table as it goes (peak memory).
+
+        A hardlink group's smallest path is its file; the others link to it.
+        """
+        for path, node in self.nodes.items():
+            if isinstance(node, _Inode) and (node.first is None or path < node.first):
+                node.first = path
         out: list[ManifestEntry] = []
-        groups: dict[int, list[str]] = {}
-        for path, node in self.nodes.items():
-            if node.inode is not None:
-                groups.setdefault(id(node.inode), []).append(path)
-        first_of: dict[int, str] = {key: min(paths) for key, paths in groups.items()}
-        for path, node in self.nodes.items():
-            inode = node.inode
-            if inode is not None:
-                first = first_of[id(inode)]
+        while self.nodes:
+            path, node = self.nodes.popitem()
+            if isinstance(node, _Inode):
+                first = node.first
                 out.append(
                     ManifestEntry(
                         path=path,
                         type=EntryType.FILE if first == path else EntryType.HARDLINK,
-                        mode=inode.mode,
-                        uid=inode.uid,
-                        gid=inode.gid,
-                        size=inode.size,
-                        sha256=inode.sha256,
+                        mode=node.mode,
+                        uid=node.uid,
+                        gid=node.gid,
+                        size=node.size,
+                        sha256=node.sha256,
                         link=None if first == path else first,
-                        capability=inode.capability,
+                        capability=node.capability,
                     )
                 )
             else:
@@ -267,39 +275,31 @@ class _Replay:
         return out
 
 
-def _capability(member: tarfile.TarInfo) -> bytes | None:
+def _capability(header: TarHeader) -> bytes | None:
     value = None
-    for key, raw in member.pax_headers.items():
-        if not key.startswith(_XATTR):
-            continue
-        name = key[len(_XATTR) :]
-        if name.startswith("trusted."):
+    for name, raw in header.xattrs.items():
+        if name.startswith(b"trusted."):
             # trusted.overlay.* would forge overlayfs metadata (spec "Rejected").
-            raise InvalidInput(f"trusted xattr {name!r} on {member.name[:200]!r}")
+            raise InvalidInput(f"trusted xattr {name[:100]!r} on {header.name[:200]!r}")
         if name == _CAPABILITY:
-            # tarfile decodes binary PAX values with surrogateescape.
-            value = raw.encode("utf-8", "surrogateescape") or None
+            if not raw:
+                # containerd would set it empty, which the kernel refuses.
+                raise InvalidInput(f"empty security.capability on {header.name[:200]!r}")
+            value = raw
     return value
 
 
-def _hash_member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
-    reader = tar.extractfile(member)
-    if reader is None:  # pragma: no cover - regular members always have data
-        raise InvalidInput(f"no data for {member.name[:200]!r}")
+def _hash_data(reader: TarReader) -> str:
     digest = hashlib.sha256()
-    remaining = member.size
-    while remaining:
-        chunk = reader.read(min(_CHUNK, remaining))
-        if not chunk:
-            raise InvalidInput(f"truncated data for {member.name[:200]!r}")
+    while chunk := reader.read_data():
         digest.update(chunk)
-        remaining -= len(chunk)
     return digest.hexdigest()
 
 
-def _apply(replay: _Replay, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+def _apply(replay: _Replay, reader: TarReader, header: TarHeader) -> None:
     limits = replay.limits
-    path = normalize_tar_path(member.name, limits=limits)
+    path = normalize_tar_path(header.name, limits=limits)
+    replay.count_path(path, header.linkname)
     base = path.rpartition("/")[2]
     directory = path.rpartition("/")[0]
     if base == _OPAQUE:
@@ -314,72 +314,66 @@ def _apply(replay: _Replay, tar: tarfile.TarFile, member: tarfile.TarInfo) -> No
         return
     if not path:
         return  # containerd ignores the root entry ("./")
-    mode, uid, gid = member.mode & 0o7777, member.uid, member.gid
-    capability = _capability(member)
-    if member.type in (tarfile.GNUTYPE_SPARSE,) or "GNU.sparse.map" in member.pax_headers:
-        raise InvalidInput(f"sparse tar member {path!r} is not supported")
-    if member.isreg():
-        replay.total_size += member.size
+    kind = header.typeflag
+    mode, uid, gid = replay.mode(header.mode), header.uid, header.gid
+    capability = _capability(header)
+    if kind == "0":
+        replay.total_size += header.size
         if replay.total_size > limits.max_total_size:
             raise TooLarge(f"layer content exceeds {limits.max_total_size} bytes")
-        inode = _Inode(mode, uid, gid, member.size, _hash_member(tar, member), capability)
-        replay.put(path, _Node(EntryType.FILE, inode=inode))
-    elif member.isdir():
+        inode = _Inode(mode, uid, gid, header.size, _hash_data(reader), capability)
+        replay.put(path, inode)
+    elif kind == "5":
         replay.put(path, _Node(EntryType.DIR, mode=mode, uid=uid, gid=gid, capability=capability))
-    elif member.issym():
-        if not member.linkname or "\x00" in member.linkname:
+    elif kind == "2":
+        if not header.linkname:
             raise InvalidInput(f"bad symlink target at {path!r}")
-        replay.put(path, _Node(EntryType.SYMLINK, uid=uid, gid=gid, link=member.linkname))
-    elif member.islnk():
-        _apply_hardlink(replay, member, path, mode, uid, gid, capability)
-    elif member.ischr() or member.isblk():
-        if member.ischr() and member.devmajor == 0 and member.devminor == 0:
+        replay.put(path, _Node(EntryType.SYMLINK, uid=uid, gid=gid, link=header.linkname))
+    elif kind == "1":
+        _apply_hardlink(replay, header, path, mode, capability)
+    elif kind in ("3", "4"):
+        if kind == "3" and header.devmajor == 0 and header.devminor == 0:
             raise InvalidInput(f"character device 0/0 at {path!r} is ambiguous with a whiteout")
-        kind = EntryType.CHARDEV if member.ischr() else EntryType.BLOCKDEV
         replay.put(
             path,
             _Node(
-                kind,
+                EntryType.CHARDEV if kind == "3" else EntryType.BLOCKDEV,
                 mode=mode,
                 uid=uid,
                 gid=gid,
                 capability=capability,
-                devmajor=member.devmajor,
-                devminor=member.devminor,
+                devmajor=header.devmajor,
+                devminor=header.devminor,
             ),
         )
-    elif member.isfifo():
+    else:  # "6": TarReader returns no other type
         replay.put(path, _Node(EntryType.FIFO, mode=mode, uid=uid, gid=gid, capability=capability))
-    else:
-        raise InvalidInput(f"unsupported tar member type {member.type!r} at {path!r}")
 
 
 def _apply_hardlink(
-    replay: _Replay,
-    member: tarfile.TarInfo,
-    path: str,
-    mode: int,
-    uid: int,
-    gid: int,
-    capability: bytes | None,
+    replay: _Replay, header: TarHeader, path: str, mode: int, capability: bytes | None
 ) -> None:
-    target = normalize_tar_path(member.linkname, limits=replay.limits)
-    node = replay.nodes.get(target)
-    if node is None or node.inode is None or target == path:
+    target = normalize_tar_path(header.linkname, limits=replay.limits)
+    inode = replay.nodes.get(target)
+    if not isinstance(inode, _Inode) or target == path:
         raise InvalidInput(f"hardlink {path!r} must name an earlier regular file, not {target!r}")
-    inode = node.inode
     # containerd lchowns the shared inode from the link's own header and sets
     # its xattrs; chmod follows only if os.Lstat(linkname) succeeds relative to
     # the daemon's working directory. So require the header to agree with the
     # inode, and refuse set-id inodes, whose bits the chown clears (spec
     # "Hardlinks").
-    if (mode, uid, gid, capability) != (inode.mode, inode.uid, inode.gid, inode.capability):
+    if (mode, header.uid, header.gid, capability) != (
+        inode.mode,
+        inode.uid,
+        inode.gid,
+        inode.capability,
+    ):
         raise InvalidInput(f"hardlink {path!r} header attributes differ from {target!r}")
     if inode.mode & 0o4000 or (inode.mode & 0o2010) == 0o2010:
         raise InvalidInput(
             f"hardlink {path!r} to set-id file {target!r}: containerd's unpack is host-dependent"
         )
-    replay.put(path, _Node(EntryType.FILE, inode=inode))
+    replay.put(path, inode)
 
 
 def manifest_from_tar(
@@ -390,12 +384,16 @@ def manifest_from_tar(
 ) -> FileManifest:
     """Compute the file manifest of an uncompressed layer tar, in one pass.
 
-    The stream is read to its end (past the tar's end-of-archive blocks) so
-    that a hashing wrapper around it sees every byte, e.g. for the diffID.
+    Headers are read as Go's ``archive/tar`` (containerd's unpack) reads them,
+    and anything it could read differently is refused (see
+    :mod:`attestor.manifest._tarreader`). The stream is read to its end (past
+    the tar's end-of-archive blocks, which must be zeros) so that a hashing
+    wrapper around it sees every byte, e.g. for the diffID.
 
     Args:
         stream: the uncompressed layer tar (see :func:`open_decompressed`).
-        limits: caps on entries, path length and total content size.
+        limits: caps on entries, path length, name bytes, header size and
+            total content size.
         lower: the manifests of the layers below this one, topmost first.
             Only used for directories the tar does not list: containerd gives
             them the mode and owner of the same directory in a lower layer
@@ -407,26 +405,14 @@ def manifest_from_tar(
     """
     limits = limits or ManifestLimits()
     replay = _Replay(limits, lower)
-    reader = _ForwardReader(stream)
+    reader = TarReader(stream, max_meta_bytes=limits.max_tar_header_bytes)
     try:
-        tar = tarfile.TarFile(
-            fileobj=cast(BinaryIO, reader),
-            mode="r",
-            encoding="utf-8",
-            errors="surrogateescape",
-        )
-        with tar:
-            while (member := tar.next()) is not None:
-                replay.members += 1
-                if replay.members > limits.max_entries:
-                    raise TooLarge(f"layer has more than {limits.max_entries} members")
-                _apply(replay, tar, member)
-                # TarFile keeps every TarInfo; drop them, we hold our own table.
-                tar.members.clear()  # type: ignore[attr-defined]
-        while stream.read(_CHUNK):
-            pass
-    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as e:
+        while (header := reader.next()) is not None:
+            replay.members += 1
+            if replay.members > limits.max_entries:
+                raise TooLarge(f"layer has more than {limits.max_entries} members")
+            _apply(replay, reader, header)
+        reader.finish()
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as e:
         raise InvalidInput(f"malformed layer tar: {e}") from e
-    except UnicodeEncodeError as e:
-        raise InvalidInput(f"tar member name is not UTF-8: {e}") from e
     return FileManifest.from_entries(replay.entries())

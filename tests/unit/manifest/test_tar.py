@@ -39,7 +39,7 @@ def test_every_entry_type_is_recorded() -> None:
         [
             T("./bin/", "dir", mode=0o755),
             T("./bin/su", data=b"su", mode=0o4755),
-            T("./bin/sg", "contiguous", data=b"sg", mode=0o2744, uid=5, gid=6),
+            T("./bin/sg", data=b"sg", mode=0o2744, uid=5, gid=6),
             T("./tmp/", "dir", mode=0o1777),
             T("./bin/sh", "symlink", link="/bin/busybox", uid=1, gid=2),
             T("./bin/sg2", "hardlink", link="./bin/sg", mode=0o2744, uid=5, gid=6),
@@ -180,6 +180,8 @@ def test_gnu_and_ustar_formats_give_the_same_manifest() -> None:
         [T("d/.wh..wh.plnk")],
         [T("f", pax={"SCHILY.xattr.trusted.overlay.opaque": "y"})],
         [T("f\udcff", data=b"")],
+        # containerd 1.6 fails on type 7 ("unhandled tar header type").
+        [T("c", "contiguous", data=b"x")],
     ],
     ids=[
         "dotdot",
@@ -200,6 +202,7 @@ def test_gnu_and_ustar_formats_give_the_same_manifest() -> None:
         "aufs-meta",
         "trusted-xattr",
         "non-utf8",
+        "contiguous",
     ],
 )
 def test_rejected(members: list[T]) -> None:

@@ -1,0 +1,481 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Read a layer tar's headers the way Go's ``archive/tar`` does, or refuse.
+
+Why this is hand-written and not :mod:`tarfile`: containerd unpacks layers
+with Go's ``archive/tar`` (Go 1.19 in Debian bookworm's containerd 1.6 and
+umoci), and the manifest we sign must describe exactly what that reader sees.
+CPython's ``tarfile`` reads some archives differently: a checksum field that
+starts with NUL ends the archive for ``tarfile`` while Go trims the NUL and
+reads on, so entries could be unpacked that the manifest never listed; global
+PAX headers apply to later members in ``tarfile`` but not in Go; and before
+CPython 3.11.10 ``tarfile`` parses PAX headers in quadratic time
+(CVE-2024-6232). This module implements the part of Go's reader that real
+layers use, with Go's rules, and refuses every other input with
+:class:`~attestor.errors.InvalidInput`. Refusing a layer is always safe;
+reading it differently from containerd is not.
+
+Accepted: USTAR, PAX (``x``) and GNU headers with checksums Go accepts
+(octal, NUL/space padded, signed or unsigned byte sum), octal or base-256
+numbers, GNU long names and links (``L``/``K``), the entry types containerd
+unpacks (``0``, NUL, ``1``-``6``), then an end-of-archive marker, a clean end
+of stream, or zero padding. Refused: V7 and STAR headers, GNU headers that
+Go reads with its pre-Go-1.8 fallback, global (``g``) and sparse headers,
+other entry types, negative or out-of-range numbers, non-UTF-8 names, meta
+headers with no entry after them, truncation anywhere but at a header
+boundary, and non-zero bytes after the end-of-archive marker.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import BinaryIO
+
+from attestor.errors import InvalidInput, TooLarge
+
+__all__ = ["TarHeader", "TarReader", "parse_pax"]
+
+BLOCK = 512
+_ZERO_BLOCK = bytes(BLOCK)
+_CHUNK = 1 << 20
+#: Go refuses a PAX or GNU long-name body above this (``maxSpecialFileSize``).
+GO_MAX_SPECIAL = 1 << 20
+#: Entry types Go returns and containerd's unpack creates; NUL is the old
+#: regular-file flag, which Go turns into ``0`` or ``5``.
+_ENTRY_TYPES = frozenset(b"\x000123456")
+#: Go gives these no data section, whatever the size field says.
+_HEADER_ONLY = frozenset(b"123456")
+_USTAR_MAGIC, _GNU_MAGIC, _GNU_VERSION, _STAR_TRAILER = (
+    b"ustar\x00",
+    b"ustar ",
+    b" \x00",
+    b"tar\x00",
+)
+_HIGH_BYTES = bytes(range(128, 256))
+_OCTAL_DIGITS = b"01234567"
+_DECIMAL = re.compile(rb"[0-9]{1,19}")
+_PAX_TIME = re.compile(rb"-?[0-9]{1,19}(?:\.[0-9]*)?")
+_INT64_MAX = 2**63 - 1
+#: uid and gid must fit Linux's 32 bits, and -1 (2**32 - 1) means "unchanged"
+#: to lchown, so containerd would leave the file owned by root.
+_MAX_ID = 2**32 - 2
+#: Linux's mknod takes a 32-bit device number: 12-bit major, 20-bit minor.
+_MAX_MAJOR, _MAX_MINOR = 2**12 - 1, 2**20 - 1
+_XATTR = b"SCHILY.xattr."
+#: Go parses these for every USTAR, PAX or GNU header and fails it on an
+#: error, including mtime, which we do not use.
+_NUMERIC_FIELDS = (
+    (124, 136, "size"),
+    (100, 108, "mode"),
+    (108, 116, "uid"),
+    (116, 124, "gid"),
+    (136, 148, "mtime"),
+    (329, 337, "devmajor"),
+    (337, 345, "devminor"),
+)
+_NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
+_NO_NUL_VALUE = frozenset({b"path", b"linkpath", b"uname", b"gname"})
+
+
+@dataclass(frozen=True, slots=True)
+class TarHeader:
+    """One entry as Go's ``tar.Reader.Next`` returns it, meta headers merged.
+
+    Attributes:
+        name: the name after PAX ``path`` and GNU long-name overrides, as
+            written (containerd cleans it).
+        linkname: the link target after PAX ``linkpath`` and GNU long-link.
+        typeflag: one of ``"0"``-``"6"`` (NUL already turned into ``0``/``5``).
+        size: bytes of data that follow (0 for the header-only types).
+        mode: the mode field; containerd applies its low 12 bits.
+        uid: owner after a PAX ``uid`` override.
+        gid: group after a PAX ``gid`` override.
+        devmajor: device major number (character and block devices).
+        devminor: device minor number.
+        xattrs: every ``SCHILY.xattr.`` record of the PAX header, name to raw
+            value, empty values included: containerd sets them all.
+    """
+
+    name: str
+    linkname: str
+    typeflag: str
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    devmajor: int
+    devminor: int
+    xattrs: Mapping[bytes, bytes]
+
+
+def _cstring(field: bytes) -> bytes:
+    # Go's parseString: up to the first NUL, or the whole field.
+    nul = field.find(0)
+    return field if nul < 0 else field[:nul]
+
+
+def _octal(field: bytes) -> int | None:
+    # Go's parseOctal: trim NULs and spaces at both ends, cut at a NUL, then
+    # strconv.ParseUint(s, 8, 64). int(s, 8) alone would also take "0o",
+    # "_", signs and whitespace, hence the digit check.
+    digits = _cstring(field.strip(b" \x00"))
+    if not digits:
+        return 0
+    if digits.translate(None, _OCTAL_DIGITS):
+        return None
+    return int(digits, 8)
+
+
+def _numeric(field: bytes) -> int | None:
+    # Go's parseNumeric: base-256 two's complement when the top bit is set.
+    if field[0] & 0x80:
+        invert = 0xFF if field[0] & 0x40 else 0
+        value = int.from_bytes(bytes(c ^ invert for c in field), "big")
+        value &= (1 << (8 * len(field) - 1)) - 1  # drop the marker bit
+        if value > _INT64_MAX:
+            return None
+        return ~value if invert else value
+    return _octal(field)
+
+
+def _checksums(block: bytes) -> tuple[int, int]:
+    # The unsigned and the signed byte sums, the checksum field read as spaces.
+    blanked = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(blanked)
+    high = len(blanked) - len(blanked.translate(None, _HIGH_BYTES))
+    return unsigned, unsigned - 256 * high
+
+
+def _refuse(offset: int, reason: str) -> InvalidInput:
+    return InvalidInput(f"layer tar header at byte {offset}: {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """The fields of one 512-byte header, before meta headers are merged."""
+
+    typeflag: int
+    name: bytes
+    linkname: bytes
+    size: int
+    mode: int
+    uid: int
+    gid: int
+    devmajor: int
+    devminor: int
+
+
+def _parse_block(block: bytes, offset: int) -> _Raw:
+    chksum = _octal(block[148:156])
+    if chksum is None or chksum not in _checksums(block):
+        raise _refuse(offset, "bad checksum")
+    magic = block[257:263]
+    if magic == _USTAR_MAGIC and block[508:512] == _STAR_TRAILER:
+        raise _refuse(offset, "STAR headers are not supported")
+    gnu = magic == _GNU_MAGIC and block[263:265] == _GNU_VERSION
+    if magic != _USTAR_MAGIC and not gnu:
+        # Go reads V7 headers without uid and gid; no layer writer makes them.
+        raise _refuse(offset, "V7 (pre-POSIX) headers are not supported")
+    numbers: list[int] = []
+    for start, stop, what in _NUMERIC_FIELDS:
+        value = _numeric(block[start:stop])
+        if value is None:
+            raise _refuse(offset, f"unparsable {what} field")
+        numbers.append(value)
+    size, mode, uid, gid, _mtime, devmajor, devminor = numbers
+    name = _cstring(block[:100])
+    if gnu:
+        for field in (block[345:357], block[357:369]):  # atime, ctime
+            if field[0] and _numeric(field) is None:
+                # Go then reads these bytes as a USTAR prefix (a workaround
+                # for archives its pre-1.8 writer produced).
+                raise _refuse(offset, "GNU header with an unparsable atime or ctime")
+    else:
+        prefix = _cstring(block[345:500])
+        if prefix:
+            name = prefix + b"/" + name
+    return _Raw(
+        typeflag=block[156],
+        name=name,
+        linkname=_cstring(block[157:257]),
+        size=size,
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        devmajor=devmajor,
+        devminor=devminor,
+    )
+
+
+def parse_pax(body: bytes) -> dict[bytes, bytes]:
+    """Parse the records of a PAX extended header as Go's ``parsePAX`` does.
+
+    Linear time: each record is sliced once. A later record with the same
+    key replaces the earlier one.
+
+    Raises:
+        InvalidInput: on a malformed record (Go's ``ErrHeader``), a length
+            with a sign or more than 10 digits (Go may accept those; we do
+            not), or any ``GNU.sparse.`` record.
+    """
+    records: dict[bytes, bytes] = {}
+    pos, end = 0, len(body)
+    while pos < end:
+        space = body.find(b" ", pos, min(end, pos + 11))
+        digits = body[pos:space] if space >= 0 else b""
+        if not digits.isdigit():
+            raise InvalidInput(f"PAX record at offset {pos}: bad length field")
+        length = int(digits)
+        if length < 5 or length > end - pos or length <= len(digits) + 1:
+            raise InvalidInput(f"PAX record at offset {pos}: bad length {length}")
+        stop = pos + length
+        if body[stop - 1] != 0x0A:
+            raise InvalidInput(f"PAX record at offset {pos}: no newline at its end")
+        key, eq, value = body[space + 1 : stop - 1].partition(b"=")
+        if not key or not eq:
+            raise InvalidInput(f"PAX record at offset {pos}: no key")
+        if b"\x00" in (value if key in _NO_NUL_VALUE else key):
+            raise InvalidInput(f"PAX record at offset {pos}: NUL in {key[:50]!r}")
+        if key.startswith(b"GNU.sparse."):
+            raise InvalidInput("sparse files (GNU.sparse PAX records) are not supported")
+        records[key] = value
+        pos = stop
+    return records
+
+
+def _pax_int(key: bytes, value: bytes) -> int:
+    # Go's strconv.ParseInt(v, 10, 64); signs are refused here.
+    if not _DECIMAL.fullmatch(value) or int(value) > _INT64_MAX:
+        raise InvalidInput(f"PAX record {key.decode()}: bad number {value[:30]!r}")
+    return int(value)
+
+
+def _check_pax_time(key: bytes, value: bytes) -> None:
+    # Go's parsePAXTime fails the header on a bad time; so do we.
+    match = _PAX_TIME.fullmatch(value)
+    if match is None or abs(int(value.split(b".")[0])) > _INT64_MAX:
+        raise InvalidInput(f"PAX record {key.decode()}: bad time {value[:30]!r}")
+
+
+def _text(value: bytes, what: str, offset: int) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse(offset, f"{what} is not UTF-8: {value[:200]!r}") from None
+
+
+class TarReader:
+    """Iterate a tar stream's entries, Go's way (see the module docstring).
+
+    Call :meth:`next` for each entry and :meth:`read_data` for its data;
+    after :meth:`next` returns ``None``, :meth:`finish` checks and consumes
+    the rest of the stream.
+    """
+
+    def __init__(self, stream: BinaryIO, *, max_meta_bytes: int) -> None:
+        """Read from ``stream``.
+
+        Args:
+            stream: the uncompressed tar.
+            max_meta_bytes: the largest PAX or GNU long-name body read into
+                memory (never more than Go's own 1 MiB cap).
+        """
+        self._stream = stream
+        self._max_meta = min(max_meta_bytes, GO_MAX_SPECIAL)
+        self._remaining = 0
+        self._pad = 0
+        self._ended = False
+        #: Bytes read from the stream so far.
+        self.offset = 0
+
+    def _read(self, size: int) -> bytes:
+        # stream.read may return less than asked before the end (pipes,
+        # decompressors); only an empty read is the end.
+        data = self._stream.read(size)
+        if 0 < len(data) < size:
+            parts = [data]
+            got = len(data)
+            while got < size and (more := self._stream.read(size - got)):
+                parts.append(more)
+                got += len(more)
+            data = b"".join(parts)
+        self.offset += len(data)
+        return data
+
+    def _read_exact(self, size: int, what: str) -> bytes:
+        data = self._read(size)
+        if len(data) != size:
+            raise InvalidInput(f"layer tar is truncated in {what} (at byte {self.offset})")
+        return data
+
+    def read_data(self, size: int = _CHUNK) -> bytes:
+        """Up to ``size`` bytes of the current entry's data; ``b""`` at its end.
+
+        Raises:
+            InvalidInput: if the stream ends inside the data.
+        """
+        size = min(size, self._remaining)
+        if size <= 0:
+            return b""
+        data = self._read_exact(size, "file data")
+        self._remaining -= size
+        return data
+
+    def _skip(self) -> None:
+        while self._remaining:
+            self.read_data()
+        if self._pad:
+            # Go takes a stream that ends inside this padding for a clean end
+            # of archive; we refuse it as truncated.
+            self._read_exact(self._pad, "block padding")
+            self._pad = 0
+
+    def _start_data(self, size: int) -> None:
+        self._remaining = size
+        self._pad = -size % BLOCK
+
+    def _read_block(self) -> bytes | None:
+        """The next header block, or ``None`` at the end of the archive."""
+        block = self._read(BLOCK)
+        if not block:
+            return None  # Go accepts an archive without an end marker
+        if len(block) < BLOCK:
+            raise InvalidInput(f"layer tar is truncated in a header (at byte {self.offset})")
+        if block != _ZERO_BLOCK:
+            return block
+        second = self._read(BLOCK)
+        if 0 < len(second) < BLOCK:
+            raise InvalidInput(f"layer tar is truncated after a zero block (at byte {self.offset})")
+        if second and second != _ZERO_BLOCK:
+            raise _refuse(self.offset - len(second), "a zero block followed by a non-zero one")
+        return None
+
+    def _read_meta(self, raw: _Raw, offset: int) -> bytes:
+        if raw.size < 0:
+            raise _refuse(offset, "negative size")
+        if raw.size > self._max_meta:
+            raise TooLarge(
+                f"layer tar header at byte {offset}: {chr(raw.typeflag)!r} header of "
+                f"{raw.size} bytes exceeds {self._max_meta}"
+            )
+        self._start_data(raw.size)
+        body = self._read_exact(raw.size, "a PAX or GNU long-name header")
+        self._remaining = 0
+        return body
+
+    def next(self) -> TarHeader | None:
+        """Advance to the next entry, skipping the rest of the current one.
+
+        Returns:
+            The entry, or ``None`` at the end of the archive.
+
+        Raises:
+            InvalidInput: on a header Go would read differently or refuse.
+            TooLarge: on a PAX or GNU long-name body over the cap.
+        """
+        if self._ended:
+            return None
+        pax: dict[bytes, bytes] = {}
+        long_name = long_link = b""
+        pending = False
+        while True:
+            self._skip()
+            offset = self.offset
+            block = self._read_block()
+            if block is None:
+                if pending:
+                    raise _refuse(offset, "PAX or GNU long-name header with no entry after it")
+                self._ended = True
+                return None
+            raw = _parse_block(block, offset)
+            flag = raw.typeflag
+            if flag == ord("x"):
+                pax = parse_pax(self._read_meta(raw, offset))  # replaces an earlier one
+            elif flag in (ord("L"), ord("K")):
+                # Go cuts the body at its first NUL; an empty name changes nothing.
+                value = _cstring(self._read_meta(raw, offset))
+                if flag == ord("L"):
+                    long_name = value
+                else:
+                    long_link = value
+            elif flag == ord("g"):
+                # containerd ignores global headers, tarfile applies them to
+                # every later member: refuse rather than pick one reading.
+                raise _refuse(offset, "global PAX headers ('g') are not supported")
+            elif flag not in _ENTRY_TYPES:
+                raise _refuse(offset, f"unsupported entry type {chr(flag)!r}")
+            else:
+                return self._entry(raw, pax, long_name, long_link, offset)
+            pending = True
+
+    def _entry(
+        self, raw: _Raw, pax: dict[bytes, bytes], long_name: bytes, long_link: bytes, offset: int
+    ) -> TarHeader:
+        # Go's mergePAX: an empty value keeps the header's own field.
+        name, link, size, uid, gid = raw.name, raw.linkname, raw.size, raw.uid, raw.gid
+        for key, value in pax.items():
+            if not value:
+                continue
+            if key == b"path":
+                name = value
+            elif key == b"linkpath":
+                link = value
+            elif key == b"size":
+                size = _pax_int(key, value)
+            elif key == b"uid":
+                uid = _pax_int(key, value)
+            elif key == b"gid":
+                gid = _pax_int(key, value)
+            elif key in (b"atime", b"mtime", b"ctime"):
+                _check_pax_time(key, value)
+        name = long_name or name
+        link = long_link or link
+        flag = raw.typeflag
+        if flag == 0:
+            flag = ord("5") if name.endswith(b"/") else ord("0")
+        for what, number, top in (
+            ("size", size, _INT64_MAX),
+            ("mode", raw.mode, _INT64_MAX),
+            ("uid", uid, _MAX_ID),
+            ("gid", gid, _MAX_ID),
+            ("device major", raw.devmajor, _MAX_MAJOR),
+            ("device minor", raw.devminor, _MAX_MINOR),
+        ):
+            if not 0 <= number <= top:
+                raise _refuse(offset, f"{what} {number} out of range")
+        header = TarHeader(
+            name=_text(name, "name", offset),
+            linkname=_text(link, "link name", offset),
+            typeflag=chr(flag),
+            size=0 if flag in _HEADER_ONLY else size,
+            mode=raw.mode,
+            uid=uid,
+            gid=gid,
+            devmajor=raw.devmajor,
+            devminor=raw.devminor,
+            xattrs=(
+                {k[len(_XATTR) :]: v for k, v in pax.items() if k.startswith(_XATTR)}
+                if pax
+                else _NO_XATTRS
+            ),
+        )
+        self._start_data(header.size)
+        return header
+
+    def finish(self) -> None:
+        """After the end of the archive, require zeros to the end of the stream.
+
+        The stream is read to its end so that a hashing wrapper sees it all.
+
+        Raises:
+            InvalidInput: if called before the end, or on a non-zero byte.
+        """
+        if not self._ended:
+            raise InvalidInput("layer tar read stopped before its end-of-archive marker")
+        while chunk := self._read(_CHUNK):
+            if chunk.strip(b"\x00"):
+                raise InvalidInput(
+                    f"non-zero bytes after the end-of-archive marker (before byte {self.offset})"
+                )
