@@ -66,6 +66,16 @@ class Settings:
     registry_credentials_file: Path | None = None
     max_manifest_bytes: int = 4 * MIB
     max_config_bytes: int = 4 * MIB
+    #: host[:port] of blob stores / CDNs and of token services that registries
+    #: may send us to even at non-public addresses (besides policy registries).
+    registry_blob_hosts: frozenset[str] = frozenset()
+    registry_auth_hosts: frozenset[str] = frozenset()
+    #: Total seconds for one manifest, config, token or push exchange.
+    registry_request_deadline_s: int = 30
+    #: A blob of N bytes gets floor + N / min_bytes_per_s seconds, at most max_s.
+    registry_blob_deadline_floor_s: int = 60
+    registry_blob_min_bytes_per_s: int = 1 * MIB
+    registry_blob_deadline_max_s: int = 3600
     log_level: str = "INFO"
     #: Bytes of uncached layer blobs above which ``POST /v1/attestations`` answers 202 + job.
     issue_defer_above_bytes: int = 256 * MIB
@@ -111,6 +121,12 @@ ENV_VARS: Mapping[str, str] = {
     "registry_credentials_file": "ATTESTOR_REGISTRY_CREDENTIALS_FILE",
     "max_manifest_bytes": "ATTESTOR_MAX_MANIFEST_BYTES",
     "max_config_bytes": "ATTESTOR_MAX_CONFIG_BYTES",
+    "registry_blob_hosts": "ATTESTOR_REGISTRY_BLOB_HOSTS",
+    "registry_auth_hosts": "ATTESTOR_REGISTRY_AUTH_HOSTS",
+    "registry_request_deadline_s": "ATTESTOR_REGISTRY_REQUEST_DEADLINE_S",
+    "registry_blob_deadline_floor_s": "ATTESTOR_REGISTRY_BLOB_DEADLINE_FLOOR_S",
+    "registry_blob_min_bytes_per_s": "ATTESTOR_REGISTRY_BLOB_MIN_BYTES_PER_S",
+    "registry_blob_deadline_max_s": "ATTESTOR_REGISTRY_BLOB_DEADLINE_MAX_S",
     "log_level": "ATTESTOR_LOG_LEVEL",
     "issue_defer_above_bytes": "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES",
     "signing_mode": "ATTESTOR_SIGNING_MODE",
@@ -173,6 +189,12 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "registry_credentials_file": _existing_file,
         "max_manifest_bytes": _positive_int,
         "max_config_bytes": _positive_int,
+        "registry_blob_hosts": _hosts,
+        "registry_auth_hosts": _hosts,
+        "registry_request_deadline_s": _positive_int,
+        "registry_blob_deadline_floor_s": _positive_int,
+        "registry_blob_min_bytes_per_s": _positive_int,
+        "registry_blob_deadline_max_s": _positive_int,
         "log_level": _log_level,
         "issue_defer_above_bytes": _positive_int,
         "signing_mode": _one_of(SIGNING_MODES),
@@ -346,6 +368,27 @@ def _host_ports(value: Any, name: str) -> frozenset[str]:
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"{name}: {hp!r} is not host:port")
         result.add(hp.lower())
+    return frozenset(result)
+
+
+def _hosts(value: Any, name: str) -> frozenset[str]:
+    """A comma list of host or host:port (no scheme, path or credentials)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise ConfigError(f"{name} must be a comma list of host[:port]")
+    result: set[str] = set()
+    for item in items:
+        text = str(item).strip().lower()
+        if not text:
+            continue
+        parts = urlsplit(f"//{text}")
+        try:
+            port_ok = parts.port is None or 0 < parts.port < 65536
+        except ValueError:
+            port_ok = False
+        if not parts.hostname or not port_ok or parts.netloc != text or "@" in text:
+            raise ConfigError(f"{name}: {text!r} is not host[:port]")
+        result.add(text)
     return frozenset(result)
 
 

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """OCI distribution client, image reference parsing and the verified blob cache."""
 
+from attestor.registry._hosts import admitted_by_policies
 from attestor.registry.auth import Credentials
 from attestor.registry.cache import BlobCache
 from attestor.registry.client import RegistryClient
@@ -17,6 +18,7 @@ __all__ = [
     "RegistryClient",
     "RegistryLimits",
     "ResolvedImage",
+    "admitted_by_policies",
     "load_registry_credentials",
     "parse_reference",
 ]

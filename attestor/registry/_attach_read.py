@@ -47,17 +47,21 @@ def get_manifest(
     """
     http, cap = client._http, client._limits.max_manifest_bytes  # noqa: SLF001 - same package
     host = ref.registry
-    with http.request(
-        "GET",
-        host,
-        f"{ref.repository}/manifests/{ident}",
-        scope=_scope(ref),
-        headers={"Accept": accept},
-    ) as resp:
+    with (
+        client._deadline() as deadline,  # noqa: SLF001 - same package
+        http.request(
+            "GET",
+            host,
+            f"{ref.repository}/manifests/{ident}",
+            scope=_scope(ref),
+            deadline=deadline,
+            headers={"Accept": accept},
+        ) as resp,
+    ):
         if resp.status_code == 404:
             return None
-        client._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}")  # noqa: SLF001
-        body = http.read_capped(resp, host, cap)
+        client._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)  # noqa: SLF001
+        body = http.read_capped(resp, host, cap, deadline)
         if body is None:
             raise TooLarge(f"manifest {ref.name}:{ident} exceeds {cap} bytes")
         content_type = resp.headers.get("Content-Type")
@@ -96,17 +100,21 @@ def list_referrers(
     parse_digest(subject)
     http, cap = client._http, client._limits.max_manifest_bytes  # noqa: SLF001 - same package
     host = ref.registry
-    with http.request(
-        "GET",
-        host,
-        f"{ref.repository}/referrers/{subject}",
-        scope=_scope(ref),
-        headers={"Accept": mt.OCI_INDEX},
-    ) as resp:
+    with (
+        client._deadline() as deadline,  # noqa: SLF001 - same package
+        http.request(
+            "GET",
+            host,
+            f"{ref.repository}/referrers/{subject}",
+            scope=_scope(ref),
+            deadline=deadline,
+            headers={"Accept": mt.OCI_INDEX},
+        ) as resp,
+    ):
         content_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         if resp.status_code != 200 or content_type != mt.OCI_INDEX:
             return None
-        body = http.read_capped(resp, host, cap)
+        body = http.read_capped(resp, host, cap, deadline)
     if body is None:
         raise TooLarge(f"referrers of {ref.name}@{subject} exceed {cap} bytes")
     try:

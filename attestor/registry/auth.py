@@ -3,8 +3,10 @@
 
 Follows the distribution token spec (docs/spec/auth/token.md): a 401 carries
 ``WWW-Authenticate: Bearer realm=...,service=...,scope=...``; we GET the realm
-with ``service`` and ``scope`` (with Basic credentials when configured) and
-retry with ``Authorization: Bearer <token>``. Tokens are cached per
+with ``service`` and ``scope`` and retry with ``Authorization: Bearer <token>``.
+The username and password go along only when the realm is on the registry's
+own host or on a host configured for that registry (``auth_hosts``): a
+registry must not be able to send our credentials for it anywhere else. Tokens are cached per
 (registry, scope) for the client's lifetime and dropped when a 401 shows they
 went stale.
 
@@ -20,12 +22,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import requests
 from requests.utils import parse_dict_header
 
-from attestor.errors import GatewayTimeout, UpstreamError
+from attestor.errors import UpstreamError
 
-__all__ = ["Challenge", "Credentials", "RegistryAuth", "parse_challenge"]
+__all__ = ["Challenge", "Credentials", "RegistryAuth", "TokenFetch", "parse_challenge"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Credentials:
     username: str = ""
     password: str = field(default="", repr=False)
     token: str | None = field(default=None, repr=False)
+    #: ``host[:port]`` of token services (realms) on other hosts that may
+    #: receive the username and password; the registry's own host always may.
+    auth_hosts: frozenset[str] = frozenset()
 
     def basic(self) -> str | None:
         """The ``Authorization`` header value for HTTP Basic (None for a token)."""
@@ -46,6 +50,12 @@ class Credentials:
             return None
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+#: ``(registry host, realm URL, query, credentials, max bytes) -> (status, body)``:
+#: GET a token endpoint. The transport decides whether the realm may be
+#: reached and whether the credentials may go there.
+TokenFetch = Callable[[str, str, Mapping[str, str], Credentials | None, int], tuple[int, bytes]]
 
 
 @dataclass(frozen=True)
@@ -86,15 +96,11 @@ class RegistryAuth:
         self,
         credentials: Mapping[str, Credentials],
         *,
-        session: requests.Session,
-        url_allowed: Callable[[str], bool],
-        timeout: float,
+        fetch: TokenFetch,
         max_token_bytes: int,
     ) -> None:
         self._credentials = dict(credentials)
-        self._session = session
-        self._url_allowed = url_allowed
-        self._timeout = timeout
+        self._fetch = fetch
         self._max_token_bytes = max_token_bytes
         self._challenges: dict[str, Challenge] = {}
         self._tokens: dict[tuple[str, str], str] = {}
@@ -151,36 +157,14 @@ class RegistryAuth:
     def _fetch_token(
         self, host: str, challenge: Challenge, scope: str, cache_scope: str | None = None
     ) -> str:
-        realm = challenge.realm
-        if not realm or not self._url_allowed(realm):
-            # A realm over plain HTTP would leak our Basic credentials.
-            raise UpstreamError(f"registry {host} names a token realm we may not use: {realm!r}")
+        if not challenge.realm:
+            raise UpstreamError(f"registry {host} names no token realm")
         params = {"scope": scope}
         if challenge.service:
             params["service"] = challenge.service
-        headers = {"Accept": "application/json"}
-        creds = self._credentials.get(host)
-        basic = creds.basic() if creds is not None else None
-        if basic is not None:
-            headers["Authorization"] = basic
-        try:
-            with self._session.get(
-                realm,
-                params=params,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            ) as resp:
-                body = resp.raw.read(self._max_token_bytes + 1, decode_content=True)
-                status = resp.status_code
-        except requests.Timeout as e:
-            raise GatewayTimeout(
-                f"token endpoint of {host} timed out after {self._timeout}s",
-                detail={"registry": host, "reason": "timeout"},
-            ) from e
-        except requests.RequestException as e:
-            raise UpstreamError(f"token endpoint of {host} failed: {type(e).__name__}") from e
+        status, body = self._fetch(
+            host, challenge.realm, params, self._credentials.get(host), self._max_token_bytes + 1
+        )
         if status != 200:
             raise UpstreamError(f"token endpoint of {host} answered HTTP {status}")
         if len(body) > self._max_token_bytes:

@@ -17,14 +17,17 @@ Decisions (issue 3 item 9):
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import requests
+import urllib3.exceptions
 
 from attestor.digests import Digest, parse_digest, sha256_digest
 from attestor.errors import InvalidInput, NotFound, TooLarge, UpstreamError, VerificationError
 from attestor.registry import _media_types as mt
+from attestor.registry._connect import Deadline
+from attestor.registry._hosts import HostRules
 from attestor.registry._http import Transport
 from attestor.registry._parse import (
     Descriptor,
@@ -64,12 +67,19 @@ def _registry_says(resp: requests.Response, limit: int) -> str:
         errors = loads_strict(body, "error").get("errors")
         first = errors[0] if isinstance(errors, list) and errors else {}
         return f": {first.get('code', '')} {str(first.get('message', ''))[:200]}"
-    except (InvalidInput, OSError, AttributeError, ValueError):
+    except (InvalidInput, OSError, AttributeError, ValueError, urllib3.exceptions.HTTPError):
         return ""
 
 
 class RegistryClient:
-    """Talks to OCI registries over HTTPS (HTTP only for ``insecure_registries``)."""
+    """Talks to OCI registries over HTTPS (HTTP only for ``insecure_registries``).
+
+    A registry may redirect us, or name a token realm, only on its own host, a
+    host ``registry_admitted`` accepts (the policies' registries), a host in
+    ``blob_hosts`` / ``auth_hosts``, or a host reached at public addresses.
+    Every exchange has a total deadline (``limits``) besides the per-read
+    ``timeout``.
+    """
 
     def __init__(
         self,
@@ -79,20 +89,34 @@ class RegistryClient:
         cache: BlobCache,
         limits: RegistryLimits = RegistryLimits(),  # noqa: B008 - frozen value
         timeout: float = 30.0,
+        registry_admitted: Callable[[str], bool] | None = None,
+        blob_hosts: frozenset[str] = frozenset(),
+        auth_hosts: frozenset[str] = frozenset(),
         session: requests.Session | None = None,
     ) -> None:
         self._cache = cache
         self._limits = limits
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        hosts = HostRules(
+            registry_admitted=registry_admitted or (lambda _host: False),
+            blob_hosts=frozenset(h.lower() for h in blob_hosts),
+            auth_hosts=frozenset(h.lower() for h in auth_hosts),
+        )
         self._http = Transport(
             insecure_registries=insecure_registries,
             credentials=credentials or {},
             timeout=timeout,
             max_redirects=limits.max_redirects,
             max_token_bytes=limits.max_token_bytes,
+            token_deadline_s=limits.request_deadline_s,
+            hosts=hosts,
             session=session,
         )
+
+    def _deadline(self) -> Deadline:
+        """The total deadline of one manifest, config, token or push exchange."""
+        return Deadline(self._limits.request_deadline_s)
 
     # -- reading ---------------------------------------------------------------
 
@@ -175,14 +199,18 @@ class RegistryClient:
 
     def _download(self, ref: ImageReference, digest: str, expected_size: int) -> Path:
         host = ref.registry
-        with self._http.request(
-            "GET", host, f"{ref.repository}/blobs/{digest}", scope=_pull(ref)
-        ) as resp:
+        # The declared size sets the deadline; the stream may not exceed it.
+        with (
+            Deadline(self._limits.blob_deadline_s(expected_size)) as deadline,
+            self._http.request(
+                "GET", host, f"{ref.repository}/blobs/{digest}", scope=_pull(ref), deadline=deadline
+            ) as resp,
+        ):
             self._expect_blob(resp, ref, digest)
             try:
                 return self._cache.store(
                     digest,
-                    self._http.iter_body(resp, host),
+                    self._http.iter_body(resp, host, deadline),
                     max_size=self._limits.max_blob_bytes,
                     expected_size=expected_size,
                 )
@@ -203,26 +231,36 @@ class RegistryClient:
         digest = sha256_digest(data)
         host, scope = ref.registry, _push(ref)
         path = f"{ref.repository}/blobs/{digest}"
-        with self._http.request("HEAD", host, path, scope=scope) as resp:
+        with (
+            self._deadline() as deadline,
+            self._http.request("HEAD", host, path, scope=scope, deadline=deadline) as resp,
+        ):
             if resp.status_code == 200:
                 return digest
-        with self._http.request(
-            "POST", host, f"{ref.repository}/blobs/uploads/", scope=scope
-        ) as resp:
-            self._expect(resp, {202}, f"starting an upload to {ref.name}")
+        with (
+            self._deadline() as deadline,
+            self._http.request(
+                "POST", host, f"{ref.repository}/blobs/uploads/", scope=scope, deadline=deadline
+            ) as resp,
+        ):
+            self._expect(resp, {202}, f"starting an upload to {ref.name}", host)
             location = resp.headers.get("Location")
         if not location:
             raise UpstreamError(f"registry {host} gave no upload Location")
-        with self._http.request(
-            "PUT",
-            host,
-            location,
-            scope=scope,
-            params={"digest": digest},
-            headers={"Content-Type": "application/octet-stream"},
-            data=data,
-        ) as resp:
-            self._expect(resp, {201}, f"uploading blob {digest} to {ref.name}")
+        with (
+            self._deadline() as deadline,
+            self._http.request(
+                "PUT",
+                host,
+                location,
+                scope=scope,
+                deadline=deadline,
+                params={"digest": digest},
+                headers={"Content-Type": "application/octet-stream"},
+                data=data,
+            ) as resp,
+        ):
+            self._expect(resp, {201}, f"uploading blob {digest} to {ref.name}", host)
         return digest
 
     def push_manifest(
@@ -242,15 +280,19 @@ class RegistryClient:
         if len(manifest_bytes) > self._limits.max_manifest_bytes:
             raise TooLarge(f"manifest exceeds {self._limits.max_manifest_bytes} bytes")
         digest = sha256_digest(manifest_bytes)
-        with self._http.request(
-            "PUT",
-            ref.registry,
-            f"{ref.repository}/manifests/{tag or digest}",
-            scope=_push(ref),
-            headers={"Content-Type": media_type},
-            data=manifest_bytes,
-        ) as resp:
-            self._expect(resp, {201}, f"pushing manifest {digest} to {ref.name}")
+        with (
+            self._deadline() as deadline,
+            self._http.request(
+                "PUT",
+                ref.registry,
+                f"{ref.repository}/manifests/{tag or digest}",
+                scope=_push(ref),
+                deadline=deadline,
+                headers={"Content-Type": media_type},
+                data=manifest_bytes,
+            ) as resp,
+        ):
+            self._expect(resp, {201}, f"pushing manifest {digest} to {ref.name}", ref.registry)
             stored = resp.headers.get("Docker-Content-Digest")
         if stored is not None and stored != digest:
             raise _mismatch(ref.registry, "a pushed manifest", digest, stored)
@@ -266,17 +308,21 @@ class RegistryClient:
         missing: type[NotFound] | type[UpstreamError],
     ) -> tuple[bytes, str | None, str | None]:
         host, cap = ref.registry, self._limits.max_manifest_bytes
-        with self._http.request(
-            "GET",
-            host,
-            f"{ref.repository}/manifests/{ident}",
-            scope=_pull(ref),
-            headers={"Accept": mt.ACCEPT_MANIFESTS},
-        ) as resp:
+        with (
+            self._deadline() as deadline,
+            self._http.request(
+                "GET",
+                host,
+                f"{ref.repository}/manifests/{ident}",
+                scope=_pull(ref),
+                deadline=deadline,
+                headers={"Accept": mt.ACCEPT_MANIFESTS},
+            ) as resp,
+        ):
             if resp.status_code == 404:
                 raise missing(f"registry {host} has no manifest {ref.name}:{ident}")
-            self._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}")
-            body = self._http.read_capped(resp, host, cap)
+            self._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)
+            body = self._http.read_capped(resp, host, cap, deadline)
             if body is None:
                 raise TooLarge(f"manifest {ref.name}:{ident} exceeds {cap} bytes")
             return body, resp.headers.get("Content-Type"), resp.headers.get("Docker-Content-Digest")
@@ -299,11 +345,18 @@ class RegistryClient:
         if desc.size > cap:
             raise TooLarge(f"{what} {desc.digest} has {desc.size} bytes, the cap is {cap}")
         host = ref.registry
-        with self._http.request(
-            "GET", host, f"{ref.repository}/blobs/{desc.digest}", scope=_pull(ref)
-        ) as resp:
+        with (
+            self._deadline() as deadline,
+            self._http.request(
+                "GET",
+                host,
+                f"{ref.repository}/blobs/{desc.digest}",
+                scope=_pull(ref),
+                deadline=deadline,
+            ) as resp,
+        ):
             self._expect_blob(resp, ref, desc.digest)
-            body = self._http.read_capped(resp, host, desc.size)
+            body = self._http.read_capped(resp, host, desc.size, deadline)
         if body is None:
             raise _mismatch(host, f"{what} {desc.digest}", desc.digest, "(longer than its size)")
         self._check(host, f"{what} {desc.digest}", body, desc)
@@ -320,11 +373,14 @@ class RegistryClient:
                 f"registry {ref.registry} is missing blob {digest} of {ref.name}",
                 detail={"registry": ref.registry, "digest": digest},
             )
-        self._expect(resp, {200}, f"fetching blob {digest}")
+        self._expect(resp, {200}, f"fetching blob {digest}", ref.registry)
 
-    def _expect(self, resp: requests.Response, ok: set[int], doing: str) -> None:
+    def _expect(self, resp: requests.Response, ok: set[int], doing: str, host: str) -> None:
         if resp.status_code not in ok:
-            says = _registry_says(resp, self._limits.max_error_bytes)
+            # Quote error bodies of the registry only, not of a host it redirected
+            # us to: that could be any service the redirect rules let through.
+            own = self._http.is_own(host, resp)
+            says = _registry_says(resp, self._limits.max_error_bytes) if own else ""
             raise UpstreamError(
                 f"registry answered HTTP {resp.status_code} {doing}{says}",
                 detail={"status": resp.status_code},

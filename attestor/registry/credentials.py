@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Registry credentials from a file: ``{host: {username, password}}`` or ``{host: {token}}``.
 
+A username/password entry may add ``auth_hosts``: the ``host[:port]`` of token
+services on other hosts (Docker Hub's ``auth.docker.io``) that may receive
+them. Without it the credentials go to the registry's own host only.
+
 The file is YAML (JSON is valid YAML). It holds secrets, so it must not be
 readable by other users: a world-readable file is refused rather than used,
 the way ssh refuses a private key with loose permissions. Messages name hosts
@@ -23,6 +27,7 @@ __all__ = ["MAX_CREDENTIALS_FILE_BYTES", "load_registry_credentials"]
 
 MAX_CREDENTIALS_FILE_BYTES = 1024 * 1024
 _BASIC = frozenset({"username", "password"})
+_BASIC_REALMS = frozenset({"username", "password", "auth_hosts"})
 _TOKEN = frozenset({"token"})
 
 
@@ -74,13 +79,22 @@ def _entry(path: Path, host: str, value: Any) -> Credentials:
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping with username/password or token")
     keys = frozenset(str(k) for k in value)
-    if keys not in (_BASIC, _TOKEN):
+    if keys not in (_BASIC, _BASIC_REALMS, _TOKEN):
         raise ConfigError(
-            f"{where} must have exactly username and password, or token; "
-            f"got {', '.join(sorted(keys)) or 'nothing'}"
+            f"{where} must have exactly username and password, or token (plus "
+            f"auth_hosts, optionally); got {', '.join(sorted(keys)) or 'nothing'}"
         )
-    if not all(isinstance(v, str) and v for v in value.values()):
+    if not all(isinstance(v, str) and v for k, v in value.items() if k != "auth_hosts"):
         raise ConfigError(f"{where}: every value must be a non-empty string")
     if keys == _TOKEN:
         return Credentials(token=value["token"])
-    return Credentials(value["username"], value["password"])
+    return Credentials(value["username"], value["password"], auth_hosts=_auth_hosts(where, value))
+
+
+def _auth_hosts(where: str, value: dict[str, Any]) -> frozenset[str]:
+    hosts = value.get("auth_hosts", [])
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, str) and h and not any(c.isspace() or c in "/@" for c in h) for h in hosts
+    ):
+        raise ConfigError(f"{where}: auth_hosts must be a list of host[:port]")
+    return frozenset(h.lower() for h in hosts)

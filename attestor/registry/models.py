@@ -27,6 +27,19 @@ class RegistryLimits:
     max_token_bytes: int = 64 * 1024
     #: Registry error bodies are read only this far, for the message.
     max_error_bytes: int = 4096
+    #: Total seconds for one manifest, config, token or push exchange, headers
+    #: and body together (the per-read timeout alone lets a trickle last forever).
+    request_deadline_s: float = 30.0
+    #: A blob of N bytes must arrive within ``blob_deadline_floor_s + N /
+    #: blob_min_bytes_per_s`` seconds, and never more than ``blob_deadline_max_s``.
+    blob_deadline_floor_s: float = 60.0
+    blob_min_bytes_per_s: int = 1024 * 1024
+    blob_deadline_max_s: float = 3600.0
+
+    def blob_deadline_s(self, size: int) -> float:
+        """Seconds a blob of ``size`` (declared) bytes may take to download."""
+        wanted = self.blob_deadline_floor_s + max(size, 0) / self.blob_min_bytes_per_s
+        return min(wanted, self.blob_deadline_max_s)
 
 
 @dataclass(frozen=True)

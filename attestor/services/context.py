@@ -10,7 +10,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.config import Settings, keyless_config
 from attestor.errors import Conflict, NotFound
 from attestor.policy import PolicySet, load_policies
-from attestor.registry import BlobCache, RegistryClient, RegistryLimits, load_registry_credentials
+from attestor.registry import (
+    BlobCache,
+    RegistryClient,
+    RegistryLimits,
+    admitted_by_policies,
+    load_registry_credentials,
+)
 from attestor.services.issuance import IssuanceContext, IssuanceRecorder
 from attestor.services.keys import active_signer
 from attestor.services.signers import (
@@ -51,7 +57,12 @@ def adapters_from_settings(
     limits = RegistryLimits(
         max_manifest_bytes=settings.max_manifest_bytes,
         max_config_bytes=settings.max_config_bytes,
+        request_deadline_s=settings.registry_request_deadline_s,
+        blob_deadline_floor_s=settings.registry_blob_deadline_floor_s,
+        blob_min_bytes_per_s=settings.registry_blob_min_bytes_per_s,
+        blob_deadline_max_s=settings.registry_blob_deadline_max_s,
     )
+    policies = load_policies(settings.policy_dir)
     credentials = (
         load_registry_credentials(settings.registry_credentials_file)
         if settings.registry_credentials_file is not None
@@ -63,6 +74,11 @@ def adapters_from_settings(
         cache=cache,
         limits=limits,
         timeout=registry_timeout,
+        # A host the operator named as a registry may be a redirect or realm
+        # target at any address; other hosts only at public addresses.
+        registry_admitted=admitted_by_policies(policies),
+        blob_hosts=settings.registry_blob_hosts,
+        auth_hosts=settings.registry_auth_hosts,
     )
     keyless = (
         KeylessSigner(keyless_config(settings)) if settings.signing_mode == "keyless" else None
@@ -70,7 +86,7 @@ def adapters_from_settings(
     return IssuanceAdapters(
         registry=registry,
         cache=cache,
-        policies=load_policies(settings.policy_dir),
+        policies=policies,
         keyless=keyless,
     )
 

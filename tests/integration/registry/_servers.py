@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Small local HTTP servers for what the offline registry cannot do: token and
-Basic auth in front of the real registry, and a server that never answers."""
+Basic auth in front of the real registry, blob redirects to a CDN, token realms
+on other hosts, servers that never answer or trickle, and bare listeners that
+count connection attempts."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import contextlib
 import http.client
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -24,9 +27,17 @@ class AuthProxy(ThreadingHTTPServer):
     def __init__(self, upstream: str, mode: str) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.upstream = upstream
-        self.mode = mode  # "basic" or "bearer"
+        self.mode = mode  # "basic", "bearer" or "open" (no auth asked)
         self.token_requests: list[str] = []
+        #: The Authorization header of every token request (None if absent).
+        self.token_auth: list[str | None] = []
+        #: The Authorization header of every other request (None if absent).
+        self.seen_auth: list[str | None] = []
         self.requests = 0
+        #: Bearer mode: the realm to name (default: our own /token).
+        self.realm: str | None = None
+        #: When set, authorized blob GETs are redirected to ``blob_redirect + path``.
+        self.blob_redirect: str | None = None
 
     @property
     def host(self) -> str:
@@ -61,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
             query = parse_qs(url.query)
             scope = query.get("scope", [""])[0]
             self.server.token_requests.append(scope)
+            self.server.token_auth.append(self.headers.get("Authorization"))
             if not self._basic_ok() or query.get("service") != ["test-registry"]:
                 self._reply(401)
                 return
@@ -69,17 +81,23 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         self.server.requests += 1
+        self.server.seen_auth.append(self.headers.get("Authorization"))
         repo = url.path.removeprefix("/v2/").split("/manifests/")[0].split("/blobs/")[0]
         scope = f"repository:{repo}:pull"
         if self.server.mode == "basic":
             ok = self._basic_ok()
             challenge = 'Basic realm="test"'
         else:
-            ok = self.headers.get("Authorization") == f"Bearer tok {scope}"
-            realm = f"http://{self.server.host}/token"
+            ok = self.server.mode == "open" or (
+                self.headers.get("Authorization") == f"Bearer tok {scope}"
+            )
+            realm = self.server.realm or f"http://{self.server.host}/token"
             challenge = f'Bearer realm="{realm}",service="test-registry",scope="{scope}"'
         if not ok:
             self._reply(401, b"{}", {"WWW-Authenticate": challenge})
+            return
+        if self.server.blob_redirect is not None and "/blobs/" in url.path:
+            self._reply(307, b"", {"Location": self.server.blob_redirect + self.path})
             return
         conn = http.client.HTTPConnection(self.server.upstream, timeout=10)
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept",)}
@@ -237,5 +255,111 @@ def stalling_server(realm: str) -> Iterator[str]:
         yield f"127.0.0.1:{server.server_address[1]}"
     finally:
         server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+class Listener:
+    """A bare TCP listener on ``ip`` that accepts, counts and drops connections."""
+
+    def __init__(self, ip: str = "127.0.0.1") -> None:
+        self._sock = socket.socket()
+        self._sock.bind((ip, 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.05)
+        self.ip = ip
+        self.port = int(self._sock.getsockname()[1])
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+@contextlib.contextmanager
+def listener(ip: str = "127.0.0.1") -> Iterator[Listener]:
+    server = Listener(ip)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class _TrickleHandler(BaseHTTPRequestHandler):
+    """Blob GETs: 200 with the headers, then the body one byte per ``interval``.
+    Other GETs: the status line, then the headers one byte per ``interval``."""
+
+    server: TrickleServer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _trickle(self, data: bytes) -> None:
+        for i in range(len(data)):
+            if self.server.stop.is_set():
+                return
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+            time.sleep(self.server.interval)
+
+    def do_GET(self) -> None:
+        try:
+            if "/blobs/" in self.path:
+                self.send_response(200)
+                self.send_header("Content-Length", str(self.server.size))
+                self.end_headers()
+                self.wfile.flush()
+                self._trickle(b"x" * self.server.size)
+            else:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                self._trickle(b"X-Slow: " + b"y" * self.server.size + b"\r\n\r\n")
+        except OSError:
+            pass  # the client gave up: what we want
+        finally:
+            self.server.finished.append(time.monotonic())
+
+
+class TrickleServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, size: int, interval: float) -> None:
+        super().__init__(("127.0.0.1", 0), _TrickleHandler)
+        self.size = size
+        self.interval = interval
+        self.stop = threading.Event()
+        self.finished: list[float] = []
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+@contextlib.contextmanager
+def trickle_server(size: int, interval: float = 0.1) -> Iterator[TrickleServer]:
+    """Sends blobs (or, for other paths, headers) of ``size`` bytes a byte at a time."""
+    server = TrickleServer(size, interval)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stop.set()
         server.shutdown()
         server.server_close()

@@ -12,9 +12,12 @@ import pytest
 
 from attestor.digests import sha256_digest
 from attestor.errors import UpstreamError
-from attestor.registry import BlobCache, RegistryClient, parse_reference
+from attestor.policy import load_policies
+from attestor.registry import BlobCache, RegistryClient, admitted_by_policies, parse_reference
 from tests.integration.registry._images import push_image
 from tests.integration.registry._servers import redirector
+
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 
 @pytest.fixture
@@ -22,22 +25,47 @@ def pushed(client: RegistryClient, registry: Any) -> Any:
     return push_image(client, f"{registry.host}/redir/{uuid.uuid4().hex[:12]}", "v1", layers=1)
 
 
-def _fetch(host: str, extra_insecure: set[str], pushed: Any, tmp_path: Path) -> Path:
+def _fetch(host: str, extra_insecure: set[str], pushed: Any, tmp_path: Path, **kwargs: Any) -> Path:
     client = RegistryClient(
         insecure_registries=frozenset({host, *extra_insecure}),
         cache=BlobCache(tmp_path / uuid.uuid4().hex),
         timeout=5,
+        **kwargs,
     )
     ref = parse_reference(f"{host}/{pushed.name.split('/', 1)[1]}")
     return client.fetch_blob(ref, pushed.layer_digests[0], expected_size=pushed.layer_sizes[0])
 
 
-def test_redirect_to_an_allowed_host_is_followed(
+def test_redirect_to_a_policy_registry_is_followed(
+    registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    # The shipped dev policy admits loopback registries: a redirect from one
+    # to another (another port) is followed.
+    admitted = admitted_by_policies(load_policies(POLICIES))
+    with redirector(f"http://{registry.host}{{path}}") as server:
+        path = _fetch(server.host, {registry.host}, pushed, tmp_path, registry_admitted=admitted)
+    assert sha256_digest(path.read_bytes()) == pushed.layer_digests[0]
+
+
+def test_redirect_to_a_listed_blob_host_is_followed(
     registry: Any, pushed: Any, tmp_path: Path
 ) -> None:
     with redirector(f"http://{registry.host}{{path}}") as server:
-        path = _fetch(server.host, {registry.host}, pushed, tmp_path)
+        path = _fetch(
+            server.host, {registry.host}, pushed, tmp_path, blob_hosts=frozenset({registry.host})
+        )
     assert sha256_digest(path.read_bytes()) == pushed.layer_digests[0]
+
+
+def test_redirect_to_another_loopback_port_is_refused_without_policy(
+    registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    with redirector(f"http://{registry.host}{{path}}") as server:
+        with pytest.raises(UpstreamError) as err:
+            _fetch(server.host, {registry.host}, pushed, tmp_path)
+    assert err.value.message == (
+        f"registry {server.host}: redirect refused: {registry.host} is not an allowed host"
+    )
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,8 @@ import pytest
 
 from attestor.errors import GatewayTimeout, UpstreamError
 from attestor.registry import BlobCache, RegistryClient, parse_reference
-from attestor.registry._http import Transport
+from attestor.registry._hosts import HostRules
+from attestor.registry._http import Deadline, Transport
 from tests.integration.registry._servers import silent_server, stalling_server
 
 DIGEST = "sha256:" + "ab" * 32
@@ -23,6 +24,8 @@ def _transport(*hosts: str) -> Transport:
         timeout=0.5,
         max_redirects=3,
         max_token_bytes=4096,
+        # The realm is another loopback port: named by the operator here.
+        hosts=HostRules(auth_hosts=frozenset(hosts)),
     )
 
 
@@ -43,18 +46,26 @@ def test_connect_or_read_timeout_is_a_gateway_timeout(tmp_path: Path) -> None:
 def test_stall_mid_body_is_a_gateway_timeout() -> None:
     with silent_server() as realm_host, stalling_server(f"http://{realm_host}/t") as host:
         transport = _transport(host, realm_host)
-        resp = transport.request("GET", host, f"a/blobs/{DIGEST}", scope="repository:a:pull")
-        t0 = time.monotonic()
-        with pytest.raises(GatewayTimeout, match=f"registry {host} stalled mid-download"):
-            for _ in transport.iter_body(resp, host):
-                pass
-        resp.close()
+        with Deadline(30) as deadline:
+            resp = transport.request(
+                "GET", host, f"a/blobs/{DIGEST}", scope="repository:a:pull", deadline=deadline
+            )
+            t0 = time.monotonic()
+            with pytest.raises(GatewayTimeout, match=f"registry {host} stalled mid-download"):
+                for _ in transport.iter_body(resp, host, deadline):
+                    pass
+            resp.close()
         assert time.monotonic() - t0 < 5
 
 
 def test_token_endpoint_timeout_is_a_gateway_timeout() -> None:
     with silent_server() as realm_host, stalling_server(f"http://{realm_host}/t") as host:
         transport = _transport(host, realm_host)
-        with pytest.raises(GatewayTimeout, match=f"token endpoint of {host} timed out") as err:
-            transport.request("GET", host, "a/manifests/v1", scope="repository:a:pull")
+        with (
+            Deadline(30) as deadline,
+            pytest.raises(GatewayTimeout, match=f"token endpoint of {host} timed out") as err,
+        ):
+            transport.request(
+                "GET", host, "a/manifests/v1", scope="repository:a:pull", deadline=deadline
+            )
     assert err.value.status == 504
