@@ -109,6 +109,7 @@ def _container_json(result: ContainerResult) -> dict[str, Any]:
                 "changes": len(r.check.changes) if r.check else 0,
                 "full_rehash": r.check.full_rehash if r.check else False,
                 "error": r.check.error if r.check else None,
+                "unscannable": len(r.check.unscannable) if r.check else 0,
             }
             for r in result.layers
         ],
@@ -117,6 +118,7 @@ def _container_json(result: ContainerResult) -> dict[str, Any]:
             "files_checked": result.upper.files_checked,
             "drift": len(result.upper.findings),
             "error": result.upper.error,
+            "unscannable": len(result.upper.unscannable),
         },
         "violations": len(result.violations),
     }

@@ -147,6 +147,14 @@ def _common_options(func: _F) -> _F:
             help="every N-th sweep re-hashes every file.",
         ),
         click.option(
+            "--pending-grace",
+            type=click.FloatRange(min=0, max=365 * 86400),
+            default=300.0,
+            show_default=True,
+            envvar="ATTESTOR_AGENT_PENDING_GRACE",
+            help="seconds a layer's attestation may stay unresolved before it is a violation.",
+        ),
+        click.option(
             "--max-hash-rate",
             type=click.FloatRange(min=1),
             default=None,
@@ -230,6 +238,7 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         labels=parse_label_selector(options["label_selector"]),
         response=options["response"],
         full_rehash_every=options["full_rehash_every"],
+        pending_grace=options["pending_grace"],
         budget=BudgetConfig(bytes_per_second=options["max_hash_rate"]),
         server_timeout=options["server_timeout"],
         revocation_poll_interval=options["revocation_poll_interval"],

@@ -128,6 +128,10 @@ class AgentConfig:
         heartbeat_interval: seconds between heartbeats.
         server_timeout: seconds per server request.
         attestation_refresh: seconds a layer's attestation status is reused.
+        pending_grace: seconds a layer's attestation may stay unresolved
+            (``pending``: the server cannot be asked, or has not issued it
+            yet) before the layer is an ``unverified`` violation and the
+            response applies.
         revocation_poll_interval: seconds between polls of the revocation feed.
         revocation_max_age: seconds after which the newest verified feed page
             is stale (an anomaly); at least the server's refresh + one poll.
@@ -164,6 +168,7 @@ class AgentConfig:
     heartbeat_interval: float = 30.0
     server_timeout: float = 10.0
     attestation_refresh: float = 300.0
+    pending_grace: float = 300.0
     revocation_poll_interval: float = 30.0
     revocation_max_age: float = 900.0
     revocation_fail_mode: ResponseMode = "alert"
@@ -198,6 +203,8 @@ class AgentConfig:
             )
         if self.full_rehash_every < 1:
             raise ConfigError("full_rehash_every must be >= 1")
+        if not 0 <= self.pending_grace < float("inf"):
+            raise ConfigError(f"pending_grace must be finite and >= 0, got {self.pending_grace}")
         if self.watch_max_watches is not None and self.watch_max_watches < 1:
             raise ConfigError(f"watch_max_watches must be >= 1, got {self.watch_max_watches}")
         self._check_keyless()

@@ -190,6 +190,7 @@ class Daemon:
             attestations=self._attestations,
             layers=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
             upper=UpperChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
+            pending_grace=self.config.pending_grace,
         )
         if self._follower_factory is not None:
             # A re-registration keeps the follower (its cursor) and re-pins keys.
