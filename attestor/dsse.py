@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "Signature",
     "b64decode_strict",
     "pae",
+    "pae_sha256",
     "parse_envelope",
 ]
 
@@ -61,6 +63,20 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     """
     type_bytes = payload_type.encode("utf-8")
     return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def pae_sha256(payload_type: str, payload: bytes) -> str:
+    """sha256 hex of the PAE: the identity of a signed statement (an attestation).
+
+    This is what every signature of an envelope covers, and nothing else: the
+    ``keyid`` hints, the list of signatures and the JSON layout are not signed,
+    so anyone can change them without breaking a signature. Revocations,
+    "is this one of ours?" look-ups and the agent's matching all identify an
+    attestation by this value, never by a hash of the envelope JSON, so that a
+    copy with another keyid, an extra or reordered signature, or other
+    whitespace is still the same attestation.
+    """
+    return hashlib.sha256(pae(payload_type, payload)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,6 +143,10 @@ class Envelope:
     def pae(self) -> bytes:
         """The bytes each signature covers."""
         return pae(self.payload_type, self.payload)
+
+    def pae_sha256(self) -> str:
+        """The identity of what this envelope signs (:func:`pae_sha256`)."""
+        return pae_sha256(self.payload_type, self.payload)
 
 
 def b64decode_strict(value: object, *, field: str, max_bytes: int) -> bytes:

@@ -38,7 +38,11 @@ from attestor.revocation.model import format_time, parse_time
 __all__ = ["STATE_FILE", "FeedState", "LoadedState", "load_state", "save_state"]
 
 STATE_FILE: Final = "revocation-feed.json"
-_FORMAT: Final = 1
+#: 2: attestation revocations name what was signed (``pae_sha256``). A format 1
+#: file holds envelope hashes that cannot be turned into that, so it is set
+#: aside and the feed read again from cursor 0 (the server re-expressed them).
+_FORMAT: Final = 2
+_OLD_FORMATS: Final = frozenset({1})
 _MAX_STATE_BYTES: Final = 256 * 1024 * 1024
 _MEMBERS: Final = frozenset(
     {"feed_id", "cursor", "latest", "etag", "issued_at", "offset", "retained", "revocations"}
@@ -186,6 +190,8 @@ def _from_bytes(data: bytes) -> FeedState:
     outer = loads_strict(data, what="state file", max_bytes=_MAX_STATE_BYTES)
     if not isinstance(outer, dict) or set(outer) != {"format", "sha256", "state"}:
         raise InvalidInput("expected an object with format, sha256 and state")
+    if type(outer["format"]) is int and outer["format"] in _OLD_FORMATS:
+        raise InvalidInput(f"format {outer['format']} of an older agent, re-read from the feed")
     if outer["format"] != _FORMAT or type(outer["format"]) is not int:
         raise InvalidInput(f"unknown format {str(outer['format'])[:20]!r}")
     doc = outer["state"]

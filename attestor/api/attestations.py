@@ -160,7 +160,16 @@ class AttestationSchema(AttestationSummarySchema):
     )
     chain_id = ma.fields.String(required=True)
     parent_id = ma.fields.String(allow_none=True, required=True)
-    envelope_sha256 = ma.fields.String(required=True)
+    envelope_sha256 = ma.fields.String(
+        required=True, metadata={"description": "sha256 hex of the stored envelope bytes."}
+    )
+    pae_sha256 = ma.fields.String(
+        required=True,
+        metadata={
+            "description": "The attestation's identity: sha256 hex of the DSSE PAE its "
+            "signatures sign (unchanged by keyids, signatures or JSON layout)."
+        },
+    )
     policy = ma.fields.Nested(PolicyRefSchema, required=True)
     created = ma.fields.DateTime(required=True)
 
@@ -189,6 +198,7 @@ def _detail(row: AttestationRow) -> dict[str, Any]:
         "chain_id": row.chain_id,
         "parent_id": row.parent_id,
         "envelope_sha256": row.envelope_sha256,
+        "pae_sha256": row.pae_sha256,
         "policy": {"id": row.policy_id, "version": row.policy_version},
         "created": row.created_at,
     }

@@ -35,8 +35,9 @@ class RevocationCreateSchema(ma.Schema):
     target = ma.fields.Dict(
         required=True,
         metadata={
-            "description": "kind plus its members (docs/revocation-feed.md); for "
-            "`attestation`, `envelope_sha256` may be omitted."
+            "description": "kind plus its members (docs/revocation-feed.md); an "
+            "`attestation` is named by `attestation_id`, `envelope_sha256` and/or "
+            "`pae_sha256`, and stored as `attestation_id` + `pae_sha256`."
         },
     )
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))

@@ -147,10 +147,10 @@ def _apply(session: Session, decision: _Decision, *, now: datetime) -> int:
     from attestor.services import revocation as service
 
     meta = decision.item.meta
-    if meta.attestation_id is None or meta.envelope_sha256 is None:
+    if meta.attestation_id is None or meta.pae_sha256 is None:
         return 0
     if decision.new_reason is None:
-        target = AttestationTarget(meta.attestation_id, meta.envelope_sha256)  # type: ignore[arg-type]
+        target = AttestationTarget(meta.attestation_id, meta.pae_sha256)  # type: ignore[arg-type]
         return revocation_store.mark_revoked(session, target)
     if decision.revoke_key and meta.keyid is not None:
         service.on_key_revoked(

@@ -47,8 +47,9 @@ class AttestationMeta:
     policy_id: str | None = None
     policy_version: str | None = None
     issued_at: datetime | None = None
-    #: sha256 hex of the envelope JSON (``VerifiedStatement.envelope_sha256``).
-    envelope_sha256: str | None = None
+    #: sha256 hex of the envelope's PAE, what its signatures sign
+    #: (:func:`attestor.dsse.pae_sha256`, ``VerifiedStatement.pae_sha256``).
+    pae_sha256: str | None = None
 
     def __post_init__(self) -> None:
         """Raises: InvalidInput: if ``issued_at`` is naive (it could not be compared)."""
@@ -67,9 +68,9 @@ class RevocationSet:
 
     __slots__ = (
         "_by_attestation",
-        "_by_envelope",
         "_by_image",
         "_by_key",
+        "_by_pae",
         "_by_policy",
         "_by_sequence",
         "_by_subject",
@@ -86,7 +87,7 @@ class RevocationSet:
         """
         self._by_sequence: dict[int, Revocation] = {}
         self._by_attestation: dict[str, Revocation] = {}
-        self._by_envelope: dict[str, Revocation] = {}
+        self._by_pae: dict[str, Revocation] = {}
         self._by_subject: dict[str, Revocation] = {}
         self._by_image: dict[str, Revocation] = {}
         self._by_key: dict[str, Revocation] = {}
@@ -113,7 +114,7 @@ class RevocationSet:
         t = r.target
         if isinstance(t, AttestationTarget):
             self._by_attestation.setdefault(t.attestation_id, r)
-            self._by_envelope.setdefault(t.envelope_sha256, r)
+            self._by_pae.setdefault(t.pae_sha256, r)
         elif isinstance(t, SubjectTarget):
             self._by_subject.setdefault(t.digest, r)
         elif isinstance(t, ImageTarget):
@@ -166,7 +167,7 @@ class RevocationSet:
                 found.append(hit)
 
         look(self._by_attestation, meta.attestation_id)
-        look(self._by_envelope, meta.envelope_sha256)
+        look(self._by_pae, meta.pae_sha256)
         look(self._by_subject, meta.layer_digest)
         look(self._by_image, meta.image_digest)
         look(self._by_key, meta.keyid)

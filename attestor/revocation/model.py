@@ -109,24 +109,30 @@ def format_time(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class AttestationTarget:
-    """One attestation, by id and by the sha256 hex of its envelope JSON."""
+    """One attestation, by id and by what its signatures sign.
+
+    ``pae_sha256`` (:func:`attestor.dsse.pae_sha256`) lets holders of the
+    envelope alone (agents, bulk verification) match it. It is not a hash of
+    the envelope JSON: keyids, extra or reordered signatures and the JSON
+    layout are unsigned, so a hash over them would let anyone turn a revoked
+    envelope into one that no revocation names.
+    """
 
     attestation_id: str
-    #: Lets holders of the envelope alone (agents, bulk verification) match it.
-    envelope_sha256: Sha256Hex
+    pae_sha256: Sha256Hex
     kind: ClassVar[str] = "attestation"
 
     def __post_init__(self) -> None:
         """Raises: InvalidInput: on a malformed id or hash."""
         _check(_ID_RE, self.attestation_id, "target.attestation_id")
-        _check(_HEX_RE, self.envelope_sha256, "target.envelope_sha256")
+        _check(_HEX_RE, self.pae_sha256, "target.pae_sha256")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
         return {
             "kind": self.kind,
             "attestation_id": self.attestation_id,
-            "envelope_sha256": self.envelope_sha256,
+            "pae_sha256": self.pae_sha256,
         }
 
 
@@ -261,7 +267,7 @@ Target = (
 
 _TARGET_MEMBERS: Final[dict[str, tuple[frozenset[str], frozenset[str]]]] = {
     # kind -> (required, optional) members besides "kind"
-    "attestation": (frozenset({"attestation_id", "envelope_sha256"}), frozenset()),
+    "attestation": (frozenset({"attestation_id", "pae_sha256"}), frozenset()),
     "subject": (frozenset({"digest"}), frozenset()),
     "image": (frozenset({"digest"}), frozenset()),
     "key": (frozenset({"keyid"}), frozenset()),
@@ -289,7 +295,7 @@ def parse_target(doc: object) -> Target:
     if unknown:
         raise InvalidInput(f"target: unknown member(s) {sorted(map(str, unknown))[:5]}")
     if kind == "attestation":
-        return AttestationTarget(doc["attestation_id"], doc["envelope_sha256"])
+        return AttestationTarget(doc["attestation_id"], doc["pae_sha256"])
     if kind == "subject":
         return SubjectTarget(doc["digest"])
     if kind == "image":

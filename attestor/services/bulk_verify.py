@@ -344,10 +344,12 @@ def verify_units(
             fresh[key] = verdict
         else:
             pending[key] = (verdict, item)
-    ours = lookup({v.envelope_sha256 for v, _ in pending.values()}) if pending else {}
+    # "Is it one of ours?" by what is signed: a re-serialized copy of our
+    # envelope gets our row, and so our row's status (revoked included).
+    ours = lookup({v.pae_sha256 for v, _ in pending.values()}) if pending else {}
     for key, (verdict, item) in pending.items():
         signed = (
-            check_keyless(verdict, ours.get(verdict.envelope_sha256), snapshot)
+            check_keyless(verdict, ours.get(verdict.pae_sha256), snapshot)
             if isinstance(verdict, Keyless)
             else verdict
         )
@@ -355,7 +357,7 @@ def verify_units(
             fresh[key] = signed
             continue
         fresh[key] = judge(
-            signed, ours.get(signed.envelope_sha256), item.get("policy"), snapshot.revocations
+            signed, ours.get(signed.pae_sha256), item.get("policy"), snapshot.revocations
         )
     if fresh:
         cache.put_many(fresh, ttl_s=cache_ttl_s)

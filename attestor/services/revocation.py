@@ -72,20 +72,32 @@ class CreatedRevocation:
     affected: int
 
 
+_ATTESTATION_NAMES: Final = ("attestation_id", "envelope_sha256", "pae_sha256")
+
+
 def _resolve_attestation(session: Session, doc: Mapping[str, Any]) -> dict[str, Any]:
-    # The admin names the attestation; the envelope hash comes from our store so
-    # that holders of the envelope alone (agents, bulk verifiers) can match it.
-    attestation_id = doc.get("attestation_id")
-    if not isinstance(attestation_id, str):
-        raise InvalidInput("target.attestation_id: must be a string")
-    stored = store.envelope_sha256_of(session, attestation_id)
-    given = doc.get("envelope_sha256")
-    if given is not None and given != stored:
-        raise InvalidInput(
-            f"target.envelope_sha256 {str(given)[:64]!r} is not that of attestation "
-            f"{attestation_id[:64]!r}"
-        )
-    return {**doc, "envelope_sha256": stored}
+    # The admin names the attestation by id, by the sha256 of its stored
+    # envelope (what GET /v1/attestations shows) or by its pae_sha256; the
+    # target always records the id and the pae_sha256 from our store. A hash of
+    # the envelope JSON is never recorded: it covers unsigned keyids and
+    # signatures, so a re-serialized copy of the envelope would not match it.
+    unknown = set(doc) - {"kind", *_ATTESTATION_NAMES}
+    if unknown:
+        raise InvalidInput(f"target: unknown member(s) {sorted(map(str, unknown))[:5]}")
+    names: dict[str, str] = {}
+    for name in _ATTESTATION_NAMES:
+        value = doc.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or len(value) > 128:
+            raise InvalidInput(f"target.{name}: must be a non-empty string")
+        names[name] = value
+    found = store.resolve_attestation(session, **names)
+    return {
+        "kind": "attestation",
+        "attestation_id": found.attestation_id,
+        "pae_sha256": found.pae_sha256,
+    }
 
 
 def create_revocation(
@@ -99,8 +111,10 @@ def create_revocation(
     """Record a revocation and mark what it covers ``revoked``, in the caller's transaction.
 
     Args:
-        target: the target object of ``POST /v1/revocations``; for the
-            ``attestation`` kind ``envelope_sha256`` may be omitted (it is filled in).
+        target: the target object of ``POST /v1/revocations``; the
+            ``attestation`` kind names the attestation by one or more of
+            ``attestation_id``, ``envelope_sha256`` and ``pae_sha256``; the
+            stored target always holds the id and ``pae_sha256``.
         reason: why (1..1000 characters).
         actor: who (the caller's token).
         now: the creation time.
@@ -175,8 +189,8 @@ def apply_revocations(session: Session, *, image_id: str) -> int:
     flipped = 0
     for item in store.attestation_metas(session, image_id=image_id, limit=10_000):
         meta = item.meta
-        if revset.match(meta) is not None and meta.attestation_id and meta.envelope_sha256:
-            target = AttestationTarget(meta.attestation_id, meta.envelope_sha256)  # type: ignore[arg-type]
+        if revset.match(meta) is not None and meta.attestation_id and meta.pae_sha256:
+            target = AttestationTarget(meta.attestation_id, meta.pae_sha256)  # type: ignore[arg-type]
             flipped += store.mark_revoked(session, target)
     return flipped
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from attestor.dsse import parse_envelope
 from attestor.errors import InvalidInput, NotFound
 from attestor.store._cursor import check_limit, decode_time_cursor, split_page
 from attestor.store.images import flush_or_conflict
@@ -71,6 +72,8 @@ class AttestationRow(NewAttestation):
     manifest_digest: str
     status: str
     created_at: datetime
+    #: The attestation's identity (:func:`attestor.dsse.pae_sha256`).
+    pae_sha256: str
 
 
 def _row(m: AttestationModel, image: ImageModel) -> AttestationRow:
@@ -99,6 +102,7 @@ def _row(m: AttestationModel, image: ImageModel) -> AttestationRow:
         manifest_digest=image.manifest_digest,
         status=m.status,
         created_at=m.created_at,
+        pae_sha256=m.pae_sha256,
     )
 
 
@@ -113,10 +117,14 @@ def add_attestations(
 ) -> None:
     """Insert one image's attestations (status ``valid``) in the caller's transaction.
 
+    The identity column ``pae_sha256`` is computed here from the envelope
+    bytes, so it can never disagree with what is stored.
+
     Raises:
         Conflict: an attestation for the same (image, layer, key, policy
             version) exists, e.g. inserted by a concurrent request; the
             transaction must be rolled back.
+        InvalidInput: an envelope is not a DSSE envelope.
     """
     # One flush: rows are inserted in the order added (no relationship() reorders
     # them), parents first, and both databases check the parent_id foreign key
@@ -124,6 +132,7 @@ def add_attestations(
     session.add_all(
         AttestationModel(
             **{k: getattr(item, k) for k in NewAttestation.__dataclass_fields__},
+            pae_sha256=parse_envelope(item.envelope).pae_sha256(),
             image_id=image_id,
             status="valid",
             created_at=now,

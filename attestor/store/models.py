@@ -210,8 +210,14 @@ class AttestationModel(Base):
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("attestations.id"))
     # Exact JSON bytes as signed and served; never re-serialized.
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
-    # "Is this envelope one of ours?" (bulk verification; migration 0003).
+    # The address of the stored bytes (migration 0003). Not an identity: the
+    # unsigned keyids and signature list change it.
     envelope_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # The attestation's identity, sha256 of what its signatures sign
+    # (attestor.dsse.pae_sha256): "is this envelope one of ours?" and
+    # attestation revocations match on it (migration 0007). Not unique: the
+    # same statement may be stored twice, and then both rows share its fate.
+    pae_sha256: Mapped[str] = mapped_column(String(64), index=True)
     keyid: Mapped[str] = mapped_column(ForeignKey("signing_keys.keyid"))
     policy_id: Mapped[str] = mapped_column(String(255))
     policy_version: Mapped[str] = mapped_column(String(64))

@@ -46,11 +46,12 @@ __all__ = [
     "MAX_PAGE",
     "FeedState",
     "StoredAttestation",
+    "AttestationIds",
     "add_revocation",
     "attestation_metas",
     "count_revocations",
     "current_revocation_set",
-    "envelope_sha256_of",
+    "resolve_attestation",
     "feed_state",
     "find_key_revocation",
     "get_revocation",
@@ -269,7 +270,8 @@ def is_revoked(session: Session, meta: AttestationMeta) -> Revocation | None:
 def _affected(target: Target) -> ColumnElement[bool]:
     a = AttestationModel
     if isinstance(target, AttestationTarget):
-        return or_(a.id == target.attestation_id, a.envelope_sha256 == target.envelope_sha256)
+        # Every stored copy of the signed statement, not only the named row.
+        return or_(a.id == target.attestation_id, a.pae_sha256 == target.pae_sha256)
     if isinstance(target, SubjectTarget):
         return a.layer_digest == target.digest
     if isinstance(target, ImageTarget):
@@ -359,7 +361,7 @@ def _meta(m: AttestationModel, image: ImageModel) -> AttestationMeta:
         policy_id=m.policy_id,
         policy_version=m.policy_version,
         issued_at=m.created_at,
-        envelope_sha256=m.envelope_sha256,
+        pae_sha256=m.pae_sha256,
     )
 
 
@@ -373,18 +375,57 @@ def policy_versions_in_use(session: Session) -> set[tuple[str, str]]:
     return {(p, v) for p, v in session.execute(query)}
 
 
-def envelope_sha256_of(session: Session, attestation_id: str) -> str:
-    """The stored envelope hash of one attestation.
+@dataclass(frozen=True)
+class AttestationIds:
+    """The ways one stored attestation is named."""
+
+    attestation_id: str
+    #: The address of the stored envelope bytes.
+    envelope_sha256: str
+    #: Its identity: what its signatures sign (:func:`attestor.dsse.pae_sha256`).
+    pae_sha256: str
+
+
+def resolve_attestation(
+    session: Session,
+    *,
+    attestation_id: str | None = None,
+    envelope_sha256: str | None = None,
+    pae_sha256: str | None = None,
+) -> AttestationIds:
+    """The stored attestation these names agree on.
+
+    Each name given must belong to the same row. By ``pae_sha256`` alone, the
+    oldest row with that signed content is taken (they are the same statement).
 
     Raises:
-        NotFound: no attestation has this id.
+        InvalidInput: no name given, or names of two different attestations.
+        NotFound: no attestation has the name(s) given.
     """
-    value = session.scalar(
-        select(AttestationModel.envelope_sha256).where(AttestationModel.id == attestation_id)
-    )
-    if value is None:
-        raise NotFound(f"no attestation with id {attestation_id[:64]!r}")
-    return value
+    a = AttestationModel
+    query = select(a.id, a.envelope_sha256, a.pae_sha256)
+    if attestation_id is not None:
+        query = query.where(a.id == attestation_id)
+    elif envelope_sha256 is not None:
+        query = query.where(a.envelope_sha256 == envelope_sha256)
+    elif pae_sha256 is not None:
+        query = query.where(a.pae_sha256 == pae_sha256)
+    else:
+        raise InvalidInput("target: name the attestation by attestation_id or a digest")
+    row = session.execute(query.order_by(a.created_at, a.id).limit(1)).first()
+    if row is None:
+        named = attestation_id or envelope_sha256 or pae_sha256 or ""
+        raise NotFound(f"no attestation {named[:64]!r}")
+    found = AttestationIds(attestation_id=row[0], envelope_sha256=row[1], pae_sha256=row[2])
+    for name, given, stored in (
+        ("envelope_sha256", envelope_sha256, found.envelope_sha256),
+        ("pae_sha256", pae_sha256, found.pae_sha256),
+    ):
+        if given is not None and given != stored:
+            raise InvalidInput(
+                f"target.{name} {given[:64]!r} is not that of attestation {found.attestation_id!r}"
+            )
+    return found
 
 
 def count_revocations(session: Session) -> int:

@@ -218,17 +218,22 @@ def list_results(session: Session, job_id: str, *, offset: int, limit: int) -> l
     ]
 
 
-def find_attestations(
-    session: Session, envelope_sha256s: Collection[str]
-) -> dict[str, OurAttestation]:
-    """Our attestations whose stored envelope has one of these sha256 hex digests."""
+def find_attestations(session: Session, pae_sha256s: Collection[str]) -> dict[str, OurAttestation]:
+    """Our attestations by identity: the stored rows with one of these ``pae_sha256``.
+
+    The key is :func:`attestor.dsse.pae_sha256`, not a hash of the envelope
+    JSON, so a copy of our envelope with other keyids, extra or reordered
+    signatures or another JSON layout is still found, with our row's status.
+    When two rows hold the same signed statement, a ``revoked`` one wins (fail
+    closed), then the oldest.
+    """
     found: dict[str, OurAttestation] = {}
-    wanted = sorted(set(envelope_sha256s))
+    wanted = sorted(set(pae_sha256s))
     a = AttestationModel
     # Only the columns needed, not the models: those would load each stored
     # envelope and statement too.
     columns = (
-        a.envelope_sha256, a.id, a.status, a.keyid, a.policy_id, a.policy_version,
+        a.pae_sha256, a.id, a.status, a.keyid, a.policy_id, a.policy_version,
         a.layer_digest, ImageModel.manifest_digest, a.created_at, a.signer_identity,
         a.signer_issuer,
     )  # fmt: skip
@@ -239,13 +244,15 @@ def find_attestations(
     for start in range(0, len(wanted), step):
         batch = wanted[start : start + step]
         matches = (
-            a.envelope_sha256 == any_(bindparam("shas", batch, type_=postgresql.ARRAY(String)))
+            a.pae_sha256 == any_(bindparam("shas", batch, type_=postgresql.ARRAY(String)))
             if postgres
-            else a.envelope_sha256.in_(batch)
+            else a.pae_sha256.in_(batch)
         )
         query = select(*columns).join(ImageModel, a.image_id == ImageModel.id).where(matches)
+        # Latest assignment wins: revoked rows last, and among equals the oldest last.
+        query = query.order_by(a.status == "revoked", a.created_at.desc(), a.id.desc())
         for row in session.connection().execute(query):
-            found[row.envelope_sha256] = OurAttestation(
+            found[row.pae_sha256] = OurAttestation(
                 id=row.id,
                 status=row.status,
                 keyid=row.keyid,

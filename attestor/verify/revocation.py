@@ -5,7 +5,8 @@ What the verifier can know about an attestation comes from what it verified:
 the keys that signed, the subjects, and, for statements of our build type
 (``attestor.statement.BUILD_TYPE``), the image, the policy and the finish
 time. The attestation id is not in the statement; attestation revocations
-carry the envelope hash for that reason (``AttestationTarget``).
+carry the hash of what was signed (``AttestationTarget.pae_sha256``) for that
+reason, which no re-serialization of the envelope changes.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def attestation_metas(
     statement: Mapping[str, Any],
     *,
     keyids: Iterable[str],
-    envelope_sha256: str | None,
+    pae_sha256: str | None,
     subject_sha256s: Iterable[str | None],
     with_issued_at: bool = True,
 ) -> tuple[AttestationMeta, ...]:
@@ -79,7 +80,7 @@ def attestation_metas(
             policy_id=policy_id,
             policy_version=policy_version,
             issued_at=issued_at,
-            envelope_sha256=envelope_sha256,
+            pae_sha256=pae_sha256,
         )
         for keyid, layer in itertools.product(keys, layers)
     )
@@ -107,7 +108,7 @@ def raise_if_revoked(
     metas = attestation_metas(
         result.statement,
         keyids=result.keys,
-        envelope_sha256=result.envelope_sha256,
+        pae_sha256=result.pae_sha256,
         subject_sha256s=[s.sha256 for s in result.subjects],
         with_issued_at=with_issued_at,
     )
@@ -120,5 +121,6 @@ def raise_if_revoked(
                 "revoked": True,
                 "revocation": hit.to_dict(),
                 "envelope_sha256": result.envelope_sha256,
+                "pae_sha256": result.pae_sha256,
             },
         )

@@ -39,7 +39,7 @@ def revocation_docs() -> list[dict[str, Any]]:
         {
             "kind": "attestation",
             "attestation_id": "6f1c2d9e-5b7a-4c1e-9f00-000000000001",
-            "envelope_sha256": "1" * 64,
+            "pae_sha256": "1" * 64,
         },
         {"kind": "subject", "digest": h + "2" * 64},
         {"kind": "image", "digest": h + "3" * 64},
@@ -171,7 +171,7 @@ def invalid(first: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-FEED = "application/vnd.attestor.revocation-feed.v1+json"
+FEED = "application/vnd.attestor.revocation-feed.v2+json"
 
 
 def main() -> None:

@@ -185,6 +185,7 @@ def test_attestation_constraints(db_engine: Engine) -> None:
             parent_id=None,
             envelope=b'{"payload": "x"}',
             envelope_sha256="f" * 64,
+            pae_sha256="a" * 64,
             keyid="k1",
             policy_id="dev",
             policy_version="1",

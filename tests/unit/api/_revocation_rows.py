@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from attestor.dsse import parse_envelope
 from attestor.services import keys as key_service
 from attestor.signing.dsse import sign_envelope
 from attestor.signing.keys import load_signer, sslib_key
@@ -41,6 +42,8 @@ class World:
     key: str
     key2: str
     envelope_sha256: dict[str, str]
+    #: Each attestation's identity (``attestor.dsse.pae_sha256``).
+    pae_sha256: dict[str, str]
 
 
 def signed_envelope(
@@ -138,6 +141,7 @@ def add_attestation(
             parent_id=None,
             envelope=envelope,
             envelope_sha256=sha,
+            pae_sha256=parse_envelope(envelope).pae_sha256(),
             keyid=keyid,
             policy_id=policy[0],
             policy_version=policy[1],
@@ -172,7 +176,11 @@ def seed_world(factory: sessionmaker[Session], keys_dir: Path) -> World:
                 session, image_id=image_id, image_digest=digest, index=index, layer=layer,
                 keyid=keyid, policy=policy, created=created,
             )  # fmt: skip
-    return World(ids=ids, key=key, key2=key2, envelope_sha256=shas)
+    with factory() as session:
+        paes = {
+            name: session.get_one(AttestationModel, ident).pae_sha256 for name, ident in ids.items()
+        }
+    return World(ids=ids, key=key, key2=key2, envelope_sha256=shas, pae_sha256=paes)
 
 
 def statuses(factory: sessionmaker[Session], world: World) -> dict[str, str]:

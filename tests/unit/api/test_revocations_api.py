@@ -101,7 +101,11 @@ def test_each_kind_flips_exactly_its_attestations(
     got = statuses(app_state(app).session_factory, world)
     assert {n for n, s in got.items() if s == "revoked"} == expected
     if name == "attestation":
-        assert body["target"]["envelope_sha256"] == world.envelope_sha256["a2"]
+        assert body["target"] == {
+            "kind": "attestation",
+            "attestation_id": world.ids["a2"],
+            "pae_sha256": world.pae_sha256["a2"],
+        }
     # Every read reports the status the revocation set.
     for n, ident in world.ids.items():
         shown = client.get(f"/v1/attestations/{ident}", headers=bearer(role_tokens["pipeline"]))
@@ -207,7 +211,7 @@ def test_feed_signed_paged_etag_and_conflict(
     first = client.get("/v1/revocations/feed?since=0&limit=2", headers=agent)
     assert first.status_code == 200
     etag = first.headers["ETag"]
-    assert etag.startswith('"rf1-')
+    assert etag.startswith('"rf2-')
     p1 = verify_feed_page(
         first.data, keys, expected_since=0, now=NOW, max_age=timedelta(minutes=15),
         expected_feed_id=feed_id,

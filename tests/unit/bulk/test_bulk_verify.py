@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from attestor.api._state import app_state
+from attestor.dsse import parse_envelope
 from attestor.errors import InvalidInput, TooLarge
 from attestor.jobs.runner import InlineRunner
 from attestor.services import bulk_verify
@@ -148,6 +149,7 @@ def _store_attestation(app: Flask, envelope: Mapping[str, Any], layer: str) -> s
                 parent_id=None,
                 envelope=raw,
                 envelope_sha256=hashlib.sha256(raw).hexdigest(),
+                pae_sha256=parse_envelope(raw).pae_sha256(),
                 keyid=keyid,
                 policy_id="dev",
                 policy_version="1",

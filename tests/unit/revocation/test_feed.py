@@ -188,7 +188,7 @@ def test_epoch_and_etag():
     base = {"server_id": "srv-1", "since": 0, "latest": 7, "limit": 100, "keyid": "k",
             "issued_at": e}  # fmt: skip
     tag = feed_etag(**base)
-    assert tag.startswith('"rf1-') and tag.endswith('"') and len(tag) == 46
+    assert tag.startswith('"rf2-') and tag.endswith('"') and len(tag) == 46
     assert feed_etag(**base) == tag
     for change in ({"since": 1}, {"latest": 8}, {"limit": 50}, {"keyid": "k2"},
                    {"server_id": "srv-2"}, {"issued_at": e + interval}):  # fmt: skip

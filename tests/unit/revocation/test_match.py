@@ -23,7 +23,7 @@ CLEAN = AttestationMeta(
     policy_id="dev",
     policy_version="1",
     issued_at=T0 - timedelta(days=1),
-    envelope_sha256="2" * 64,
+    pae_sha256="2" * 64,
 )
 
 
@@ -43,7 +43,7 @@ def revset():
     [
         ({}, None),
         ({"attestation_id": "6f1c2d9e-0000-4000-8000-000000000001"}, 1),
-        ({"envelope_sha256": ENVELOPE}, 1),
+        ({"pae_sha256": ENVELOPE}, 1),
         ({"layer_digest": LAYER}, 2),
         ({"image_digest": IMAGE}, 3),
         ({"keyid": "a" * 64}, 4),

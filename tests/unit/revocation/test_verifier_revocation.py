@@ -4,12 +4,16 @@ attestations that are otherwise valid are ever reported as revoked."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from attestor.dsse import Envelope
+from attestor.dsse import Envelope, Signature
 from attestor.errors import VerificationError
 from attestor.revocation import (
     AttestationTarget,
@@ -51,12 +55,12 @@ def test_metas_come_from_the_verified_statement(envelope):
     (meta,) = attestation_metas(
         result.statement,
         keyids=result.keys,
-        envelope_sha256=result.envelope_sha256,
+        pae_sha256=result.pae_sha256,
         subject_sha256s=[s.sha256 for s in result.subjects],
     )
     assert (meta.layer_digest, meta.image_digest, meta.keyid) == (LAYER, IMAGE, KEYID)
     assert (meta.policy_id, meta.policy_version, meta.issued_at) == ("dev", "1", T0)
-    assert meta.envelope_sha256 == result.envelope_sha256 and meta.attestation_id is None
+    assert meta.pae_sha256 == result.pae_sha256 and meta.attestation_id is None
 
 
 @pytest.mark.parametrize(
@@ -73,7 +77,7 @@ def test_metas_come_from_the_verified_statement(envelope):
 )
 def test_each_kind_revokes(envelope, target):
     if target == "attestation":
-        digest = Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope).envelope_sha256
+        digest = Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope).pae_sha256
         target = AttestationTarget("6f1c2d9e-0000-4000-8000-00000000000a", digest)
     v = _verifier(rev(4, target, reason="builder compromised"))
     with pytest.raises(VerificationError, match="^revoked: builder compromised$") as err:
@@ -130,3 +134,70 @@ def test_a_revoked_cosigner_does_not_depend_on_signature_order():
     )
     with pytest.raises(VerificationError, match="^revoked"):
         v2.verify_envelope(Envelope("application/vnd.in-toto+json", payload, (b, a)).to_json())
+
+
+def _reserialized(doc: dict) -> bytes:
+    # Members in another order, other whitespace, URL-safe unpadded base64:
+    # all accepted by DSSE parsers, none of it signed.
+    def b64url(value: str) -> str:
+        return base64.urlsafe_b64encode(base64.b64decode(value)).decode().rstrip("=")
+
+    signatures = [{"sig": b64url(s["sig"]), "keyid": s["keyid"]} for s in doc["signatures"]]
+    again = {"signatures": signatures, "payload": b64url(doc["payload"])}
+    again["payloadType"] = doc["payloadType"]
+    return json.dumps(again, indent=3).encode()
+
+
+def _variants() -> dict[str, bytes]:
+    payload = layer_statement()
+    ours = sign_envelope(payload, SIGNER, keyid=KEYID).signatures[0]
+    cosig = sign_envelope(payload, OTHER, keyid=OTHER.public_key.keyid).signatures[0]
+    junk = Signature(keyid="junk", sig=b"\x01" * 64)
+    in_toto = "application/vnd.in-toto+json"
+    revoked = Envelope(in_toto, payload, (ours, cosig))
+    return {
+        "revoked": revoked.to_json(),
+        "keyid changed": Envelope(in_toto, payload, (replace(ours, keyid="x"),)).to_json(),
+        "keyid dropped": Envelope(in_toto, payload, (replace(ours, keyid=""),)).to_json(),
+        "junk signature appended": Envelope(in_toto, payload, (ours, cosig, junk)).to_json(),
+        "signatures reordered": Envelope(in_toto, payload, (cosig, ours)).to_json(),
+        "co-signature removed": Envelope(in_toto, payload, (ours,)).to_json(),
+        "JSON re-serialized": _reserialized(revoked.to_dict()),
+    }
+
+
+@pytest.mark.parametrize("variant", list(_variants()))
+def test_a_revoked_attestation_stays_revoked_however_reserialized(variant):
+    """The target is taken from the envelope the server stored; the verifier gets
+    a copy changed only in what no signature covers."""
+    envelopes = _variants()
+    plain = Verifier(keys=[trusted(SIGNER)])
+    stored = plain.verify_envelope(envelopes["revoked"])
+    copy = plain.verify_envelope(envelopes[variant])
+    # The copy really is another envelope, and really verifies.
+    assert variant == "revoked" or envelopes[variant] != envelopes["revoked"]
+    assert copy.keys == (KEYID,) and copy.pae_sha256 == stored.pae_sha256
+    target = AttestationTarget("6f1c2d9e-0000-4000-8000-00000000000b", stored.pae_sha256)
+    v = _verifier(rev(9, target, reason="withdrawn"))
+    with pytest.raises(VerificationError, match="^revoked: withdrawn$") as err:
+        v.verify_envelope(envelopes[variant], artifact_digest=LAYER)
+    assert err.value.detail["revocation"]["target"] == target.to_dict()
+    assert err.value.detail["pae_sha256"] == stored.pae_sha256
+    # The pre-check list of the Verifier uses the same identity.
+    listed = Verifier(keys=[trusted(SIGNER)], revoked_statements=frozenset({stored.pae_sha256}))
+    with pytest.raises(VerificationError, match="is revoked"):
+        listed.verify_envelope(envelopes[variant])
+
+
+def test_pae_sha256_is_the_hash_of_the_pae():
+    payload = layer_statement()
+    envelope = sign_envelope(payload, SIGNER, keyid=KEYID)
+    expected = hashlib.sha256(
+        b"DSSEv1 28 application/vnd.in-toto+json %d %b" % (len(payload), payload)
+    ).hexdigest()
+    assert envelope.pae_sha256() == expected
+    assert Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope.to_json()).pae_sha256 == (
+        expected
+    )
+    # The payload type is signed too: the same bytes under another type differ.
+    assert Envelope("application/json", payload, envelope.signatures).pae_sha256() != expected

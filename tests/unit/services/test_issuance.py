@@ -114,6 +114,7 @@ def test_result_document_shape() -> None:
         manifest_digest="sha256:" + "6" * 64,
         status="valid",
         created_at=NOW,
+        pae_sha256="7" * 64,
     )
     result = IssueResult(
         created=True,

@@ -96,8 +96,7 @@ def test_untrusted_or_tampered_signatures_fail(signers):
 
 def test_revoked_envelope(signers):
     envelope = sign(payload(statement()), signers[0])
-    digest = hashlib.sha256(envelope.to_json()).hexdigest()
-    v = verifier([trusted(signers[0])], revoked_envelopes=frozenset({digest}))
+    v = verifier([trusted(signers[0])], revoked_statements=frozenset({envelope.pae_sha256()}))
     with pytest.raises(VerificationError, match="revoked"):
         v.verify_envelope(envelope.to_json())
 
