@@ -1,27 +1,26 @@
 # SPDX-License-Identifier: Apache-2.0
 """Verify a keyless (Sigstore bundle) layer attestation against trust pinned on the node.
 
-The bundle is checked against the node's trusted root and identity; the DSSE
-envelope inside it then goes through the same statement and manifest rules
-as a key-signed one (:func:`agent.integrity._layer_statement.verify_layer`).
+The bundle's Sigstore layer (certificate chain, log entry, identity) is
+checked against the node's trusted root and identity; it hands back the DSSE
+envelope and the certificate's key, and only then does the one verifier
+check the signature, with the same statement, manifest and revocation rules
+as a key-signed layer (:func:`agent.integrity._layer_statement.verify_layer`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-
 from agent.containerd import LayerInfo
 from agent.integrity._layer_statement import verify_layer
 from attestor.digests import Sha256Hex
+from attestor.errors import VerificationError
 from attestor.manifest import AttestedManifest
-from attestor.verify import TrustedKey, VerifiedStatement, Verifier
+from attestor.verify import VerifiedStatement, Verifier
 
 if TYPE_CHECKING:
     # sigstore-python costs memory at import; only keyless layers need it.
@@ -82,18 +81,14 @@ def verify_keyless_layer(
         InvalidInput: the bundle, envelope or manifest is malformed.
         Error: whatever ``fetch_manifest`` raises.
     """
-    from attestor.signing._keyless_sign import dsse_envelope, signing_certificate_pem
     from attestor.verify.bundle import Artifact
 
-    keyless.verifier.verify(
+    material = keyless.verifier.signing_material(
         bundle, Artifact.from_digest(layer.digest), now=keyless.now(), identity=keyless.identity
     )
-    document = json.loads(bundle)
-    envelope = dsse_envelope(document).to_json()
-    cert = x509.load_pem_x509_certificate(signing_certificate_pem(document))
-    key_pem = cert.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    with_cert_key = verifier.with_keys([TrustedKey.from_pem(key_pem)])
+    if material.envelope is None:
+        raise VerificationError("keyless bundle carries no DSSE envelope")
+    envelope = material.envelope.to_json()
+    with_cert_key = verifier.with_keys([material.key])
     verified, manifest = verify_layer(with_cert_key, envelope, layer, fetch_manifest)
     return verified, manifest, envelope

@@ -5,6 +5,14 @@
                   --certificate-oidc-issuer URL [--trusted-root FILE] FILE_OR_DIGEST
     verify-bundle [--staging] --bundle FILE --key PEM [--trusted-root FILE] FILE_OR_DIGEST
 
+The Sigstore layer (certificate, log, identity or key) proves who signed; a
+DSSE envelope then goes through :class:`attestor.verify.Verifier` with the
+signing key, like every envelope the server and the agent verify: signature,
+strict statement, payloadType, subject. ``--predicate-type`` (repeatable)
+also restricts the predicateType and checks its registered schema, which is
+what the server and the agent always do; without it any predicateType is
+accepted, as cosign does without ``--type``.
+
 Exit 0: verified. Exit 1: rejected; exit 2: bad usage. Either way exactly one
 line on stderr says why. No network: the public-good roots are the ones
 embedded in sigstore-python, and no TUF refresh happens.
@@ -25,8 +33,10 @@ import click
 
 from attestor.cli._usage import OneLineUsage
 from attestor.errors import Error
+from attestor.verify import Verifier
 from attestor.verify._crypto import load_public_key
-from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
+from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity, SigningMaterial
+from attestor.verify.statement import DEFAULT_PREDICATE_SCHEMAS
 from attestor.verify.trust import (
     SigstoreTrust,
     load_client_trust_config,
@@ -122,6 +132,13 @@ class _OneLineCommand(OneLineUsage, click.Command):
     help="Accept a --key bundle without a transparency log entry (like cosign's flag); "
     "the server's own key-signed bundles have none.",
 )
+@click.option(
+    "--predicate-type",
+    "predicate_types",
+    multiple=True,
+    help="Allowed predicateType of a DSSE bundle, checked against its schema (repeatable). "
+    "Default: any predicateType.",
+)
 @click.argument("file_or_digest")
 def command(
     staging: bool,
@@ -133,6 +150,7 @@ def command(
     key_path: Path | None,
     trusted_root: Path | None,
     insecure_ignore_tlog: bool,
+    predicate_types: tuple[str, ...],
     file_or_digest: str,
 ) -> None:
     """Verify FILE_OR_DIGEST against a Sigstore bundle; exit 0 only if it verifies."""
@@ -148,6 +166,9 @@ def command(
     if insecure_ignore_tlog and key_path is None:
         # Keyless trust rests on the log (certificate validity at integrated time).
         _fail("usage: --insecure-ignore-tlog goes only with --key", 2)
+    unknown = sorted(set(predicate_types) - set(DEFAULT_PREDICATE_SCHEMAS))
+    if unknown:
+        _fail(f"usage: no schema for --predicate-type {unknown[0]!r}", 2)
     try:
         trust = _load_trust(staging, trusted_root)
         artifact = resolve_artifact(file_or_digest)
@@ -156,7 +177,7 @@ def command(
         now = datetime.now(UTC)
         if key_path is not None:
             key = load_public_key(key_path.read_bytes())
-            result = verifier.verify(
+            material = verifier.signing_material(
                 bundle, artifact, now=now, key=key, require_tlog=not insecure_ignore_tlog
             )
         else:
@@ -167,15 +188,32 @@ def command(
                 identity_regex=certificate_identity is None,
                 issuer_regex=certificate_oidc_issuer is None,
             )
-            result = verifier.verify(bundle, artifact, now=now, identity=identity)
+            material = verifier.signing_material(bundle, artifact, now=now, identity=identity)
+        _verify_statement(material, frozenset(predicate_types))
     except Error as e:
         _fail(f"verification failed: {e.message}")
     except OSError as e:
         _fail(f"verification failed: cannot read {e.filename}: {e.strerror}")
     except re.error as e:
         _fail(f"usage: bad regular expression: {e}", 2)
-    who = result.identity if result.signer == "keyless" else f"key {result.key_id}"
-    click.echo(f"OK: {file_or_digest} ({result.content}, signed by {who})")
+    who = material.identity if material.signer == "keyless" else f"key {material.key_id}"
+    click.echo(f"OK: {file_or_digest} ({material.content}, signed by {who})")
+
+
+def _verify_statement(material: SigningMaterial, predicate_types: frozenset[str]) -> None:
+    """The envelope of a DSSE bundle through the one verifier, with the signing key.
+
+    Raises:
+        VerificationError: if the signature or the statement does not verify.
+    """
+    if material.envelope is None:
+        return  # a message signature: verified over the artifact by the Sigstore layer
+    rules = Verifier(
+        keys=[material.key],
+        allowed_predicate_types=predicate_types,
+        any_predicate_type=not predicate_types,
+    )
+    rules.verify_envelope(material.envelope, artifact_digest=material.artifact_sha256)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from attestor.revocation.match import RevocationSet
 from attestor.revocation.model import Revocation, format_time, parse_time
 from attestor.schemas import validate
 from attestor.signing.dsse import sign_envelope
-from attestor.verify.dsse import verify_envelope_signatures
 from attestor.verify.keys import TrustedKey
 
 __all__ = [
@@ -45,13 +44,7 @@ __all__ = [
 
 #: DSSE payloadType of a feed page. Distinct from in-toto's, so the PAE keeps a
 #: feed signature from ever passing as an attestation signature, and back.
-#: v2: attestation targets name the attestation by ``pae_sha256`` (v1 used a
-#: hash of the envelope JSON); an agent that only knows v1 refuses v2 pages by
-#: this type instead of misreading them.
-FEED_PAYLOAD_TYPE: Final = "application/vnd.attestor.revocation-feed.v2+json"
-#: Leads every ETag; it changes with the page format, so an ETag never names
-#: pages of two formats.
-_ETAG_VERSION: Final = "rf2"
+FEED_PAYLOAD_TYPE: Final = "application/vnd.attestor.revocation-feed.v1+json"
 
 _MAX_CURSOR: Final = 2**63 - 1
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -206,10 +199,10 @@ def feed_etag(
         InvalidInput: if ``issued_at`` is naive.
     """
     material = json.dumps(
-        [_ETAG_VERSION, server_id, since, latest, limit, keyid, format_time(issued_at)],
+        ["rf1", server_id, since, latest, limit, keyid, format_time(issued_at)],
         separators=(",", ":"),
     ).encode()
-    return f'"{_ETAG_VERSION}-' + hashlib.sha256(material).hexdigest()[:40] + '"'
+    return '"rf1-' + hashlib.sha256(material).hexdigest()[:40] + '"'
 
 
 def parse_feed_page(payload: bytes, *, limits: FeedLimits = _DEFAULT_LIMITS) -> FeedPage:
@@ -300,17 +293,29 @@ def verify_feed_page(
     """
     if now.tzinfo is None:
         raise InvalidInput("now: must be a timezone-aware datetime")
+    # Imported here: attestor.verify imports attestor.revocation.match, whose
+    # package imports this module, so a module-level import would be a cycle.
+    from attestor.verify import Verifier
+
     parsed = parse_envelope(envelope, limits=envelope_limits)
     if parsed.payload_type != FEED_PAYLOAD_TYPE:
         raise VerificationError(
             f"payloadType {parsed.payload_type[:80]!r} is not {FEED_PAYLOAD_TYPE!r}"
         )
-    usable = [k for k in keys if revocations is None or not revocations.is_key_revoked(k.keyid)]
+    usable: list[TrustedKey] = []
+    for k in keys:
+        revoked = revocations is not None and revocations.is_key_revoked(k.keyid)
+        # The same key listed twice counts once (the Verifier refuses duplicates).
+        if not revoked and all(k.public_key != u.public_key for u in usable):
+            usable.append(k)
     if not usable:
         raise VerificationError("no trusted, unrevoked key to verify the feed page with")
-    signers = verify_envelope_signatures(parsed, usable, threshold=1)
+    # The signature is checked by the one verifier, as every other signed document.
+    signed = Verifier(keys=usable, limits=envelope_limits).verify_payload(
+        parsed, payload_type=FEED_PAYLOAD_TYPE
+    )
     try:
-        page = parse_feed_page(parsed.payload, limits=limits)
+        page = parse_feed_page(signed.payload, limits=limits)
     except InvalidInput as e:
         raise VerificationError(f"signed feed page is invalid: {e.message}") from None
     if expected_feed_id is not None and page.feed_id != expected_feed_id:
@@ -329,4 +334,4 @@ def verify_feed_page(
         raise VerificationError(
             f"stale page: issued {format_time(page.issued_at)}, older than {max_age}"
         )
-    return replace(page, signed_by=signers[0].keyid)
+    return replace(page, signed_by=signed.keys[0])

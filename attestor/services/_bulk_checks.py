@@ -9,14 +9,15 @@ one verification core (:mod:`attestor.verify`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from attestor.dsse import parse_envelope
-from attestor.errors import InvalidInput, VerificationError
+from attestor.dsse import Envelope, parse_envelope
+from attestor.errors import ConfigError, InvalidInput, VerificationError
 from attestor.revocation.match import AttestationMeta, RevocationSet
 from attestor.store.verifications import OurAttestation
 from attestor.verify import TrustedKey, Verifier
@@ -77,9 +78,7 @@ class TrustSnapshot:
 class Signed:
     """An envelope whose signatures and statement verified."""
 
-    #: Its identity (:func:`attestor.dsse.pae_sha256`): our row and
-    #: attestation revocations are found by it.
-    pae_sha256: str
+    envelope_sha256: str
     #: keyids of the trusted keys whose signatures verified.
     keys: tuple[str, ...]
     #: ``sha256:<hex>`` of the subject that matched the artifact digest.
@@ -90,9 +89,9 @@ class Signed:
 
 @dataclass(frozen=True)
 class Keyless:
-    """A keyless bundle, checked once its signer identity is looked up by what it signs."""
+    """A keyless bundle, checked once its signer identity is looked up by envelope."""
 
-    pae_sha256: str
+    envelope_sha256: str
     bundle: bytes
     artifact_digest: str
 
@@ -100,23 +99,26 @@ class Keyless:
 def check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | Signed | Keyless:
     """Return a rejection, or what is known of a signature-valid envelope."""
     document = item["document"]
+    bundle_keys: tuple[TrustedKey, ...] | None = None
     if item["kind"] == "bundle":
         unwrapped = _check_bundle(document, item["artifact_digest"], snapshot)
         if isinstance(unwrapped, Outcome | Keyless):
             return unwrapped
-        document = unwrapped
+        document, bundle_keys = unwrapped
     if snapshot.verifier is None:
         return Outcome(status="rejected", reason="the server has no trusted keys")
     try:
-        verified = snapshot.verifier.verify_envelope(
-            document, artifact_digest=item["artifact_digest"]
+        # A bundle's envelope must verify with a key its log entries name.
+        verifier = (
+            snapshot.verifier if bundle_keys is None else snapshot.verifier.with_keys(bundle_keys)
         )
-    except (VerificationError, InvalidInput) as e:
+        verified = verifier.verify_envelope(document, artifact_digest=item["artifact_digest"])
+    except (VerificationError, InvalidInput, ConfigError) as e:
         return Outcome(status="rejected", reason=e.message)
     live = [k for k in verified.keys if k not in snapshot.revoked_keyids]
     matched = verified.matched_subject
     return Signed(
-        verified.pae_sha256,
+        verified.envelope_sha256,
         verified.keys,
         None if matched is None or matched.sha256 is None else f"sha256:{matched.sha256}",
         () if live else verified.keys,
@@ -132,11 +134,14 @@ def _bundle_verifier() -> BundleVerifier:
 
 def _check_bundle(
     bundle: Mapping[str, Any], artifact_digest: str, snapshot: TrustSnapshot
-) -> Outcome | Keyless | dict[str, Any]:
-    """Verify a key-based bundle; return its DSSE envelope (as we store it) or a rejection.
+) -> Outcome | Keyless | tuple[Envelope, tuple[TrustedKey, ...]]:
+    """The Sigstore layer of a key-based bundle: its envelope and candidate keys, or a rejection.
 
-    The envelope then goes through the envelope path: its canonical JSON has the
-    same sha256 as the envelope we stored, so revocations and our row apply alike.
+    The keys are the trusted keys the bundle's log entries and timestamps
+    verified with (every candidate, when it has none); the envelope's signature
+    and statement are then checked by the one verifier with those keys, on
+    the envelope path: its canonical JSON has the same sha256 as the envelope
+    we stored, so revocations and our row apply alike.
     """
     material = bundle.get("verificationMaterial")
     if not isinstance(material, Mapping):
@@ -154,7 +159,7 @@ def _check_bundle(
         except InvalidInput as e:
             return Outcome(status="rejected", reason=f"dsseEnvelope: {e.message}")
         return Keyless(
-            envelope.pae_sha256(),
+            hashlib.sha256(envelope.to_json()).hexdigest(),
             json.dumps(bundle, separators=(",", ":")).encode(),
             artifact_digest,
         )
@@ -173,22 +178,22 @@ def _check_bundle(
     except (VerificationError, InvalidInput) as e:
         return Outcome(status="rejected", reason=e.message)
     failure = "bundle not signed by any trusted key"
+    signed: Envelope | None = None
+    passed: list[TrustedKey] = []
     for candidate in candidates:
         try:
-            _bundle_verifier().verify(
-                raw, artifact, now=snapshot.at, key=candidate.public_key, require_tlog=False
+            checked = _bundle_verifier().signing_material(
+                raw, artifact, now=snapshot.at, key=candidate, require_tlog=False
             )
         except VerificationError as e:
             failure = e.message
             continue
-        inner = bundle.get("dsseEnvelope")
-        if not isinstance(inner, Mapping):
+        if checked.envelope is None:
             return Outcome(status="rejected", reason="bundle carries no DSSE envelope")
-        return {
-            "payloadType": inner.get("payloadType"),
-            "payload": inner.get("payload"),
-            "signatures": inner.get("signatures"),
-        }
+        signed = checked.envelope
+        passed.append(candidate)
+    if signed is not None:
+        return signed, tuple(passed)
     if len(candidates) == 1 and isinstance(hint, str):
         return Outcome(status="rejected", reason=f"bundle key {hint}: {failure}")
     return Outcome(status="rejected", reason=failure)
@@ -208,16 +213,26 @@ def check_keyless(
     assert snapshot.at is not None  # noqa: S101 - set by run_chunk with keyless
     identity = CertificateIdentity(identity=ours.signer_identity, issuer=ours.signer_issuer)
     try:
-        snapshot.keyless.verify(
+        # The Sigstore layer proves the certificate; the envelope then goes
+        # through the same verifier, rules and all, as a key-signed one.
+        material = snapshot.keyless.signing_material(
             pending.bundle,
             Artifact.from_digest(pending.artifact_digest),
             now=snapshot.at,
             identity=identity,
         )
+        if material.envelope is None:
+            raise VerificationError("keyless bundle carries no DSSE envelope")
+        rules = (
+            Verifier(keys=[material.key])
+            if snapshot.verifier is None
+            else snapshot.verifier.with_keys([material.key])
+        )
+        rules.verify_envelope(material.envelope, artifact_digest=pending.artifact_digest)
     except (VerificationError, InvalidInput) as e:
         return Outcome(status="rejected", reason=e.message, attestation_id=ours.id)
     revoked = (ours.keyid,) if ours.keyid in snapshot.revoked_keyids else ()
-    return Signed(pending.pae_sha256, (ours.keyid,), pending.artifact_digest, revoked)
+    return Signed(pending.envelope_sha256, (ours.keyid,), pending.artifact_digest, revoked)
 
 
 def _metas(signed: Signed, ours: OurAttestation | None) -> list[AttestationMeta]:
@@ -232,13 +247,15 @@ def _metas(signed: Signed, ours: OurAttestation | None) -> list[AttestationMeta]
                 policy_id=ours.policy_id,
                 policy_version=ours.policy_version,
                 issued_at=ours.issued_at,
-                pae_sha256=signed.pae_sha256,
+                envelope_sha256=signed.envelope_sha256,
             )
         ]
     # A foreign envelope: unknown issue time, so every applicable time window matches
     # (fail closed); one meta per signing key.
     return [
-        AttestationMeta(layer_digest=signed.subject, keyid=k, pae_sha256=signed.pae_sha256)
+        AttestationMeta(
+            layer_digest=signed.subject, keyid=k, envelope_sha256=signed.envelope_sha256
+        )
         for k in signed.keys
     ]
 

@@ -1,9 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Checks shared by both bundle paths: base64 strictness, signatures, the statement."""
+"""Checks shared by both bundle paths: base64 strictness and message signatures.
+
+DSSE envelopes are not checked here: their signature and statement are
+:class:`attestor.verify.Verifier`'s job alone.
+"""
 
 from __future__ import annotations
-
-import json
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -12,18 +14,15 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from pydantic import ValidationError
 
 from attestor.digests import Sha256Hex
-from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, b64decode_strict
+from attestor.dsse import b64decode_strict
 from attestor.errors import InvalidInput, VerificationError
 from attestor.verify._crypto import PublicKey, verify_signature
 
 __all__ = [
     "check_base64",
-    "check_statement",
     "reason",
     "verify_message_signature",
 ]
-
-_STATEMENT_TYPES = {"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
 
 
 # protobuf-JSON ``bytes`` members of a bundle. sigstore-models decodes them
@@ -107,36 +106,3 @@ def _verify_prehashed_sha256(key: PublicKey, signature: bytes, digest: bytes) ->
     raise VerificationError(
         f"a {type(key).__name__} message signature needs the artifact, not only its digest"
     )
-
-
-def check_statement(payload_type: str, payload: bytes, sha256: Sha256Hex) -> str:
-    """Check the in-toto statement names the artifact; return its predicateType.
-
-    Raises:
-        VerificationError: on a wrong payload type, statement type or subject.
-    """
-    if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise VerificationError(f"unsupported DSSE payloadType {payload_type[:100]!r}")
-    try:
-        statement = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise VerificationError("DSSE payload is not a JSON in-toto statement") from None
-    if not isinstance(statement, dict):
-        raise VerificationError("in-toto statement is not a JSON object")
-    if statement.get("_type") not in _STATEMENT_TYPES:
-        raise VerificationError(
-            f"unsupported statement _type {str(statement.get('_type'))[:100]!r}"
-        )
-    predicate_type = statement.get("predicateType")
-    if not isinstance(predicate_type, str) or not predicate_type:
-        raise VerificationError("in-toto statement has no predicateType")
-    subjects = statement.get("subject")
-    if not isinstance(subjects, list) or not subjects:
-        raise VerificationError("in-toto statement has no subject")
-    for subject in subjects:
-        if not isinstance(subject, dict) or not isinstance(subject.get("digest"), dict):
-            raise VerificationError("in-toto statement has a malformed subject")
-        value = subject["digest"].get("sha256")
-        if isinstance(value, str) and value.lower() == sha256:
-            return predicate_type
-    raise VerificationError(f"artifact sha256:{sha256} is not a subject of the statement")

@@ -4,7 +4,10 @@
 sigstore-python does every keyless check (Fulcio chain to the trusted root,
 SCTs, Rekor v1/v2 inclusion proofs, checkpoints, SETs, RFC 3161 timestamps,
 the certificate policy, entry/bundle consistency). This module only *adds*
-what it lacks, never removes a check:
+what it lacks, and moves one check out: the DSSE signature over the PAE is
+verified by :class:`attestor.verify.Verifier` with the certificate's key (the
+same code, and the same statement rules, as every other envelope), not by
+sigstore-python (``verify_dsse_material``). Additions:
 
 1. DSSE bundles logged as Rekor v1 ``intoto`` 0.0.2 (cosign) or as
    ``hashedrekord`` 0.0.1 over sha256(PAE) (allowed by the client spec):
@@ -18,7 +21,8 @@ what it lacks, never removes a check:
    whose ``validFor`` covers every verified signing time; the SCT must come
    from a CT log of the trusted root whose key was valid at the SCT time.
 
-The ``_establish_time`` / ``_verify_common_signing_cert`` overrides use
+The ``_establish_time`` / ``_verify_common_signing_cert`` overrides and the
+entry-body checks of ``sigstore.verify.verifier`` use
 sigstore-python private methods; ``sigstore>=4.5,<4.6`` pins them and the
 conformance tests catch a change.
 """
@@ -29,11 +33,10 @@ import base64
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import rekor_types
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import (
     Certificate,
     ExtendedKeyUsage,
@@ -48,7 +51,6 @@ from cryptography.x509.verification import (
     Store,
 )
 from cryptography.x509.verification import VerificationError as X509VerificationError
-from sigstore import dsse as sigstore_dsse
 from sigstore._internal.rekor import _hashedrekord_from_parts
 from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
 from sigstore.errors import Error as SigstoreError
@@ -57,6 +59,10 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore.verify.policy import VerificationPolicy
+from sigstore.verify.verifier import (
+    _validate_dsse_v001_entry_body,
+    _validate_hashedrekord_v002_dsse_entry_body,
+)
 from sigstore_models.common.v1 import HashAlgorithm
 from sigstore_models.trustroot import v1 as trustroot_v1
 
@@ -219,25 +225,53 @@ class KeylessVerifier(Verifier):
                 )
 
     def verify_dsse(self, bundle: Bundle, policy: VerificationPolicy) -> tuple[str, bytes]:
-        """Like sigstore-python's, also accepting Rekor v1 ``intoto`` 0.0.2 entries.
+        """Refused: use :meth:`verify_dsse_material` and the one statement verifier.
+
+        sigstore-python's ``verify_dsse`` checks the envelope signature itself;
+        here that is the job of :class:`attestor.verify.Verifier` alone, so the
+        inherited method must not be reachable by accident.
+
+        Raises:
+            sigstore.errors.VerificationError: always.
+        """
+        raise SigstoreVerificationError("verify_dsse is not used: see verify_dsse_material")
+
+    def verify_dsse_material(self, bundle: Bundle, policy: VerificationPolicy) -> None:
+        """Everything sigstore-python's ``verify_dsse`` checks except the signature.
+
+        The certificate (chain, SCTs, identity policy, validity at the verified
+        times) and the log entry's consistency with the envelope: the entry
+        binds this payload (or PAE digest), this signature and this
+        certificate. Whether the signature is valid over the PAE with the
+        certificate's key is left to :class:`attestor.verify.Verifier`, which
+        then also checks the statement. Log kinds: Rekor v1 ``dsse`` 0.0.1,
+        ``intoto`` 0.0.2 (cosign) and ``hashedrekord`` 0.0.1 over sha256(PAE);
+        Rekor v2 ``hashedrekord`` 0.0.2.
 
         Raises:
             sigstore.errors.VerificationError: on any failure.
         """
-        kv = bundle.log_entry._inner.kind_version
-        if (kv.kind, kv.version) not in (_INTOTO, _HASHEDREKORD_V1):
-            return super().verify_dsse(bundle, policy)
         self._verify_common_signing_cert(bundle, policy)
         envelope = bundle._dsse_envelope
         if envelope is None:
             raise SigstoreVerificationError("DSSE log entry but the bundle has no DSSE envelope")
-        key = cast(ec.EllipticCurvePublicKey, bundle.signing_certificate.public_key())
-        sigstore_dsse._verify(key, envelope)
-        if (kv.kind, kv.version) == _INTOTO:
+        if len(envelope._inner.signatures) != 1:
+            count = len(envelope._inner.signatures)
+            raise SigstoreVerificationError(f"DSSE: exactly 1 signature allowed, got {count}")
+        kv = bundle.log_entry._inner.kind_version
+        kind = (kv.kind, kv.version)
+        if kind == _INTOTO:
             _check_intoto_body(bundle)
-        else:
+        elif kind == _HASHEDREKORD_V1:
             _check_hashedrekord_dsse_body(bundle)
-        return (envelope._inner.payload_type, envelope._inner.payload)
+        elif kind == ("dsse", "0.0.1"):
+            _validate_dsse_v001_entry_body(bundle)
+        elif kind == ("hashedrekord", "0.0.2"):
+            _validate_hashedrekord_v002_dsse_entry_body(bundle)
+        else:
+            raise SigstoreVerificationError(
+                f"Unsupported DSSE log entry type: {kv.kind}/{kv.version}"
+            )
 
 
 def _check_hashedrekord_dsse_body(bundle: Bundle) -> None:

@@ -11,7 +11,7 @@ from attestor.errors import ConfigError, VerificationError
 from attestor.revocation.match import RevocationSet
 from attestor.verify.dsse import verify_envelope_signatures
 from attestor.verify.keys import TrustedKey
-from attestor.verify.result import VerifiedStatement
+from attestor.verify.result import VerifiedPayload, VerifiedStatement
 from attestor.verify.revocation import has_time_windows, raise_if_revoked
 from attestor.verify.statement import (
     DEFAULT_PREDICATE_SCHEMAS,
@@ -30,7 +30,7 @@ _DEFAULT_LIMITS = EnvelopeLimits()
 class Verifier:
     """Verifies DSSE envelopes against already-loaded trust material.
 
-    Order of checks: parse (InvalidInput) -> revoked statements (by PAE hash) ->
+    Order of checks: parse (InvalidInput) -> revoked envelope hashes ->
     signatures with the threshold -> statement -> artifact subject -> predicate
     type and schema -> revocations. Revocations come last so that "revoked" is
     only ever reported for an attestation that is otherwise valid: a forgery is
@@ -43,10 +43,11 @@ class Verifier:
         keys: Sequence[TrustedKey],
         threshold: int = 1,
         allowed_predicate_types: frozenset[str] = frozenset({SLSA_PROVENANCE_V1}),
-        revoked_statements: frozenset[str] = frozenset(),
+        revoked_envelopes: frozenset[str] = frozenset(),
         revocations: RevocationSet | None = None,
         predicate_schemas: Mapping[str, str] = DEFAULT_PREDICATE_SCHEMAS,
         limits: EnvelopeLimits = _DEFAULT_LIMITS,
+        any_predicate_type: bool = False,
     ) -> None:
         """Build a verifier.
 
@@ -54,13 +55,15 @@ class Verifier:
             keys: trusted keys; each distinct key counts once toward the threshold.
             threshold: how many distinct keys must have signed (>= 1).
             allowed_predicate_types: predicateTypes accepted (non-empty).
-            revoked_statements: revoked attestations by what they sign
-                (:func:`attestor.dsse.pae_sha256`), so that no change to the
-                unsigned parts of an envelope gets one past this list.
+            revoked_envelopes: sha256 hex of revoked envelopes (``envelope_sha256``).
             revocations: the revocation snapshot; its ``version`` belongs in the
                 key of any cache of this verifier's results.
             predicate_schemas: predicateType -> schema name in ``schemas/``.
             limits: parsing caps for untrusted envelopes.
+            any_predicate_type: accept every predicateType and skip the predicate
+                schema (the statement itself is still checked in full). Only for
+                tools that verify other parties' attestations, like cosign
+                without ``--type``; never for the server's or the agent's rules.
 
         Raises:
             ConfigError: on no keys, a duplicate key, a threshold that cannot be
@@ -73,15 +76,16 @@ class Verifier:
                 raise ConfigError(f"trusted key {key.keyid!r} is listed twice")
         if not 1 <= threshold <= len(keys):
             raise ConfigError(f"threshold must be within 1..{len(keys)}, got {threshold}")
-        if not allowed_predicate_types:
+        if not allowed_predicate_types and not any_predicate_type:
             raise ConfigError("allowed_predicate_types must not be empty")
         missing = sorted(t for t in allowed_predicate_types if t not in predicate_schemas)
+        self._any_predicate_type = any_predicate_type
         if missing:
             raise ConfigError(f"no schema for allowed predicateType(s) {missing}")
         self._keys = tuple(keys)
         self._threshold = threshold
         self._allowed = frozenset(allowed_predicate_types)
-        self._revoked = frozenset(revoked_statements)
+        self._revoked = frozenset(revoked_envelopes)
         self._revocations = revocations if revocations is not None else RevocationSet()
         self._schemas = dict(predicate_schemas)
         self._limits = limits
@@ -122,10 +126,11 @@ class Verifier:
             keys=keys,
             threshold=threshold,
             allowed_predicate_types=self._allowed,
-            revoked_statements=self._revoked,
+            revoked_envelopes=self._revoked,
             revocations=self._revocations,
             predicate_schemas=self._schemas,
             limits=self._limits,
+            any_predicate_type=self._any_predicate_type,
         )
 
     @property
@@ -134,12 +139,16 @@ class Verifier:
         return self._revocations.version
 
     def verify_envelope(
-        self, envelope: bytes | Mapping[str, object], *, artifact_digest: str | None = None
+        self,
+        envelope: bytes | Mapping[str, object] | Envelope,
+        *,
+        artifact_digest: str | None = None,
     ) -> VerifiedStatement:
         """Verify a DSSE envelope and the in-toto Statement it carries.
 
         Args:
-            envelope: the envelope JSON bytes, or its decoded JSON object.
+            envelope: the envelope JSON bytes, its decoded JSON object, or an
+                envelope already parsed (e.g. the one a Sigstore bundle carries).
             artifact_digest: ``sha256:<hex>`` or ``<hex>``; one subject must match.
 
         Raises:
@@ -151,18 +160,26 @@ class Verifier:
         artifact_sha256 = (
             None if artifact_digest is None else normalize_artifact_digest(artifact_digest)
         )
-        parsed = parse_envelope(envelope, limits=self._limits)
+        parsed = (
+            envelope
+            if isinstance(envelope, Envelope)
+            else parse_envelope(envelope, limits=self._limits)
+        )
         envelope_sha256 = hashlib.sha256(parsed.to_json()).hexdigest()
-        if self._revoked and (signed := parsed.pae_sha256()) in self._revoked:
+        if envelope_sha256 in self._revoked:
             raise VerificationError(
-                f"attestation pae sha256:{signed} is revoked",
-                detail={"revoked": True, "envelope_sha256": envelope_sha256, "pae_sha256": signed},
+                f"envelope sha256:{envelope_sha256} is revoked",
+                detail={"revoked": True, "envelope_sha256": envelope_sha256},
             )
         signers = self._verify_signatures(parsed)
         statement, subjects = parse_statement(parsed.payload_type, parsed.payload)
         matched = None if artifact_sha256 is None else match_subject(subjects, artifact_sha256)
-        predicate_type = check_predicate(
-            statement, allowed_predicate_types=self._allowed, predicate_schemas=self._schemas
+        predicate_type = (
+            statement["predicateType"]
+            if self._any_predicate_type
+            else check_predicate(
+                statement, allowed_predicate_types=self._allowed, predicate_schemas=self._schemas
+            )
         )
         result = VerifiedStatement(
             statement=statement,
@@ -175,3 +192,33 @@ class Verifier:
         )
         raise_if_revoked(self._revocations, result, with_issued_at=self._with_issued_at)
         return result
+
+    def verify_payload(
+        self, envelope: bytes | Mapping[str, object] | Envelope, *, payload_type: str
+    ) -> VerifiedPayload:
+        """Verify a DSSE envelope that carries something other than a statement.
+
+        The same parsing and signature rules as :meth:`verify_envelope` (keys,
+        threshold, revoked keys tried last), for signed documents with their
+        own payload type, such as revocation feed pages. The caller parses and
+        checks the payload: this only proves who signed which bytes.
+
+        Raises:
+            InvalidInput: if the envelope is malformed.
+            VerificationError: on another payload type or too few valid signatures.
+        """
+        parsed = (
+            envelope
+            if isinstance(envelope, Envelope)
+            else parse_envelope(envelope, limits=self._limits)
+        )
+        if parsed.payload_type != payload_type:
+            raise VerificationError(
+                f"payloadType {parsed.payload_type[:80]!r} is not {payload_type!r}"
+            )
+        signers = self._verify_signatures(parsed)
+        return VerifiedPayload(
+            payload_type=parsed.payload_type,
+            payload=parsed.payload,
+            keys=tuple(k.keyid for k in signers),
+        )

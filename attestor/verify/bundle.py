@@ -1,6 +1,19 @@
 # SPDX-License-Identifier: Apache-2.0
 """Sigstore bundle verification (bundle v0.1, v0.2, v0.3; message signature or DSSE).
 
+Two layers, so that a bundle is judged by the same rules whoever checks it:
+
+* the Sigstore layer (:meth:`BundleVerifier.signing_material`): certificate
+  chain, transparency log, timestamps and identity policy, or the managed key's
+  log entries. For a DSSE bundle it checks neither the envelope signature nor
+  the statement: it returns the envelope and the key that must have signed it
+  (:class:`SigningMaterial`);
+* the one DSSE verifier, :class:`attestor.verify.Verifier`, with that key:
+  signature over the PAE, strict statement parsing, payloadType, subject,
+  predicateType and schema, revocations. :meth:`BundleVerifier.verify` runs
+  both; a message-signature bundle has no envelope, and its signature over the
+  artifact digest is checked in the Sigstore layer.
+
 Two signers:
 
 * keyless (a Fulcio certificate): sigstore-python 4.5 does the work, with the
@@ -8,8 +21,8 @@ Two signers:
 * managed key (``verificationMaterial.publicKey``): sigstore-python refuses
   these bundles, so this module parses them strictly (sigstore-models, unknown
   members forbidden; DSSE through :func:`attestor.dsse.parse_envelope`),
-  checks the signature with the caller's key and verifies every log entry and
-  RFC 3161 timestamp against the trusted root (``_bundle_tlog``).
+  checks a message signature with the caller's key and verifies every log
+  entry and RFC 3161 timestamp against the trusted root (``_bundle_tlog``).
 
 For a DSSE bundle the artifact names a subject of the in-toto statement. The
 result is a frozen :class:`BundleVerification`; every rejection is a
@@ -19,7 +32,6 @@ result is a frozen :class:`BundleVerification`; every rejection is a
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -36,23 +48,27 @@ from sigstore.models import Bundle as SigstoreBundle
 from sigstore_models.bundle.v1 import Bundle as BundleModel
 from sigstore_models.common.v1 import HashAlgorithm
 
+from attestor._json import loads_strict
 from attestor.digests import Sha256Hex, parse_digest
-from attestor.dsse import pae, parse_envelope
+from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, parse_envelope
 from attestor.errors import Error, InvalidInput, VerificationError
 from attestor.verify._bundle_checks import (
     check_base64,
-    check_statement,
     reason,
     verify_message_signature,
 )
 from attestor.verify._bundle_tlog import SignedContent, TlogEntryInfo, verify_tlog_entry
-from attestor.verify._crypto import PublicKey, verify_signature
+from attestor.verify._crypto import PublicKey
+from attestor.verify._signing_material import SigningMaterial, keyless_envelope, trusted_key
 from attestor.verify._sigstore_identity import (
     CertificateIdentity,
     IdentityPolicy,
     certificate_identity,
 )
 from attestor.verify._sigstore_keyless import KeylessVerifier
+from attestor.verify._verifier import Verifier
+from attestor.verify.keys import TrustedKey
+from attestor.verify.result import VerifiedStatement
 from attestor.verify.trust import SigstoreTrust
 
 __all__ = [
@@ -61,6 +77,7 @@ __all__ = [
     "BundleVerification",
     "BundleVerifier",
     "CertificateIdentity",
+    "SigningMaterial",
     "TlogEntryInfo",
     "verify_bundle",
 ]
@@ -122,13 +139,26 @@ class BundleVerification:
     key_id: str | None
     content: Literal["message", "dsse"]
     artifact_sha256: Sha256Hex
-    #: DSSE: the payload type and the verbatim signed payload.
-    payload_type: str | None
-    payload: bytes | None
-    predicate_type: str | None
     tlog_entries: tuple[TlogEntryInfo, ...]
     #: Verified RFC 3161 timestamp times.
     timestamps: tuple[datetime, ...]
+    #: DSSE: what :class:`attestor.verify.Verifier` verified.
+    statement: VerifiedStatement | None = None
+
+    @property
+    def payload_type(self) -> str | None:
+        """DSSE: the envelope's payload type."""
+        return None if self.statement is None else IN_TOTO_PAYLOAD_TYPE
+
+    @property
+    def payload(self) -> bytes | None:
+        """DSSE: the verbatim signed payload."""
+        return None if self.statement is None else self.statement.payload
+
+    @property
+    def predicate_type(self) -> str | None:
+        """DSSE: the statement's predicateType."""
+        return None if self.statement is None else self.statement.predicate_type
 
 
 class BundleVerifier:
@@ -149,13 +179,63 @@ class BundleVerifier:
         *,
         now: datetime,
         identity: CertificateIdentity | None = None,
-        key: PublicKey | None = None,
+        key: PublicKey | TrustedKey | None = None,
         require_tlog: bool = True,
+        statements: Verifier | None = None,
     ) -> BundleVerification:
-        """Verify ``bundle`` over ``artifact``; give exactly one of ``identity`` or ``key``.
+        """Verify ``bundle`` over ``artifact``: the Sigstore layer, then the statement.
+
+        Give exactly one of ``identity`` or ``key``. A DSSE envelope goes
+        through ``statements.with_keys([<signing key>])``: the caller's
+        statement, predicate and revocation rules with the key the Sigstore
+        layer proved; without ``statements``, the default
+        :class:`attestor.verify.Verifier` rules.
+
+        Raises:
+            VerificationError: with the reason, for any bundle that does not verify.
+            InvalidInput: if neither or both of ``identity`` and ``key`` are given.
+        """
+        material = self.signing_material(
+            bundle, artifact, now=now, identity=identity, key=key, require_tlog=require_tlog
+        )
+        statement = None
+        if material.envelope is not None:
+            rules = (
+                Verifier(keys=[material.key])
+                if statements is None
+                else statements.with_keys([material.key])
+            )
+            statement = rules.verify_envelope(
+                material.envelope, artifact_digest=material.artifact_sha256
+            )
+        return BundleVerification(
+            media_type=material.media_type,
+            signer=material.signer,
+            identity=material.identity,
+            issuer=material.issuer,
+            key_id=material.key_id,
+            content=material.content,
+            artifact_sha256=material.artifact_sha256,
+            tlog_entries=material.tlog_entries,
+            timestamps=material.timestamps,
+            statement=statement,
+        )
+
+    def signing_material(
+        self,
+        bundle: bytes,
+        artifact: Artifact,
+        *,
+        now: datetime,
+        identity: CertificateIdentity | None = None,
+        key: PublicKey | TrustedKey | None = None,
+        require_tlog: bool = True,
+    ) -> SigningMaterial:
+        """The Sigstore layer alone; give exactly one of ``identity`` or ``key``.
 
         ``require_tlog`` (managed key only) demands at least one log entry;
-        keyless bundles always need exactly one.
+        keyless bundles always need exactly one. A DSSE envelope comes back
+        unverified, with the key it must verify with (see :class:`SigningMaterial`).
 
         Raises:
             VerificationError: with the reason, for any bundle that does not verify.
@@ -166,7 +246,8 @@ class BundleVerifier:
         try:
             doc = self._load(bundle)
             if key is not None:
-                return self._verify_key(bundle, doc, artifact, key, now, require_tlog)
+                trusted = key if isinstance(key, TrustedKey) else trusted_key(key)
+                return self._verify_key(bundle, doc, artifact, trusted, now, require_tlog)
             assert identity is not None  # noqa: S101 - checked above
             return self._verify_keyless(bundle, doc, artifact, identity, now)
         except Error as e:
@@ -187,11 +268,13 @@ class BundleVerifier:
                 f"bundle is {len(bundle)} bytes, over the cap of {self._limits.max_bundle_bytes}"
             )
         try:
-            doc = json.loads(bundle)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise VerificationError(f"bundle is not JSON: {e}") from None
-        except RecursionError:
-            raise VerificationError("bundle JSON nested too deeply") from None
+            # Strict: sigstore-models reads the same bytes again, and a repeated
+            # member could give the two parsers different envelopes.
+            doc = loads_strict(bundle, what="bundle")
+        except InvalidInput as e:
+            raise VerificationError(
+                e.message.replace("bundle: not JSON", "bundle is not JSON")
+            ) from None
         if not isinstance(doc, dict):
             raise VerificationError("bundle is not a JSON object")
         media_type = doc.get("mediaType")
@@ -218,7 +301,7 @@ class BundleVerifier:
         artifact: Artifact,
         identity: CertificateIdentity,
         now: datetime,
-    ) -> BundleVerification:
+    ) -> SigningMaterial:
         material = doc.get("verificationMaterial")
         if isinstance(material, dict) and "publicKey" in material:
             raise VerificationError("bundle is signed with a key: verify it with the public key")
@@ -226,12 +309,10 @@ class BundleVerifier:
         _reject_root_in_chain(bundle)
         policy = IdentityPolicy(identity)
         verifier = self._keyless
-        payload_type: str | None = None
-        payload: bytes | None = None
-        predicate_type: str | None = None
+        envelope: Envelope | None = None
         if bundle._inner.dsse_envelope is not None:
-            payload_type, payload = verifier.verify_dsse(bundle, policy)
-            predicate_type = check_statement(payload_type, payload, artifact.sha256)
+            verifier.verify_dsse_material(bundle, policy)
+            envelope = keyless_envelope(doc, bundle)
             content: Literal["message", "dsse"] = "dsse"
         else:
             hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(artifact.sha256))
@@ -252,7 +333,7 @@ class BundleVerifier:
             if when > now:
                 raise VerificationError(f"signed time {when.isoformat()} is in the future")
         san, issuer = certificate_identity(bundle.signing_certificate)
-        return BundleVerification(
+        return SigningMaterial(
             media_type=bundle._inner.media_type,
             signer="keyless",
             identity=san,
@@ -260,9 +341,8 @@ class BundleVerifier:
             key_id=None,
             content=content,
             artifact_sha256=artifact.sha256,
-            payload_type=payload_type,
-            payload=payload,
-            predicate_type=predicate_type,
+            key=trusted_key(bundle.signing_certificate.public_key()),
+            envelope=envelope,
             tlog_entries=(
                 TlogEntryInfo(
                     log_id=entry.log_id.key_id.hex(),
@@ -282,10 +362,11 @@ class BundleVerifier:
         raw: bytes,
         doc: dict[str, Any],
         artifact: Artifact,
-        key: PublicKey,
+        trusted: TrustedKey,
         now: datetime,
         require_tlog: bool,
-    ) -> BundleVerification:
+    ) -> SigningMaterial:
+        key = trusted.public_key
         model = BundleModel.from_json(raw)
         material = model.verification_material
         if material.public_key is None:
@@ -293,9 +374,7 @@ class BundleVerifier:
                 "bundle carries a certificate, not a key hint: verify it with an identity"
             )
         version = MEDIA_TYPES[model.media_type]
-        payload_type: str | None = None
-        payload: bytes | None = None
-        predicate_type: str | None = None
+        envelope: Envelope | None = None
         if (model.message_signature is None) == (model.dsse_envelope is None):
             raise VerificationError(
                 "bundle must hold exactly one of messageSignature, dsseEnvelope"
@@ -312,20 +391,17 @@ class BundleVerifier:
             signed = SignedContent(signature=signature, digest=bytes.fromhex(artifact.sha256))
             content: Literal["message", "dsse"] = "message"
         else:
+            # The signature over the PAE is the statement verifier's to check;
+            # here the log entries must describe exactly this signature.
             envelope = parse_envelope(doc["dsseEnvelope"])
             if len(envelope.signatures) != 1:
                 count = len(envelope.signatures)
                 raise VerificationError(f"bundle DSSE envelope needs 1 signature, got {count}")
             signature = envelope.signatures[0].sig
-            signed_bytes = pae(envelope.payload_type, envelope.payload)
-            if not verify_signature(key, signature, signed_bytes):
-                raise VerificationError("DSSE signature does not verify with the given key")
-            payload_type, payload = envelope.payload_type, envelope.payload
-            predicate_type = check_statement(payload_type, payload, artifact.sha256)
             signed = SignedContent(
                 signature=signature,
-                digest=hashlib.sha256(signed_bytes).digest(),
-                payload=payload,
+                digest=hashlib.sha256(envelope.pae()).digest(),
+                payload=envelope.payload,
                 dsse_signatures=(signature,),
             )
             content = "dsse"
@@ -347,7 +423,7 @@ class BundleVerifier:
         spki = key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        return BundleVerification(
+        return SigningMaterial(
             media_type=model.media_type,
             signer="key",
             identity=None,
@@ -355,9 +431,8 @@ class BundleVerifier:
             key_id=hashlib.sha256(spki).hexdigest(),
             content=content,
             artifact_sha256=artifact.sha256,
-            payload_type=payload_type,
-            payload=payload,
-            predicate_type=predicate_type,
+            key=trusted,
+            envelope=envelope,
             tlog_entries=entries,
             timestamps=timestamps,
         )
@@ -394,8 +469,9 @@ def verify_bundle(
     trust: SigstoreTrust,
     now: datetime,
     identity: CertificateIdentity | None = None,
-    key: PublicKey | None = None,
+    key: PublicKey | TrustedKey | None = None,
     require_tlog: bool = True,
+    statements: Verifier | None = None,
 ) -> BundleVerification:
     """One-shot :meth:`BundleVerifier.verify`.
 
@@ -404,7 +480,13 @@ def verify_bundle(
         InvalidInput: if the trust root is unusable or the arguments conflict.
     """
     return BundleVerifier(trust).verify(
-        bundle, artifact, now=now, identity=identity, key=key, require_tlog=require_tlog
+        bundle,
+        artifact,
+        now=now,
+        identity=identity,
+        key=key,
+        require_tlog=require_tlog,
+        statements=statements,
     )
 
 

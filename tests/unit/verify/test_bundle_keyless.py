@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestor.errors import VerificationError
+from attestor.verify import TrustedKey, Verifier
+from attestor.verify._crypto import public_key_pem
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
 from attestor.verify.trust import load_trusted_root, public_good
 
@@ -83,6 +86,14 @@ def test_identity_policy(cases, production, identity, ok) -> None:
             production.verify(raw, _artifact(cases), now=NOW, identity=identity)
 
 
+def _any_predicate() -> Verifier:
+    # The rules template needs a key; with_keys swaps in the certificate's.
+    placeholder = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return Verifier(
+        keys=[TrustedKey.from_pem(public_key_pem(placeholder))], any_predicate_type=True
+    )
+
+
 def test_dsse_result(cases) -> None:
     case = cases / "rekor2-dsse-happy-path"
     verifier = BundleVerifier(load_trusted_root(case / "trusted_root.json"))
@@ -91,17 +102,33 @@ def test_dsse_result(cases) -> None:
         _artifact(cases),
         now=NOW,
         identity=CertificateIdentity(IDENTITY, ISSUER),
+        statements=_any_predicate(),
     )
     assert result.content == "dsse"
     assert result.payload_type == "application/vnd.in-toto+json"
-    assert result.predicate_type
+    assert result.predicate_type == "https://slsa.dev/provenance/v1"
+    assert result.statement is not None and result.statement.matched_subject is not None
     assert result.timestamps  # Rekor v2: the time comes from the TSA
+
+
+def test_dsse_default_rules_check_the_predicate_schema(cases) -> None:
+    # The case's SLSA v1 predicate lacks buildDefinition.externalParameters: the
+    # Sigstore layer accepts the bundle, the statement verifier's default rules do not.
+    case = cases / "rekor2-dsse-happy-path"
+    verifier = BundleVerifier(load_trusted_root(case / "trusted_root.json"))
+    raw = (case / "bundle.sigstore.json").read_bytes()
+    identity = CertificateIdentity(IDENTITY, ISSUER)
+    material = verifier.signing_material(raw, _artifact(cases), now=NOW, identity=identity)
+    assert material.envelope is not None
+    assert material.envelope.signatures[0].keyid == ""
+    with pytest.raises(VerificationError, match="predicate invalid: .*externalParameters"):
+        verifier.verify(raw, _artifact(cases), now=NOW, identity=identity)
 
 
 def test_dsse_wrong_subject(cases) -> None:
     case = cases / "rekor2-dsse-happy-path"
     verifier = BundleVerifier(load_trusted_root(case / "trusted_root.json"))
-    with pytest.raises(VerificationError, match="not a subject"):
+    with pytest.raises(VerificationError, match="no subject has sha256"):
         verifier.verify(
             (case / "bundle.sigstore.json").read_bytes(),
             Artifact.from_bytes(b"something else"),

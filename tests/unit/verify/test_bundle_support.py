@@ -140,7 +140,15 @@ def statement(artifact: bytes) -> bytes:
             "_type": "https://in-toto.io/Statement/v1",
             "subject": [{"name": "a", "digest": {"sha256": hashlib.sha256(artifact).hexdigest()}}],
             "predicateType": "https://slsa.dev/provenance/v1",
-            "predicate": {},
+            # The smallest predicate the SLSA provenance v1 schema accepts: DSSE
+            # bundles go through the statement verifier's default rules.
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://example.test/build",
+                    "externalParameters": {},
+                },
+                "runDetails": {"builder": {"id": "https://example.test/builder"}},
+            },
         }
     ).encode()
 
