@@ -44,7 +44,13 @@ __all__ = [
 
 #: DSSE payloadType of a feed page. Distinct from in-toto's, so the PAE keeps a
 #: feed signature from ever passing as an attestation signature, and back.
-FEED_PAYLOAD_TYPE: Final = "application/vnd.attestor.revocation-feed.v1+json"
+#: v2: attestation targets name the attestation by ``pae_sha256`` (v1 used a
+#: hash of the envelope JSON); an agent that only knows v1 refuses v2 pages by
+#: this type instead of misreading them.
+FEED_PAYLOAD_TYPE: Final = "application/vnd.attestor.revocation-feed.v2+json"
+#: Leads every ETag; it changes with the page format, so an ETag never names
+#: pages of two formats.
+_ETAG_VERSION: Final = "rf2"
 
 _MAX_CURSOR: Final = 2**63 - 1
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -199,10 +205,10 @@ def feed_etag(
         InvalidInput: if ``issued_at`` is naive.
     """
     material = json.dumps(
-        ["rf1", server_id, since, latest, limit, keyid, format_time(issued_at)],
+        [_ETAG_VERSION, server_id, since, latest, limit, keyid, format_time(issued_at)],
         separators=(",", ":"),
     ).encode()
-    return '"rf1-' + hashlib.sha256(material).hexdigest()[:40] + '"'
+    return f'"{_ETAG_VERSION}-' + hashlib.sha256(material).hexdigest()[:40] + '"'
 
 
 def parse_feed_page(payload: bytes, *, limits: FeedLimits = _DEFAULT_LIMITS) -> FeedPage:

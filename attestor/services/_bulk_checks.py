@@ -9,7 +9,6 @@ one verification core (:mod:`attestor.verify`).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,7 +77,9 @@ class TrustSnapshot:
 class Signed:
     """An envelope whose signatures and statement verified."""
 
-    envelope_sha256: str
+    #: Its identity (:func:`attestor.dsse.pae_sha256`): our row and
+    #: attestation revocations are found by it.
+    pae_sha256: str
     #: keyids of the trusted keys whose signatures verified.
     keys: tuple[str, ...]
     #: ``sha256:<hex>`` of the subject that matched the artifact digest.
@@ -89,9 +90,9 @@ class Signed:
 
 @dataclass(frozen=True)
 class Keyless:
-    """A keyless bundle, checked once its signer identity is looked up by envelope."""
+    """A keyless bundle, checked once its signer identity is looked up by what it signs."""
 
-    envelope_sha256: str
+    pae_sha256: str
     bundle: bytes
     artifact_digest: str
 
@@ -118,7 +119,7 @@ def check_item(item: Mapping[str, Any], snapshot: TrustSnapshot) -> Outcome | Si
     live = [k for k in verified.keys if k not in snapshot.revoked_keyids]
     matched = verified.matched_subject
     return Signed(
-        verified.envelope_sha256,
+        verified.pae_sha256,
         verified.keys,
         None if matched is None or matched.sha256 is None else f"sha256:{matched.sha256}",
         () if live else verified.keys,
@@ -140,8 +141,8 @@ def _check_bundle(
     The keys are the trusted keys the bundle's log entries and timestamps
     verified with (every candidate, when it has none); the envelope's signature
     and statement are then checked by the one verifier with those keys, on
-    the envelope path: its canonical JSON has the same sha256 as the envelope
-    we stored, so revocations and our row apply alike.
+    the envelope path: it signs the same PAE as the envelope we stored, so
+    revocations and our row apply alike.
     """
     material = bundle.get("verificationMaterial")
     if not isinstance(material, Mapping):
@@ -159,7 +160,7 @@ def _check_bundle(
         except InvalidInput as e:
             return Outcome(status="rejected", reason=f"dsseEnvelope: {e.message}")
         return Keyless(
-            hashlib.sha256(envelope.to_json()).hexdigest(),
+            envelope.pae_sha256(),
             json.dumps(bundle, separators=(",", ":")).encode(),
             artifact_digest,
         )
@@ -232,7 +233,7 @@ def check_keyless(
     except (VerificationError, InvalidInput) as e:
         return Outcome(status="rejected", reason=e.message, attestation_id=ours.id)
     revoked = (ours.keyid,) if ours.keyid in snapshot.revoked_keyids else ()
-    return Signed(pending.envelope_sha256, (ours.keyid,), pending.artifact_digest, revoked)
+    return Signed(pending.pae_sha256, (ours.keyid,), pending.artifact_digest, revoked)
 
 
 def _metas(signed: Signed, ours: OurAttestation | None) -> list[AttestationMeta]:
@@ -247,15 +248,13 @@ def _metas(signed: Signed, ours: OurAttestation | None) -> list[AttestationMeta]
                 policy_id=ours.policy_id,
                 policy_version=ours.policy_version,
                 issued_at=ours.issued_at,
-                envelope_sha256=signed.envelope_sha256,
+                pae_sha256=signed.pae_sha256,
             )
         ]
     # A foreign envelope: unknown issue time, so every applicable time window matches
     # (fail closed); one meta per signing key.
     return [
-        AttestationMeta(
-            layer_digest=signed.subject, keyid=k, envelope_sha256=signed.envelope_sha256
-        )
+        AttestationMeta(layer_digest=signed.subject, keyid=k, pae_sha256=signed.pae_sha256)
         for k in signed.keys
     ]
 

@@ -30,7 +30,7 @@ _DEFAULT_LIMITS = EnvelopeLimits()
 class Verifier:
     """Verifies DSSE envelopes against already-loaded trust material.
 
-    Order of checks: parse (InvalidInput) -> revoked envelope hashes ->
+    Order of checks: parse (InvalidInput) -> revoked statements (by PAE hash) ->
     signatures with the threshold -> statement -> artifact subject -> predicate
     type and schema -> revocations. Revocations come last so that "revoked" is
     only ever reported for an attestation that is otherwise valid: a forgery is
@@ -43,7 +43,7 @@ class Verifier:
         keys: Sequence[TrustedKey],
         threshold: int = 1,
         allowed_predicate_types: frozenset[str] = frozenset({SLSA_PROVENANCE_V1}),
-        revoked_envelopes: frozenset[str] = frozenset(),
+        revoked_statements: frozenset[str] = frozenset(),
         revocations: RevocationSet | None = None,
         predicate_schemas: Mapping[str, str] = DEFAULT_PREDICATE_SCHEMAS,
         limits: EnvelopeLimits = _DEFAULT_LIMITS,
@@ -55,7 +55,9 @@ class Verifier:
             keys: trusted keys; each distinct key counts once toward the threshold.
             threshold: how many distinct keys must have signed (>= 1).
             allowed_predicate_types: predicateTypes accepted (non-empty).
-            revoked_envelopes: sha256 hex of revoked envelopes (``envelope_sha256``).
+            revoked_statements: revoked attestations by what they sign
+                (:func:`attestor.dsse.pae_sha256`), so that no change to the
+                unsigned parts of an envelope gets one past this list.
             revocations: the revocation snapshot; its ``version`` belongs in the
                 key of any cache of this verifier's results.
             predicate_schemas: predicateType -> schema name in ``schemas/``.
@@ -85,7 +87,7 @@ class Verifier:
         self._keys = tuple(keys)
         self._threshold = threshold
         self._allowed = frozenset(allowed_predicate_types)
-        self._revoked = frozenset(revoked_envelopes)
+        self._revoked = frozenset(revoked_statements)
         self._revocations = revocations if revocations is not None else RevocationSet()
         self._schemas = dict(predicate_schemas)
         self._limits = limits
@@ -126,7 +128,7 @@ class Verifier:
             keys=keys,
             threshold=threshold,
             allowed_predicate_types=self._allowed,
-            revoked_envelopes=self._revoked,
+            revoked_statements=self._revoked,
             revocations=self._revocations,
             predicate_schemas=self._schemas,
             limits=self._limits,
@@ -166,10 +168,10 @@ class Verifier:
             else parse_envelope(envelope, limits=self._limits)
         )
         envelope_sha256 = hashlib.sha256(parsed.to_json()).hexdigest()
-        if envelope_sha256 in self._revoked:
+        if self._revoked and (signed := parsed.pae_sha256()) in self._revoked:
             raise VerificationError(
-                f"envelope sha256:{envelope_sha256} is revoked",
-                detail={"revoked": True, "envelope_sha256": envelope_sha256},
+                f"attestation pae sha256:{signed} is revoked",
+                detail={"revoked": True, "envelope_sha256": envelope_sha256, "pae_sha256": signed},
             )
         signers = self._verify_signatures(parsed)
         statement, subjects = parse_statement(parsed.payload_type, parsed.payload)

@@ -8,6 +8,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, pae_sha256
+
 __all__ = ["Subject", "VerifiedPayload", "VerifiedStatement"]
 
 
@@ -49,8 +51,10 @@ class VerifiedStatement:
     statement: dict[str, Any]
     #: The exact signed payload bytes.
     payload: bytes
-    #: sha256 hex of the envelope's canonical JSON (``Envelope.to_json``), the id
-    #: used by revocation lists and attestation chains.
+    #: sha256 hex of the envelope's canonical JSON (``Envelope.to_json``): the
+    #: address of these envelope bytes (caches, attestation chains). Not the
+    #: attestation's identity: unsigned keyids and signatures change it; that
+    #: is :attr:`pae_sha256`.
     envelope_sha256: str
     #: keyids of the distinct trusted keys whose signatures verified.
     keys: tuple[str, ...]
@@ -63,3 +67,14 @@ class VerifiedStatement:
     def payload_sha256(self) -> str:
         """sha256 hex of the exact signed payload bytes (computed when asked for)."""
         return hashlib.sha256(self.payload).hexdigest()
+
+    @functools.cached_property
+    def pae_sha256(self) -> str:
+        """The attestation's identity: sha256 hex of what its signatures sign.
+
+        :func:`attestor.dsse.pae_sha256` of the in-toto payload type (the only
+        one a statement verifies under) and :attr:`payload`. Unlike
+        :attr:`envelope_sha256` it does not change with keyids, extra or
+        reordered signatures or the JSON layout; revocations match on it.
+        """
+        return pae_sha256(IN_TOTO_PAYLOAD_TYPE, self.payload)
