@@ -79,6 +79,8 @@ class Settings:
     log_level: str = "INFO"
     #: Bytes of uncached layer blobs above which ``POST /v1/attestations`` answers 202 + job.
     issue_defer_above_bytes: int = 256 * MIB
+    #: Uncompressed bytes of never-scanned layers a request may read; past it, 202 + job.
+    issue_inline_scan_bytes: int = 8 * MIB
     #: ``key``: the active local key signs; ``keyless``: Fulcio certificate + Rekor entry.
     signing_mode: Literal["key", "keyless"] = "key"
     keyless_instance: Literal["production", "staging", "custom"] = "production"
@@ -129,6 +131,7 @@ ENV_VARS: Mapping[str, str] = {
     "registry_blob_deadline_max_s": "ATTESTOR_REGISTRY_BLOB_DEADLINE_MAX_S",
     "log_level": "ATTESTOR_LOG_LEVEL",
     "issue_defer_above_bytes": "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES",
+    "issue_inline_scan_bytes": "ATTESTOR_ISSUE_INLINE_SCAN_BYTES",
     "signing_mode": "ATTESTOR_SIGNING_MODE",
     "keyless_instance": "ATTESTOR_KEYLESS_INSTANCE",
     "keyless_trust_config": "ATTESTOR_KEYLESS_TRUST_CONFIG",
@@ -197,6 +200,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "registry_blob_deadline_max_s": _positive_int,
         "log_level": _log_level,
         "issue_defer_above_bytes": _positive_int,
+        "issue_inline_scan_bytes": _positive_int,
         "signing_mode": _one_of(SIGNING_MODES),
         "keyless_instance": _one_of(KEYLESS_INSTANCES),
         "keyless_trust_config": _existing_file,

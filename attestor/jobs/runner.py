@@ -55,6 +55,8 @@ RESULT_TTL_S = 24 * 3600
 FAILURE_TTL_S = 7 * 24 * 3600
 RETRY_MAX = 2
 RETRY_INTERVALS_S = [10, 60]
+#: Jobs an ``InlineRunner`` holds (running or waiting) before it answers Unavailable.
+INLINE_MAX_PENDING = 256
 
 
 def utc_now() -> datetime:
@@ -199,6 +201,10 @@ class InlineRunner:
     and fails other processes' abandoned jobs, every ``settings.inline_heartbeat_s``.
     :meth:`start` runs it for the life of the runner (the server); otherwise it
     runs only while jobs are pending here.
+
+    Both the threads (``max_workers``) and the backlog (``max_pending``) are
+    bounded: layer scans deferred from the API run here, and a client that
+    submits faster than they finish gets 503 rather than an ever longer queue.
     """
 
     def __init__(
@@ -209,6 +215,7 @@ class InlineRunner:
         tasks: Mapping[str, TaskFn] = TASKS,
         clock: Callable[[], datetime] = utc_now,
         max_workers: int = 2,
+        max_pending: int = INLINE_MAX_PENDING,
     ) -> None:
         self._settings = settings
         self._factory = session_factory
@@ -216,6 +223,7 @@ class InlineRunner:
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attestor-job")
         self._futures: list[Future[None]] = []
+        self._max_pending = max_pending
         #: Written on the rows this runner holds; unique per process and runner.
         self.owner = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:16]}"
         self._lock = threading.Lock()
@@ -228,9 +236,17 @@ class InlineRunner:
 
         Raises:
             InvalidInput: Unknown kind.
+            Unavailable: ``max_pending`` jobs are already running or waiting.
         """
         if kind not in self._tasks:
             raise InvalidInput(f"unknown job kind {kind!r}")
+        with self._lock:
+            self._futures = [f for f in self._futures if not f.done()]
+            if len(self._futures) >= self._max_pending:
+                raise Unavailable(
+                    f"{len(self._futures)} jobs are already waiting in this process",
+                    retry_after=30,
+                )
         # Rows created by other code (bulk verification) are claimed here.
         with self._factory.begin() as session:
             job_store.claim_job(session, job_id, owner=self.owner, now=self._clock())

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING
 
 from attestor.digests import chain_ids, sha256_hex
 from attestor.errors import VerificationError
-from attestor.manifest import FileManifest, LayerScan, manifest_from_layer_blob
+from attestor.manifest import (
+    FileManifest,
+    LayerScan,
+    ScanBudgetExceeded,
+    manifest_from_layer_blob,
+)
 from attestor.policy import Decision
 from attestor.registry import ResolvedImage
 from attestor.services._layer_scans import KnownScan, known_scans
@@ -49,12 +54,25 @@ def sign_layers(
     decision: Decision,
     *,
     now: Callable[[], datetime],
+    scan_budget: int | None = None,
 ) -> SignedLayers:
     """Scan, check and sign each layer of ``resolved``, bottom first, chained to the one below.
+
+    Args:
+        ctx: the injected adapters and the active signer.
+        resolved: the image, as the registry described it.
+        decision: the policy that admitted it.
+        now: the clock.
+        scan_budget: when set, the layers not scanned before may together
+            decompress to at most this many bytes, and their declared
+            (compressed) sizes may not exceed it either; past it
+            :class:`ScanBudgetExceeded` is raised, before any blob is fetched
+            when the declared sizes already exceed it.
 
     Raises:
         UpstreamError: a blob is missing or does not match its digest.
         TooLarge: a blob or its file manifest over its cap.
+        ScanBudgetExceeded: the new layers need more than ``scan_budget``.
         VerificationError: a layer's uncompressed digest differs from its diffID.
     """
     started = now()
@@ -77,6 +95,19 @@ def sign_layers(
     manifests: list[FileManifest] = []
     parent: NewAttestation | None = None
     known = known_scans(ctx.session_factory, resolved.layers, chains, limits=ctx.manifest_limits)
+    remaining = scan_budget
+    if remaining is not None:
+        # The registry client holds each blob to its declared size, so this
+        # bounds what the request downloads for new layers; and a compressed
+        # layer is hardly ever larger than its tar, so a budget these sizes
+        # exceed would be exceeded by decompressing too (either way the
+        # image is deferred, not refused).
+        declared = sum(layer.size for i, layer in enumerate(resolved.layers) if i not in known)
+        if declared > remaining:
+            raise ScanBudgetExceeded(
+                f"the new layers declare {declared} bytes, over the read budget of {remaining}",
+                detail={"limit": "budget", "max": remaining},
+            )
     for index, layer in enumerate(resolved.layers):
         # Fetched even when its scan is known: a blob gone from the registry
         # (or the cache) still fails issuance, as for a first request.
@@ -90,7 +121,10 @@ def sign_layers(
                     layer.media_type,
                     limits=ctx.manifest_limits,
                     lower=tuple(reversed(manifests)),
+                    budget=remaining,
                 )
+            if remaining is not None:
+                remaining -= scan.uncompressed_size
         if scan.diff_id != diff_ids[index]:
             raise VerificationError(
                 f"layer {index} ({layer.digest}) decompresses to {scan.diff_id}, "

@@ -18,6 +18,17 @@ Order matters for safety:
    constraint and returns the winner's rows.
 
 The caller's layer metadata is never trusted: only the reference is input.
+
+In a request thread (the API passes ``inline_scan_bytes``) the layers this
+server never scanned may decompress to only a few MiB, counted on the bytes
+actually read; anything more stops at once and becomes a job, whose runner
+has a fixed number of threads. The sizes in the image manifest cannot decide
+this: the attacker writes them, and a 64 KiB zstd blob can hold gigabytes.
+A small budget rather than always deferring: a small image (the usual case
+for a pipeline's own layers) is answered 201 in one round trip, and the work
+a request may do is bounded as tightly as with a job (the budget, plus the
+blobs it fetches, held to their declared sizes by ``defer_above_bytes``);
+only what would pass the budget pays the job's queueing and polling.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ from typing import Final, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.errors import Conflict
-from attestor.manifest import ManifestLimits
+from attestor.manifest import ManifestLimits, ScanBudgetExceeded
 from attestor.policy import Decision, PolicySet, require_admitted
 from attestor.registry import BlobCache, RegistryClient, ResolvedImage, parse_reference
 from attestor.registry.reference import ImageReference
@@ -114,9 +125,10 @@ class IssueResult:
 
 @dataclass(frozen=True, kw_only=True)
 class Deferred:
-    """The image needs more than the inline download budget; run it as a job."""
+    """The image needs more than the inline budget; run it as a job."""
 
     reference: str
+    #: Declared bytes of the layer blobs not yet cached.
     pending_bytes: int
 
 
@@ -126,6 +138,7 @@ def issue_image(
     *,
     now: Callable[[], datetime],
     defer_above_bytes: int | None = None,
+    inline_scan_bytes: int | None = None,
 ) -> IssueResult | Deferred:
     """Attest every layer of ``request.image``, or return the existing attestations.
 
@@ -135,6 +148,11 @@ def issue_image(
         now: the clock (start, per-layer finish and storage times).
         defer_above_bytes: when set and the layer blobs not yet cached exceed
             it, return :class:`Deferred` instead of downloading.
+        inline_scan_bytes: when set, the layers never scanned before may
+            decompress to at most this many bytes (counted as they are read,
+            not as the manifest declares); past it, stop and return
+            :class:`Deferred`. Layers already scanned, by (blob digest,
+            chainID), are reused and not counted.
 
     Raises:
         InvalidInput: an unparseable reference or an artifact that is not an image.
@@ -163,15 +181,18 @@ def issue_image(
     rows = _existing(ctx, ref, resolved.manifest_digest, decision)
     created = False
     if not rows:
-        if defer_above_bytes is not None:
-            pending = sum(
-                layer.size
-                for layer in resolved.layers
-                if ctx.cache.path_for(layer.digest, expected_size=layer.size) is None
-            )
-            if pending > defer_above_bytes:
-                return Deferred(reference=request.image, pending_bytes=pending)
-        signed = sign_layers(ctx, resolved, decision, now=now)
+        pending = sum(
+            layer.size
+            for layer in resolved.layers
+            if ctx.cache.path_for(layer.digest, expected_size=layer.size) is None
+        )
+        if defer_above_bytes is not None and pending > defer_above_bytes:
+            return Deferred(reference=request.image, pending_bytes=pending)
+        try:
+            signed = sign_layers(ctx, resolved, decision, now=now, scan_budget=inline_scan_bytes)
+        except ScanBudgetExceeded:
+            # Nothing was stored; the fetched blobs stay cached for the job.
+            return Deferred(reference=request.image, pending_bytes=pending)
         rows, created = _store(ctx, resolved, decision, signed, now=now)
         if created and ctx.recorder is not None:
             ctx.recorder.attestations_issued(len(rows))

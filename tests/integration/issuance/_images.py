@@ -117,3 +117,36 @@ def push(
         layer_digests=tuple(sha256_digest(b) for b in blobs),
         diff_ids=tuple(diff_ids),
     )
+
+
+def push_layers(
+    client: RegistryClient,
+    name: str,
+    tag: str,
+    layers: list[tuple[bytes, str]],
+    *,
+    media_type: str = OCI_LAYER_GZIP,
+) -> str:
+    """Push an image of the given ``(blob, diffID)`` layers; returns ``name:tag``."""
+    ref = parse_reference(f"{name}:{tag}")
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [d for _, d in layers]},
+            "history": [{"created_by": f"{tag} {i}"} for i in range(len(layers))],
+        }
+    ).encode()
+    for blob, _ in layers:
+        client.push_blob(ref, blob)
+    client.push_blob(ref, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": _descriptor(OCI_CONFIG, config),
+            "layers": [_descriptor(media_type, blob) for blob, _ in layers],
+        }
+    ).encode()
+    client.push_manifest(ref, manifest, OCI_MANIFEST, tag=tag)
+    return f"{name}:{tag}"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import os
 from collections.abc import Callable
 from typing import Any
@@ -14,42 +13,16 @@ from sqlalchemy import update
 
 from attestor.api._state import app_state
 from attestor.digests import sha256_digest
-from attestor.registry import RegistryClient, parse_reference
-from attestor.registry._media_types import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+from attestor.registry import RegistryClient
 from attestor.services import _layer_signing
 from attestor.store.models import FileManifestModel
-from tests.integration.issuance._images import _descriptor, _tar
+from tests.integration.issuance._images import _tar, push_layers
 from tests.integration.issuance.conftest import Server
 
 
 def _blob() -> tuple[bytes, str]:
     raw = _tar({"d/f.bin": os.urandom(512)})
     return gzip.compress(raw, mtime=0), sha256_digest(raw)
-
-
-def _push(client: RegistryClient, name: str, tag: str, layers: list[tuple[bytes, str]]) -> str:
-    ref = parse_reference(f"{name}:{tag}")
-    config = json.dumps(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "rootfs": {"type": "layers", "diff_ids": [d for _, d in layers]},
-            "history": [{"created_by": f"{tag} {i}"} for i in range(len(layers))],
-        }
-    ).encode()
-    for blob, _ in layers:
-        client.push_blob(ref, blob)
-    client.push_blob(ref, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": _descriptor(OCI_CONFIG, config),
-            "layers": [_descriptor(OCI_LAYER_GZIP, blob) for blob, _ in layers],
-        }
-    ).encode()
-    client.push_manifest(ref, manifest, OCI_MANIFEST, tag=tag)
-    return f"{name}:{tag}"
 
 
 @pytest.fixture
@@ -79,7 +52,7 @@ def test_reissue_reuses_scans_only_at_the_same_chain_position(
 ) -> None:
     (a, a_diff), (b, b_diff) = _blob(), _blob()
     name = unique_name("scans")
-    first = server.issue(_push(pusher, name, "ab", [(a, a_diff), (b, b_diff)]))
+    first = server.issue(push_layers(pusher, name, "ab", [(a, a_diff), (b, b_diff)]))
     assert first.status_code == 201
     assert scans == [a_diff, b_diff]
 
@@ -94,12 +67,12 @@ def test_reissue_reuses_scans_only_at_the_same_chain_position(
     assert _manifests(again.get_json()) == _manifests(first.get_json())
 
     # Another image with the same layers in the same order: reused too.
-    same_layers = server.issue(_push(pusher, name, "ab2", [(a, a_diff), (b, b_diff)]))
+    same_layers = server.issue(push_layers(pusher, name, "ab2", [(a, a_diff), (b, b_diff)]))
     assert same_layers.status_code == 201
     assert scans == [a_diff, b_diff]
 
     # B on its own has another chainID (no layer below): scanned again.
-    alone = server.issue(_push(pusher, name, "b", [(b, b_diff)]))
+    alone = server.issue(push_layers(pusher, name, "b", [(b, b_diff)]))
     assert alone.status_code == 201
     assert scans == [a_diff, b_diff, b_diff]
 
@@ -112,7 +85,7 @@ def test_a_damaged_stored_manifest_is_not_reused(
 ) -> None:
     (a, a_diff) = _blob()
     name = unique_name("damaged")
-    first = server.issue(_push(pusher, name, "a", [(a, a_diff)]))
+    first = server.issue(push_layers(pusher, name, "a", [(a, a_diff)]))
     manifest_sha256 = _manifests(first.get_json())[0]
     with app_state(server.app).session_factory.begin() as session:
         session.execute(
