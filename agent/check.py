@@ -31,8 +31,9 @@ from agent.integrity.layers import LayerChecker
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import format_time
 from agent.revocation import FeedFollower
-from agent.server import Registration, ServerClient, ServerKey
-from attestor.errors import ConfigError
+from agent.server import Registration, ServerClient
+from agent.trust import KeyPins
+from attestor.errors import ConfigError, Error
 from attestor.revocation import RevocationSet
 from attestor.verify import TrustedKey, Verifier
 
@@ -43,6 +44,7 @@ __all__ = [
     "RegisteringServer",
     "check_once",
     "feed_follower",
+    "pin_keys",
     "pinned_verifier",
     "prepare_state_dir",
     "run_check",
@@ -169,13 +171,23 @@ def run_check(
     return CheckReport(sweep, tuple(errors), agent_id)
 
 
+class PublicKeyEntry(Protocol):
+    """A server key as published (:class:`agent.server.ServerKey`) or pinned
+    (:class:`agent.trust.PinnedKey`)."""
+
+    @property
+    def status(self) -> str: ...
+
+    def to_trusted_key(self) -> TrustedKey: ...
+
+
 def pinned_verifier(
-    keys: Sequence[ServerKey], *, revocations: RevocationSet | None = None
+    keys: Sequence[PublicKeyEntry], *, revocations: RevocationSet | None = None
 ) -> Verifier:
-    """A verifier over the server's keys that are not revoked (pinned at registration).
+    """A verifier over the pinned server keys that are not revoked.
 
     Args:
-        keys: the keys the server published at registration.
+        keys: the pinned keys (:class:`agent.trust.KeyPins`).
         revocations: the revocation snapshot from the feed, if any.
 
     Raises:
@@ -187,8 +199,8 @@ def pinned_verifier(
     return Verifier(keys=trusted, revocations=revocations)
 
 
-def trusted_keys(keys: Sequence[ServerKey]) -> list[TrustedKey]:
-    """The server's keys that are not revoked, one per public key."""
+def trusted_keys(keys: Sequence[PublicKeyEntry]) -> list[TrustedKey]:
+    """The keys that are not revoked, one per public key."""
     trusted: list[TrustedKey] = []
     for key in keys:
         if key.status == "revoked":
@@ -252,6 +264,29 @@ class RegisteringServer(AttestationServer, Protocol):
         namespaces: Sequence[str],
     ) -> Registration: ...
 
+    def key_set(self) -> bytes: ...
+
+
+def pin_keys(server: RegisteringServer, pins: KeyPins) -> str | None:
+    """Offer the server's signed key set to ``pins``; returns the problem, if any.
+
+    A refused set, or one that cannot be fetched while keys are already
+    pinned, leaves the pins as they were and is returned as a problem.
+
+    Raises:
+        ConfigError: nothing is pinned and the server's set cannot be pinned.
+        Error: nothing is pinned and the set cannot be fetched.
+    """
+    try:
+        offer = pins.offer(server.key_set())
+    except Error as e:
+        if pins.pins is None:
+            raise
+        return f"key set not refreshed: {e.message}"
+    if pins.pins is None:
+        raise ConfigError(f"no server key pinned: {offer.reason}")
+    return offer.reason
+
 
 def check_once(
     config: AgentConfig,
@@ -263,6 +298,7 @@ def check_once(
     cache: AttestationCache | None = None,
     revocations: FollowerFactory | None = None,
     keyless: KeylessTrust | None = None,
+    pins: KeyPins | None = None,
 ) -> CheckReport:
     """The whole ``check --once``: register, pin keys, poll the revocation feed, one sweep.
 
@@ -279,6 +315,8 @@ def check_once(
         revocations: builds the feed follower (None: revocations are not
             followed; the CLI always passes one).
         keyless: pinned keyless trust (None: keyless attestations are bad-signature).
+        pins: the pinned server keys (None: pinned in memory for this check
+            only, trusting the server's set on first use).
 
     Raises:
         Error: registration failed (unreachable server, refused token, no keys).
@@ -290,12 +328,15 @@ def check_once(
         version=AGENT_VERSION,
         namespaces=config.namespaces,
     )
+    pins = pins if pins is not None else KeyPins(None)
+    key_problem = pin_keys(server, pins)
+    keys = pins.pins.keys if pins.pins is not None else ()
     anomaly = None
     revset = None
     if revocations is not None:
-        polled = revocations(trusted_keys(registration.keys)).poll()
+        polled = revocations(trusted_keys(keys)).poll()
         anomaly, revset = polled.anomaly, polled.revset
-    verifier = pinned_verifier(registration.keys, revocations=revset)
+    verifier = pinned_verifier(keys, revocations=revset)
     attestations = ServerAttestations(server, verifier, cache=cache, clock=clock, keyless=keyless)
     report = run_check(
         containerd,
@@ -304,6 +345,9 @@ def check_once(
         selector=config.selector,
         agent_id=registration.agent_id,
     )
-    if anomaly is None:
+    problems = [] if key_problem is None else [key_problem]
+    if anomaly is not None:
+        problems.append(f"revocation feed: {anomaly}")
+    if not problems:
         return report
-    return replace(report, errors=(*report.errors, f"revocation feed: {anomaly}"))
+    return replace(report, errors=(*report.errors, *problems))

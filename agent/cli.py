@@ -211,6 +211,13 @@ def _common_options(func: _F) -> _F:
             help="the keyless signer's OIDC issuer URL (exact match).",
         ),
         click.option(
+            "--pinned-keys",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="ATTESTOR_AGENT_PINNED_KEYS",
+            help="PEM public keys of the server to pin; the server's key set must be "
+            "signed by one of them (default: pin the server's set at first registration).",
+        ),
+        click.option(
             "--unsafe-allow-plain-http",
             is_flag=True,
             help="allow http:// to a non-loopback server (the token travels in clear).",
@@ -252,6 +259,7 @@ def _config(options: dict[str, Any]) -> AgentConfig:
         keyless_issuer=options["keyless_issuer"],
         watch=options.get("watch"),
         watch_max_watches=options.get("watch_max_watches"),
+        pinned_keys=options["pinned_keys"],
     )
 
 
@@ -354,6 +362,7 @@ def run(**options: Any) -> None:
                 revocations=feed_follower(server, config),
                 ledger=Ledger.open(config.ledger_path),
                 keyless=config.keyless_trust(lambda i: fetch_bundle(server, i)),
+                pins=config.key_pins(),
             )
             signal.signal(signal.SIGTERM, on_signal)
             signal.signal(signal.SIGINT, on_signal)
@@ -391,6 +400,7 @@ def check(**options: Any) -> None:
                 cache=cache,
                 revocations=feed_follower(server, config, state_dir=feed_dir),
                 keyless=config.keyless_trust(lambda i: fetch_bundle(server, i)),
+                pins=config.key_pins(persist=options["state_dir"] is not None),
             )
     except Error as e:
         _fail(e)

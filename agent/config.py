@@ -22,6 +22,7 @@ from agent.integrity.attestation import KeylessTrust
 from agent.integrity.budget import BudgetConfig
 from agent.integrity.inventory import ContainerFilter
 from agent.response import RESPONSE_MODES, ResponseMode
+from agent.trust import KeyPins, load_operator_keys
 from attestor.errors import ConfigError, InvalidInput
 
 if TYPE_CHECKING:
@@ -151,6 +152,9 @@ class AgentConfig:
             node would draw on root's one per-user watch limit).
         watch_max_watches: cap on the agent's inotify watches (None: half
             of ``/proc/sys/fs/inotify/max_user_watches``).
+        pinned_keys: a file of the server's public keys (PEM) an operator
+            pins; then the server's key set is never trusted on first use,
+            and it must be signed by one of these keys (docs/key-set.md).
     """
 
     containerd_address: str
@@ -180,6 +184,7 @@ class AgentConfig:
     keyless_issuer: str | None = None
     watch: bool | None = None
     watch_max_watches: int | None = None
+    pinned_keys: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.namespaces or any(not ns for ns in self.namespaces):
@@ -261,6 +266,16 @@ class AgentConfig:
     def selector(self) -> ContainerFilter:
         """The container filter of this mode."""
         return ContainerFilter(pod_uid=self.pod_uid, labels=dict(self.labels))
+
+    def key_pins(self, *, persist: bool = True) -> KeyPins:
+        """The pinned server keys: in ``state_dir`` (or in memory), seeded by ``pinned_keys``.
+
+        Raises:
+            ConfigError: the operator's keys or the pinned-keys file are unusable.
+            Unavailable: the operator's keys cannot be written to ``state_dir``.
+        """
+        operator = load_operator_keys(self.pinned_keys) if self.pinned_keys is not None else None
+        return KeyPins(self.state_dir if persist else None, operator_keys=operator)
 
     @property
     def cache_dir(self) -> Path:

@@ -46,6 +46,7 @@ from agent.check import (
     AGENT_VERSION,
     FollowerFactory,
     RegisteringServer,
+    pin_keys,
     pinned_verifier,
     trusted_keys,
 )
@@ -62,8 +63,8 @@ from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import ContainerReport
 from agent.response import ResponseMode, respond
 from agent.revocation import FeedFollower, PollResult
-from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
+from agent.trust import KeyPins, PinnedKey
 from attestor.errors import ConfigError, Error
 from attestor.revocation import RevocationSet
 
@@ -106,6 +107,7 @@ class Daemon:
             (:func:`agent.check.feed_follower`); None follows no feed.
         ledger: what was already reported (default: an empty, in-memory one).
         keyless: pinned keyless trust (None: keyless attestations are bad-signature).
+        pins: the pinned server keys (default: in memory only, trusted on first use).
     """
 
     def __init__(
@@ -125,8 +127,13 @@ class Daemon:
         revocations: FollowerFactory | None = None,
         ledger: Ledger | None = None,
         keyless: KeylessTrust | None = None,
+        pins: KeyPins | None = None,
     ) -> None:
         self.config = config
+        self.pins = pins if pins is not None else KeyPins(None)
+        #: Why the server's last key set was refused (None while it is accepted).
+        self.key_anomaly: str | None = None
+        self._keys_polled_at: float | None = None
         self._keyless = keyless
         self._server = server
         self._clients: Mapping[str, ContainerdClient] = {c.namespace: c for c in clients}
@@ -151,7 +158,7 @@ class Daemon:
         self.agent_id: str | None = None
         self._sweeper: Sweeper | None = None
         self._attestations: ServerAttestations | None = None
-        self._keys: tuple[ServerKey, ...] = ()
+        self._keys: tuple[PinnedKey, ...] = ()
         self._image_layers: dict[str, ImageLayers] = {}
         self._finalized: set[tuple[str, str]] = set()
         self._was_running: set[tuple[str, str]] = set()
@@ -162,11 +169,11 @@ class Daemon:
     # -- setup ------------------------------------------------------------
 
     def register(self) -> str:
-        """Register, pin the server's keys and build the sweeper.
+        """Register, pin the server's keys (or check its set against the pins), build the sweeper.
 
         Raises:
             Unauthorized: the token was refused.
-            ConfigError: the server has no key to pin.
+            ConfigError: nothing is pinned and the server's key set cannot be.
             Unavailable: the server is unreachable.
         """
         registration = self._server.register(
@@ -175,8 +182,12 @@ class Daemon:
             version=AGENT_VERSION,
             namespaces=self.config.namespaces,
         )
-        verifier = pinned_verifier(registration.keys)
-        self._keys = registration.keys
+        self._keys_polled_at = self._clock()
+        problem = pin_keys(self._server, self.pins)
+        self._note_key_anomaly(problem)
+        pinned = self.pins.pins
+        self._keys = pinned.keys if pinned is not None else ()
+        verifier = pinned_verifier(self._keys)
         budget = Budget(self.config.budget)
         self._attestations = ServerAttestations(
             self._server,
@@ -185,6 +196,7 @@ class Daemon:
             clock=self._clock,
             refresh_seconds=self.config.attestation_refresh,
             keyless=self._keyless,
+            refresh_keys=self.refresh_keys,
         )
         self._sweeper = Sweeper(
             attestations=self._attestations,
@@ -195,9 +207,9 @@ class Daemon:
         if self._follower_factory is not None:
             # A re-registration keeps the follower (its cursor) and re-pins keys.
             if self.follower is None:
-                self.follower = self._follower_factory(trusted_keys(registration.keys))
+                self.follower = self._follower_factory(trusted_keys(self._keys))
             else:
-                self.follower.update_keys(trusted_keys(registration.keys))
+                self.follower.update_keys(trusted_keys(self._keys))
             # The set loaded from disk applies before the first poll answers.
             self.apply_revocations(self.follower.revset)
         self.agent_id = registration.agent_id
@@ -205,12 +217,12 @@ class Daemon:
             "registered",
             extra={
                 "agent_id": registration.agent_id,
-                "keys": [k.keyid for k in registration.keys if k.status != "revoked"],
+                "keys": [k.keyid for k in self._keys if k.status != "revoked"],
             },
         )
         return registration.agent_id
 
-    def apply_revocations(self, revocations: RevocationSet) -> None:
+    def apply_revocations(self, revocations: RevocationSet | None) -> None:
         """Verify with this revocation snapshot from now on (the feed's consumer calls it).
 
         Raises:
@@ -219,6 +231,62 @@ class Daemon:
         if self._attestations is None:
             raise ConfigError("register() must succeed before revocations apply")
         self._attestations.replace_verifier(pinned_verifier(self._keys, revocations=revocations))
+
+    def poll_keys(self) -> bool:
+        """Fetch the server's key set and pin it if a pinned key signed it; True if it changed.
+
+        A refused set keeps the pins, is logged and noted in every container's
+        history; a fetch failure is logged. Neither raises.
+        """
+        if self._attestations is None:
+            return False
+        self._keys_polled_at = self._clock()
+        try:
+            offer = self.pins.offer(self._server.key_set())
+        except Error as e:
+            log.warning("key set poll failed", extra={"error": e.message})
+            return False
+        if offer.outcome == "refused":
+            self._note_key_anomaly(offer.reason)
+            return False
+        self._note_key_anomaly(None)
+        if offer.reason is not None:  # accepted, but not saved
+            log.error("pinned keys not saved", extra={"error": offer.reason})
+        if not offer.changed:
+            return False
+        pinned = self.pins.pins
+        self._keys = pinned.keys if pinned is not None else ()
+        if self.follower is not None:
+            self.follower.update_keys(trusted_keys(self._keys))
+        self.apply_revocations(self.follower.revset if self.follower is not None else None)
+        log.info(
+            "key set pinned",
+            extra={"version": offer.version, "keys": [k.keyid for k in self._keys]},
+        )
+        return True
+
+    def refresh_keys(self, since: float) -> bool:
+        """Poll the key set unless a poll began after ``since``; True if the keys changed.
+
+        An attestation signed by a key the pins do not know may come from a
+        rotation the periodic poll has not seen yet: it is judged again with
+        the new keys before it counts as a bad signature. A poll that began
+        after the envelope was fetched already knew every key that signed it.
+        """
+        if self._keys_polled_at is not None and self._keys_polled_at > since:
+            return False
+        return self.poll_keys()
+
+    def _note_key_anomaly(self, problem: str | None) -> None:
+        # Noted once when it begins, like a revocation feed anomaly.
+        if problem is not None and problem != self.key_anomaly:
+            log.error("server key set refused", extra={"error": problem})
+            now = self._wall()
+            for key in self.ledger.note_error(problem, now=now):
+                self._spool_report(self.ledger.report(*key, now=now))
+        elif problem is None and self.key_anomaly is not None:
+            log.info("server key set accepted again")
+        self.key_anomaly = problem
 
     def poll_revocations(self) -> PollResult | None:
         """Poll the revocation feed once and apply what changed (None: no feed followed).
@@ -465,6 +533,7 @@ class Daemon:
                         next_sweep = self._clock() + self.config.interval
                 if now >= next_beat:
                     self.heartbeat()
+                    self.poll_keys()  # a rotation reaches the agent within one beat
                     next_beat = self._clock() + self.config.heartbeat_interval
                 # Short waits: ``stop`` is another Event, and a signal handler
                 # can only set it, not this one.

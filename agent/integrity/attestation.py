@@ -130,8 +130,14 @@ class ServerAttestations:
         refresh_seconds: float = 300.0,
         request_retry_seconds: float = 60.0,
         keyless: KeylessTrust | None = None,
+        refresh_keys: Callable[[float], bool] | None = None,
     ) -> None:
         self._server = server
+        # Asked before an envelope that fails counts as bad-signature: given the
+        # clock reading from before the envelope was fetched, it fetches the
+        # server's key set unless a fetch began after it, and says whether the
+        # pinned keys changed (a rotation): then the envelope is judged again.
+        self._refresh_keys = refresh_keys
         self._keyless = keyless
         self._verifier = verifier
         self._cache = cache
@@ -246,6 +252,7 @@ class ServerAttestations:
             if ref.layer.digest != layer.digest:
                 continue
             keyless = is_keyless(ref.keyid)
+            fetched_at = self._clock()
             try:
                 if keyless and self._keyless is None:
                     raise VerificationError(NO_KEYLESS_TRUST)
@@ -254,7 +261,16 @@ class ServerAttestations:
                     if keyless and self._keyless is not None
                     else self._server.envelope(ref.id)
                 )
-                verified, manifest, _ = self._verify(layer, ref.keyid, signed, self._manifest_bytes)
+                try:
+                    verified, manifest, _ = self._verify(
+                        layer, ref.keyid, signed, self._manifest_bytes
+                    )
+                except VerificationError as e:
+                    if keyless or _status_of(e) == "revoked" or not self._new_keys(fetched_at):
+                        raise
+                    verified, manifest, _ = self._verify(
+                        layer, ref.keyid, signed, self._manifest_bytes
+                    )
             except (VerificationError, InvalidInput) as e:
                 status = _status_of(e) if isinstance(e, VerificationError) else "bad-signature"
                 failure = failure or LayerAttestation(
@@ -282,6 +298,9 @@ class ServerAttestations:
                 envelope_sha256=verified.envelope_sha256,
             )
         return failure
+
+    def _new_keys(self, since: float) -> bool:
+        return self._refresh_keys is not None and self._refresh_keys(since)
 
     def _from_server(
         self, layer: LayerInfo, image_name: str, image_digest: Digest, now: float

@@ -242,6 +242,16 @@ class ServerClient:
         """
         return parse_keys(self._json("GET", "/v1/keys", "key list")[1])
 
+    def key_set(self) -> bytes:
+        """``GET /v1/keys/set``: the signed key set (DSSE envelope JSON, unverified).
+
+        Raises:
+            Unavailable: the server is unreachable.
+            UpstreamError: the answer is over the cap.
+            Error: the class matching the server's problem answer.
+        """
+        return self._request("GET", "/v1/keys/set", cap=self._limits.max_json_bytes)[1]
+
     def attestations(
         self, layer_digest: str, *, status: str = "valid", cursor: str | None = None
     ) -> AttestationPage:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask import Response
 
 from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
@@ -97,6 +98,30 @@ def list_keys() -> dict[str, Any]:
     """Every key with its public PEM and status (agents pin these)."""
     with app_state().session_factory() as session:
         return {"keys": key_service.list_public_keys(session)}
+
+
+@blp.route("/set", methods=["GET"])
+@require_roles("admin", "pipeline", "agent")
+@blp.doc(
+    responses={
+        "200": {
+            "description": "A DSSE envelope (payloadType "
+            "application/vnd.attestor.key-set.v1+json) whose payload is the versioned "
+            "key set of schemas/key-set.schema.json, signed by every key that is not "
+            "revoked (docs/key-set.md).",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        "409": {"description": "No key that is not revoked can sign the set."},
+    },
+)
+def key_set() -> Response:
+    """The signed key set agents pin and follow (a rotation is signed by the old key)."""
+    with app_state().session_factory() as session:
+        body = key_service.signed_key_set(session)
+    response = Response(body, status=200, mimetype="application/json")
+    # A cached set would hold a rotation back from the agents.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
 
 
 @blp.route("", methods=["POST"])

@@ -12,6 +12,9 @@ issuance then fails with ``Conflict`` until a key is rotated in.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 from sqlalchemy.orm import Session
 
-from attestor.errors import Conflict, InvalidInput
+from attestor.errors import Conflict, Error, InvalidInput
 from attestor.signing.keys import (
     ALGORITHMS,
     PublicKeyInfo,
@@ -31,6 +34,7 @@ from attestor.signing.keys import (
     load_signer,
     sslib_key,
 )
+from attestor.signing.keyset import MAX_SIGNERS, KeySetKey, build_key_set, sign_key_set
 from attestor.store import attestations as attestation_store
 from attestor.store import signing_keys as key_store
 from attestor.store.signing_keys import SigningKeyRow
@@ -44,7 +48,10 @@ __all__ = [
     "list_public_keys",
     "revoke_key",
     "rotate_key",
+    "signed_key_set",
 ]
+
+log = logging.getLogger("attestor.keys")
 
 
 KeyFiles = Literal["local", "external"]
@@ -86,6 +93,83 @@ def _public(row: SigningKeyRow) -> PublicKey:
         revoked=row.revoked_at,
         revocation_reason=row.revocation_reason,
     )
+
+
+class _SignedSets:
+    """Signed key-set bodies per payload digest (ECDSA signatures differ each time)."""
+
+    def __init__(self, max_entries: int = 16) -> None:
+        self._max = max_entries
+        self._items: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> bytes | None:
+        with self._lock:
+            return self._items.get(digest)
+
+    def put(self, digest: str, body: bytes) -> bytes:
+        with self._lock:
+            if len(self._items) >= self._max:
+                self._items.clear()  # a few keys change rarely: no LRU needed
+            return self._items.setdefault(digest, body)
+
+
+_SIGNED_SETS = _SignedSets()
+
+
+def signed_key_set(session: Session) -> bytes:
+    """The key set (docs/key-set.md) as DSSE envelope JSON, signed by every key not revoked.
+
+    Every key that is not revoked signs (the newest :data:`MAX_SIGNERS`, the
+    active one first), so the set that a rotation produces is signed by the
+    keys agents already pin. A retired key whose signer cannot be loaded (a
+    KMS down, a file gone) is left out and logged; the active key must sign.
+    The body is kept per payload, so polls do not sign again.
+
+    Raises:
+        Conflict: no key is left that may sign (every key is revoked).
+        ConfigError: the active key cannot be loaded.
+        UpstreamError: a signer failed.
+    """
+    rows = key_store.list_keys(session)
+    if not rows:
+        raise Conflict("no signing key yet", detail={"reason": "no-active-key"})
+    payload = build_key_set(
+        [
+            KeySetKey(
+                keyid=r.keyid,
+                algorithm=r.algorithm,
+                public_key_pem=r.public_key_pem,
+                status=r.status,
+                created=r.created_at,
+                retired=r.retired_at,
+                revoked=r.revoked_at,
+            )
+            for r in rows
+        ]
+    )
+    digest = hashlib.sha256(payload).hexdigest()
+    body = _SIGNED_SETS.get(digest)
+    if body is not None:
+        return body
+    usable = [r for r in reversed(rows) if r.status != "revoked"]
+    usable.sort(key=lambda r: r.status != "active")  # stable: active, then newest first
+    signers = []
+    for row in usable[:MAX_SIGNERS]:
+        try:
+            signers.append(
+                (load_signer(row.signer_uri, public_key=sslib_key(row.public_key_pem)), row.keyid)
+            )
+        except Error as e:
+            if row.status == "active":
+                raise
+            log.warning("key set not signed by retired key %s: %s", row.keyid, e.message)
+    if not signers:
+        raise Conflict(
+            "no key that is not revoked can sign the key set; rotate a key in",
+            detail={"reason": "no-active-key"},
+        )
+    return _SIGNED_SETS.put(digest, sign_key_set(payload, signers).to_json())
 
 
 def list_public_keys(session: Session) -> list[PublicKey]:

@@ -39,6 +39,7 @@ from attestor.statement import (
     statement_bytes,
 )
 from attestor.statement import ManifestRef as StatementManifestRef
+from tests.unit.agent._key_sets import entry, signed_set
 
 T0 = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)
 MANIFEST_MT = "application/vnd.oci.image.manifest.v1+json"
@@ -72,6 +73,9 @@ class SimServer:
     reports: list[dict[str, Any]] = field(default_factory=list)
     heartbeats: int = 0
     requested: list[str] = field(default_factory=list)
+    #: Served by key_set() instead of the set of ``signer`` alone, when set.
+    key_set_body: bytes | None = None
+    key_set_fetches: int = 0
 
     @property
     def keyid(self) -> KeyId:
@@ -158,6 +162,13 @@ class SimServer:
     def register(self, **_: Any) -> Registration:
         self._up()
         return Registration(self.agent_id, (self.server_key(),))
+
+    def key_set(self) -> bytes:
+        self._up()
+        self.key_set_fetches += 1
+        if self.key_set_body is not None:
+            return self.key_set_body
+        return signed_set([entry(self.signer)], [self.signer])
 
     def heartbeat(self, agent_id: str, **_: Any) -> None:
         self._up()

@@ -18,10 +18,12 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from securesystemslib.signer import CryptoSigner
 
 from agent.check import prepare_state_dir
 from agent.cli import main
 from attestor.errors import ConfigError
+from tests.unit.agent._key_sets import entry, signed_set
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -107,6 +109,8 @@ def registering_server() -> Iterator[str]:
         .decode()
     )
     key = {"keyid": "k1", "algorithm": "ecdsa-p256", "public_key_pem": pem, "status": "active"}
+    signer = CryptoSigner.generate_ecdsa()
+    key_set = signed_set([entry(signer)], [signer])
 
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
@@ -114,6 +118,9 @@ def registering_server() -> Iterator[str]:
             if self.command == "POST" and self.path == "/v1/agents/register":
                 status, kind = 200, "application/json"
                 body: dict[str, Any] = {"agent_id": "ag-1", "keys": [key]}
+            elif self.command == "GET" and self.path == "/v1/keys/set":
+                status, kind = 200, "application/json"
+                body = json.loads(key_set)
             else:
                 status, kind = 404, "application/problem+json"
                 body = {"type": "about:blank", "title": "Not Found", "status": 404,

@@ -46,6 +46,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/attestations/<attestation_id>/bundle"): ALL,
     ("GET", "/v1/manifests/<digest>"): ALL,
     ("GET", "/v1/keys"): ALL,
+    ("GET", "/v1/keys/set"): ALL,
     ("POST", "/v1/keys"): frozenset({"admin"}),
     ("POST", "/v1/keys/rotate"): frozenset({"admin"}),
     ("POST", "/v1/keys/<keyid>/revoke"): frozenset({"admin"}),
