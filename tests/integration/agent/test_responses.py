@@ -8,6 +8,7 @@ keys, real signed statements); the last one goes through the real server.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,6 +74,7 @@ def make_daemon(node: Node, sim: SimServer, tmp_path: Path) -> Iterator[Callable
     def make(
         revocations: FollowerFactory | None = None,
         ledger: Ledger | None = None,
+        wall: Callable[[], datetime] | None = None,
         **overrides: object,
     ) -> Daemon:
         config = AgentConfig(
@@ -97,6 +99,7 @@ def make_daemon(node: Node, sim: SimServer, tmp_path: Path) -> Iterator[Callable
             backoff=Backoff(initial=0.01, maximum=0.01, jitter=0),
             revocations=revocations,
             ledger=ledger,
+            **({} if wall is None else {"wall": wall}),  # type: ignore[arg-type]
         )
 
     yield make
@@ -207,6 +210,60 @@ def test_kill_response_kills_the_task(node: Node, make_daemon: Callable[..., Dae
     cid = node.run()
     tamper(node)
     daemon.sweep_once()
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+
+
+def test_kill_response_applies_to_an_unscannable_name_beside_a_tampered_file(
+    node: Node, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon(response="kill")
+    daemon.register()
+    cid = node.run()
+    base = node.layers()[0]
+    assert base.snapshot_dir is not None
+    with open(os.path.join(os.fsencode(base.snapshot_dir / "etc"), b"bad\xff"), "wb") as f:
+        f.write(b"x")
+    layer = tamper(node)
+    found = {(v.layer_digest, v.path, v.kind) for v in daemon.sweep_once().violations}
+    assert found == {(layer, "etc/hostname", "content"), (layer, "etc/bad\\xff", "unscannable")}
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+    assert {e.record["kind"] for e in daemon.violations.pending()} == {"content", "unscannable"}
+
+
+def test_kill_response_applies_to_an_unscannable_upperdir_alone(
+    node: Node, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon(response="kill")
+    daemon.register()
+    cid = node.run()
+    assert daemon.sweep_once().violations == ()
+    # From inside the container: a name the agent cannot represent, and no
+    # other drift. Before, this turned the container's drift check off.
+    node.exec(cid, "/bin/busybox touch \"/srv/$(/bin/busybox printf 'bad\\377')\"")
+    found = {(v.layer_digest, v.path, v.kind) for v in daemon.sweep_once().violations}
+    assert found == {(None, "srv/bad\\xff", "unscannable")}
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+
+
+def test_a_layer_pending_past_the_grace_period_is_a_violation_and_killed(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    clock = [datetime(2026, 12, 7, 9, 0, tzinfo=UTC)]
+    daemon = make_daemon(response="kill", pending_grace=120, wall=lambda: clock[0])
+    daemon.register()
+    cid = node.run()
+    sim.down = True  # no attestation can be looked up, and none is cached
+    assert daemon.sweep_once().violations == ()
+    clock[0] += timedelta(seconds=119)
+    assert daemon.sweep_once().violations == ()
+    assert node.client.get_task(cid).status is TaskStatus.RUNNING
+    clock[0] += timedelta(seconds=1)
+    late = daemon.sweep_once().violations
+    layers = {x.digest for x in node.layers()}
+    assert {(v.layer_digest, v.path, v.kind) for v in late} == {
+        (d, None, "unverified") for d in layers
+    }
+    assert all(v.detail["reason"].startswith("no verified attestation for 120 s") for v in late)
     wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
 
 

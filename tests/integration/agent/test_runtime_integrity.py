@@ -131,3 +131,59 @@ def test_incremental_sweep_sees_a_change_and_a_full_rehash_sees_a_hidden_one(
     third = checker.check(base.snapshot_dir, manifest)
     assert [(c.path, c.kind) for c in third.changes] == [("etc/hostname", "content")]
     assert third.bytes_hashed == len(b"changed\n")
+
+
+def _bad_name(directory: Path) -> None:
+    # A name that is not UTF-8: the manifest cannot carry it, so the agent
+    # cannot check it; before, this one file turned the whole check off.
+    with open(os.path.join(os.fsencode(directory), b"bad\xff"), "wb") as f:
+        f.write(b"x")
+
+
+def test_non_utf8_name_beside_a_tampered_lower_file_reports_both(node: Node) -> None:
+    cid = node.run()
+    base = node.layers()[0]
+    assert base.snapshot_dir is not None
+    _bad_name(base.snapshot_dir / "etc")
+    (base.snapshot_dir / "etc/hostname").write_bytes(b"evil\n")
+    report = run_check([node.client], node.attested, now=NOW)
+    assert _found(list(report.sweep.violations)) == {
+        (base.digest, "etc/hostname", "content"),
+        (base.digest, "etc/bad\\xff", "unscannable"),
+    }
+    assert {v.container_id for v in report.sweep.violations} == {cid}
+    # check --once: exit 1, and the JSON says which layer was not fully checked.
+    assert report.exit_code == 1
+    doc = report.to_json()
+    assert doc["result"] == "violations"
+    assert doc["containers"][0]["layers"][0]["unscannable"] == 1
+    unscannable = next(v for v in doc["violations"] if v["kind"] == "unscannable")
+    assert unscannable["detail"]["reason"] == "name is not valid UTF-8"
+    assert unscannable["detail"]["scope"] == "layer"
+
+
+def test_check_once_exits_1_on_an_unscannable_entry_alone(node: Node) -> None:
+    node.run()
+    files = node.layers()[1]
+    assert files.snapshot_dir is not None
+    _bad_name(files.snapshot_dir / "srv")
+    report = run_check([node.client], node.attested, now=NOW)
+    assert _found(list(report.sweep.violations)) == {(files.digest, "srv/bad\\xff", "unscannable")}
+    assert report.errors == () and report.exit_code == 1
+
+
+def test_non_utf8_name_in_the_upperdir_beside_drift_reports_both(node: Node) -> None:
+    cid = node.run()
+    node.exec(cid, "echo tampered >> /etc/app.conf")
+    node.exec(cid, "/bin/busybox touch \"/srv/$(/bin/busybox printf 'bad\\377')\"")
+    layers = node.layers()
+    report = run_check([node.client], node.attested, now=NOW)
+    assert _found(list(report.sweep.violations)) == {
+        (layers[2].digest, "etc/app.conf", "drift-modified"),
+        (None, "srv/bad\\xff", "unscannable"),
+    }
+    assert report.exit_code == 1
+    (container,) = report.sweep.containers
+    (item,) = container.upper.unscannable
+    assert item.reason == "name is not valid UTF-8"
+    assert report.to_json()["containers"][0]["upperdir"]["unscannable"] == 1
