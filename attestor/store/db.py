@@ -2,13 +2,18 @@
 """Engines, sessions and schema migrations.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on and a busy
-timeout, set on every new DBAPI connection; PostgreSQL goes through psycopg 3.
+timeout, set on every new DBAPI connection; its file is created (or narrowed
+to) mode 0600 before the first connection, and SQLite gives its ``-wal``,
+``-shm`` and ``-journal`` files the mode of the database file. PostgreSQL
+goes through psycopg 3.
 Library errors are translated to :mod:`attestor.errors` here so that callers
 never catch SQLAlchemy exceptions.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +53,39 @@ def make_engine(database_url: str) -> Engine:
     """
     engine = create_engine(database_url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            _private_sqlite_file(Path(database))
         event.listen(engine, "connect", _sqlite_on_connect)
     return engine
+
+
+def _private_sqlite_file(path: Path) -> None:
+    # The database holds token hashes, envelopes and the audit trail; sqlite3
+    # would create it 0644 under the usual umask. Creating it first, 0600,
+    # is enough for the journal files: SQLite copies the database file's mode
+    # to its -wal, -shm and -journal files when it creates them.
+    if not path.parent.is_dir():
+        return  # sqlite3 reports the missing directory itself
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except PermissionError:
+        return  # not ours to write: sqlite3 will say so on connect
+    try:
+        info = os.fstat(fd)
+        # A file made by an older version (0644) is narrowed too, when it is ours.
+        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", "-journal"):
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            info = os.lstat(sidecar)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
+            os.chmod(sidecar, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
