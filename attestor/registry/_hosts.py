@@ -55,6 +55,42 @@ class Reach(Enum):
     REFUSED = "refused"
 
 
+#: Not globally reachable (RFC 6890 and its updates), listed here as well as
+#: asked of ``ipaddress``: what ``is_global`` says changed between CPython
+#: patch releases, and e.g. 3.11.7 calls 192.0.0.8 (IETF protocol space) global.
+_NOT_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/127",
+        "::ffff:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+
+
 def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
@@ -77,6 +113,8 @@ def is_public_address(ip: IPAddress) -> bool:
             return False
         if ip.is_site_local:
             return False
+    if any(ip in net for net in _NOT_PUBLIC if net.version == ip.version):
+        return False
     return bool(
         ip.is_global
         and not ip.is_multicast

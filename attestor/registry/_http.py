@@ -64,7 +64,7 @@ def _shown(url: str) -> str:
 
 def _deadline_error(subject: str, deadline: Deadline, host: str) -> GatewayTimeout:
     return GatewayTimeout(
-        f"{subject} exceeded the deadline of {deadline.seconds:g}s",
+        f"{subject} exceeded the deadline of {round(deadline.seconds, 1):g}s",
         detail={"registry": host, "reason": "deadline"},
     )
 
