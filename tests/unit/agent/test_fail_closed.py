@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from agent.cli import main
 from agent.config import AgentConfig
 from agent.containerd import LayerInfo
 from agent.containerd.types import TaskStatus
@@ -239,3 +241,16 @@ def test_scan_snapshot_still_refuses_what_it_cannot_represent(tmp_path: Path) ->
     _bad_name(root)
     with pytest.raises(InvalidInput, match="not valid UTF-8"):
         manifest_from_snapshot(root)
+
+
+def test_pending_grace_is_a_flag_and_an_env_var_of_both_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for command in ("run", "check"):
+        cmd = main.commands[command]
+        assert cmd.make_context(command, ["--pending-grace", "42"]).params["pending_grace"] == 42
+        assert cmd.make_context(command, []).params["pending_grace"] == 300
+        monkeypatch.setenv("ATTESTOR_AGENT_PENDING_GRACE", "7")
+        assert cmd.make_context(command, []).params["pending_grace"] == 7
+        monkeypatch.delenv("ATTESTOR_AGENT_PENDING_GRACE")
+    assert CliRunner().invoke(main, ["run", "--pending-grace", "-1"]).exit_code == 2
