@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -81,8 +80,7 @@ def test_issued_envelopes_verify_in_bulk_on_postgres(
         with app_state(app).session_factory() as session:
             found = results_store.find_attestations(
                 session,
-                [hashlib.sha256(parse_envelope(e).to_json()).hexdigest() for e in envelopes]
-                + ["0" * 64],
+                [parse_envelope(e).pae_sha256() for e in envelopes] + ["0" * 64],
             )
         assert sorted(f.id for f in found.values()) == sorted(a["id"] for a in attestations)
     finally:

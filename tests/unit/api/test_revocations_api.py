@@ -157,6 +157,54 @@ def test_attestation_target_errors(
     assert listed == {"items": [], "next": None}
 
 
+@pytest.mark.parametrize(
+    "names",
+    [("envelope_sha256",), ("pae_sha256",), ("attestation_id", "envelope_sha256", "pae_sha256")],
+)
+def test_an_attestation_is_named_by_any_of_its_digests_and_stored_by_identity(
+    client: FlaskClient, role_tokens: dict[str, str], world: World, names: tuple[str, ...]
+) -> None:
+    known = {
+        "attestation_id": world.ids["a3"],
+        "envelope_sha256": world.envelope_sha256["a3"],
+        "pae_sha256": world.pae_sha256["a3"],
+    }
+    target = {"kind": "attestation", **{n: known[n] for n in names}}
+    response = revoke(client, role_tokens["admin"], target)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["target"] == {
+        "kind": "attestation",
+        "attestation_id": world.ids["a3"],
+        "pae_sha256": world.pae_sha256["a3"],
+    }
+    assert response.get_json()["affected"] == 1
+
+
+def test_attestation_names_that_disagree_or_are_unknown_are_refused(
+    client: FlaskClient, role_tokens: dict[str, str], world: World
+) -> None:
+    admin = role_tokens["admin"]
+    mixed = {
+        "kind": "attestation",
+        "attestation_id": world.ids["a1"],
+        "pae_sha256": world.pae_sha256["a2"],
+    }
+    assert revoke(client, admin, mixed).status_code == 400
+    by_other_envelope = {
+        "kind": "attestation",
+        "envelope_sha256": world.envelope_sha256["a1"],
+        "pae_sha256": world.pae_sha256["a2"],
+    }
+    assert revoke(client, admin, by_other_envelope).status_code == 400
+    assert revoke(client, admin, {"kind": "attestation", "pae_sha256": "0" * 64}).status_code == 404
+    assert revoke(client, admin, {"kind": "attestation"}).status_code == 400
+    assert revoke(client, admin, {"kind": "attestation", "pae_sha256": 7}).status_code == 400
+    unknown = {"kind": "attestation", "attestation_id": world.ids["a1"], "sha": "x"}
+    assert revoke(client, admin, unknown).status_code == 400
+    listed = client.get("/v1/revocations", headers=bearer(admin)).get_json()
+    assert listed == {"items": [], "next": None}
+
+
 def test_list_get_and_paging(client: FlaskClient, role_tokens: dict[str, str]) -> None:
     admin = role_tokens["admin"]
     made = [
