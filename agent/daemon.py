@@ -280,7 +280,7 @@ class Daemon:
     def _note_key_anomaly(self, problem: str | None) -> None:
         # Noted once when it begins, like a revocation feed anomaly.
         if problem is not None and problem != self.key_anomaly:
-            log.error("server key set refused", extra={"error": problem})
+            log.error("server key set not accepted", extra={"error": problem})
             now = self._wall()
             for key in self.ledger.note_error(problem, now=now):
                 self._spool_report(self.ledger.report(*key, now=now))

@@ -69,6 +69,11 @@ _OFFLINE = ["--server", "http://127.0.0.1:9", "--token-file", "{tmp}/token",
                      ("state/cache",), "cache directory", id="check-cache-dir-is-a-file"),
         pytest.param(["run", *_OFFLINE, "--state-dir", "{tmp}/state"], ("state/spool",),
                      "spool directory", id="run-spool-dir-is-a-file"),
+        pytest.param(["check", "--once", *_OFFLINE, "--pinned-keys", "{tmp}/missing.pem"], (),
+                     "cannot read pinned keys", id="missing-pinned-keys"),
+        pytest.param(["run", *_OFFLINE, "--state-dir", "{tmp}/state", "--pinned-keys",
+                      "{tmp}/empty.pem"], ("empty.pem",), "holds no PEM public key",
+                     id="pinned-keys-without-a-key"),
     ],
 )  # fmt: skip
 def test_bad_input_is_exit_2_and_one_line(

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from securesystemslib.signer import CryptoSigner
 
-from agent.check import pinned_verifier
+from agent.check import check_once, pinned_verifier
 from agent.config import AgentConfig
 from agent.daemon import Daemon
 from agent.integrity.attestation import ServerAttestations
 from agent.server import report_sender, violation_sender
 from agent.spool import Spool
 from agent.trust import KeyPins
-from tests.unit.agent._integrity_sim import SimServer
+from tests.unit.agent._integrity_sim import T0, SimServer
 from tests.unit.agent._key_sets import entry, signed_set
 from tests.unit.agent.test_integrity_attestation import Clock, infos, resolve, sim_layers
 
@@ -104,7 +104,7 @@ def test_the_daemon_refuses_a_substituted_key_set_and_keeps_its_pins(
         assert agent.poll_keys() is False
     assert agent.pins.pins == before
     assert agent.key_anomaly is not None and agent.key_anomaly.startswith("key set refused")
-    assert any(r.getMessage() == "server key set refused" for r in caplog.records)
+    assert any(r.getMessage() == "server key set not accepted" for r in caplog.records)
     layers = sim_layers(1)
     server.attest(layers)  # the attacker's attestation
     got = resolve(agent._attestations, infos(layers)[0])  # type: ignore[arg-type]  # noqa: SLF001
@@ -129,3 +129,19 @@ def test_a_refresh_is_skipped_when_a_poll_began_after_the_envelope(
     rotate(server)
     assert agent.refresh_keys(since=10.0) is True  # not strictly after: fetch again
     assert server.key_set_fetches == fetches + 2
+
+
+def test_check_once_reports_a_refused_key_set_as_an_error(tmp_path: Path) -> None:
+    server = SimServer()
+    config = AgentConfig(containerd_address="/nonexistent", namespaces=("ns",),
+                         state_dir=tmp_path, server="http://127.0.0.1:1", token="t")  # fmt: skip
+    fresh = check_once(config, server=server, containerd=[], now=T0, clock=Clock())
+    assert fresh.errors == () and fresh.exit_code == 0  # pinned on first use
+    pins = KeyPins(None)
+    assert pins.offer(server.key_set()).outcome == "pinned"
+    attacker = CryptoSigner.generate_ecdsa()
+    server.key_set_body = signed_set([entry(attacker)], [attacker], version=9)
+    report = check_once(config, server=server, containerd=[], now=T0, clock=Clock(), pins=pins)
+    (error,) = report.errors
+    assert error.startswith("key set refused: ") and report.exit_code == 2
+    assert pins.keyids() == {server.keyid}
