@@ -75,6 +75,11 @@ class Deadline:
         return self._expires_at - self._clock()
 
     @property
+    def closed(self) -> bool:
+        """Whether the exchange is over (nothing is watched any more)."""
+        return self._closed
+
+    @property
     def expired(self) -> bool:
         """Whether the deadline has passed (or the watchdog fired)."""
         return self._fired or self.remaining() <= 0
@@ -120,6 +125,10 @@ class Deadline:
         self.close()
 
 
+#: Queued deadlines above which closed ones are dropped from the queue.
+_PRUNE_AT = 1024
+
+
 class _Watchdog:
     """One thread that fires deadlines in time order (not a timer per request)."""
 
@@ -131,6 +140,11 @@ class _Watchdog:
 
     def arm(self, deadline: Deadline) -> None:
         with self._cond:
+            if len(self._heap) >= _PRUNE_AT:
+                # Most deadlines end closed long before they expire (an hour
+                # for a large blob): drop those instead of keeping them queued.
+                self._heap = [entry for entry in self._heap if not entry[2].closed]
+                heapq.heapify(self._heap)
             heapq.heappush(self._heap, (deadline.expires_at, next(self._seq), deadline))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(

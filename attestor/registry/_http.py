@@ -19,7 +19,9 @@ echoing it would let a caller map what the server can reach.
 
 from __future__ import annotations
 
+import http.client
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from urllib.parse import SplitResult, urljoin, urlsplit
 
@@ -348,20 +350,45 @@ class Transport:
                     raise _deadline_error(subject, deadline, host)
                 return resp.status_code, body
 
-    def iter_body(self, resp: requests.Response, host: str, deadline: Deadline) -> Iterator[bytes]:
+    def iter_body(
+        self,
+        resp: requests.Response,
+        host: str,
+        deadline: Deadline,
+        *,
+        min_bytes_per_s: int | None = None,
+        grace_s: float = 0.0,
+    ) -> Iterator[bytes]:
         """The raw (not content-decoded) body in chunks, failures translated.
+
+        With ``min_bytes_per_s``, the body must keep up with that rate once
+        ``grace_s`` seconds have passed: a blob that declares gigabytes gets a
+        long deadline, and this stops a trickle long before it.
 
         Raises:
             GatewayTimeout: if the host stops sending mid-body for longer than
-                the timeout, or the deadline passes.
+                the timeout, falls below the minimum rate, or the deadline passes.
             UpstreamError: if the connection breaks mid-body.
         """
         subject = f"registry {host}"
-        # Digests cover the bytes as stored: never undo a Content-Encoding.
+        start, received = time.monotonic(), 0
         try:
-            for chunk in resp.raw.stream(_CHUNK, decode_content=False):
+            while True:
+                # read1: return what one receive brought, so that the clock is
+                # looked at after every receive, not after each full megabyte.
+                # Digests cover the bytes as stored: never undo a Content-Encoding.
+                chunk = resp.raw.read1(_CHUNK, decode_content=False)
                 if deadline.expired:
                     raise _deadline_error(subject, deadline, host)
+                if not chunk:
+                    break
+                received += len(chunk)
+                late = time.monotonic() - start - grace_s
+                if min_bytes_per_s is not None and late > 0 and received < late * min_bytes_per_s:
+                    raise GatewayTimeout(
+                        f"{subject} sent a download slower than {min_bytes_per_s} bytes/s",
+                        detail={"registry": host, "reason": "too-slow"},
+                    )
                 yield chunk
         except (urllib3.exceptions.TimeoutError, TimeoutError) as e:
             log.warning("%s: download stalled: %r", subject, e)
@@ -371,7 +398,7 @@ class Transport:
                 f"{subject} stalled mid-download for over {self._timeout:g}s",
                 detail={"registry": host, "reason": "timeout"},
             ) from e
-        except (urllib3.exceptions.HTTPError, OSError) as e:
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as e:
             log.warning("%s: download broke off: %r", subject, e)
             if deadline.expired:
                 raise _deadline_error(subject, deadline, host) from e

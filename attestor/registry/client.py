@@ -210,7 +210,13 @@ class RegistryClient:
             try:
                 return self._cache.store(
                     digest,
-                    self._http.iter_body(resp, host, deadline),
+                    self._http.iter_body(
+                        resp,
+                        host,
+                        deadline,
+                        min_bytes_per_s=self._limits.blob_min_bytes_per_s,
+                        grace_s=self._limits.blob_deadline_floor_s,
+                    ),
                     max_size=self._limits.max_blob_bytes,
                     expected_size=expected_size,
                 )

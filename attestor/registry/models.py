@@ -31,7 +31,9 @@ class RegistryLimits:
     #: and body together (the per-read timeout alone lets a trickle last forever).
     request_deadline_s: float = 30.0
     #: A blob of N bytes must arrive within ``blob_deadline_floor_s + N /
-    #: blob_min_bytes_per_s`` seconds, and never more than ``blob_deadline_max_s``.
+    #: blob_min_bytes_per_s`` seconds, and never more than ``blob_deadline_max_s``;
+    #: after the floor it must also keep up with ``blob_min_bytes_per_s`` all along
+    #: (the declared N is the registry's word, so it cannot set the pace alone).
     blob_deadline_floor_s: float = 60.0
     blob_min_bytes_per_s: int = 1024 * 1024
     blob_deadline_max_s: float = 3600.0

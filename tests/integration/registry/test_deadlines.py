@@ -41,6 +41,27 @@ def test_a_trickling_blob_fails_at_its_deadline(tmp_path: Path) -> None:
     assert list((tmp_path / "sha256").iterdir()) == []  # nothing half-stored
 
 
+def test_a_blob_declaring_gigabytes_must_still_keep_up_the_minimum_rate(tmp_path: Path) -> None:
+    # 4 GiB declared: the total deadline is the one-hour cap, but after the
+    # 1 s floor the bytes must come at 1 MiB/s, which a trickle never does.
+    limits = RegistryLimits(blob_deadline_floor_s=1.0)
+    declared = 4 << 30
+    assert limits.blob_deadline_s(declared) == 3600
+    with trickle_server(SIZE) as server:
+        client = _client(server.host, tmp_path, limits)
+        t0 = time.monotonic()
+        with pytest.raises(GatewayTimeout) as err:
+            client.fetch_blob(
+                parse_reference(f"{server.host}/a/b:c"), DIGEST, expected_size=declared
+            )
+        elapsed = time.monotonic() - t0
+    assert 0.9 < elapsed < 3, elapsed
+    assert err.value.message == (
+        f"registry {server.host} sent a download slower than {1 << 20} bytes/s"
+    )
+    assert err.value.detail == {"registry": server.host, "reason": "too-slow"}
+
+
 def test_trickled_manifest_headers_fail_at_the_deadline(tmp_path: Path) -> None:
     # The headers themselves trickle: only a deadline on the whole exchange,
     # not one on the body, ends this.
