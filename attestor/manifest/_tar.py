@@ -310,6 +310,10 @@ def _apply(replay: _Replay, reader: TarReader, header: TarHeader) -> None:
         if not name or name.startswith(_WHITEOUT):
             raise InvalidInput(f"unsupported whiteout name {path!r}")
         target = f"{directory}/{name}" if directory else name
+        if target in replay.nodes:
+            # containerd's overlay applier mknods the whiteout where this
+            # layer already put something, and fails with EEXIST.
+            raise InvalidInput(f"whiteout {path!r} of a path this layer already created")
         replay.put(target, _Node(EntryType.WHITEOUT))
         return
     if not path:

@@ -245,18 +245,18 @@ def parse_pax(body: bytes) -> dict[bytes, bytes]:
     return records
 
 
-def _pax_int(key: bytes, value: bytes) -> int:
+def _pax_int(key: bytes, value: bytes, offset: int) -> int:
     # Go's strconv.ParseInt(v, 10, 64); signs are refused here.
     if not _DECIMAL.fullmatch(value) or int(value) > _INT64_MAX:
-        raise InvalidInput(f"PAX record {key.decode()}: bad number {value[:30]!r}")
+        raise _refuse(offset, f"PAX record {key.decode()}: bad number {value[:30]!r}")
     return int(value)
 
 
-def _check_pax_time(key: bytes, value: bytes) -> None:
+def _check_pax_time(key: bytes, value: bytes, offset: int) -> None:
     # Go's parsePAXTime fails the header on a bad time; so do we.
     match = _PAX_TIME.fullmatch(value)
     if match is None or abs(int(value.split(b".")[0])) > _INT64_MAX:
-        raise InvalidInput(f"PAX record {key.decode()}: bad time {value[:30]!r}")
+        raise _refuse(offset, f"PAX record {key.decode()}: bad time {value[:30]!r}")
 
 
 def _text(value: bytes, what: str, offset: int) -> str:
@@ -392,7 +392,11 @@ class TarReader:
             raw = _parse_block(block, offset)
             flag = raw.typeflag
             if flag == ord("x"):
-                pax = parse_pax(self._read_meta(raw, offset))  # replaces an earlier one
+                body = self._read_meta(raw, offset)
+                try:
+                    pax = parse_pax(body)  # replaces an earlier one, as in Go
+                except InvalidInput as e:
+                    raise _refuse(offset, str(e)) from None
             elif flag in (ord("L"), ord("K")):
                 # Go cuts the body at its first NUL; an empty name changes nothing.
                 value = _cstring(self._read_meta(raw, offset))
@@ -423,13 +427,13 @@ class TarReader:
             elif key == b"linkpath":
                 link = value
             elif key == b"size":
-                size = _pax_int(key, value)
+                size = _pax_int(key, value, offset)
             elif key == b"uid":
-                uid = _pax_int(key, value)
+                uid = _pax_int(key, value, offset)
             elif key == b"gid":
-                gid = _pax_int(key, value)
+                gid = _pax_int(key, value, offset)
             elif key in (b"atime", b"mtime", b"ctime"):
-                _check_pax_time(key, value)
+                _check_pax_time(key, value, offset)
         name = long_name or name
         link = long_link or link
         flag = raw.typeflag

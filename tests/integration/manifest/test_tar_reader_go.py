@@ -1,0 +1,142 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The hand-built headers the reader accepts read the same in Go (umoci).
+
+tests/unit/manifest/test_tar_reader.py states each reading from Go's sources;
+this runs the same layers through ``umoci raw unpack`` (Go 1.19's
+``archive/tar``, as containerd) and requires the server's manifest to equal
+the unpacked tree, so a misreading of the Go sources shows up here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness.binaries import require, require_root
+from tests.integration.manifest._go_reading import (
+    server_reading,
+    umoci_reading,
+    without_overlay_markers,
+)
+from tests.unit.manifest._rawtar import (
+    END,
+    base256,
+    data,
+    entry,
+    gnu_long,
+    header,
+    pax,
+    pax_record,
+)
+
+CAP = b"\x01\x00\x00\x02" + bytes(16)  # VFS_CAP_REVISION_2, no capabilities
+
+
+def _after(first: bytes) -> bytes:
+    return first + entry(b"next", b"n") + END
+
+
+LAYERS: dict[str, bytes] = {
+    **{
+        f"checksum-{style}": entry(b"a", b"xyz", checksum=style) + END
+        for style in ("octal", "go", "nul-led", "spaces")
+    },
+    "checksum-signed": entry("café".encode(), b"c", checksum="signed") + END,
+    "octal-padding": header(
+        b"p", size=b"\x00\x00\x0000000003\x00", uid=b"  1750 \x00", mode=b"0755\x00777"
+    )
+    + data(b"abc")
+    + END,
+    "base256-ids-mode": header(
+        b"b", uid=base256(2**30, 8), gid=base256(70_000, 8), mode=base256(0o4755, 8)
+    )
+    + END,
+    "ustar-prefix": header(b"inner", prefix=b"opt/deep") + END,
+    "gnu-atime-not-prefix": header(
+        b"g", magic=b"ustar ", version=b" \x00", raw={345: b"00000000017\x00"}
+    )
+    + END,
+    "nul-type-slash-is-dir": header(b"d/", typeflag=b"\x00", size=512, mode=0o700)
+    + header(b"d/hidden")
+    + END,
+    "nul-type-regular": header(b"f", typeflag=b"\x00", size=2) + data(b"hi") + END,
+    "hardlink-with-size": entry(b"t", b"target")
+    + _after(header(b"x", typeflag=b"1", size=512, link=b"t")),
+    "symlink-with-size": _after(header(b"x", typeflag=b"2", size=512, link=b"t")),
+    "chardev-with-size": _after(
+        header(b"x", typeflag=b"3", size=512, devmajor=1, devminor=3, mode=0o666)
+    ),
+    "blockdev-with-size": _after(header(b"x", typeflag=b"4", size=512, devmajor=7, devminor=0)),
+    "dir-with-size": _after(header(b"x", typeflag=b"5", size=512, mode=0o755)),
+    "fifo-with-size": _after(header(b"x", typeflag=b"6", size=512, mode=0o600)),
+    "pax-overrides": pax(
+        pax_record(b"path", b"very/" + b"p" * 200)
+        + pax_record(b"linkpath", b"t" * 150)
+        + pax_record(b"uid", b"100000")
+        + pax_record(b"gid", b"200000")
+        + pax_record(b"mtime", b"1700000000.123456789")
+        + pax_record(b"comment", b"ignored \x00 too")
+    )
+    + header(b"short", typeflag=b"2", link=b"l", uid=1, gid=2)
+    + END,
+    "pax-capability": pax(pax_record(b"SCHILY.xattr.security.capability", CAP))
+    + entry(b"ping", b"p", mode=0o755)
+    + END,
+    "pax-size-hides-header": pax(pax_record(b"size", b"0"))
+    + header(b"carrier", size=512)
+    + entry(b"hidden", b"h")
+    + END,
+    "pax-empty-values": pax(
+        pax_record(b"path", b"") + pax_record(b"uid", b"") + pax_record(b"size", b"")
+    )
+    + entry(b"kept", b"abc", uid=1000)
+    + END,
+    "pax-duplicate": pax(pax_record(b"path", b"first") + pax_record(b"path", b"second"))
+    + header(b"h")
+    + END,
+    "pax-duplicate-erased": pax(pax_record(b"path", b"first") + pax_record(b"path", b""))
+    + header(b"h")
+    + END,
+    "pax-second-replaces": pax(pax_record(b"path", b"one") + pax_record(b"uid", b"7"))
+    + pax(pax_record(b"path", b"two"))
+    + header(b"h")
+    + END,
+    "x-then-L": pax(pax_record(b"path", b"from-pax"))
+    + gnu_long(b"L", b"from-gnu")
+    + header(b"h")
+    + END,
+    "L-then-x": gnu_long(b"L", b"from-gnu")
+    + pax(pax_record(b"path", b"from-pax"))
+    + header(b"h")
+    + END,
+    "K-cut-at-nul": gnu_long(b"K", b"target\x00junk")
+    + header(b"s", typeflag=b"2", link=b"x")
+    + END,
+    "L-reset-by-empty": gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h") + END,
+    "L-slash-nul-type": gnu_long(b"L", b"gd/")
+    + header(b"gd", typeflag=b"\x00", size=512)
+    + header(b"x")
+    + END,
+    "no-end-marker": entry(b"a", b"1"),
+    "one-zero-block": entry(b"a", b"1") + END[:512],
+    "zero-padding": entry(b"a", b"1") + END + bytes(10_000),
+}
+
+
+@pytest.fixture(scope="module")
+def umoci() -> str:
+    require_root()  # umoci keeps owners, devices and set-id bits only as root
+    return require("umoci")
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_accepted_hand_built_layer_reads_as_go_reads_it(
+    name: str, umoci: str, tmp_path: Path
+) -> None:
+    layer = LAYERS[name]
+    server = server_reading(layer)
+    assert server.manifest is not None, server.refusal  # these are meant to be accepted
+    go = umoci_reading(umoci, layer, tmp_path / "unpack")
+    assert go.manifest is not None, go.error
+    assert without_overlay_markers(server.manifest) == without_overlay_markers(go.manifest)
