@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import requests
 
-from attestor.errors import UpstreamError
+from attestor.config import load_settings
+from attestor.errors import ConfigError, UpstreamError
 from attestor.policy import load_policies
 from attestor.registry import (
     BlobCache,
@@ -22,6 +23,7 @@ from attestor.registry import (
     admitted_by_policies,
     parse_reference,
 )
+from attestor.services.context import adapters_from_settings
 from tests.integration.registry._images import push_image
 from tests.integration.registry._servers import (
     PASSWORD,
@@ -251,3 +253,33 @@ def test_a_closed_port_behind_a_redirect_is_not_named(pushed: Any, tmp_path: Pat
             _fetch_first_layer(client, server.host, pushed)
     assert err.value.message == f"registry {server.host} is unreachable"
     assert str(closed) not in f"{err.value.message} {err.value.detail}"
+
+
+def test_server_settings_wire_policies_lists_and_deadlines(
+    registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    # The client the server builds: the dev policy admits loopback registries
+    # on 127.0.0.1, the blob host list names 127.0.0.3:<port>; 127.0.0.2 is neither.
+    with redirector(f"http://{registry.host}{{path}}") as to_registry:
+        with listener("127.0.0.2") as spy, redirector(f"https://{spy.host}{{path}}") as to_spy:
+            settings = load_settings(
+                {
+                    "ATTESTOR_DATA_DIR": str(tmp_path),
+                    "ATTESTOR_POLICY_DIR": str(POLICIES),
+                    "ATTESTOR_INSECURE_REGISTRIES": f"{to_registry.host},{to_spy.host},"
+                    f"{registry.host}",
+                    "ATTESTOR_REGISTRY_BLOB_HOSTS": "127.0.0.3:1234, cdn.example",
+                    "ATTESTOR_REGISTRY_REQUEST_DEADLINE_S": "7",
+                }
+            )
+            assert settings.registry_blob_hosts == {"127.0.0.3:1234", "cdn.example"}
+            client = adapters_from_settings(settings).registry
+            assert client._limits.request_deadline_s == 7  # noqa: SLF001 - the wiring under test
+            assert _fetch_first_layer(client, to_registry.host, pushed).is_file()
+            repository = pushed.name.split("/", 1)[1]
+            with pytest.raises(UpstreamError, match=f"redirect refused: {spy.host} is not"):
+                client.resolve(parse_reference(f"{to_spy.host}/{repository}:v1"))
+            assert spy.accepted == 0
+    for bad in ("https://cdn.example", "cdn.example/x", "u@cdn.example", "cdn.example:99999"):
+        with pytest.raises(ConfigError, match="ATTESTOR_REGISTRY_BLOB_HOSTS|registry_blob_hosts"):
+            load_settings({"ATTESTOR_DATA_DIR": str(tmp_path), "ATTESTOR_REGISTRY_BLOB_HOSTS": bad})
