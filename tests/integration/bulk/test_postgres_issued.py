@@ -4,14 +4,8 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from attestor.api._state import app_state
 from attestor.dsse import parse_envelope
@@ -19,22 +13,6 @@ from attestor.jobs.runner import InlineRunner
 from attestor.store import verifications as results_store
 from tests.integration.bulk._issuing import bearer, issuing_app
 from tests.integration.issuance._images import client_for, push
-
-
-@pytest.fixture
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh database on the harness PostgreSQL (dropped afterwards)."""
-    base = make_url(postgres_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_issued_envelopes_verify_in_bulk_on_postgres(

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from typing import Any
 import pytest
 from flask import Flask
 from redis import Redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from attestor.api._state import app_state
 from attestor.jobs.runner import InlineRunner, RQRunner
@@ -32,22 +29,6 @@ from tests.integration.issuance._images import client_for, push
 ATTESTOR = str(Path(sys.executable).with_name("attestor"))
 #: A Redis database of its own, so other areas' queues are untouched.
 REDIS_DB = 9
-
-
-@pytest.fixture
-def database_url(postgres_url: str) -> Iterator[str]:
-    """A fresh database on the harness PostgreSQL (dropped afterwards)."""
-    base = make_url(postgres_url)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _copies(envelope: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -136,6 +117,15 @@ def _items(issued: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]]]:
     return names, items
 
 
+def _submit(app: Flask, issued: dict[str, Any]) -> tuple[dict[str, str], list[str], dict[str, Any]]:
+    """POST every copy to /v1/verifications; the token, the item names and the job."""
+    headers = bearer(app, "pipeline")
+    names, items = _items(issued)
+    response = app.test_client().post("/v1/verifications", json={"items": items}, headers=headers)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    return headers, names, response.get_json()["job"]
+
+
 def _check(results: list[dict[str, Any]], names: list[str], issued: dict[str, Any]) -> None:
     first, second = issued["attestations"][:2]
     assert [r["index"] for r in results] == list(range(len(names)))
@@ -156,13 +146,7 @@ def test_inline_runner(issued: dict[str, Any]) -> None:
         {"DATABASE_URL": issued["database_url"]},
     )
     try:
-        headers = bearer(app, "pipeline")
-        names, items = _items(issued)
-        response = app.test_client().post(
-            "/v1/verifications", json={"items": items}, headers=headers
-        )
-        assert response.status_code == 202, response.get_data(as_text=True)
-        job = response.get_json()["job"]
+        headers, names, job = _submit(app, issued)
         runner = app_state(app).runner
         assert isinstance(runner, InlineRunner)
         runner.wait(timeout=30)
@@ -183,13 +167,7 @@ def test_rq_worker(issued: dict[str, Any], redis_url: str, tmp_path: Path) -> No
     app = issuing_app(tmp_path / "rq", issued["registry"], env)
     try:
         assert isinstance(app_state(app).runner, RQRunner)
-        headers = bearer(app, "pipeline")
-        names, items = _items(issued)
-        response = app.test_client().post(
-            "/v1/verifications", json={"items": items}, headers=headers
-        )
-        assert response.status_code == 202, response.get_data(as_text=True)
-        job = response.get_json()["job"]
+        headers, names, job = _submit(app, issued)
         worker_env = {
             **os.environ,
             **env,

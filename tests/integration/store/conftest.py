@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: Apache-2.0
-"""``db_engine``: a migrated, empty database on SQLite and on the harness PostgreSQL."""
+"""``db_engine``: a migrated, empty database on SQLite and on the harness PostgreSQL;
+``empty_engine``: the same before any migration."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from attestor.store.db import make_engine, upgrade
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A fresh database that was never migrated (migration tests upgrade it themselves)."""
     if request.param == "sqlite":
         engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-        upgrade(engine)
         yield engine
         engine.dispose()
         return
@@ -28,7 +29,6 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     engine = make_engine(base_url.set(database=name).render_as_string(hide_password=False))
-    upgrade(engine)
     try:
         yield engine
     finally:
@@ -36,3 +36,9 @@ def db_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture
+def db_engine(empty_engine: Engine) -> Engine:
+    upgrade(empty_engine)
+    return empty_engine

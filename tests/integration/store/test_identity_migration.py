@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,8 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from securesystemslib.signer import CryptoSigner
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, text
 
 from attestor.dsse import Envelope, Signature, parse_envelope
 from attestor.revocation import AttestationMeta
@@ -30,7 +26,6 @@ from attestor.store.db import (
     MIGRATIONS_DIR,
     current_revision,
     head_revision,
-    make_engine,
     make_session_factory,
     upgrade,
 )
@@ -41,28 +36,6 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SIGNER = CryptoSigner.generate_ed25519()
 KEYID = SIGNER.public_key.keyid
 BEFORE = "0006"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path}/store.db")
-        yield engine
-        engine.dispose()
-        return
-    base_url = make_url(request.getfixturevalue("postgres_url"))
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(base_url.set(database=name).render_as_string(hide_password=False))
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}"'))
-        admin.dispose()
 
 
 def _envelope(n: int) -> bytes:
