@@ -155,7 +155,7 @@ def data_blocks(data: bytes) -> bytes:
     return data + b"\x00" * (-len(data) % BLOCK)
 
 
-def file(name: str, data: bytes, **kw: object) -> bytes:
+def file(name: str | bytes, data: bytes, **kw: object) -> bytes:
     """A regular file member: header and padded data."""
     return header(name, size=len(data), **kw) + data_blocks(data)  # type: ignore[arg-type]
 
@@ -411,6 +411,29 @@ def _cases() -> list[Case]:
              build(header("./", typeflag=b"0"), hi)),
         Case("chardev-pax-devnums", "a char device 1/3 (devmajor/devminor)",
              build(header("null", typeflag=b"3", mode=0o666, devmajor=1, devminor=3))),
+        # --- names, links and overlay markers --------------------------------
+        Case("name-normalization", "'./a//b/./c' and a directory './x/' with 'x/./y'",
+             build(file("./a//b/./c", b"c\n"), directory("./x/"), file("x/./y", b"y\n"))),
+        Case("name-dotdot", "a name with a '..' component",
+             build(hi, file("d/../escaped", b"e\n"))),
+        Case("name-non-utf8", "a name that is not UTF-8",
+             build(hi, file(b"bad\xffname", b"b\n"))),
+        Case("name-100-no-nul", "a 100-byte name without NUL, then the linkname field",
+             build(header("n" * 100, typeflag=b"2", linkname="target"), hi)),
+        Case("symlink-parent", "a symlink 'link' -> 'real' and a file 'link/f' through it",
+             build(directory("real"), header("link", typeflag=b"2", linkname="real"),
+                   file("link/f", b"f\n"))),
+        Case("hardlink-pax-linkpath", "a hardlink whose target comes from a PAX linkpath",
+             build(file("target", b"t\n"), pax([("linkpath", "target")]),
+                   header("link", typeflag=b"1", linkname="wrong"))),
+        Case("pax-trusted-xattr", "SCHILY.xattr.trusted.overlay.opaque on a directory",
+             build(pax([("SCHILY.xattr.trusted.overlay.opaque", "y")]), directory("dir"))),
+        Case("whiteout-after-file", "a file, then a whiteout of it in the same layer",
+             build(file("victim", b"v\n"), file(".wh.victim", b""), hi)),
+        Case("whiteout-pax-name", "a PAX path '.wh.victim' over the ustar name 'innocent'",
+             build(pax([("path", ".wh.victim")]), file("innocent", b""), hi)),
+        Case("opaque-after-file", "a file in a directory, then that directory's opaque marker",
+             build(directory("od"), file("od/kept", b"k\n"), file("od/.wh..wh..opq", b""))),
         # --- archive structure ------------------------------------------------
         Case("truncated-mid-header", "the archive stops 100 bytes into the second header",
              (hi + file("b", b"b\n"))[: len(hi) + 100]),

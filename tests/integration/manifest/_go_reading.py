@@ -37,6 +37,7 @@ __all__ = [
     "layout_of",
     "server_reading",
     "umoci_reading",
+    "whiteouts",
     "without_overlay_markers",
 ]
 
@@ -115,10 +116,10 @@ class ServerReading:
     refusal: str | None
 
 
-def server_reading(layer: bytes) -> ServerReading:
+def server_reading(layer: bytes, lower: Sequence[FileManifest] = ()) -> ServerReading:
     """Run ``manifest_from_tar`` on ``layer``; a refusal is InvalidInput or TooLarge."""
     try:
-        return ServerReading(manifest_from_tar(io.BytesIO(layer)), None)
+        return ServerReading(manifest_from_tar(io.BytesIO(layer), lower=lower), None)
     except (InvalidInput, TooLarge) as e:
         return ServerReading(None, f"{type(e).__name__}: {e}")
 
@@ -164,19 +165,32 @@ def umoci_reading(umoci: str, layer: bytes, workdir: Path) -> GoReading:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def without_overlay_markers(manifest: FileManifest) -> list[str]:
-    """The manifest's entries as canonical JSON lines, whiteouts dropped, opaque as dir.
+def without_overlay_markers(
+    manifest: FileManifest, whited_out: frozenset[str] = frozenset()
+) -> list[str]:
+    """The manifest's entries as JSON lines, without whiteouts, opaque read as dir.
 
     umoci applies whiteouts by deleting (there is nothing below a single
-    layer to delete) where containerd's overlayfs applier stores a 0/0 device
-    and an xattr; so against umoci only the other entries are comparable.
+    layer to delete), and keeps what the same layer wrote before the
+    whiteout, where containerd's overlayfs applier stores a 0/0 device over
+    it and marks opaque directories with an xattr. So against umoci, paths
+    under ``whited_out`` (the server's whiteouts) are left out on both sides.
     """
     lines = []
     for entry in manifest.entries:
-        if entry.type is EntryType.WHITEOUT:
+        if entry.type is EntryType.WHITEOUT or _under(entry.path, whited_out):
             continue
         doc = entry.to_json()
         if doc["type"] == EntryType.OPAQUE_DIR.value:
             doc["type"] = EntryType.DIR.value
         lines.append(json.dumps(doc, sort_keys=True))
     return lines
+
+
+def whiteouts(manifest: FileManifest) -> frozenset[str]:
+    """The paths ``manifest`` records as whiteouts."""
+    return frozenset(e.path for e in manifest.entries if e.type is EntryType.WHITEOUT)
+
+
+def _under(path: str, roots: frozenset[str]) -> bool:
+    return any(path == root or path.startswith(root + "/") for root in roots)

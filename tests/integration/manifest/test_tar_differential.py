@@ -13,6 +13,7 @@ layer the server accepts against containerd itself.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -30,6 +31,7 @@ from tests.integration.manifest._go_reading import (
     corpus_generator,
     server_reading,
     umoci_reading,
+    whiteouts,
     without_overlay_markers,
 )
 
@@ -69,8 +71,9 @@ def assert_same_reading(name: str, layer: bytes, umoci: str, workdir: Path) -> N
             f"  go:     {go.error}\n  server: {_describe(server)}"
         )
         return
-    server_lines = without_overlay_markers(server.manifest)
-    go_lines = without_overlay_markers(go.manifest)
+    hidden = whiteouts(server.manifest)
+    server_lines = without_overlay_markers(server.manifest, hidden)
+    go_lines = without_overlay_markers(go.manifest, hidden)
     assert server_lines == go_lines, (
         f"{name}: the server's manifest differs from Go's unpacked tree\n"
         f"  go:\n    {_describe(go)}\n  server:\n    {_describe(server)}"
@@ -117,6 +120,16 @@ def test_go_unpacks_the_files_hidden_behind_a_nul_led_checksum(
 
 # --- Hypothesis: mutated headers of valid layers ---------------------------------
 
+
+def _keep(layer: bytes) -> str:
+    """Save a failing generated layer and name it (it is too long to print)."""
+    directory = Path(tempfile.gettempdir()) / "tar-differential"
+    directory.mkdir(exist_ok=True)
+    path = directory / f"{hashlib.sha256(layer).hexdigest()[:16]}.tar"
+    path.write_bytes(layer)
+    return f"layer {path}"
+
+
 #: Valid layers to mutate: plain ustar, PAX records, a GNU long name, base-256
 #: owners, a directory with a size, a hardlink and a symlink.
 SEEDS = [
@@ -159,6 +172,11 @@ def _mutate(layer: bytes, mutations: list[tuple[int, int, int]], recompute: bool
     offsets = header_offsets(layer)
     touched = set()
     for which, offset, value in mutations:
+        if which >= _DATA:  # the block after a header: PAX records, a long name, content
+            start = offsets[(which - _DATA) % len(offsets)] + corpus.BLOCK
+            if start + offset < len(data):
+                data[start + offset] = value
+            continue
         start = offsets[which % len(offsets)]
         data[start + offset] = value
         touched.add(start)
@@ -169,8 +187,9 @@ def _mutate(layer: bytes, mutations: list[tuple[int, int, int]], recompute: bool
     return bytes(data)
 
 
+_DATA = 8
 mutation = st.tuples(
-    st.integers(0, 7),
+    st.integers(0, _DATA + 1),
     st.one_of(st.sampled_from(FIELD_OFFSETS), st.integers(0, corpus.BLOCK - 1)),
     st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255)),
 )
@@ -191,6 +210,85 @@ def test_mutated_headers_read_as_go_reads_them(
 ) -> None:
     layer = _mutate((CORPUS_DIR / f"{seed}.tar").read_bytes(), mutations, recompute)
     with tempfile.TemporaryDirectory(prefix="tar-diff-") as tmp:
-        assert_same_reading(
-            f"{seed} mutated {mutations} recompute={recompute}", layer, umoci, Path(tmp) / "unpack"
-        )
+        try:
+            assert_same_reading(
+                f"{seed} mutated {mutations} recompute={recompute}",
+                layer,
+                umoci,
+                Path(tmp) / "unpack",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{_keep(layer)}") from None
+
+
+# --- Hypothesis: layers generated from the tricky parts -------------------------
+
+NAMES = ["a", "a/", "d/", "d/e", "./a", "x/y/z", "hi", "long/" + "n" * 120, ""]
+NUMBERS = ["octal", "b256", "nul-led", "space-led", "no-nul"]
+
+
+def _number(value: int, width: int, style: str) -> bytes:
+    if style == "b256":
+        return corpus.base256(value, width)
+    if style == "nul-led":
+        return b"\x00" + corpus.octal(value, width - 1)
+    if style == "space-led":
+        return b" " + f"{value:0{width - 2}o}".encode() + b" "
+    if style == "no-nul":
+        return f"{value:0{width}o}".encode()
+    return bytes(corpus.octal(value, width))
+
+
+@st.composite
+def extension(draw: st.DrawFn) -> bytes:
+    """A PAX 'x' or 'g' header with a few records, or a GNU long name or link."""
+    kind = draw(st.sampled_from(["x", "x", "g", "L", "K"]))
+    if kind in ("L", "K"):
+        return bytes(corpus.gnu_long(draw(st.sampled_from(NAMES)), kind.encode()))
+    values = {
+        "path": NAMES,
+        "linkpath": NAMES,
+        "size": ["0", "3", "700", "", "-1", " 3"],
+        "uid": ["0", "5", "", "4294967296"],
+        "gid": ["0", "9", ""],
+        "mtime": ["1.5", "x"],
+    }
+    keys = draw(st.lists(st.sampled_from(sorted(values)), min_size=1, max_size=3))
+    records = [(k, draw(st.sampled_from(values[k]))) for k in keys]
+    return bytes(corpus.pax(records, typeflag=kind.encode()))
+
+
+@st.composite
+def member(draw: st.DrawFn) -> bytes:
+    """Extension headers, then one member with its fields encoded in varied ways."""
+    typeflag = draw(st.sampled_from([b"0", b"0", b"\x00", b"5", b"2", b"1", b"6"]))
+    data = draw(st.sampled_from([b"", b"hi\n", b"z" * 700])) if typeflag in b"0\x00" else b""
+    size_style, mode_style, uid_style = (draw(st.sampled_from(NUMBERS)) for _ in range(3))
+    block = corpus.header(
+        draw(st.sampled_from([n for n in NAMES if 0 < len(n) <= 100])),
+        typeflag=typeflag,
+        size=_number(len(data), 12, size_style),
+        mode=_number(draw(st.sampled_from([0o644, 0o755, 0o4755, 0o2750])), 8, mode_style),
+        uid=_number(draw(st.sampled_from([0, 7, 70000])), 8, uid_style),
+        linkname=draw(st.sampled_from(["hi", "a", "d/e", ""])) if typeflag in b"12" else "",
+        magic=draw(st.sampled_from([corpus.USTAR, corpus.USTAR, corpus.GNU, corpus.V7])),
+        tail=draw(st.sampled_from([b"", b"", b"pre"])),
+        checksum=draw(st.sampled_from(["gnu", "gnu", "nul", "space", "nul-led"])),
+    )
+    extensions = draw(st.lists(extension(), max_size=2))
+    return b"".join(extensions) + block + corpus.data_blocks(data)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(members=st.lists(member(), min_size=1, max_size=4))
+def test_generated_layers_read_as_go_reads_them(umoci: str, members: list[bytes]) -> None:
+    layer = corpus.build(corpus.file("hi", b"hi\n"), *members)
+    with tempfile.TemporaryDirectory(prefix="tar-diff-") as tmp:
+        try:
+            assert_same_reading("generated layer", layer, umoci, Path(tmp) / "unpack")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{_keep(layer)}") from None
