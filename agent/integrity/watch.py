@@ -39,6 +39,7 @@ from pathlib import Path
 from inotify_simple import INotify, flags
 
 from agent.integrity.sweep import SweepResult
+from attestor.manifest import DirChain, open_root
 
 __all__ = ["WatchStatus", "Watcher", "default_max_watches", "watched_dirs"]
 
@@ -60,6 +61,9 @@ _MASK = (
     | flags.ONLYDIR
     | flags.DONT_FOLLOW
 )
+# A directory is watched through /proc/self/fd/N, a link the kernel must
+# follow to reach the directory held open (see Watcher._add_tree).
+_MASK_BY_FD = _MASK & ~flags.DONT_FOLLOW
 _NEW_DIR = flags.CREATE | flags.MOVED_TO
 _MAX_USER_WATCHES = Path("/proc/sys/fs/inotify/max_user_watches")
 #: Longest the reader thread blocks (how soon close() returns).
@@ -349,32 +353,66 @@ class Watcher:
     # -- watches (called with the lock held) ------------------------------------
 
     def _add_tree(self, root: Path, top: Path) -> bool:
-        """Watch ``top`` and every directory under it; False if ``root`` degraded."""
-        entry = self._roots[root]
-        stack = [top]
-        while stack:
-            directory = stack.pop()
-            if len(self._wds) >= self._max:
-                return self._degrade(
-                    root, f"the agent's cap of {self._max} inotify watches", limit=True
-                )
-            try:
-                wd = self._ino.add_watch(directory, _MASK)
-            except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ENOTDIR) and directory != root:
-                    continue  # gone or replaced meanwhile: its parent's event follows
-                if e.errno in (errno.ENOSPC, errno.ENOMEM):
+        """Watch ``top`` and every directory under it; False if ``root`` degraded.
+
+        Each directory is reached from the root's descriptor one component at
+        a time without following a symlink (:class:`DirChain`) and watched
+        through ``/proc/self/fd``, which names the very directory held open:
+        a directory renamed away and replaced by a symlink cannot pull a
+        directory outside the snapshot into the watch.
+        """
+        try:
+            root_fd = open_root(root)
+        except OSError as e:
+            return self._degrade(root, f"cannot watch {root}: {e.strerror}")
+        chain = DirChain(root_fd)
+        stack: list[tuple[str, ...]] = [top.relative_to(root).parts]
+        try:
+            while stack:
+                parts = stack.pop()
+                if len(self._wds) >= self._max:
                     return self._degrade(
-                        root, "the kernel's inotify watch limit (max_user_watches)", limit=True
+                        root, f"the agent's cap of {self._max} inotify watches", limit=True
                     )
-                return self._degrade(root, f"cannot watch {directory}: {e.strerror}")
-            self._wds[wd] = (root, directory)
-            entry.wds.add(wd)
-            try:
-                with os.scandir(directory) as it:
-                    stack.extend(Path(d.path) for d in it if d.is_dir(follow_symlinks=False))
-            except OSError:
-                continue  # vanished meanwhile
+                try:
+                    fd, owned = chain.open(parts) if parts else (root_fd, False)
+                except OSError:
+                    continue  # gone or replaced meanwhile: its parent's event follows
+                try:
+                    if not self._watch(root, root.joinpath(*parts), fd, parts, stack):
+                        return False
+                finally:
+                    if owned:
+                        os.close(fd)
+        finally:
+            chain.close()
+            os.close(root_fd)
+        return True
+
+    def _watch(
+        self,
+        root: Path,
+        directory: Path,
+        fd: int,
+        parts: tuple[str, ...],
+        stack: list[tuple[str, ...]],
+    ) -> bool:
+        """Watch the directory open as ``fd``; queue its subdirectories (False: degraded)."""
+        try:
+            wd = self._ino.add_watch(f"/proc/self/fd/{fd}", _MASK_BY_FD)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.ENOMEM):
+                return self._degrade(
+                    root, "the kernel's inotify watch limit (max_user_watches)", limit=True
+                )
+            return self._degrade(root, f"cannot watch {directory}: {e.strerror}")
+        self._wds[wd] = (root, directory)
+        self._roots[root].wds.add(wd)
+        try:
+            with os.scandir(fd) as it:
+                stack.extend((*parts, d.name) for d in it if d.is_dir(follow_symlinks=False))
+        except OSError:
+            pass  # vanished meanwhile
         return True
 
     def _degrade(self, root: Path, reason: str, *, limit: bool = False) -> bool:

@@ -21,6 +21,7 @@ from attestor.manifest._compact import (
     unpack_entry,
 )
 from attestor.manifest._compare import Change, ChangeKind, compare_manifests
+from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from attestor.manifest._model import (
     MEDIA_TYPE,
@@ -81,6 +82,7 @@ __all__ = [
     "MEDIA_TYPE",
     "Change",
     "ChangeKind",
+    "DirChain",
     "EntryType",
     "FileManifest",
     "FileState",
@@ -104,6 +106,7 @@ __all__ = [
     "manifest_from_snapshot",
     "manifest_from_tar",
     "open_decompressed",
+    "open_root",
     "pack_entry",
     "root_from_inclusion_proof",
     "run_walk",

@@ -19,12 +19,24 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-__all__ = ["CACHED_DEPTH", "DirChain", "open_dir_at"]
+__all__ = ["CACHED_DEPTH", "DirChain", "open_dir_at", "open_root"]
 
 #: Flags of every directory open: never through a symlink, never inherited.
 OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 #: Levels of the current chain kept open (descriptors used at most: this + 2).
 CACHED_DEPTH = 64
+
+
+def open_root(path: str | os.PathLike[str]) -> int:
+    """Open a snapshot root directory (the caller closes it).
+
+    The root's own path comes from containerd and is trusted; only its last
+    component is opened without following a symlink.
+
+    Raises:
+        OSError: it is missing, a symlink, not a directory, or unreadable.
+    """
+    return os.open(path, OPEN_DIR)
 
 
 def open_dir_at(dir_fd: int, name: str) -> int:

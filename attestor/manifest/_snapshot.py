@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._dirfd import OPEN_DIR, DirChain
+from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 from attestor.manifest._unscannable import MAX_UNSCANNABLE, Unscannable, shown_path
 from attestor.manifest._walk_io import (
@@ -149,7 +149,7 @@ class SnapshotWalk:
         """Walk the tree; what cannot be read is recorded, not raised."""
         try:
             try:
-                root_fd = os.open(self.root, OPEN_DIR)
+                root_fd = open_root(self.root)
             except OSError as e:
                 self._record(None, f"snapshot root cannot be opened: {e.strerror}")
                 raise _Stop from None
