@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from agent.revocation import FeedFollower
+from agent.server import FeedResponse, ServerClient
 from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
+from attestor.dsse import Envelope, Signature, parse_envelope
 from attestor.errors import VerificationError
 from attestor.jobs.reverify import PERIODIC_JOB_ID, schedule_periodic_sweep
 from attestor.jobs.runner import InlineRunner, RQRunner
@@ -129,6 +133,59 @@ def test_issued_image_revoked_everywhere(
         )
     assert caught.value.detail["revoked"] is True
     assert caught.value.message == "revoked: builder compromised"
+
+
+def test_an_attestation_revocation_reaches_the_agent_for_reserialized_copies(
+    make_app: Callable[..., Flask], registry: Any, sample_image: Any, tmp_path: Path
+) -> None:
+    """The agent's FeedFollower, fed by this server's real feed endpoint, revokes
+    a copy of the revoked envelope whose keyid was changed and that carries a
+    junk signature: the feed names the attestation by what is signed."""
+    app = make_app({"ATTESTOR_INSECURE_REGISTRIES": registry.host})
+    client = app.test_client()
+    admin, pipeline, agent = (_bearer(app, r) for r in ("admin", "pipeline", "agent"))
+    issued = client.post("/v1/attestations", json={"image": sample_image.by_tag}, headers=pipeline)
+    assert issued.status_code == 201, issued.get_json()
+    first = issued.get_json()["attestations"][0]
+    stored = parse_envelope(client.get(first["envelope_url"], headers=agent).get_data())
+    copy = Envelope(
+        stored.payload_type,
+        stored.payload,
+        (replace(stored.signatures[0], keyid="not-the-server"), Signature("junk", b"\x04" * 64)),
+    )
+    keys = [
+        TrustedKey.from_pem(k["public_key_pem"], keyid=k["keyid"])
+        for k in client.get("/v1/keys", headers=agent).get_json()["keys"]
+    ]
+
+    def fetch(since: int, limit: int, etag: str | None) -> FeedResponse:
+        answer = client.get(f"/v1/revocations/feed?since={since}&limit={limit}", headers=agent)
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return FeedResponse(body=answer.get_data(), etag=answer.headers.get("ETag"))
+
+    follower = FeedFollower(
+        ServerClient("http://127.0.0.1:9", "unused", timeout=1),
+        keys,
+        tmp_path / "agent-state",
+        max_age=timedelta(minutes=15),
+        clock=lambda: datetime.now(UTC),
+        fetch=fetch,
+    )
+    revoked = client.post(
+        "/v1/revocations",
+        json={"target": {"kind": "attestation", "attestation_id": first["id"]},
+              "reason": "withdrawn"},
+        headers=admin,
+    )  # fmt: skip
+    assert revoked.status_code == 201, revoked.get_json()
+    assert revoked.get_json()["target"]["pae_sha256"] == stored.pae_sha256()
+    result = follower.poll()
+    assert result.anomaly is None and result.revset.version == 1
+    for envelope in (stored, copy):
+        with pytest.raises(VerificationError, match="^revoked: withdrawn$"):
+            Verifier(keys=keys, revocations=result.revset).verify_envelope(
+                envelope.to_json(), artifact_digest=first["layer"]["digest"]
+            )
 
 
 def _work(runner: RQRunner) -> None:
