@@ -127,21 +127,13 @@ class BundleLimits:
 
 
 @dataclass(frozen=True)
-class BundleVerification:
-    """What a verified bundle proved."""
+class BundleVerification(SigningMaterial):
+    """What a verified bundle proved: its signing material, and for DSSE the statement.
 
-    media_type: str
-    signer: Literal["keyless", "key"]
-    #: Keyless: the certificate's first SAN and OIDC issuer.
-    identity: str | None
-    issuer: str | None
-    #: Managed key: sha256 hex of the key's SubjectPublicKeyInfo DER.
-    key_id: str | None
-    content: Literal["message", "dsse"]
-    artifact_sha256: Sha256Hex
-    tlog_entries: tuple[TlogEntryInfo, ...]
-    #: Verified RFC 3161 timestamp times.
-    timestamps: tuple[datetime, ...]
+    Unlike a bare :class:`SigningMaterial`, the envelope here verified with
+    the key, under the statement rules given to :meth:`BundleVerifier.verify`.
+    """
+
     #: DSSE: what :class:`attestor.verify.Verifier` verified.
     statement: VerifiedStatement | None = None
 
@@ -208,18 +200,7 @@ class BundleVerifier:
             statement = rules.verify_envelope(
                 material.envelope, artifact_digest=material.artifact_sha256
             )
-        return BundleVerification(
-            media_type=material.media_type,
-            signer=material.signer,
-            identity=material.identity,
-            issuer=material.issuer,
-            key_id=material.key_id,
-            content=material.content,
-            artifact_sha256=material.artifact_sha256,
-            tlog_entries=material.tlog_entries,
-            timestamps=material.timestamps,
-            statement=statement,
-        )
+        return BundleVerification(**vars(material), statement=statement)
 
     def signing_material(
         self,
