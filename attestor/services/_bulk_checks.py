@@ -192,7 +192,9 @@ def _check_bundle(
         if checked.envelope is None:
             return Outcome(status="rejected", reason="bundle carries no DSSE envelope")
         signed = checked.envelope
-        passed.append(candidate)
+        # One key under two keyids counts once (the verifier refuses a repeat).
+        if all(candidate.public_key != p.public_key for p in passed):
+            passed.append(candidate)
     if signed is not None:
         return signed, tuple(passed)
     if len(candidates) == 1 and isinstance(hint, str):
