@@ -25,14 +25,11 @@ __all__ = ["command"]
 def command(burst: bool, maintenance_interval: int) -> None:
     """Run jobs from the Redis queue."""
     from redis import Redis
-    from rq import Queue
-    from rq.serializers import JSONSerializer
-
-    from attestor.jobs.runner import QUEUE_NAME
 
     # Non-forking (rq's SimpleWorker): rq's Worker forks a work horse per job, which
     # costs more than a small chunk and throws away per-process setup each time.
-    from attestor.jobs.verification import ChunkWorker
+    # It runs only our own task functions, whatever a job in Redis names.
+    from attestor.jobs.rq_worker import make_worker
     from attestor.logs import configure_logging
 
     settings = settings_from_env()
@@ -41,16 +38,10 @@ def command(burst: bool, maintenance_interval: int) -> None:
     configure_logging(settings.log_level)
     migrated_engine(settings).dispose()
     connection = Redis.from_url(settings.redis_url)
-    queue = Queue(QUEUE_NAME, connection=connection, serializer=JSONSerializer)
-    worker = ChunkWorker(
-        [queue],
-        connection=connection,
-        serializer=JSONSerializer,
-        maintenance_interval=maintenance_interval,
-    )
+    worker = make_worker(connection, maintenance_interval=maintenance_interval)
     from attestor.jobs.reverify import schedule_periodic_sweep
 
-    schedule_periodic_sweep(queue)
+    schedule_periodic_sweep(worker.queues[0])
     # What is loaded by now lives as long as the worker: freezing it keeps the
     # collections that a chunk's garbage triggers from re-scanning it (~25 us
     # per verified envelope before, bench/bench_bulk_verify.py). A chunk's
