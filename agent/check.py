@@ -134,6 +134,7 @@ def run_check(
     selector: ContainerFilter | None = None,
     checker: LayerChecker | None = None,
     agent_id: str | None = None,
+    pending_grace: float | None = None,
 ) -> CheckReport:
     """Resolve the covered containers of every namespace and sweep them once.
 
@@ -144,6 +145,9 @@ def run_check(
         selector: sidecar filter; None covers every container.
         checker: lower-layer checker (default: full re-hash, no budget).
         agent_id: shown in the report.
+        pending_grace: a pending layer is an ``unverified`` violation when
+            this is 0 (one sweep: no layer waits longer); else, or None, it is
+            an error of the report.
 
     Raises:
         UpstreamError: containerd could not list containers.
@@ -158,6 +162,7 @@ def run_check(
         attestations=attestations,
         layers=checker or LayerChecker(full_rehash_every=1),
         upper=UpperChecker(full_rehash_every=1),
+        pending_grace=pending_grace,
     )
     sweep = sweeper.sweep(tracked, now=now)
     errors.extend(sweep.errors)
@@ -344,6 +349,7 @@ def check_once(
         now=now,
         selector=config.selector,
         agent_id=registration.agent_id,
+        pending_grace=config.pending_grace,
     )
     problems = [] if key_problem is None else [key_problem]
     if anomaly is not None:

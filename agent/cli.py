@@ -152,7 +152,8 @@ def _common_options(func: _F) -> _F:
             default=300.0,
             show_default=True,
             envvar="ATTESTOR_AGENT_PENDING_GRACE",
-            help="seconds a layer's attestation may stay unresolved before it is a violation.",
+            help="seconds a layer's attestation may stay unresolved before it is a violation "
+            "(check: a pending layer is an error, or a violation with 0).",
         ),
         click.option(
             "--max-hash-rate",

@@ -12,9 +12,19 @@ import os
 from pathlib import Path
 
 from agent.check import run_check
+from agent.containerd import LayerInfo
+from agent.integrity.attestation import LayerAttestation
 from agent.integrity.layers import LayerChecker
 from agent.report import Violation
-from tests.integration.agent._integrity_node import NOW, Node, node, sample_tar
+from attestor.digests import Digest
+from attestor.manifest import FileManifest
+from tests.integration.agent._integrity_node import (
+    NOW,
+    Node,
+    StaticAttestations,
+    node,
+    sample_tar,
+)
 
 __all__ = ["node", "sample_tar"]  # fixtures used here
 
@@ -187,3 +197,30 @@ def test_non_utf8_name_in_the_upperdir_beside_drift_reports_both(node: Node) -> 
     (item,) = container.upper.unscannable
     assert item.reason == "name is not valid UTF-8"
     assert report.to_json()["containers"][0]["upperdir"]["unscannable"] == 1
+
+
+class _TopPending(StaticAttestations):
+    """The top layer's attestation cannot be looked up (the server is down)."""
+
+    def __init__(self, manifests: dict[str, FileManifest], pending: str) -> None:
+        super().__init__(manifests)
+        self.pending = pending
+
+    def resolve(
+        self, layer: LayerInfo, *, image_name: str, image_digest: Digest
+    ) -> LayerAttestation:
+        if layer.digest == self.pending:
+            return LayerAttestation(layer.digest, "pending", reason="server unavailable")
+        return super().resolve(layer, image_name=image_name, image_digest=image_digest)
+
+
+def test_check_once_with_no_grace_makes_a_pending_layer_a_violation(node: Node) -> None:
+    node.run()
+    top = node.layers()[3]
+    source = _TopPending(node.attested.manifests, top.digest)
+    # Without a grace period of 0, pending is an error: never a clean exit.
+    default = run_check([node.client], source, now=NOW)
+    assert default.sweep.violations == () and default.exit_code == 2
+    strict = run_check([node.client], source, now=NOW, pending_grace=0)
+    assert _found(list(strict.sweep.violations)) == {(top.digest, None, "unverified")}
+    assert strict.exit_code == 1
