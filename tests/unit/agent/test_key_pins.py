@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from securesystemslib.signer import CryptoSigner
 
 from agent.trust import KeyPins, load_operator_keys
@@ -175,3 +178,15 @@ def test_an_unreadable_pin_file_stops_the_agent_instead_of_trusting_again(
     path.write_bytes(b"\x00" * 10)
     with pytest.raises(ConfigError):
         KeyPins(tmp_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_a_damaged_pin_file_or_key_file_is_only_ever_a_config_error(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PINS_FILE).write_bytes(data)
+        with pytest.raises(ConfigError):
+            KeyPins(Path(tmp))
+        (Path(tmp) / "keys.pem").write_bytes(b"-----BEGIN PUBLIC KEY-----\n" + data)
+        with pytest.raises(ConfigError):
+            load_operator_keys(Path(tmp) / "keys.pem")
