@@ -158,7 +158,23 @@ class _Replay:
     def _implicit_dir(self, path: str) -> _Node:
         # containerd's mkparent copies mode, owner and non-trusted xattrs from
         # the topmost lower layer holding this path if it is a directory there.
+        # It looks in each lower layer's own directory with symlinks resolved
+        # inside it, so a lower symlink at or above the path would make it
+        # copy another directory, and a lower non-directory above it makes
+        # the lookup fail with ENOTDIR: refuse both.
         for layer in self.lower:
+            parent = path
+            while parent:
+                above = layer.get(parent)
+                if above is not None and (
+                    above.type is EntryType.SYMLINK
+                    or (parent != path and above.type not in _DIR_TYPES)
+                ):
+                    raise InvalidInput(
+                        f"implicit directory {path!r} lies under a lower layer's "
+                        f"{above.type.value} {parent!r}"
+                    )
+                parent = parent.rpartition("/")[0]
             below = layer.get(path)
             if below is None:
                 continue

@@ -143,8 +143,12 @@ def test_implicit_dirs_copy_the_lower_layers_directory() -> None:
     assert top.get("usr/bin") == ManifestEntry("usr/bin", EntryType.DIR, mode=0o755, uid=0, gid=0)
     # A non-directory in the topmost lower layer hides deeper ones.
     hidden = build([T(".wh.usr")])
-    top2 = build([T("usr/bin/x", data=b"x")], lower=[hidden, lower])
+    top2 = build([T("usr/x", data=b"x")], lower=[hidden, lower])
     assert top2.get("usr") == ManifestEntry("usr", EntryType.DIR, mode=0o755, uid=0, gid=0)
+    # One level deeper, containerd's lookup of usr/bin in that layer fails
+    # with ENOTDIR and so does its unpack (checked on containerd 1.6).
+    with pytest.raises(InvalidInput, match="under a lower layer's whiteout 'usr'"):
+        build([T("usr/bin/x", data=b"x")], lower=[hidden, lower])
 
 
 def test_root_entry_is_ignored() -> None:

@@ -138,3 +138,22 @@ def test_the_stream_is_read_to_its_end() -> None:
     stream = io.BytesIO(entry(b"f", b"1") + END + bytes(100_000))
     manifest_from_tar(stream)
     assert stream.read() == b""
+
+
+@pytest.mark.parametrize(
+    "lower_layer",
+    [
+        entry(b"real/x") + header(b"a", typeflag=b"2", link=b"real") + END,
+        header(b"a", typeflag=b"2", link=b"real") + END,
+        entry(b"a") + END,
+    ],
+    ids=["symlink-at-path", "dangling-symlink-at-path", "file-above-path"],
+)
+def test_implicit_dirs_under_lower_non_directories_are_refused(lower_layer: bytes) -> None:
+    # containerd's mkparent resolves "a" inside each lower layer's directory
+    # (following a symlink there, or failing with ENOTDIR under a file)
+    # before copying a missing parent's mode and owner.
+    lower = [manifest_from_tar(io.BytesIO(lower_layer))]
+    upper = entry(b"a/b/c", b"x") + END
+    with pytest.raises(InvalidInput, match="under a lower layer's"):
+        manifest_from_tar(io.BytesIO(upper), lower=lower)
