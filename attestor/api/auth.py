@@ -125,8 +125,10 @@ def _refuse_nul_in_json_body() -> None:
     # No text we accept may hold NUL (PostgreSQL text cannot, and no id, digest,
     # reason or path has one). JSON can carry it only escaped, so one scan of the
     # raw body covers every field of every endpoint; it runs after authentication
-    # so that callers without a token never make us read a large body.
-    if request.mimetype != "application/json":
+    # so that callers without a token never make us read a large body. Every
+    # media type the body parsers read as JSON (application/json and any
+    # application/*+json) is checked, not only application/json.
+    if not request.is_json:
         return
     data = request.get_data(cache=True)
     if b"\\u0000" not in data:
