@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -19,9 +20,10 @@ from securesystemslib.signer import CryptoSigner
 from sqlalchemy import Engine, text
 
 from attestor.dsse import Envelope, Signature, parse_envelope
-from attestor.revocation import AttestationMeta
+from attestor.revocation import AttestationMeta, AttestationTarget
 from attestor.signing.dsse import sign_envelope
-from attestor.store import verifications
+from attestor.store import signing_keys, verifications
+from attestor.store.attestations import NewAttestation, add_attestations, list_attestations
 from attestor.store.db import (
     MIGRATIONS_DIR,
     current_revision,
@@ -29,8 +31,8 @@ from attestor.store.db import (
     make_session_factory,
     upgrade,
 )
-from attestor.store.models import Base
-from attestor.store.revocations import current_revocation_set
+from attestor.store.models import Base, FileManifestModel, ImageModel
+from attestor.store.revocations import current_revocation_set, mark_revoked
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SIGNER = CryptoSigner.generate_ed25519()
@@ -152,3 +154,66 @@ def test_upgrade_refuses_to_drop_a_revocation_it_cannot_rewrite(empty_engine: En
     # Nothing half-done: the database stays at the old revision with the old target.
     assert current_revision(empty_engine) == BEFORE
     assert _targets(empty_engine)["rev-1"] == lost
+
+
+def test_rows_of_one_signed_statement_share_their_fate(db_engine: Engine) -> None:
+    """Two stored envelopes of the same statement (other keyid): the identity is
+    computed on insert, a revoked row wins the look-up, and an attestation
+    revocation covers every stored copy."""
+    stored = parse_envelope(_envelope(7))
+    other = Envelope(
+        stored.payload_type, stored.payload, (replace(stored.signatures[0], keyid=""),)
+    )
+    factory = make_session_factory(db_engine)
+    with factory.begin() as session:
+        signing_keys.add_active_key(
+            session, keyid=KEYID, algorithm="ed25519", public_key_pem="P", signer_uri="u", now=NOW
+        )
+        session.add(
+            ImageModel(id="img", registry_host="r", repository="a", tag=None,
+                       manifest_digest="sha256:" + "1" * 64, media_type="m",
+                       requested_reference="r/a", created_at=NOW)
+        )  # fmt: skip
+        session.add(
+            FileManifestModel(sha256="f" * 64, tree_digest="t", body=b"{}", entry_count=0,
+                              created_at=NOW)
+        )  # fmt: skip
+        session.flush()
+        add_attestations(
+            session,
+            image_id="img",
+            items=[
+                NewAttestation(
+                    id=f"a{i}",
+                    layer_index=i,
+                    layer_digest="sha256:" + "2" * 64,
+                    layer_media_type="m",
+                    diff_id="d",
+                    chain_id="c",
+                    parent_id=None,
+                    envelope=envelope.to_json(),
+                    envelope_sha256=hashlib.sha256(envelope.to_json()).hexdigest(),
+                    keyid=KEYID,
+                    policy_id="dev",
+                    policy_version="1",
+                    manifest_sha256="f" * 64,
+                    tree_digest="t",
+                    invocation_id="i",
+                )  # fmt: skip
+                for i, envelope in enumerate((stored, other))
+            ],
+            now=NOW,
+        )
+    identity = stored.pae_sha256()
+    with factory.begin() as session:
+        rows = {r.id: r.pae_sha256 for r in list_attestations(session, limit=10)[0]}
+        assert rows == {"a0": identity, "a1": identity}
+        session.execute(text("UPDATE attestations SET status = 'revoked' WHERE id = 'a1'"))
+    with factory() as session:
+        found = verifications.find_attestations(session, [identity])
+        assert (found[identity].id, found[identity].status) == ("a1", "revoked")
+    with factory.begin() as session:
+        flipped = mark_revoked(session, AttestationTarget("a0", identity))
+    assert flipped == 1  # a0; a1 was revoked already
+    with factory() as session:
+        assert {r.status for r in list_attestations(session, limit=10)[0]} == {"revoked"}
