@@ -60,8 +60,21 @@ def _caused_by(e: BaseException, kind: type[BaseException]) -> bool:
 
 def _shown(url: str) -> str:
     """scheme://host/path for logs: presigned query strings are credentials."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unparsable URL)"
     return f"{parts.scheme}://{parts.netloc}{parts.path}"[:300]
+
+
+def _join(base: str, ref: str) -> str | None:
+    """``ref`` resolved against ``base``; None if it does not parse (e.g. ``https://[x``)."""
+    try:
+        joined = urljoin(base, ref)
+        urlsplit(joined)
+    except ValueError:
+        return None
+    return joined
 
 
 def _deadline_error(subject: str, deadline: Deadline, host: str) -> GatewayTimeout:
@@ -120,7 +133,10 @@ class Transport:
 
         This is the scheme rule only; hosts are checked per hop as well.
         """
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return False
         if parts.scheme == "https":
             return bool(parts.netloc)
         return parts.scheme == "http" and parts.netloc.lower() in self._insecure
@@ -149,7 +165,7 @@ class Transport:
                 credential, too many redirects or a redirect to a refused URL.
         """
         base = self.base_url(host)
-        url = urljoin(base, path)
+        url = _join(base, path) or ""
         if not self.url_allowed(url):
             raise UpstreamError(f"registry {host}: refusing URL {_shown(url)}")
         sent = dict(headers or {})
@@ -215,7 +231,7 @@ class Transport:
                 return resp
             location = resp.headers.get("Location", "")
             resp.close()
-            target = urljoin(url, location)
+            target = _join(url, location) or ""
             if not location or not self.url_allowed(target):
                 raise UpstreamError(
                     f"registry {host} redirected to a disallowed URL {_shown(target)!r}",
@@ -266,6 +282,14 @@ class Transport:
         except requests.RequestException as e:
             raise self._translate(
                 e, subject, host, f"{method} {_shown(url)}", deadline, kind
+            ) from e
+        except ValueError as e:
+            # requests parses a redirect's Location even when not following it,
+            # and urllib raises ValueError on e.g. "https://[x".
+            log.warning("%s: %s %s: unusable answer: %r", subject, method, _shown(url), e)
+            raise UpstreamError(
+                f"{subject} sent an answer we cannot use",
+                detail={"registry": host, "reason": "invalid-response"},
             ) from e
 
     def _translate(

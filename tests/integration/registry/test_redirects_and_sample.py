@@ -85,6 +85,16 @@ def test_disallowed_or_endless_redirects_fail(
             _fetch(server.host, set(), pushed, tmp_path)
 
 
+def test_an_unparsable_location_is_an_upstream_error(
+    registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    # urllib cannot split "https://[::1/...": an UpstreamError (502), not a crash (500).
+    with redirector("https://[::1{path}") as server:
+        with pytest.raises(UpstreamError) as err:
+            _fetch(server.host, set(), pushed, tmp_path)
+    assert err.value.message == f"registry {server.host} sent an answer we cannot use"
+
+
 def test_resolves_and_fetches_the_harness_sample_image(
     registry: Any, sample_image: Any, tmp_path: Path
 ) -> None:

@@ -283,3 +283,12 @@ def test_server_settings_wire_policies_lists_and_deadlines(
     for bad in ("https://cdn.example", "cdn.example/x", "u@cdn.example", "cdn.example:99999"):
         with pytest.raises(ConfigError, match="ATTESTOR_REGISTRY_BLOB_HOSTS|registry_blob_hosts"):
             load_settings({"ATTESTOR_DATA_DIR": str(tmp_path), "ATTESTOR_REGISTRY_BLOB_HOSTS": bad})
+
+
+def test_a_tls_failure_is_one_fixed_message(registry: Any, tmp_path: Path) -> None:
+    # The registry speaks plain HTTP: the handshake fails; OpenSSL's text stays in the log.
+    client = _client(tmp_path)
+    with pytest.raises(UpstreamError) as err:
+        client.resolve(parse_reference(f"{registry.host}/a:b"))
+    assert err.value.message == f"registry {registry.host}: TLS verification failed"
+    assert err.value.detail == {"registry": registry.host, "reason": "tls"}

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from attestor.errors import ConfigError
 from attestor.registry._hosts import HostRules, Reach, is_public_address
+from attestor.registry._http import Transport
 from attestor.registry.credentials import load_registry_credentials
 
 PRIVATE_V4 = [
@@ -77,6 +78,13 @@ def test_no_address_in_a_private_v4_range_is_public(network: str, n: int) -> Non
 
 
 BASE = urlsplit("https://registry.example:5000/v2/")
+TRANSPORT = Transport(
+    insecure_registries=frozenset({"[x"}),
+    credentials={},
+    timeout=1,
+    max_redirects=1,
+    max_token_bytes=1,
+)
 
 
 def _reach(url: str, rules: HostRules | None = None) -> Reach:
@@ -125,3 +133,31 @@ def test_credentials_file_auth_hosts(tmp_path: Path) -> None:
     path.write_text("r.example: {token: t, auth_hosts: [a]}\n")
     with pytest.raises(ConfigError, match="exactly username and password, or token"):
         load_registry_credentials(path)
+
+
+@given(st.text(max_size=60), st.sampled_from(["http", "https"]))
+def test_reach_never_raises_and_refuses_every_private_literal(netloc: str, scheme: str) -> None:
+    url = f"{scheme}://{netloc}/x"
+    try:
+        target = urlsplit(url)
+    except ValueError:
+        # What urllib cannot split, the transport refuses before any rule.
+        assert not TRANSPORT.url_allowed(url)
+        return
+    reach = HostRules().redirect_reach(BASE, target)
+    assert isinstance(reach, Reach)
+    try:
+        ip = ipaddress.ip_address((target.hostname or "").strip("[]"))
+    except ValueError:
+        return
+    if not is_public_address(ip):
+        assert reach is Reach.REFUSED
+
+
+@given(st.ip_addresses())
+def test_reach_of_any_literal_follows_is_public(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> None:
+    shown = f"[{ip}]" if ip.version == 6 else str(ip)
+    reach = HostRules().redirect_reach(BASE, urlsplit(f"https://{shown}:8443/x"))
+    assert reach is (Reach.PUBLIC_ONLY if is_public_address(ip) else Reach.REFUSED)
