@@ -32,7 +32,7 @@ from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import format_time
 from agent.revocation import FeedFollower
 from agent.server import Registration, ServerClient
-from agent.trust import KeyPins
+from agent.trust import KeyPins, PublicKeyEntry, trusted_keys
 from attestor.errors import ConfigError, Error
 from attestor.revocation import RevocationSet
 from attestor.verify import TrustedKey, Verifier
@@ -176,16 +176,6 @@ def run_check(
     return CheckReport(sweep, tuple(errors), agent_id)
 
 
-class PublicKeyEntry(Protocol):
-    """A server key as published (:class:`agent.server.ServerKey`) or pinned
-    (:class:`agent.trust.PinnedKey`)."""
-
-    @property
-    def status(self) -> str: ...
-
-    def to_trusted_key(self) -> TrustedKey: ...
-
-
 def pinned_verifier(
     keys: Sequence[PublicKeyEntry], *, revocations: RevocationSet | None = None
 ) -> Verifier:
@@ -202,18 +192,6 @@ def pinned_verifier(
     if not trusted:
         raise ConfigError("the server published no active signing key to pin")
     return Verifier(keys=trusted, revocations=revocations)
-
-
-def trusted_keys(keys: Sequence[PublicKeyEntry]) -> list[TrustedKey]:
-    """The keys that are not revoked, one per public key."""
-    trusted: list[TrustedKey] = []
-    for key in keys:
-        if key.status == "revoked":
-            continue
-        candidate = key.to_trusted_key()
-        if all(candidate.public_key != t.public_key for t in trusted):
-            trusted.append(candidate)
-    return trusted
 
 
 def feed_follower(

@@ -63,8 +63,9 @@ from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import ContainerReport
 from agent.response import ResponseMode, respond
 from agent.revocation import FeedFollower, PollResult
+from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
-from agent.trust import KeyPins, PinnedKey
+from agent.trust import KeyPins
 from attestor.errors import ConfigError, Error
 from attestor.revocation import RevocationSet
 
@@ -158,7 +159,7 @@ class Daemon:
         self.agent_id: str | None = None
         self._sweeper: Sweeper | None = None
         self._attestations: ServerAttestations | None = None
-        self._keys: tuple[PinnedKey, ...] = ()
+        self._keys: tuple[ServerKey, ...] = ()
         self._image_layers: dict[str, ImageLayers] = {}
         self._finalized: set[tuple[str, str]] = set()
         self._was_running: set[tuple[str, str]] = set()

@@ -8,6 +8,7 @@ version is higher; anything else is refused and the old pins stay. Spec:
 ``docs/key-set.md``.
 """
 
-from agent.trust.pins import KeyPins, Offer, PinnedKey, Pins, load_operator_keys
+from agent.trust._state import PublicKeyEntry, trusted_keys
+from agent.trust.pins import KeyPins, Offer, Pins, load_operator_keys
 
-__all__ = ["KeyPins", "Offer", "PinnedKey", "Pins", "load_operator_keys"]
+__all__ = ["KeyPins", "Offer", "Pins", "PublicKeyEntry", "load_operator_keys", "trusted_keys"]

@@ -13,41 +13,52 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from agent._fs import write_atomic
+from agent.server import ServerKey
 from attestor._json import loads_strict
+from attestor.digests import KeyId
 from attestor.errors import ConfigError, InvalidInput, Unavailable
 from attestor.verify import TrustedKey
 
-__all__ = ["PINS_FILE", "PinnedKey", "Pins", "load_pins", "save_pins"]
+__all__ = ["PINS_FILE", "Pins", "PublicKeyEntry", "load_pins", "save_pins", "trusted_keys"]
 
 PINS_FILE: Final = "pinned-keys.json"
 _FORMAT: Final = 1
 _MAX_BYTES: Final = 4 * 1024 * 1024
 _MEMBERS: Final = frozenset({"source", "operator_sha256", "version", "keys"})
-_KEY_MEMBERS: Final = frozenset({"keyid", "public_key_pem", "status"})
+_KEY_MEMBERS: Final = frozenset({"keyid", "algorithm", "public_key_pem", "status"})
 
 Source = Literal["tofu", "operator"]
 
 
-@dataclass(frozen=True)
-class PinnedKey:
-    """One pinned public key; ``revoked`` keys are kept but never trusted."""
+class PublicKeyEntry(Protocol):
+    """A server key with its status (:class:`agent.server.ServerKey`)."""
 
-    keyid: str
-    public_key_pem: str
-    status: str
+    @property
+    def status(self) -> str: ...
 
-    def to_trusted_key(self) -> TrustedKey:
-        """The key for a verifier.
+    def to_trusted_key(self) -> TrustedKey: ...
 
-        Raises:
-            InvalidInput: if the PEM is not an accepted public key.
-        """
-        return TrustedKey.from_pem(self.public_key_pem, self.keyid)
+
+def trusted_keys(keys: Iterable[PublicKeyEntry]) -> list[TrustedKey]:
+    """The keys that are not revoked, one per public key.
+
+    Raises:
+        InvalidInput: if a PEM is not an accepted public key.
+    """
+    trusted: list[TrustedKey] = []
+    for key in keys:
+        if key.status == "revoked":
+            continue
+        candidate = key.to_trusted_key()
+        if all(candidate.public_key != t.public_key for t in trusted):
+            trusted.append(candidate)
+    return trusted
 
 
 @dataclass(frozen=True)
@@ -58,20 +69,14 @@ class Pins:
     source: Source
     #: The key set version pinned (0 for operator keys: any signed set is newer).
     version: int
-    keys: tuple[PinnedKey, ...]
+    #: Revoked keys are kept but never trusted.
+    keys: tuple[ServerKey, ...]
     #: sha256 of the operator's keys, to notice when the operator changes them.
     operator_sha256: str | None = None
 
     def trusted_keys(self) -> list[TrustedKey]:
         """The pinned keys that are not revoked, one per public key."""
-        out: list[TrustedKey] = []
-        for key in self.keys:
-            if key.status == "revoked":
-                continue
-            candidate = key.to_trusted_key()
-            if all(candidate.public_key != t.public_key for t in out):
-                out.append(candidate)
-        return out
+        return trusted_keys(self.keys)
 
 
 def _dumps(doc: object) -> bytes:
@@ -84,18 +89,23 @@ def _to_doc(pins: Pins) -> dict[str, Any]:
         "operator_sha256": pins.operator_sha256,
         "version": pins.version,
         "keys": [
-            {"keyid": k.keyid, "public_key_pem": k.public_key_pem, "status": k.status}
+            {
+                "keyid": k.keyid,
+                "algorithm": k.algorithm,
+                "public_key_pem": k.public_key_pem,
+                "status": k.status,
+            }
             for k in pins.keys
         ],
     }
 
 
-def _key(doc: object) -> PinnedKey:
+def _key(doc: object) -> ServerKey:
     if not isinstance(doc, dict) or set(doc) != _KEY_MEMBERS:
         raise InvalidInput(f"a key must have exactly {sorted(_KEY_MEMBERS)}")
     if not all(isinstance(doc[m], str) for m in _KEY_MEMBERS):
         raise InvalidInput("key members must be strings")
-    key = PinnedKey(doc["keyid"], doc["public_key_pem"], doc["status"])
+    key = ServerKey(KeyId(doc["keyid"]), doc["algorithm"], doc["public_key_pem"], doc["status"])
     key.to_trusted_key()  # the PEM must still load
     return key
 

@@ -24,14 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from agent.trust._state import PinnedKey, Pins, load_pins, save_pins
+from agent.server import ServerKey
+from agent.trust._state import Pins, load_pins, save_pins
+from attestor.digests import KeyId
 from attestor.dsse import parse_envelope
 from attestor.errors import ConfigError, Error, InvalidInput, VerificationError
 from attestor.signing.keys import PublicKeyInfo, public_key_info
 from attestor.signing.keyset import KeySet, parse_key_set, verify_key_set
 from attestor.verify import TrustedKey
 
-__all__ = ["KeyPins", "Offer", "PinnedKey", "Pins", "load_operator_keys"]
+__all__ = ["KeyPins", "Offer", "Pins", "load_operator_keys"]
 
 _MAX_OPERATOR_FILE: Final = 256 * 1024
 _MAX_OPERATOR_KEYS: Final = 64
@@ -92,7 +94,7 @@ def _operator_pins(keys: Sequence[PublicKeyInfo]) -> Pins:
     return Pins(
         source="operator",
         version=0,
-        keys=tuple(PinnedKey(k.keyid, k.public_key_pem, "active") for k in keys),
+        keys=tuple(ServerKey(k.keyid, k.algorithm, k.public_key_pem, "active") for k in keys),
         operator_sha256=digest,
     )
 
@@ -101,7 +103,9 @@ def _pins_of(key_set: KeySet, pins: Pins | None) -> Pins:
     return Pins(
         source=pins.source if pins is not None else "tofu",
         version=key_set.version,
-        keys=tuple(PinnedKey(k.keyid, k.public_key_pem, k.status) for k in key_set.keys),
+        keys=tuple(
+            ServerKey(KeyId(k.keyid), k.algorithm, k.public_key_pem, k.status) for k in key_set.keys
+        ),
         operator_sha256=pins.operator_sha256 if pins is not None else None,
     )
 
