@@ -440,6 +440,8 @@ class TarReader:
         if flag == 0:
             flag = ord("5") if name.endswith(b"/") else ord("0")
         for what, number, top in (
+            # Go checks the header's own size before PAX records replace it.
+            ("size field", raw.size, _INT64_MAX),
             ("size", size, _INT64_MAX),
             ("mode", raw.mode, _INT64_MAX),
             ("uid", uid, _MAX_ID),

@@ -111,7 +111,7 @@ def test_base256_numbers() -> None:
         ({"gid": base256(-2, 8)}, "gid -2 out of range"),
         ({"uid": base256(2**32 - 1, 8)}, "uid 4294967295 out of range"),  # lchown's -1
         ({"mode": base256(-1, 8)}, "mode -1 out of range"),
-        ({"size": base256(-512, 12)}, "size -512 out of range"),
+        ({"size": base256(-512, 12)}, "size field -512 out of range"),
         ({"size": b"\x80" + b"\xff" * 11}, "unparsable size field"),  # >= 2**63
         ({"mode": b"0644x\x00\x00\x00"}, "unparsable mode field"),
         ({"uid": b"00 1750\x00"}, "unparsable uid field"),
@@ -321,6 +321,12 @@ def test_nul_in_other_values_is_allowed_as_go_does() -> None:
 )
 def test_pax_values_go_rejects_or_we_cannot_match_are_refused(record: bytes, reason: str) -> None:
     refused(pax(record) + header(b"h") + END, reason)
+
+
+def test_negative_header_size_is_refused_even_when_pax_replaces_it() -> None:
+    # Go's handleRegularFile fails on the header's own size first.
+    layer = pax(pax_record(b"size", b"3")) + header(b"f", size=base256(-1, 12)) + data(b"abc")
+    refused(layer + END, "size field -1 out of range")
 
 
 def test_sparse_type_is_refused() -> None:
