@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     )
     from attestor.manifest._tar import manifest_from_tar
 
-# The tar side (tarfile, gzip, zstandard) is the server's; the agent, which
+# The tar side (our tar reader, gzip, zstandard) is the server's; the agent, which
 # only compares snapshots, does not load it (issue 5, RSS).
 _LAZY = {
     "LAYER_MEDIA_TYPES": "attestor.manifest._stream",

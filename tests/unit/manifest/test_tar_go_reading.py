@@ -157,3 +157,20 @@ def test_implicit_dirs_under_lower_non_directories_are_refused(lower_layer: byte
     upper = entry(b"a/b/c", b"x") + END
     with pytest.raises(InvalidInput, match="under a lower layer's"):
         manifest_from_tar(io.BytesIO(upper), lower=lower)
+
+
+def test_no_server_or_agent_code_reads_tars_with_tarfile() -> None:
+    # CPython's tarfile reads some headers unlike Go (see the reader's
+    # docstring) and parses PAX in quadratic time before 3.11.10.
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[3]
+    imports = re.compile(r"^\s*(import|from)\s+tarfile\b", re.MULTILINE)
+    users = [
+        str(path.relative_to(root))
+        for package in ("attestor", "agent")
+        for path in (root / package).rglob("*.py")
+        if imports.search(path.read_text())
+    ]
+    assert users == []
