@@ -242,7 +242,7 @@ def _number(value: int, width: int, style: str) -> bytes:
 @st.composite
 def extension(draw: st.DrawFn) -> bytes:
     """A PAX 'x' or 'g' header with a few records, or a GNU long name or link."""
-    kind = draw(st.sampled_from(["x", "x", "g", "L", "K"]))
+    kind = draw(st.sampled_from(["x", "x", "x", "L", "K", "g"]))
     if kind in ("L", "K"):
         return bytes(corpus.gnu_long(draw(st.sampled_from(NAMES)), kind.encode()))
     values = {
@@ -271,8 +271,8 @@ def member(draw: st.DrawFn) -> bytes:
         mode=_number(draw(st.sampled_from([0o644, 0o755, 0o4755, 0o2750])), 8, mode_style),
         uid=_number(draw(st.sampled_from([0, 7, 70000])), 8, uid_style),
         linkname=draw(st.sampled_from(["hi", "a", "d/e", ""])) if typeflag in b"12" else "",
-        magic=draw(st.sampled_from([corpus.USTAR, corpus.USTAR, corpus.GNU, corpus.V7])),
-        tail=draw(st.sampled_from([b"", b"", b"pre"])),
+        magic=draw(st.sampled_from([corpus.USTAR] * 4 + [corpus.GNU, corpus.V7])),
+        tail=draw(st.sampled_from([b""] * 4 + [b"pre"])),
         checksum=draw(st.sampled_from(["gnu", "gnu", "nul", "space", "nul-led"])),
     )
     extensions = draw(st.lists(extension(), max_size=2))
