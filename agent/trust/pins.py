@@ -110,6 +110,38 @@ def _pins_of(key_set: KeySet, pins: Pins | None) -> Pins:
     )
 
 
+def _check_succession(envelope: bytes, key_set: KeySet, current: Pins) -> None:
+    """Refuse a signed set that may not follow ``current``.
+
+    Raises:
+        VerificationError: a rollback, an equivocation, a revoked key made
+            usable again, or a key new to the pins that did not sign the set.
+    """
+    if key_set.version < current.version:
+        raise VerificationError(
+            f"version {key_set.version} rolls back the pinned version {current.version}"
+        )
+    if key_set.version == current.version:
+        raise VerificationError(
+            f"version {key_set.version} lists other keys than the pinned set of the same version"
+        )
+    pinned: dict[str, ServerKey] = {k.keyid: k for k in current.keys}
+    for key in key_set.usable():
+        known = pinned.get(key.keyid)
+        if known is not None and known.status == "revoked":
+            raise VerificationError(f"key {key.keyid} is revoked in the pins; revoked is final")
+        if known is None:
+            # Proof of possession: the server signs with every key it lists,
+            # so a row added to its key table by someone who holds no private
+            # key (a database-only attacker) never becomes trusted here.
+            try:
+                verify_key_set(envelope, [key.trusted_key()])
+            except VerificationError:
+                raise VerificationError(
+                    f"new key {key.keyid} did not sign the set that adds it"
+                ) from None
+
+
 class KeyPins:
     """The agent's pinned server keys, kept in ``state_dir`` (None: in memory only).
 
@@ -163,28 +195,17 @@ class KeyPins:
         """
         with self._lock:
             current = self._pins
+            version = current.version if current is not None else 0
             try:
                 key_set = self._verify(envelope, current)
+                if current is not None:
+                    if key_set.version == current.version and (
+                        _pins_of(key_set, current).keys == current.keys
+                    ):
+                        return Offer("unchanged", version)
+                    _check_succession(envelope, key_set, current)
             except (VerificationError, InvalidInput) as e:
-                version = current.version if current is not None else 0
                 return Offer("refused", version, f"key set refused: {e.message}")
-            if current is not None:
-                if key_set.version < current.version:
-                    return Offer(
-                        "refused",
-                        current.version,
-                        f"key set refused: version {key_set.version} rolls back the "
-                        f"pinned version {current.version}",
-                    )
-                if key_set.version == current.version:
-                    if _pins_of(key_set, current).keys == current.keys:
-                        return Offer("unchanged", current.version)
-                    return Offer(
-                        "refused",
-                        current.version,
-                        f"key set refused: version {key_set.version} lists other keys than "
-                        "the pinned set of the same version",
-                    )
             pins = _pins_of(key_set, current)
             # In memory first: a full disk must not keep a signed rotation
             # from the verifier (a restart follows it again from the old pins).

@@ -12,13 +12,15 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.check import feed_follower
 from agent.config import AgentConfig
@@ -30,6 +32,8 @@ from agent.trust import KeyPins
 from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
+from attestor.signing.keys import public_key_info
+from attestor.store import signing_keys as key_store
 from attestor.store import tokens as token_store
 from tests.conftest import REPO_ROOT
 from tests.harness.binaries import require_static
@@ -42,19 +46,25 @@ from tests.integration.agent.test_responses import LiveServer
 __all__ = ["node", "sample_tar"]  # fixtures used here
 
 
-@pytest.fixture
-def start_server(tmp_path: Path, registry: Any) -> Iterator[Callable[[str], tuple[str, str, str]]]:
-    """Starts a real server with its own database and keys: (url, agent token, admin token)."""
-    started: list[tuple[LiveServer, Any]] = []
+class Servers:
+    """Real servers, each with its own database and keys; stopped at the end."""
 
-    def start(name: str) -> tuple[str, str, str]:
-        policies = tmp_path / name / "policies"
+    def __init__(self, tmp_path: Path, registry: Any) -> None:
+        self._tmp = tmp_path
+        self._registry = registry
+        self._started: list[LiveServer] = []
+        #: The app state of each server, by URL.
+        self.states: dict[str, Any] = {}
+
+    def start(self, name: str) -> tuple[str, str, str]:
+        """Start one: (url, agent token, admin token)."""
+        policies = self._tmp / name / "policies"
         policies.mkdir(parents=True)
         shutil.copy(REPO_ROOT / "policies" / "dev.yaml", policies / "dev.yaml")
         settings = load_settings(
             {
-                "ATTESTOR_DATA_DIR": str(tmp_path / name / "var"),
-                "ATTESTOR_INSECURE_REGISTRIES": registry.host,
+                "ATTESTOR_DATA_DIR": str(self._tmp / name / "var"),
+                "ATTESTOR_INSECURE_REGISTRIES": self._registry.host,
                 "ATTESTOR_POLICY_DIR": str(policies),
             }
         )
@@ -67,13 +77,22 @@ def start_server(tmp_path: Path, registry: Any) -> Iterator[Callable[[str], tupl
             admin, _ = token_store.create_token(s, role="admin", now=state.clock())
         server = LiveServer(app)
         url = server.start()
-        started.append((server, state))
+        self._started.append(server)
+        self.states[url] = state
         return url, agent, admin
 
-    yield start
-    for server, state in started:
-        server.stop()
-        state.engine.dispose()
+    def stop(self) -> None:
+        for server in self._started:
+            server.stop()
+        for state in self.states.values():
+            state.engine.dispose()
+
+
+@pytest.fixture
+def servers(tmp_path: Path, registry: Any) -> Iterator[Servers]:
+    started = Servers(tmp_path, registry)
+    yield started
+    started.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +134,12 @@ def _violations(url: str, admin: str) -> list[dict[str, Any]]:
 
 def test_a_rotation_while_the_agent_runs_with_kill_kills_nothing(
     node: Node,
-    start_server: Callable[[str], tuple[str, str, str]],
+    servers: Servers,
     sample_image: PushedImage,
     rotated_image: PushedImage,
     tmp_path: Path,
 ) -> None:
-    url, token, admin = start_server("one")
+    url, token, admin = servers.start("one")
     node.ctr("images", "pull", "--plain-http", sample_image.by_tag)
     node.image = sample_image.by_tag
     first = node.run()
@@ -162,9 +181,9 @@ def test_a_rotation_while_the_agent_runs_with_kill_kills_nothing(
 
 
 def test_the_run_loop_follows_a_rotation_with_its_heartbeat(
-    node: Node, start_server: Callable[[str], tuple[str, str, str]], tmp_path: Path
+    node: Node, servers: Servers, tmp_path: Path
 ) -> None:
-    url, token, admin = start_server("loop")
+    url, token, admin = servers.start("loop")
     with daemon_for(node, url, token, tmp_path / "state", response="kill",
                     heartbeat_interval=0.2, interval=3600) as daemon:  # fmt: skip
         stop = threading.Event()
@@ -190,19 +209,19 @@ def test_the_run_loop_follows_a_rotation_with_its_heartbeat(
 
 def test_a_server_with_other_keys_is_refused_and_its_attestations_stay_bad(
     node: Node,
-    start_server: Callable[[str], tuple[str, str, str]],
+    servers: Servers,
     sample_image: PushedImage,
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    url, token, _ = start_server("genuine")
+    url, token, _ = servers.start("genuine")
     with daemon_for(node, url, token, state) as daemon:
         daemon.register()
         pinned = daemon.pins.pins
     assert pinned is not None
     # Same agent, same state directory, another server: its database and key
     # table are not the ones the agent pinned (a restored, replaced or forged server).
-    other_url, other_token, _ = start_server("impostor")
+    other_url, other_token, _ = servers.start("impostor")
     node.ctr("images", "pull", "--plain-http", sample_image.by_tag)
     node.image = sample_image.by_tag
     cid = node.run()
@@ -216,3 +235,31 @@ def test_a_server_with_other_keys_is_refused_and_its_attestations_stay_bad(
     assert {v.kind for v in result.violations} == {"bad-signature"}
     assert {v.container_id for v in result.violations} == {cid}
     assert KeyPins(state).pins == pinned
+
+
+def test_a_key_written_into_the_server_database_without_its_private_key_is_refused(
+    node: Node, servers: Servers, tmp_path: Path
+) -> None:
+    url, token, _ = servers.start("db")
+    with daemon_for(node, url, token, tmp_path / "state") as daemon:
+        daemon.register()
+        before = daemon.pins.pins
+        assert before is not None
+        # Someone with write access to the database only: a key row whose
+        # private key the server cannot load. The active key still signs the set.
+        intruder = ec.generate_private_key(ec.SECP256R1())
+        info = public_key_info(
+            intruder.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        state = servers.states[url]
+        with state.session_factory.begin() as session:
+            key_store.add_key(session, keyid=info.keyid, algorithm=info.algorithm,
+                              public_key_pem=info.public_key_pem,
+                              signer_uri="file:///nonexistent/intruder.pem", status="retired",
+                              now=state.clock())  # fmt: skip
+        assert daemon.poll_keys() is False
+        assert daemon.key_anomaly is not None
+        assert "did not sign the set that adds it" in daemon.key_anomaly
+        assert daemon.pins.pins == before and info.keyid not in daemon.pins.keyids()

@@ -128,6 +128,33 @@ def test_a_revoked_pinned_key_signs_nothing(a: CryptoSigner, b: CryptoSigner) ->
     assert pins.offer(by_revoked).outcome == "refused"
 
 
+def test_a_key_new_to_the_pins_must_sign_the_set_that_adds_it(
+    a: CryptoSigner, b: CryptoSigner
+) -> None:
+    pins = KeyPins(None)
+    pins.offer(signed_set([entry(a)], [a]))
+    # The pinned key signed, but the added key did not: a row written into the
+    # server's key table by someone who holds no private key for it.
+    injected = signed_set([entry(a), entry(b, "retired", age=1)], [a])
+    offer = pins.offer(injected)
+    assert offer.outcome == "refused" and "did not sign the set that adds it" in (
+        offer.reason or ""
+    )
+    assert keyids(pins) == [a.public_key.keyid]
+    assert pins.offer(signed_set([entry(a), entry(b, "retired", age=1)], [a, b])).changed
+
+
+def test_a_revoked_pin_is_never_trusted_again(a: CryptoSigner, b: CryptoSigner) -> None:
+    pins = KeyPins(None)
+    pins.offer(signed_set([entry(a)], [a]))
+    pins.offer(rotated(a, b))
+    pins.offer(signed_set([entry(a, "revoked"), entry(b, age=1)], [b]))
+    back = signed_set([entry(a, "retired"), entry(b, age=1)], [b, a], version=9)
+    offer = pins.offer(back)
+    assert offer.outcome == "refused" and "revoked is final" in (offer.reason or "")
+    assert keyids(pins) == [b.public_key.keyid]
+
+
 def test_operator_keys_replace_trust_on_first_use(
     tmp_path: Path, a: CryptoSigner, b: CryptoSigner
 ) -> None:
