@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from attestor.digests import Digest, chain_ids
+from attestor.errors import InvalidInput
 from attestor.manifest import compare_manifests, manifest_from_snapshot, manifest_from_tar
 from tests.harness.binaries import require_root
 from tests.harness.services import Containerd, CtrError
@@ -29,6 +33,7 @@ from tests.integration.manifest._go_reading import (
     layout_of,
     server_reading,
 )
+from tests.integration.manifest._tar_strategies import OVERLAY_NAMES, member
 from tests.integration.manifest.test_snapshot_equality import import_image, layer_dir
 
 CASE_NAMES = sorted(json.loads((CORPUS_DIR / "corpus.json").read_text()))
@@ -64,3 +69,56 @@ def test_accepted_corpus_layer_equals_its_containerd_snapshot(
     changes = compare_manifests(server.manifest, on_disk)
     assert changes == [], f"{name}: server manifest vs containerd's snapshot: {changes}"
     assert on_disk.canonical_bytes() == server.manifest.canonical_bytes()
+
+
+# --- Hypothesis: generated layers over generated lower layers ------------------
+
+
+@st.composite
+def lower_layer(draw: st.DrawFn) -> bytes:
+    """A small lower layer: directories with odd modes and owners, files, a symlink."""
+    corpus = corpus_generator()
+    parts = [
+        corpus.directory("d", mode=0o700),
+        corpus.directory("d", mode=0o2750, uid=5),
+        corpus.file("a", b"A\n"),
+        corpus.file("d/e", b"E\n"),
+        corpus.header("x", typeflag=b"2", linkname="d"),
+        corpus.directory("x/y", mode=0o711),
+        corpus.file("hi", b"lower\n", mode=0o4755),
+    ]
+    return bytes(corpus.build(*draw(st.lists(st.sampled_from(parts), max_size=4))))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lower=lower_layer(), members=st.lists(member(OVERLAY_NAMES), min_size=1, max_size=4))
+def test_generated_layers_equal_their_containerd_snapshots(
+    containerd: Containerd, lower: bytes, members: list[bytes]
+) -> None:
+    require_root()
+    corpus = corpus_generator()
+    try:
+        lower_manifest = manifest_from_tar(io.BytesIO(lower))
+    except InvalidInput:
+        return  # e.g. a file under the symlink: the lower layer itself is refused
+    layer = corpus.build(*members)
+    server = server_reading(layer, lower=[lower_manifest])
+    if server.manifest is None:
+        return
+    with tempfile.TemporaryDirectory(prefix="tar-ctrd-") as tmp:
+        image = layout_of(Path(tmp) / "oci", [lower, layer])
+        try:
+            import_image(containerd, image, Path(tmp), f"tar-generated/{image.diff_ids[1][7:19]}")
+        except CtrError as e:
+            last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or [""]
+            raise AssertionError(
+                f"the server accepted a layer containerd does not unpack: {last[0][-300:]}\n"
+                f"lower {lower!r}\nlayer {layer!r}"
+            ) from None
+    chains = chain_ids([Digest(d) for d in image.diff_ids])
+    for index, expected in ((0, lower_manifest), (1, server.manifest)):
+        with layer_dir(containerd, chains[index]) as directory:
+            on_disk = manifest_from_snapshot(directory)
+        assert compare_manifests(expected, on_disk) == [], (
+            f"layer {index}: lower {lower!r}\nlayer {layer!r}"
+        )

@@ -34,6 +34,7 @@ from tests.integration.manifest._go_reading import (
     whiteouts,
     without_overlay_markers,
 )
+from tests.integration.manifest._tar_strategies import NAMES, member
 
 CASE_NAMES = sorted(json.loads((CORPUS_DIR / "corpus.json").read_text()))
 
@@ -223,68 +224,13 @@ def test_mutated_headers_read_as_go_reads_them(
 
 # --- Hypothesis: layers generated from the tricky parts -------------------------
 
-NAMES = ["a", "a/", "d/", "d/e", "./a", "x/y/z", "hi", "long/" + "n" * 120, ""]
-NUMBERS = ["octal", "b256", "nul-led", "space-led", "no-nul"]
-
-
-def _number(value: int, width: int, style: str) -> bytes:
-    if style == "b256":
-        return corpus.base256(value, width)
-    if style == "nul-led":
-        return b"\x00" + corpus.octal(value, width - 1)
-    if style == "space-led":
-        return b" " + f"{value:0{width - 2}o}".encode() + b" "
-    if style == "no-nul":
-        return f"{value:0{width}o}".encode()
-    return bytes(corpus.octal(value, width))
-
-
-@st.composite
-def extension(draw: st.DrawFn) -> bytes:
-    """A PAX 'x' or 'g' header with a few records, or a GNU long name or link."""
-    kind = draw(st.sampled_from(["x", "x", "x", "L", "K", "g"]))
-    if kind in ("L", "K"):
-        return bytes(corpus.gnu_long(draw(st.sampled_from(NAMES)), kind.encode()))
-    values = {
-        "path": NAMES,
-        "linkpath": NAMES,
-        "size": ["0", "3", "700", "", "-1", " 3"],
-        "uid": ["0", "5", "", "4294967296"],
-        "gid": ["0", "9", ""],
-        "mtime": ["1.5", "x"],
-    }
-    keys = draw(st.lists(st.sampled_from(sorted(values)), min_size=1, max_size=3))
-    records = [(k, draw(st.sampled_from(values[k]))) for k in keys]
-    return bytes(corpus.pax(records, typeflag=kind.encode()))
-
-
-@st.composite
-def member(draw: st.DrawFn) -> bytes:
-    """Extension headers, then one member with its fields encoded in varied ways."""
-    typeflag = draw(st.sampled_from([b"0", b"0", b"\x00", b"5", b"2", b"1", b"6"]))
-    data = draw(st.sampled_from([b"", b"hi\n", b"z" * 700])) if typeflag in b"0\x00" else b""
-    size_style, mode_style, uid_style = (draw(st.sampled_from(NUMBERS)) for _ in range(3))
-    block = corpus.header(
-        draw(st.sampled_from([n for n in NAMES if 0 < len(n) <= 100])),
-        typeflag=typeflag,
-        size=_number(len(data), 12, size_style),
-        mode=_number(draw(st.sampled_from([0o644, 0o755, 0o4755, 0o2750])), 8, mode_style),
-        uid=_number(draw(st.sampled_from([0, 7, 70000])), 8, uid_style),
-        linkname=draw(st.sampled_from(["hi", "a", "d/e", ""])) if typeflag in b"12" else "",
-        magic=draw(st.sampled_from([corpus.USTAR] * 4 + [corpus.GNU, corpus.V7])),
-        tail=draw(st.sampled_from([b""] * 4 + [b"pre"])),
-        checksum=draw(st.sampled_from(["gnu", "gnu", "nul", "space", "nul-led"])),
-    )
-    extensions = draw(st.lists(extension(), max_size=2))
-    return b"".join(extensions) + block + corpus.data_blocks(data)
-
 
 @settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(members=st.lists(member(), min_size=1, max_size=4))
+@given(members=st.lists(member(NAMES), min_size=1, max_size=4))
 def test_generated_layers_read_as_go_reads_them(umoci: str, members: list[bytes]) -> None:
     layer = corpus.build(corpus.file("hi", b"hi\n"), *members)
     with tempfile.TemporaryDirectory(prefix="tar-diff-") as tmp:
