@@ -4,12 +4,14 @@
 The rules (docs/key-set.md, "Agent"):
 
 - Nothing pinned (first registration, empty state directory): the server's
-  set is pinned if it verifies with one of its own keys (trust on first use).
+  set is pinned if every key it lists (but revoked ones) signed it (trust on
+  first use).
 - Operator keys (``--pinned-keys``): they are the pins, version 0, and the
   server's sets must chain from them; the server is never trusted on first use.
   When the operator changes the file, the new keys replace the pins.
 - Otherwise a set is accepted only if a pinned key that is not revoked signed
-  it and its version is above the pinned one. A lower version is a rollback,
+  it, every key new to the pins signed it too, and its version is above the
+  pinned one. A pinned revoked key stays revoked. A lower version is a rollback,
   the same version with other keys an equivocation: both are refused, like an
   unsigned or wrongly signed set, and the pins stay as they were.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -130,16 +132,28 @@ def _check_succession(envelope: bytes, key_set: KeySet, current: Pins) -> None:
         known = pinned.get(key.keyid)
         if known is not None and known.status == "revoked":
             raise VerificationError(f"key {key.keyid} is revoked in the pins; revoked is final")
-        if known is None:
-            # Proof of possession: the server signs with every key it lists,
-            # so a row added to its key table by someone who holds no private
-            # key (a database-only attacker) never becomes trusted here.
-            try:
-                verify_key_set(envelope, [key.trusted_key()])
-            except VerificationError:
-                raise VerificationError(
-                    f"new key {key.keyid} did not sign the set that adds it"
-                ) from None
+    _check_possession(envelope, key_set, pinned.keys())
+
+
+def _check_possession(envelope: bytes, key_set: KeySet, pinned: Collection[str]) -> None:
+    """Every usable key of ``key_set`` that is not in ``pinned`` signed it.
+
+    The server signs with every key it lists, so a row added to its key table
+    by someone who holds no private key (a database-only attacker) never
+    becomes trusted here.
+
+    Raises:
+        VerificationError: a new key did not sign.
+    """
+    for key in key_set.usable():
+        if key.keyid in pinned:
+            continue
+        try:
+            verify_key_set(envelope, [key.trusted_key()])
+        except VerificationError:
+            raise VerificationError(
+                f"new key {key.keyid} did not sign the set that adds it"
+            ) from None
 
 
 class KeyPins:
@@ -221,9 +235,11 @@ class KeyPins:
     def _verify(envelope: bytes, current: Pins | None) -> KeySet:
         if current is not None:
             return verify_key_set(envelope, current.trusted_keys())
-        # Trust on first use: still only a set that one of its own keys signed.
+        # Trust on first use: still only a set that each of its keys signed.
         try:
             own = parse_key_set(parse_envelope(envelope).payload)
         except InvalidInput as e:
             raise VerificationError(e.message) from None
-        return verify_key_set(envelope, own.trusted_keys())
+        key_set = verify_key_set(envelope, own.trusted_keys())
+        _check_possession(envelope, key_set, ())
+        return key_set

@@ -57,6 +57,10 @@ def test_first_use_still_needs_a_set_its_own_key_signed(a: CryptoSigner, b: Cryp
     offer = pins.offer(signed_set([entry(a)], [b]))
     assert offer.outcome == "refused" and "verified" in (offer.reason or "")
     assert pins.pins is None
+    # Signed by its active key, but listing a key that did not sign.
+    offer = pins.offer(signed_set([entry(a), entry(b, "retired", age=1)], [a]))
+    assert offer.outcome == "refused" and "did not sign" in (offer.reason or "")
+    assert pins.pins is None
 
 
 def test_a_rotation_signed_by_the_pinned_key_is_followed(
