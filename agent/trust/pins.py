@@ -218,7 +218,7 @@ class KeyPins:
                     ):
                         return Offer("unchanged", version)
                     _check_succession(envelope, key_set, current)
-            except (VerificationError, InvalidInput) as e:
+            except Error as e:  # whatever the server sent, a refusal, never a crash
                 return Offer("refused", version, f"key set refused: {e.message}")
             pins = _pins_of(key_set, current)
             # In memory first: a full disk must not keep a signed rotation
