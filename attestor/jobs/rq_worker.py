@@ -49,6 +49,17 @@ def _allowed(name: str | None, allowed: frozenset[str], what: str) -> None:
         raise InvalidInput(f"rq job names {what} {name[:200]!r}, which is not one of ours")
 
 
+def _allowed_callback(what: str, name_attr: str) -> Any:
+    """A property that resolves rq's callback ``what`` only when it is one of ours."""
+    resolve = getattr(Job, what.replace(" ", "_")).fget
+
+    def get(job: Job) -> Any:
+        _allowed(getattr(job, name_attr), ALLOWED_CALLBACKS, what)
+        return resolve(job)
+
+    return property(get, doc=f"The {what}, when it is one of ours (else InvalidInput).")
+
+
 class AllowListJob(Job):
     """An rq ``Job`` that resolves only the allowed functions and callbacks.
 
@@ -71,35 +82,9 @@ class AllowListJob(Job):
         _allowed(name, ALLOWED_FUNCTIONS, "function")
         return Job.func.fget(self)  # type: ignore[attr-defined]
 
-    @property
-    def success_callback(self) -> Any:
-        """The success callback, when it is one of ours.
-
-        Raises:
-            InvalidInput: any other callback.
-        """
-        _allowed(self._success_callback_name, ALLOWED_CALLBACKS, "success callback")
-        return Job.success_callback.fget(self)  # type: ignore[attr-defined]
-
-    @property
-    def failure_callback(self) -> Any:
-        """The failure callback, when it is one of ours.
-
-        Raises:
-            InvalidInput: any other callback.
-        """
-        _allowed(self._failure_callback_name, ALLOWED_CALLBACKS, "failure callback")
-        return Job.failure_callback.fget(self)  # type: ignore[attr-defined]
-
-    @property
-    def stopped_callback(self) -> Any:
-        """The stopped callback, when it is one of ours.
-
-        Raises:
-            InvalidInput: any other callback.
-        """
-        _allowed(self._stopped_callback_name, ALLOWED_CALLBACKS, "stopped callback")
-        return Job.stopped_callback.fget(self)  # type: ignore[attr-defined]
+    success_callback = _allowed_callback("success callback", "_success_callback_name")
+    failure_callback = _allowed_callback("failure callback", "_failure_callback_name")
+    stopped_callback = _allowed_callback("stopped callback", "_stopped_callback_name")
 
 
 def make_worker(connection: Redis, *, maintenance_interval: int = 15) -> ChunkWorker:

@@ -75,6 +75,9 @@ LAYER_MEDIA_TYPES = _GZIP | _ZSTD | _PLAIN
 class HashingReader(io.RawIOBase):
     """A read-only stream that hashes (sha256) and counts what passes through."""
 
+    #: Subclasses that only count turn this off.
+    _hashing = True
+
     def __init__(self, inner: BinaryIO) -> None:
         super().__init__()
         self._inner = inner
@@ -90,14 +93,16 @@ class HashingReader(io.RawIOBase):
         data = self._inner.read(len(buffer))
         n = len(data)
         buffer[:n] = data
-        self._hash.update(data)
+        if self._hashing:
+            self._hash.update(data)
         self.bytes_read += n
         return n
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all when negative) and hash them."""
         data = self._inner.read() if size is None or size < 0 else self._inner.read(size)
-        self._hash.update(data)
+        if self._hashing:
+            self._hash.update(data)
         self.bytes_read += len(data)
         return data
 
@@ -134,25 +139,10 @@ def uncompressed_cap(limits: ManifestLimits) -> int:
     return limits.max_total_size + limits.max_entries * per_entry + _TRAILER_ALLOWANCE
 
 
-class _CountingReader(io.RawIOBase):
-    """Counts the compressed bytes a decompressor pulls from the blob."""
+class _CountingReader(HashingReader):
+    """Counts the compressed bytes a decompressor pulls from the blob (no hashing)."""
 
-    def __init__(self, inner: BinaryIO) -> None:
-        super().__init__()
-        self._inner = inner
-        self.bytes_read = 0
-
-    def readable(self) -> bool:
-        """Always true."""
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        """Read into ``buffer`` and count what was read."""
-        data = self._inner.read(len(buffer))
-        n = len(data)
-        buffer[:n] = data
-        self.bytes_read += n
-        return n
+    _hashing = False
 
 
 class _BoundedReader(io.RawIOBase):
