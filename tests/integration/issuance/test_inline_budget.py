@@ -168,3 +168,27 @@ def test_without_a_queue_an_image_past_the_budget_is_503_not_scanned_in_the_requ
     assert refused.headers["Content-Type"] == "application/problem+json"
     assert int(refused.headers["Retry-After"]) > 0
     assert server.counts() == counts
+
+
+def test_a_zstd_bomb_becomes_a_job_that_fails_as_too_large(
+    make_server: Callable[..., Server],
+    pusher: RegistryClient,
+    unique_name: Callable[[str], str],
+) -> None:
+    # 64 KiB of zstd that decompresses to 2 GiB; the diffID is never reached.
+    frame = zstandard.ZstdCompressor().compress(bytes(64 * MIB))
+    small, diff_id = _zeros_layer(2)
+    bomb = small + frame * 32
+    assert len(bomb) < 80 * 1024
+    server = make_server()
+    counts = server.counts()
+
+    accepted = server.issue(_push(pusher, unique_name("bomb"), bomb, diff_id))
+
+    assert accepted.status_code == 202, accepted.get_json()
+    app_state(server.app).runner.wait(timeout=120)  # type: ignore[attr-defined]
+    done = server.get(accepted.get_json()["job"]["url"]).get_json()
+    assert done["status"] == "failed"
+    assert done["error"].startswith("TooLarge: layer expands"), done["error"]
+    assert "more than 1100:1" in done["error"]
+    assert server.counts() == counts
