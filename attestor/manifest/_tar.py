@@ -297,6 +297,10 @@ def _capability(header: TarHeader) -> bytes | None:
         if name.startswith(b"trusted."):
             # trusted.overlay.* would forge overlayfs metadata (spec "Rejected").
             raise InvalidInput(f"trusted xattr {name[:100]!r} on {header.name[:200]!r}")
+        if name.startswith(b"system."):
+            # POSIX ACLs (system.posix_acl_*) grant access beyond the mode
+            # bits, and the manifest does not record them.
+            raise InvalidInput(f"system xattr {name[:100]!r} on {header.name[:200]!r}")
         if name == _CAPABILITY:
             if not raw:
                 # containerd would set it empty, which the kernel refuses.

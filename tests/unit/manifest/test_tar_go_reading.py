@@ -98,6 +98,12 @@ def test_empty_pax_values_keep_the_header_fields() -> None:
             pax(pax_record(b"SCHILY.xattr.security.capability", b"")) + entry(b"f") + END,
             "empty security.capability",
         ),
+        (
+            pax(pax_record(b"SCHILY.xattr.system.posix_acl_access", b"\x02" + bytes(27)))
+            + entry(b"etc/shadow")
+            + END,
+            "system xattr b'system.posix_acl_access'",
+        ),
         (entry(b"v") + entry(b".wh.v") + END, "of a path this layer already created"),
         (entry(b"d/f") + entry(b".wh.d") + END, "of a path this layer already created"),
     ],
@@ -109,6 +115,7 @@ def test_empty_pax_values_keep_the_header_fields() -> None:
         "device-major",
         "contiguous",
         "empty-capability",
+        "posix-acl",
         "whiteout-after-file",
         "whiteout-after-implicit-dir",
     ],
