@@ -81,6 +81,9 @@ class Settings:
     issue_defer_above_bytes: int = 256 * MIB
     #: Uncompressed bytes of never-scanned layers a request may read; past it, 202 + job.
     issue_inline_scan_bytes: int = 8 * MIB
+    #: Uncompressed bytes per compressed byte a layer may expand to past its
+    #: first 128 MiB; ``None``: ``ManifestLimits``'s default (1100, above gzip's best).
+    layer_max_expansion_ratio: int | None = None
     #: ``key``: the active local key signs; ``keyless``: Fulcio certificate + Rekor entry.
     signing_mode: Literal["key", "keyless"] = "key"
     keyless_instance: Literal["production", "staging", "custom"] = "production"
@@ -132,6 +135,7 @@ ENV_VARS: Mapping[str, str] = {
     "log_level": "ATTESTOR_LOG_LEVEL",
     "issue_defer_above_bytes": "ATTESTOR_ISSUE_DEFER_ABOVE_BYTES",
     "issue_inline_scan_bytes": "ATTESTOR_ISSUE_INLINE_SCAN_BYTES",
+    "layer_max_expansion_ratio": "ATTESTOR_LAYER_MAX_EXPANSION_RATIO",
     "signing_mode": "ATTESTOR_SIGNING_MODE",
     "keyless_instance": "ATTESTOR_KEYLESS_INSTANCE",
     "keyless_trust_config": "ATTESTOR_KEYLESS_TRUST_CONFIG",
@@ -201,6 +205,7 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
         "log_level": _log_level,
         "issue_defer_above_bytes": _positive_int,
         "issue_inline_scan_bytes": _positive_int,
+        "layer_max_expansion_ratio": _positive_int,
         "signing_mode": _one_of(SIGNING_MODES),
         "keyless_instance": _one_of(KEYLESS_INSTANCES),
         "keyless_trust_config": _existing_file,

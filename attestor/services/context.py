@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, keyless_config
 from attestor.errors import Conflict, NotFound
+from attestor.manifest import ManifestLimits
 from attestor.policy import PolicySet, load_policies
 from attestor.registry import (
     BlobCache,
@@ -131,6 +132,13 @@ def build_context(
         session_factory=session_factory,
         signer=signer,
         builder_id=settings.builder_id,
+        manifest_limits=_manifest_limits(settings),
         recorder=recorder,
         attach_by_default=settings.attach_attestations,
     )
+
+
+def _manifest_limits(settings: Settings) -> ManifestLimits:
+    if settings.layer_max_expansion_ratio is None:
+        return ManifestLimits()
+    return ManifestLimits(max_expansion_ratio=settings.layer_max_expansion_ratio)

@@ -192,3 +192,26 @@ def test_a_zstd_bomb_becomes_a_job_that_fails_as_too_large(
     assert done["error"].startswith("TooLarge: layer expands"), done["error"]
     assert "more than 1100:1" in done["error"]
     assert server.counts() == counts
+
+
+def test_the_expansion_ratio_is_a_setting(
+    make_server: Callable[..., Server],
+    pusher: RegistryClient,
+    unique_name: Callable[[str], str],
+) -> None:
+    # A legitimate zstd layer that is almost all zeros (a 160 MiB swap file)
+    # expands about 30,000:1: refused by default, attested when allowed.
+    blob, diff_id = _zeros_layer(160 * MIB)
+    strict = make_server()
+    lenient = make_server(env={"ATTESTOR_LAYER_MAX_EXPANSION_RATIO": "100000"})
+    image = _push(pusher, unique_name("swap"), blob, diff_id)
+    outcomes = []
+    for server in (strict, lenient):
+        accepted = server.issue(image)
+        assert accepted.status_code == 202, accepted.get_json()
+        app_state(server.app).runner.wait(timeout=120)  # type: ignore[attr-defined]
+        outcomes.append(server.get(accepted.get_json()["job"]["url"]).get_json())
+    assert outcomes[0]["status"] == "failed"
+    assert "more than 1100:1" in outcomes[0]["error"]
+    assert outcomes[1]["status"] == "finished", outcomes[1]
+    assert outcomes[1]["result"]["attestations"][0]["layer"]["diff_id"] == diff_id
