@@ -233,6 +233,12 @@ def backdoor_layer() -> bytes:
     )
 
 
+def _garbage_checksum(member: bytes) -> bytes:
+    """``member`` with its checksum field as six digits, NUL and a letter."""
+    value = checksums(member[:BLOCK])[0]
+    return member[:148] + f"{value:06o}".encode() + b"\x00X" + member[156:]
+
+
 def hidden_header(name: str = "hidden") -> bytes:
     """A valid file header plus data, to place where one reader sees data."""
     return file(name, b"smuggled\n", mode=0o4755)
@@ -263,6 +269,8 @@ def _cases() -> list[Case]:
              build(hi, file("b", b"b\n", checksum="plus"))),
         Case("chksum-0o-prefix", "second header's checksum written with a '0o' prefix",
              build(hi, file("b", b"b\n", checksum="0o"))),
+        Case("chksum-garbage-after-nul", "checksum digits, NUL, then a letter",
+             build(hi, _garbage_checksum(file("b", b"b\n")))),
         Case("chksum-underscore", "second header's checksum with '_' between digits",
              build(hi, file("b", b"b\n", checksum="underscore"))),
         # --- numeric fields ---------------------------------------------------
@@ -289,6 +297,8 @@ def _cases() -> list[Case]:
         Case("octal-size-nul-led", "size field NUL-led: one reader sees data where the other "
              "sees a setuid file header",
              build(header("carrier", size=b"\x00" + octal(BLOCK * 2, 11)) + hidden_header(), hi)),
+        Case("octal-garbage-after-nul", "mode '644\\0abc': Go stops at the NUL",
+             build(file("g", b"g\n", mode=b"644\x00abc\x00"), hi)),
         Case("octal-size-no-nul", "size and mode fields of digits without a NUL",
              build(header("full", size=b"000000000003", mode=b"00000644") + data_blocks(b"abc"))),
         Case("octal-garbage-devmajor", "a regular file whose devmajor field is not octal",
@@ -348,7 +358,28 @@ def _cases() -> list[Case]:
              "directory and reads the data blocks as headers",
              build(pax([("path", "d/")]),
                    header("d", typeflag=b"\x00", size=BLOCK * 2) + hidden_header(), hi)),
+        Case("pax-record-length-zero-padded", "a PAX record length written '0029'",
+             build(header("PaxHeaders/z", typeflag=b"x", size=29)
+                   + data_blocks(b"0029 path=zero-padded-length\n"), file("z", b"z\n"))),
+        Case("pax-record-length-plus", "a PAX record length written '+28'",
+             build(header("PaxHeaders/p", typeflag=b"x", size=28)
+                   + data_blocks(b"+28 path=plus-signed-length\n"), file("p", b"p\n"))),
+        Case("pax-size-plus", "PAX size '+4'",
+             build(pax([("size", "+4")]), header("sz", size=0) + data_blocks(b"four"), hi)),
+        Case("pax-uid-negative", "PAX uid '-1' (Go's Lchown(-1) keeps the owner)",
+             build(pax([("uid", "-1")]), file("neguid", b"n\n", uid=1000), hi)),
+        Case("pax-path-newline", "a PAX path holding a newline",
+             build(pax([("path", "line\nbreak")]), file("nl", b"n\n"))),
+        Case("pax-dangling", "a PAX header followed by the end marker",
+             build(hi, pax([("path", "nothing-follows")]))),
         # --- GNU long names ---------------------------------------------------
+        Case("gnu-longname-nul-garbage", "GNU 'L' data 'real\\0fake': Go stops at the NUL",
+             build(gnu_long(b"real\x00fake"), file("x", b"r\n"))),
+        Case("gnu-longname-empty", "a GNU 'L' of zero bytes: the ustar name stays",
+             build(header("././@LongLink", typeflag=b"L", size=0, magic=GNU),
+                   file("ustar-name", b"u\n", mode=0o4755))),
+        Case("gnu-longname-twice", "two GNU 'L' headers before one file",
+             build(gnu_long("first-L"), gnu_long("second-L"), file("x", b"2\n"))),
         Case("gnu-longname", "GNU 'L' long name",
              build(gnu_long("n" * 200), file("short", b"l\n"))),
         Case("gnu-longlink", "GNU 'K' long link target",
@@ -367,6 +398,10 @@ def _cases() -> list[Case]:
              build(file("inner", b"u\n", tail=b"opt/deep"))),
         Case("magic-star", "STAR trailer 'tar\\0' with a prefix",
              build(file("sf", b"s\n", tail=b"star".ljust(163, b"\x00") + b"tar\x00"))),
+        Case("magic-star-garbage-atime", "STAR trailer with text in the atime field",
+             build(file("sg", b"s\n",
+                        tail=b"star".ljust(131, b"\x00") + b"notanumber\x00\x00" + b"\x00" * 20
+                        + b"tar\x00"))),
         Case("magic-gnu-octal-atime", "GNU magic with an octal atime where ustar has its prefix",
              build(file("g", b"g\n", magic=GNU, tail=octal(MTIME, 12) + octal(MTIME, 12)))),
         Case("magic-gnu-text-prefix", "GNU magic with text (not octal) in the atime field",
