@@ -34,6 +34,7 @@ _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 _CAPABILITY = b"security.capability"
 _DIR_TYPES = frozenset({EntryType.DIR, EntryType.OPAQUE_DIR})
+_PAX_RECORDS_PER_ENTRY = 16
 #: What containerd's mkparent gives a missing parent with no lower directory.
 IMPLICIT_DIR_MODE = 0o755
 
@@ -429,7 +430,12 @@ def manifest_from_tar(
     """
     limits = limits or ManifestLimits()
     replay = _Replay(limits, lower)
-    reader = TarReader(stream, max_meta_bytes=limits.max_tar_header_bytes)
+    reader = TarReader(
+        stream,
+        max_meta_bytes=limits.max_tar_header_bytes,
+        # Real layers carry a few records per entry (path, times, xattrs).
+        max_pax_records=_PAX_RECORDS_PER_ENTRY * limits.max_entries,
+    )
     try:
         while (header := reader.next()) is not None:
             replay.members += 1

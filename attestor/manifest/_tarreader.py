@@ -64,6 +64,7 @@ _MAX_ID = 2**32 - 2
 #: Linux's mknod takes a 32-bit device number: 12-bit major, 20-bit minor.
 _MAX_MAJOR, _MAX_MINOR = 2**12 - 1, 2**20 - 1
 _XATTR = b"SCHILY.xattr."
+_MAX_META_PER_ENTRY = 4
 #: Go parses these for every USTAR, PAX or GNU header and fails it on an
 #: error, including mtime, which we do not use.
 _NUMERIC_FIELDS = (
@@ -209,20 +210,32 @@ def _parse_block(block: bytes, offset: int) -> _Raw:
     )
 
 
-def parse_pax(body: bytes) -> dict[bytes, bytes]:
+def parse_pax(body: bytes, *, max_records: int | None = None) -> tuple[dict[bytes, bytes], int]:
     """Parse the records of a PAX extended header as Go's ``parsePAX`` does.
 
     Linear time: each record is sliced once. A later record with the same
     key replaces the earlier one.
 
+    Returns:
+        The records by key, and how many records there were.
+
+    Args:
+        body: the header's data.
+        max_records: refuse more records than this (``None``: no cap).
+
     Raises:
         InvalidInput: on a malformed record (Go's ``ErrHeader``), a length
             with a sign or more than 10 digits (Go may accept those; we do
             not), or any ``GNU.sparse.`` record.
+        TooLarge: on more than ``max_records`` records.
     """
     records: dict[bytes, bytes] = {}
     pos, end = 0, len(body)
+    count = 0
     while pos < end:
+        count += 1
+        if max_records is not None and count > max_records:
+            raise TooLarge(f"more than {max_records} PAX records")
         space = body.find(b" ", pos, min(end, pos + 11))
         digits = body[pos:space] if space >= 0 else b""
         if not digits.isdigit():
@@ -242,7 +255,7 @@ def parse_pax(body: bytes) -> dict[bytes, bytes]:
             raise InvalidInput("sparse files (GNU.sparse PAX records) are not supported")
         records[key] = value
         pos = stop
-    return records
+    return records, count
 
 
 def _pax_int(key: bytes, value: bytes, offset: int) -> int:
@@ -274,16 +287,21 @@ class TarReader:
     the rest of the stream.
     """
 
-    def __init__(self, stream: BinaryIO, *, max_meta_bytes: int) -> None:
+    def __init__(
+        self, stream: BinaryIO, *, max_meta_bytes: int, max_pax_records: int | None = None
+    ) -> None:
         """Read from ``stream``.
 
         Args:
             stream: the uncompressed tar.
             max_meta_bytes: the largest PAX or GNU long-name body read into
                 memory (never more than Go's own 1 MiB cap).
+            max_pax_records: PAX records in the whole archive; each costs
+                Python time, so a layer of tiny records must stop early.
         """
         self._stream = stream
         self._max_meta = min(max_meta_bytes, GO_MAX_SPECIAL)
+        self._pax_budget = max_pax_records
         self._remaining = 0
         self._pad = 0
         self._ended = False
@@ -379,7 +397,7 @@ class TarReader:
             return None
         pax: dict[bytes, bytes] = {}
         long_name = long_link = b""
-        pending = False
+        pending = 0
         while True:
             self._skip()
             offset = self.offset
@@ -394,9 +412,13 @@ class TarReader:
             if flag == ord("x"):
                 body = self._read_meta(raw, offset)
                 try:
-                    pax = parse_pax(body)  # replaces an earlier one, as in Go
+                    pax, count = parse_pax(body, max_records=self._pax_budget)
+                except TooLarge as e:
+                    raise TooLarge(f"layer tar header at byte {offset}: {e}") from None
                 except InvalidInput as e:
                     raise _refuse(offset, str(e)) from None
+                if self._pax_budget is not None:
+                    self._pax_budget -= count
             elif flag in (ord("L"), ord("K")):
                 # Go cuts the body at its first NUL; an empty name changes nothing.
                 value = _cstring(self._read_meta(raw, offset))
@@ -412,7 +434,11 @@ class TarReader:
                 raise _refuse(offset, f"unsupported entry type {chr(flag)!r}")
             else:
                 return self._entry(raw, pax, long_name, long_link, offset)
-            pending = True
+            pending += 1
+            if pending > _MAX_META_PER_ENTRY:
+                # Go takes any number; real writers put at most one 'x',
+                # 'L' and 'K' before an entry.
+                raise _refuse(offset, f"more than {_MAX_META_PER_ENTRY} meta headers in a row")
 
     def _entry(
         self, raw: _Raw, pax: dict[bytes, bytes], long_name: bytes, long_link: bytes, offset: int

@@ -297,13 +297,13 @@ def test_long_name_with_trailing_slash_makes_a_nul_type_a_directory() -> None:
 )
 def test_malformed_pax_records_are_refused(body: bytes, reason: str) -> None:
     with pytest.raises(InvalidInput, match=re.escape(reason)):
-        parse_pax(body)
+        parse_pax(body)[0]
     refused(pax(body) + header(b"h") + END, "at byte 0:")
 
 
 def test_nul_in_other_values_is_allowed_as_go_does() -> None:
-    assert parse_pax(pax_record(b"k", b"a\x00b")) == {b"k": b"a\x00b"}
-    assert parse_pax(b"06 a=\n") == {b"a": b""}  # leading zeros in the length
+    assert parse_pax(pax_record(b"k", b"a\x00b"))[0] == {b"k": b"a\x00b"}
+    assert parse_pax(b"06 a=\n")[0] == {b"a": b""}  # leading zeros in the length
 
 
 @pytest.mark.parametrize(
@@ -376,16 +376,29 @@ def test_cap_never_exceeds_gos_one_mebibyte() -> None:
         TarReader(_NoReadPast(big, 512), max_meta_bytes=2**30).next()
 
 
+def test_meta_headers_in_a_row_and_pax_records_per_archive_are_capped() -> None:
+    five = b"".join(gnu_long(b"L", b"n%d" % i) for i in range(5))
+    refused(five + header(b"h") + END, "more than 4 meta headers in a row")
+    four = b"".join(gnu_long(b"L", b"n%d" % i) for i in range(4))
+    assert one(four + header(b"h")).name == "n3"
+    records = pax_record(b"k", b"v") * 6
+    layer = pax(records) + header(b"a") + pax(records) + header(b"b") + END
+    reader = TarReader(io.BytesIO(layer), max_meta_bytes=CAP, max_pax_records=11)
+    assert reader.next() is not None
+    with pytest.raises(TooLarge, match="at byte 1536: more than 5 PAX records"):
+        reader.next()
+
+
 def test_pax_parsing_is_linear() -> None:
     import time
 
     many = pax_record(b"k", b"") * (60_000 // 6)  # 10k tiny records
     start = time.perf_counter()
-    assert parse_pax(many) == {b"k": b""}
+    assert parse_pax(many)[0] == {b"k": b""}
     one_record = pax_record(b"path", b"x" * 65_000)
-    assert parse_pax(one_record)[b"path"] == b"x" * 65_000
+    assert parse_pax(one_record)[0][b"path"] == b"x" * 65_000
     with pytest.raises(InvalidInput):
-        parse_pax(b"1" * 65_000)  # all length digits, no space
+        parse_pax(b"1" * 65_000)[0]  # all length digits, no space
     assert time.perf_counter() - start < 1.0
 
 
