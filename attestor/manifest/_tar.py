@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Build a layer's file manifest from its uncompressed tar stream.
 
-The tar is replayed in memory the way containerd's overlayfs applier extracts
-it (spec section "From a layer tar"): later entries replace earlier ones,
+Headers are read by :mod:`attestor.manifest._tarreader` exactly as Go's
+``archive/tar`` (containerd's reader) reads them, or refused. The entries are
+replayed in memory the way containerd's overlayfs applier extracts them (spec
+section "From a layer tar"): later entries replace earlier ones,
 missing parents appear as implicit directories, whiteouts and opaque markers
 become what overlayfs stores. File contents are hashed in chunks and never
 kept.
