@@ -104,6 +104,7 @@ def test_empty_pax_values_keep_the_header_fields() -> None:
             + END,
             "system xattr b'system.posix_acl_access'",
         ),
+        (entry(b".wh.d/f") + END, "whiteout name used as a directory"),
         (entry(b"v") + entry(b".wh.v") + END, "of a path this layer already created"),
         (entry(b"d/f") + entry(b".wh.d") + END, "of a path this layer already created"),
     ],
@@ -116,6 +117,7 @@ def test_empty_pax_values_keep_the_header_fields() -> None:
         "contiguous",
         "empty-capability",
         "posix-acl",
+        "whiteout-named-directory",
         "whiteout-after-file",
         "whiteout-after-implicit-dir",
     ],
@@ -181,3 +183,26 @@ def test_no_server_or_agent_code_reads_tars_with_tarfile() -> None:
         if imports.search(path.read_text())
     ]
     assert users == []
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        header(b"x/y/", typeflag=b"5") + header(b"x", typeflag=b"2", link=b"d"),
+        header(b"l/", typeflag=b"5") + header(b"l", typeflag=b"2", link=b"../../etc"),
+        header(b"p/q/", typeflag=b"5") + entry(b"p", b"now a file"),
+    ],
+    ids=["ancestor-became-dangling-symlink", "dotdot-symlink", "ancestor-became-file"],
+)
+def test_listed_directories_must_resolve_at_the_end(layer: bytes) -> None:
+    # containerd's applier ends by setting each listed directory's times at
+    # its fs.RootPath; a path that no longer resolves fails the unpack
+    # (tarfile-era code accepted these).
+    with pytest.raises(InvalidInput, match="does not resolve at the end of the layer"):
+        manifest_from_tar(io.BytesIO(layer + END))
+
+
+def test_listed_directory_replaced_by_a_file_or_a_symlink_to_a_directory_is_fine() -> None:
+    assert sorted(paths(header(b"a/", typeflag=b"5") + entry(b"a/f") + entry(b"a") + END)) == ["a"]
+    layer = entry(b"t/k") + header(b"d/", typeflag=b"5") + header(b"d", typeflag=b"2", link=b"t")
+    assert sorted(paths(layer + END)) == ["d", "t", "t/k"]
