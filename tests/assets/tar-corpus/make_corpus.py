@@ -461,6 +461,11 @@ def _cases() -> list[Case]:
         Case("hardlink-pax-linkpath", "a hardlink whose target comes from a PAX linkpath",
              build(file("target", b"t\n"), pax([("linkpath", "target")]),
                    header("link", typeflag=b"1", linkname="wrong"))),
+        Case("dir-under-later-symlink", "a directory 'x/y', then 'x' made a symlink to a "
+             "missing 'd': containerd fails setting the directory's times",
+             build(directory("x/y", mode=0o711), header("x", typeflag=b"2", linkname="d"))),
+        Case("dir-replaced-by-self-symlink", "a directory 'a', then 'a' a symlink to itself",
+             build(directory("a"), header("a", typeflag=b"2", linkname="a"), hi)),
         Case("pax-trusted-xattr", "SCHILY.xattr.trusted.overlay.opaque on a directory",
              build(pax([("SCHILY.xattr.trusted.overlay.opaque", "y")]), directory("dir"))),
         Case("pax-capability-empty", "an empty SCHILY.xattr.security.capability record",

@@ -26,6 +26,7 @@ from attestor.digests import Digest, chain_ids
 from attestor.errors import InvalidInput
 from attestor.manifest import compare_manifests, manifest_from_snapshot, manifest_from_tar
 from tests.harness.binaries import require_root
+from tests.harness.images import BuiltImage
 from tests.harness.services import Containerd, CtrError
 from tests.integration.manifest._go_reading import (
     CORPUS_DIR,
@@ -37,6 +38,40 @@ from tests.integration.manifest._tar_strategies import OVERLAY_NAMES, member
 from tests.integration.manifest.test_snapshot_equality import import_image, layer_dir
 
 CASE_NAMES = sorted(json.loads((CORPUS_DIR / "corpus.json").read_text()))
+
+
+#: containerd failures after archive/tar read the whole layer, while applying
+#: it. The server may accept such a layer: no node can unpack it, so nothing
+#: runs under its attestation. Anything else containerd refuses (an
+#: archive/tar error, a whiteout it cannot create, ...) the server must refuse.
+HARMLESS_APPLY_FAILURES = (
+    # containerd sets the times of every directory entry after the last entry,
+    # resolving its path again; a later entry that made the path (or a parent)
+    # a dangling or looping symlink fails that pass.
+    "failed call to UtimesNanoAt",
+    "too many links",
+)
+
+
+def import_or_explain(
+    containerd: Containerd, image: BuiltImage, tmp: Path, name: str, label: str = ""
+) -> bool:
+    """Import ``image`` as ``name``; False if containerd fails applying it harmlessly.
+
+    Raises:
+        AssertionError: when containerd refuses the layer otherwise.
+    """
+    try:
+        import_image(containerd, image, tmp, name)
+    except CtrError as e:
+        last = ((e.stderr or e.stdout or "").strip().splitlines()[-1:] or [""])[0]
+        if any(text in last for text in HARMLESS_APPLY_FAILURES):
+            return False
+        raise AssertionError(
+            f"{label or name}: the server accepted a layer containerd does not unpack: "
+            f"{last[-300:]}"
+        ) from None
+    return True
 
 
 def _base_layer() -> bytes:
@@ -55,14 +90,8 @@ def test_accepted_corpus_layer_equals_its_containerd_snapshot(
     if server.manifest is None:
         return  # refused: nothing is attested, whatever containerd would unpack
     image = layout_of(tmp_path / "oci", [base, layer])
-    try:
-        import_image(containerd, image, tmp_path, f"tar-corpus/{name}")
-    except CtrError as e:
-        last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or [""]
-        pytest.fail(
-            f"{name}: the server accepted a layer containerd does not unpack: {last[0][-300:]}",
-            pytrace=False,
-        )
+    if not import_or_explain(containerd, image, tmp_path, f"tar-corpus/{name}"):
+        return
     top = chain_ids([Digest(d) for d in image.diff_ids])[1]
     with layer_dir(containerd, top) as directory:
         on_disk = manifest_from_snapshot(directory)
@@ -107,14 +136,10 @@ def test_generated_layers_equal_their_containerd_snapshots(
         return
     with tempfile.TemporaryDirectory(prefix="tar-ctrd-") as tmp:
         image = layout_of(Path(tmp) / "oci", [lower, layer])
-        try:
-            import_image(containerd, image, Path(tmp), f"tar-generated/{image.diff_ids[1][7:19]}")
-        except CtrError as e:
-            last = (e.stderr or e.stdout or "").strip().splitlines()[-1:] or [""]
-            raise AssertionError(
-                f"the server accepted a layer containerd does not unpack: {last[0][-300:]}\n"
-                f"lower {lower!r}\nlayer {layer!r}"
-            ) from None
+        name = f"tar-generated/{image.diff_ids[1][7:19]}"
+        label = f"{name} (lower {lower!r}, layer {layer!r})"
+        if not import_or_explain(containerd, image, Path(tmp), name, label):
+            return
     chains = chain_ids([Digest(d) for d in image.diff_ids])
     for index, expected in ((0, lower_manifest), (1, server.manifest)):
         with layer_dir(containerd, chains[index]) as directory:
