@@ -37,6 +37,7 @@ _OPAQUE = ".wh..wh..opq"
 _CAPABILITY = b"security.capability"
 _DIR_TYPES = frozenset({EntryType.DIR, EntryType.OPAQUE_DIR})
 _PAX_RECORDS_PER_ENTRY = 16
+_LOOKUPS_PER_ENTRY = 32
 #: What containerd's mkparent gives a missing parent with no lower directory.
 IMPLICIT_DIR_MODE = 0o755
 
@@ -112,6 +113,11 @@ def normalize_tar_path(name: str, *, limits: ManifestLimits) -> str:
     return check_path(path, limits=limits) if path else ""
 
 
+def _components(path: str) -> list[str]:
+    """``path``'s names without empty and ``.`` ones, last first (a stack)."""
+    return [p for p in reversed(path.split("/")) if p not in ("", ".")]
+
+
 class _Replay:
     """The unpacked layer as a path table, mutated entry by entry."""
 
@@ -122,8 +128,23 @@ class _Replay:
         self.total_size = 0
         self.path_bytes = 0
         self.members = 0
+        #: Paths of directory headers: containerd sets their times last.
+        self.dir_headers: set[str] = set()
+        # Path lookups left for resolving symlinks and checking lower layers;
+        # deep paths over many layers must not cost quadratic time.
+        self._work = _LOOKUPS_PER_ENTRY * limits.max_entries
         # One int object per distinct mode instead of one per entry.
         self._modes: dict[int, int] = {}
+
+    def spend(self, lookups: int = 1) -> None:
+        """Charge path lookups against the layer's budget.
+
+        Raises:
+            TooLarge: once the budget is spent.
+        """
+        self._work -= lookups
+        if self._work < 0:
+            raise TooLarge("layer needs too many path lookups (deep paths, symlinks, layers)")
 
     def mode(self, value: int) -> int:
         """``value``'s permission bits, as a shared int object."""
@@ -168,6 +189,7 @@ class _Replay:
         for layer in self.lower:
             parent = path
             while parent:
+                self.spend()
                 above = layer.get(parent)
                 if above is not None and (
                     above.type is EntryType.SYMLINK
@@ -251,6 +273,56 @@ class _Replay:
             raise InvalidInput(f"opaque marker under non-directory {directory!r}")
         node.type = EntryType.OPAQUE_DIR
 
+    def check_dir_headers(self) -> None:
+        """Require every directory header's path to still resolve at the end.
+
+        After the last entry containerd's applier sets the times of each
+        directory the tar listed, at a path resolved with ``fs.RootPath``
+        (symlinks followed inside the layer), and fails the unpack if that
+        path is gone, e.g. when a later entry replaced an ancestor.
+
+        Raises:
+            InvalidInput: when such a path does not resolve.
+            TooLarge: when resolving costs more lookups than the budget.
+        """
+        for path in self.dir_headers:
+            if not self._resolves(path):
+                raise InvalidInput(
+                    f"directory {path!r} does not resolve at the end of the layer "
+                    "(containerd's unpack fails setting its times)"
+                )
+
+    def _resolves(self, path: str) -> bool:
+        # fs.RootPath over the path table: follow symlinks, stay in the root.
+        # Targets with ".." are cleaned lexically by Go, so they are not
+        # followed here: such a layer is refused.
+        pending = _components(path)
+        resolved: list[str] = []
+        hops = 0
+        while pending:
+            self.spend()
+            part = pending.pop()
+            here = "/".join([*resolved, part])
+            node = self.nodes.get(here)
+            if node is None:
+                return False
+            if isinstance(node, _Node) and node.type is EntryType.SYMLINK:
+                target = node.link or ""
+                hops += 1
+                if hops > 255 or ".." in target.split("/"):
+                    return False
+                if target.startswith("/"):
+                    resolved = []
+                more = _components(target)
+                self.spend(len(more))
+                pending.extend(more)
+                continue
+            kind = node.type if isinstance(node, _Node) else EntryType.FILE
+            if pending and kind not in _DIR_TYPES:
+                return False  # ENOTDIR
+            resolved.append(part)
+        return True
+
     def entries(self) -> list[ManifestEntry]:
         """The manifest entries; empties the table as it goes (peak memory).
 
@@ -323,8 +395,11 @@ def _apply(replay: _Replay, reader: TarReader, header: TarHeader) -> None:
     limits = replay.limits
     path = normalize_tar_path(header.name, limits=limits)
     replay.count_path(path, header.linkname)
-    base = path.rpartition("/")[2]
-    directory = path.rpartition("/")[0]
+    directory, _, base = path.rpartition("/")
+    if _WHITEOUT in directory and any(p.startswith(_WHITEOUT) for p in directory.split("/")):
+        # A directory named like a whiteout: containerd creates it, other
+        # unpackers (umoci) treat it as a whiteout; no real layer has one.
+        raise InvalidInput(f"whiteout name used as a directory in {path!r}")
     if base == _OPAQUE:
         replay.set_opaque(directory)
         return
@@ -352,6 +427,7 @@ def _apply(replay: _Replay, reader: TarReader, header: TarHeader) -> None:
         replay.put(path, inode)
     elif kind == "5":
         replay.put(path, _Node(EntryType.DIR, mode=mode, uid=uid, gid=gid, capability=capability))
+        replay.dir_headers.add(path)
     elif kind == "2":
         if not header.linkname:
             raise InvalidInput(f"bad symlink target at {path!r}")
@@ -445,6 +521,7 @@ def manifest_from_tar(
                 raise TooLarge(f"layer has more than {limits.max_entries} members")
             _apply(replay, reader, header)
         reader.finish()
+        replay.check_dir_headers()
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as e:
         raise InvalidInput(f"malformed layer tar: {e}") from e
     return FileManifest.from_entries(replay.entries())

@@ -206,3 +206,17 @@ def test_listed_directory_replaced_by_a_file_or_a_symlink_to_a_directory_is_fine
     assert sorted(paths(header(b"a/", typeflag=b"5") + entry(b"a/f") + entry(b"a") + END)) == ["a"]
     layer = entry(b"t/k") + header(b"d/", typeflag=b"5") + header(b"d", typeflag=b"2", link=b"t")
     assert sorted(paths(layer + END)) == ["d", "t", "t/k"]
+
+
+def test_path_lookups_per_layer_are_bounded() -> None:
+    # Each implicit directory is looked up, with its ancestors, in every lower
+    # layer: a deep chain over many layers would cost quadratic time.
+    lower = [manifest_from_tar(io.BytesIO(entry(b"l%d" % i) + END)) for i in range(3)]
+    deep = b"/".join(b"d%02d" % i for i in range(60)) + b"/f"
+    limits = ManifestLimits(max_entries=100)
+    with pytest.raises(TooLarge, match="too many path lookups"):
+        layer = pax(pax_record(b"path", deep)) + entry(b"x") + END
+        manifest_from_tar(io.BytesIO(layer), lower=lower, limits=limits)
+    shallow = b"/".join(b"d%02d" % i for i in range(10)) + b"/f"
+    got = manifest_from_tar(io.BytesIO(entry(shallow) + END), lower=lower, limits=limits)
+    assert len(got.entries) == 11
