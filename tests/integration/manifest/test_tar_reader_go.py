@@ -1,24 +1,38 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The hand-built headers the reader accepts read the same in Go (umoci).
+"""The hand-built headers the reader accepts read the same in Go (umoci, containerd).
 
 tests/unit/manifest/test_tar_reader.py states each reading from Go's sources;
 this runs the same layers through ``umoci raw unpack`` (Go 1.19's
 ``archive/tar``, as containerd) and requires the server's manifest to equal
-the unpacked tree, so a misreading of the Go sources shows up here.
+the unpacked tree, so a misreading of the Go sources shows up here. A
+Hypothesis test then builds well-formed but tricky layers (PAX overrides, GNU
+long names, NUL-led checksums, sized header-only entries, whiteouts, opaque
+markers, hardlinks) over a lower layer with a symlink, and requires every
+layer the server accepts to equal containerd's own snapshot of it.
 """
 
 from __future__ import annotations
 
+import io
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from attestor.digests import Digest, chain_ids
+from attestor.manifest import compare_manifests, manifest_from_snapshot, manifest_from_tar
 from tests.harness.binaries import require, require_root
+from tests.harness.services import Containerd, CtrError
 from tests.integration.manifest._go_reading import (
+    layout_of,
     server_reading,
     umoci_reading,
     without_overlay_markers,
 )
+from tests.integration.manifest.test_snapshot_equality import import_image, layer_dir
 from tests.unit.manifest._rawtar import (
     END,
     base256,
@@ -140,3 +154,84 @@ def test_accepted_hand_built_layer_reads_as_go_reads_it(
     go = umoci_reading(umoci, layer, tmp_path / "unpack")
     assert go.manifest is not None, go.error
     assert without_overlay_markers(server.manifest) == without_overlay_markers(go.manifest)
+
+
+# --- Hypothesis: tricky well-formed layers against containerd -----------------
+
+BASE = (
+    header(b"a/", typeflag=b"5", mode=0o700, uid=3)
+    + entry(b"b", b"B")
+    + header(b"c", typeflag=b"2", link=b"a")
+    + END
+)
+NAMES = st.tuples(
+    st.lists(st.sampled_from([b"a", b"b", b"c", b"."]), max_size=2),
+    st.sampled_from([b"a", b"b", b"c", b".wh.a", b".wh.b", b".wh..wh..opq"]),
+).map(lambda t: b"/".join([*t[0], t[1]]))
+SUFFIX = st.sampled_from([b"", b"", b"/"])
+
+
+@st.composite
+def tricky_member(draw: st.DrawFn) -> bytes:
+    """One entry, maybe behind PAX and GNU long-name headers."""
+    kind = draw(st.sampled_from(b"00005521\x006"))
+    content = draw(st.sampled_from([b"", b"x", b"hello" * 120]))
+    meta = b""
+    if draw(st.booleans()):
+        choices = [
+            (b"path", draw(NAMES)),
+            (b"path", b""),
+            (b"linkpath", draw(NAMES)),
+            (b"uid", b"77"),
+            (b"uid", b""),
+            (b"gid", b"88"),
+            (b"mtime", b"1.5"),
+            (b"SCHILY.xattr.security.capability", CAP),
+            (b"SCHILY.xattr.user.k", b"v"),
+            (b"comment", b"c"),
+        ]
+        pairs = draw(st.lists(st.sampled_from(choices), max_size=3))
+        meta += pax(b"".join(pax_record(k, v) for k, v in pairs))
+    if draw(st.integers(0, 4)) == 0:
+        meta += gnu_long(b"L", draw(NAMES) + draw(SUFFIX))
+    if draw(st.integers(0, 6)) == 0:
+        meta += gnu_long(b"K", draw(NAMES))
+    regular = kind in b"0\x00"
+    block = header(
+        draw(NAMES) + draw(SUFFIX),
+        typeflag=bytes([kind]),
+        size=len(content) if regular else draw(st.sampled_from([0, 0, 512])),
+        mode=draw(st.sampled_from([0o644, 0o755, 0o4755, 0o2755, 0o1777, 0o600])),
+        uid=draw(st.sampled_from([0, 1, 1000])),
+        gid=draw(st.sampled_from([0, 1, 1000])),
+        link=draw(NAMES),
+        checksum=draw(st.sampled_from(["octal", "go", "nul-led"])),
+    )
+    return meta + block + (data(content) if regular else b"")
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(members=st.lists(tricky_member(), min_size=1, max_size=6))
+def test_accepted_tricky_layers_equal_their_containerd_snapshots(
+    containerd: Containerd, members: list[bytes]
+) -> None:
+    require_root()
+    layer = b"".join(members) + END
+    server = server_reading(layer, lower=[manifest_from_tar(io.BytesIO(BASE))])
+    if server.manifest is None:
+        return  # refusing is always allowed
+    with tempfile.TemporaryDirectory(prefix="tar-reader-") as tmp:
+        image = layout_of(Path(tmp) / "oci", [BASE, layer])
+        try:
+            import_image(containerd, image, Path(tmp), f"tar-reader/{uuid.uuid4().hex}")
+        except CtrError as e:
+            pytest.fail(f"accepted, but containerd does not unpack it: {e.stderr or e.stdout}")
+        top = chain_ids([Digest(d) for d in image.diff_ids])[1]
+        with layer_dir(containerd, top) as directory:
+            on_disk = manifest_from_snapshot(directory)
+    assert compare_manifests(server.manifest, on_disk) == []
+    assert on_disk.canonical_bytes() == server.manifest.canonical_bytes()
