@@ -27,15 +27,25 @@ boundary, and non-zero bytes after the end-of-archive marker.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import BinaryIO
 
 from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest._tarfields import (
+    INT64_MAX,
+    Raw,
+    check_pax_time,
+    cstring,
+    parse_block,
+    parse_pax,
+    pax_int,
+    refuse,
+    text,
+)
 
-__all__ = ["TarHeader", "TarReader", "parse_pax"]
+__all__ = ["TarHeader", "TarReader"]
 
 BLOCK = 512
 _ZERO_BLOCK = bytes(BLOCK)
@@ -47,17 +57,6 @@ GO_MAX_SPECIAL = 1 << 20
 _ENTRY_TYPES = frozenset(b"\x000123456")
 #: Go gives these no data section, whatever the size field says.
 _HEADER_ONLY = frozenset(b"123456")
-_USTAR_MAGIC, _GNU_MAGIC, _GNU_VERSION, _STAR_TRAILER = (
-    b"ustar\x00",
-    b"ustar ",
-    b" \x00",
-    b"tar\x00",
-)
-_HIGH_BYTES = bytes(range(128, 256))
-_OCTAL_DIGITS = b"01234567"
-_DECIMAL = re.compile(rb"[0-9]{1,19}")
-_PAX_TIME = re.compile(rb"-?[0-9]{1,19}(?:\.[0-9]*)?")
-_INT64_MAX = 2**63 - 1
 #: uid and gid must fit Linux's 32 bits, and -1 (2**32 - 1) means "unchanged"
 #: to lchown, so containerd would leave the file owned by root.
 _MAX_ID = 2**32 - 2
@@ -65,19 +64,7 @@ _MAX_ID = 2**32 - 2
 _MAX_MAJOR, _MAX_MINOR = 2**12 - 1, 2**20 - 1
 _XATTR = b"SCHILY.xattr."
 _MAX_META_PER_ENTRY = 4
-#: Go parses these for every USTAR, PAX or GNU header and fails it on an
-#: error, including mtime, which we do not use.
-_NUMERIC_FIELDS = (
-    (124, 136, "size"),
-    (100, 108, "mode"),
-    (108, 116, "uid"),
-    (116, 124, "gid"),
-    (136, 148, "mtime"),
-    (329, 337, "devmajor"),
-    (337, 345, "devminor"),
-)
 _NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
-_NO_NUL_VALUE = frozenset({b"path", b"linkpath", b"uname", b"gname"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,174 +96,6 @@ class TarHeader:
     devmajor: int
     devminor: int
     xattrs: Mapping[bytes, bytes]
-
-
-def _cstring(field: bytes) -> bytes:
-    # Go's parseString: up to the first NUL, or the whole field.
-    nul = field.find(0)
-    return field if nul < 0 else field[:nul]
-
-
-def _octal(field: bytes) -> int | None:
-    # Go's parseOctal: trim NULs and spaces at both ends, cut at a NUL, then
-    # strconv.ParseUint(s, 8, 64). int(s, 8) alone would also take "0o",
-    # "_", signs and whitespace, hence the digit check.
-    digits = _cstring(field.strip(b" \x00"))
-    if not digits:
-        return 0
-    if digits.translate(None, _OCTAL_DIGITS):
-        return None
-    return int(digits, 8)
-
-
-def _numeric(field: bytes) -> int | None:
-    # Go's parseNumeric: base-256 two's complement when the top bit is set.
-    if field[0] & 0x80:
-        invert = 0xFF if field[0] & 0x40 else 0
-        value = int.from_bytes(bytes(c ^ invert for c in field), "big")
-        value &= (1 << (8 * len(field) - 1)) - 1  # drop the marker bit
-        if value > _INT64_MAX:
-            return None
-        return ~value if invert else value
-    return _octal(field)
-
-
-def _checksums(block: bytes) -> tuple[int, int]:
-    # The unsigned and the signed byte sums, the checksum field read as spaces.
-    blanked = block[:148] + b" " * 8 + block[156:]
-    unsigned = sum(blanked)
-    high = len(blanked) - len(blanked.translate(None, _HIGH_BYTES))
-    return unsigned, unsigned - 256 * high
-
-
-def _refuse(offset: int, reason: str) -> InvalidInput:
-    return InvalidInput(f"layer tar header at byte {offset}: {reason}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Raw:
-    """The fields of one 512-byte header, before meta headers are merged."""
-
-    typeflag: int
-    name: bytes
-    linkname: bytes
-    size: int
-    mode: int
-    uid: int
-    gid: int
-    devmajor: int
-    devminor: int
-
-
-def _parse_block(block: bytes, offset: int) -> _Raw:
-    chksum = _octal(block[148:156])
-    if chksum is None or chksum not in _checksums(block):
-        raise _refuse(offset, "bad checksum")
-    magic = block[257:263]
-    if magic == _USTAR_MAGIC and block[508:512] == _STAR_TRAILER:
-        raise _refuse(offset, "STAR headers are not supported")
-    gnu = magic == _GNU_MAGIC and block[263:265] == _GNU_VERSION
-    if magic != _USTAR_MAGIC and not gnu:
-        # Go reads V7 headers without uid and gid; no layer writer makes them.
-        raise _refuse(offset, "V7 (pre-POSIX) headers are not supported")
-    numbers: list[int] = []
-    for start, stop, what in _NUMERIC_FIELDS:
-        value = _numeric(block[start:stop])
-        if value is None:
-            raise _refuse(offset, f"unparsable {what} field")
-        numbers.append(value)
-    size, mode, uid, gid, _mtime, devmajor, devminor = numbers
-    name = _cstring(block[:100])
-    if gnu:
-        for field in (block[345:357], block[357:369]):  # atime, ctime
-            if field[0] and _numeric(field) is None:
-                # Go then reads these bytes as a USTAR prefix (a workaround
-                # for archives its pre-1.8 writer produced).
-                raise _refuse(offset, "GNU header with an unparsable atime or ctime")
-    else:
-        prefix = _cstring(block[345:500])
-        if prefix:
-            name = prefix + b"/" + name
-    return _Raw(
-        typeflag=block[156],
-        name=name,
-        linkname=_cstring(block[157:257]),
-        size=size,
-        mode=mode,
-        uid=uid,
-        gid=gid,
-        devmajor=devmajor,
-        devminor=devminor,
-    )
-
-
-def parse_pax(body: bytes, *, max_records: int | None = None) -> tuple[dict[bytes, bytes], int]:
-    """Parse the records of a PAX extended header as Go's ``parsePAX`` does.
-
-    Linear time: each record is sliced once. A later record with the same
-    key replaces the earlier one.
-
-    Returns:
-        The records by key, and how many records there were.
-
-    Args:
-        body: the header's data.
-        max_records: refuse more records than this (``None``: no cap).
-
-    Raises:
-        InvalidInput: on a malformed record (Go's ``ErrHeader``), a length
-            with a sign or more than 10 digits (Go may accept those; we do
-            not), or any ``GNU.sparse.`` record.
-        TooLarge: on more than ``max_records`` records.
-    """
-    records: dict[bytes, bytes] = {}
-    pos, end = 0, len(body)
-    count = 0
-    while pos < end:
-        count += 1
-        if max_records is not None and count > max_records:
-            raise TooLarge(f"more than {max_records} PAX records")
-        space = body.find(b" ", pos, min(end, pos + 11))
-        digits = body[pos:space] if space >= 0 else b""
-        if not digits.isdigit():
-            raise InvalidInput(f"PAX record at offset {pos}: bad length field")
-        length = int(digits)
-        if length < 5 or length > end - pos or length <= len(digits) + 1:
-            raise InvalidInput(f"PAX record at offset {pos}: bad length {length}")
-        stop = pos + length
-        if body[stop - 1] != 0x0A:
-            raise InvalidInput(f"PAX record at offset {pos}: no newline at its end")
-        key, eq, value = body[space + 1 : stop - 1].partition(b"=")
-        if not key or not eq:
-            raise InvalidInput(f"PAX record at offset {pos}: no key")
-        if b"\x00" in (value if key in _NO_NUL_VALUE else key):
-            raise InvalidInput(f"PAX record at offset {pos}: NUL in {key[:50]!r}")
-        if key.startswith(b"GNU.sparse."):
-            raise InvalidInput("sparse files (GNU.sparse PAX records) are not supported")
-        records[key] = value
-        pos = stop
-    return records, count
-
-
-def _pax_int(key: bytes, value: bytes, offset: int) -> int:
-    # Go's strconv.ParseInt(v, 10, 64); signs are refused here.
-    if not _DECIMAL.fullmatch(value) or int(value) > _INT64_MAX:
-        raise _refuse(offset, f"PAX record {key.decode()}: bad number {value[:30]!r}")
-    return int(value)
-
-
-def _check_pax_time(key: bytes, value: bytes, offset: int) -> None:
-    # Go's parsePAXTime fails the header on a bad time; so do we.
-    match = _PAX_TIME.fullmatch(value)
-    if match is None or abs(int(value.split(b".")[0])) > _INT64_MAX:
-        raise _refuse(offset, f"PAX record {key.decode()}: bad time {value[:30]!r}")
-
-
-def _text(value: bytes, what: str, offset: int) -> str:
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _refuse(offset, f"{what} is not UTF-8: {value[:200]!r}") from None
 
 
 class TarReader:
@@ -367,12 +186,12 @@ class TarReader:
         if 0 < len(second) < BLOCK:
             raise InvalidInput(f"layer tar is truncated after a zero block (at byte {self.offset})")
         if second and second != _ZERO_BLOCK:
-            raise _refuse(self.offset - len(second), "a zero block followed by a non-zero one")
+            raise refuse(self.offset - len(second), "a zero block followed by a non-zero one")
         return None
 
-    def _read_meta(self, raw: _Raw, offset: int) -> bytes:
+    def _read_meta(self, raw: Raw, offset: int) -> bytes:
         if raw.size < 0:
-            raise _refuse(offset, "negative size")
+            raise refuse(offset, "negative size")
         if raw.size > self._max_meta:
             raise TooLarge(
                 f"layer tar header at byte {offset}: {chr(raw.typeflag)!r} header of "
@@ -404,10 +223,10 @@ class TarReader:
             block = self._read_block()
             if block is None:
                 if pending:
-                    raise _refuse(offset, "PAX or GNU long-name header with no entry after it")
+                    raise refuse(offset, "PAX or GNU long-name header with no entry after it")
                 self._ended = True
                 return None
-            raw = _parse_block(block, offset)
+            raw = parse_block(block, offset)
             flag = raw.typeflag
             if flag == ord("x"):
                 body = self._read_meta(raw, offset)
@@ -416,12 +235,12 @@ class TarReader:
                 except TooLarge as e:
                     raise TooLarge(f"layer tar header at byte {offset}: {e}") from None
                 except InvalidInput as e:
-                    raise _refuse(offset, str(e)) from None
+                    raise refuse(offset, str(e)) from None
                 if self._pax_budget is not None:
                     self._pax_budget -= count
             elif flag in (ord("L"), ord("K")):
                 # Go cuts the body at its first NUL; an empty name changes nothing.
-                value = _cstring(self._read_meta(raw, offset))
+                value = cstring(self._read_meta(raw, offset))
                 if flag == ord("L"):
                     long_name = value
                 else:
@@ -429,19 +248,19 @@ class TarReader:
             elif flag == ord("g"):
                 # containerd ignores global headers, tarfile applies them to
                 # every later member: refuse rather than pick one reading.
-                raise _refuse(offset, "global PAX headers ('g') are not supported")
+                raise refuse(offset, "global PAX headers ('g') are not supported")
             elif flag not in _ENTRY_TYPES:
-                raise _refuse(offset, f"unsupported entry type {chr(flag)!r}")
+                raise refuse(offset, f"unsupported entry type {chr(flag)!r}")
             else:
                 return self._entry(raw, pax, long_name, long_link, offset)
             pending += 1
             if pending > _MAX_META_PER_ENTRY:
                 # Go takes any number; real writers put at most one 'x',
                 # 'L' and 'K' before an entry.
-                raise _refuse(offset, f"more than {_MAX_META_PER_ENTRY} meta headers in a row")
+                raise refuse(offset, f"more than {_MAX_META_PER_ENTRY} meta headers in a row")
 
     def _entry(
-        self, raw: _Raw, pax: dict[bytes, bytes], long_name: bytes, long_link: bytes, offset: int
+        self, raw: Raw, pax: dict[bytes, bytes], long_name: bytes, long_link: bytes, offset: int
     ) -> TarHeader:
         # Go's mergePAX: an empty value keeps the header's own field.
         name, link, size, uid, gid = raw.name, raw.linkname, raw.size, raw.uid, raw.gid
@@ -453,13 +272,13 @@ class TarReader:
             elif key == b"linkpath":
                 link = value
             elif key == b"size":
-                size = _pax_int(key, value, offset)
+                size = pax_int(key, value, offset)
             elif key == b"uid":
-                uid = _pax_int(key, value, offset)
+                uid = pax_int(key, value, offset)
             elif key == b"gid":
-                gid = _pax_int(key, value, offset)
+                gid = pax_int(key, value, offset)
             elif key in (b"atime", b"mtime", b"ctime"):
-                _check_pax_time(key, value, offset)
+                check_pax_time(key, value, offset)
         name = long_name or name
         link = long_link or link
         flag = raw.typeflag
@@ -467,19 +286,19 @@ class TarReader:
             flag = ord("5") if name.endswith(b"/") else ord("0")
         for what, number, top in (
             # Go checks the header's own size before PAX records replace it.
-            ("size field", raw.size, _INT64_MAX),
-            ("size", size, _INT64_MAX),
-            ("mode", raw.mode, _INT64_MAX),
+            ("size field", raw.size, INT64_MAX),
+            ("size", size, INT64_MAX),
+            ("mode", raw.mode, INT64_MAX),
             ("uid", uid, _MAX_ID),
             ("gid", gid, _MAX_ID),
             ("device major", raw.devmajor, _MAX_MAJOR),
             ("device minor", raw.devminor, _MAX_MINOR),
         ):
             if not 0 <= number <= top:
-                raise _refuse(offset, f"{what} {number} out of range")
+                raise refuse(offset, f"{what} {number} out of range")
         header = TarHeader(
-            name=_text(name, "name", offset),
-            linkname=_text(link, "link name", offset),
+            name=text(name, "name", offset),
+            linkname=text(link, "link name", offset),
             typeflag=chr(flag),
             size=0 if flag in _HEADER_ONLY else size,
             mode=raw.mode,

@@ -14,7 +14,8 @@ import re
 import pytest
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._tarreader import TarHeader, TarReader, parse_pax
+from attestor.manifest._tarfields import parse_pax
+from attestor.manifest._tarreader import TarHeader, TarReader
 from tests.unit.manifest._rawtar import (
     END,
     base256,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from attestor.errors import InvalidInput
 from attestor.manifest import ManifestLimits, manifest_from_tar
-from attestor.manifest._tarreader import parse_pax
+from attestor.manifest._tarfields import parse_pax
 from tests.unit.manifest._rawtar import END, base256, data, gnu_long, header, pax, pax_record
 
 LIMITS = ManifestLimits(max_entries=500, max_tar_header_bytes=4096)
