@@ -54,7 +54,7 @@ _NO_NUL_VALUE = frozenset({b"path", b"linkpath", b"uname", b"gname"})
 
 
 def cstring(field: bytes) -> bytes:
-    # Go's parseString: up to the first NUL, or the whole field.
+    """Go's ``parseString``: up to the first NUL, or the whole field."""
     nul = field.find(0)
     return field if nul < 0 else field[:nul]
 
@@ -92,6 +92,7 @@ def _checksums(block: bytes) -> tuple[int, int]:
 
 
 def refuse(offset: int, reason: str) -> InvalidInput:
+    """The refusal of the header at byte ``offset`` of the tar."""
     return InvalidInput(f"layer tar header at byte {offset}: {reason}")
 
 
@@ -111,6 +112,12 @@ class Raw:
 
 
 def parse_block(block: bytes, offset: int) -> Raw:
+    """Go's ``readHeader`` for one non-zero block at byte ``offset``.
+
+    Raises:
+        InvalidInput: on a bad checksum, a STAR, V7 or pre-Go-1.8 GNU header,
+            or a numeric field Go cannot parse.
+    """
     chksum = _octal(block[148:156])
     if chksum is None or chksum not in _checksums(block):
         raise refuse(offset, "bad checksum")
@@ -201,20 +208,33 @@ def parse_pax(body: bytes, *, max_records: int | None = None) -> tuple[dict[byte
 
 
 def pax_int(key: bytes, value: bytes, offset: int) -> int:
-    # Go's strconv.ParseInt(v, 10, 64); signs are refused here.
+    """Go's ``strconv.ParseInt(v, 10, 64)`` of a PAX value; signs are refused.
+
+    Raises:
+        InvalidInput: unless ``value`` is 1 to 19 digits within int64.
+    """
     if not _DECIMAL.fullmatch(value) or int(value) > INT64_MAX:
         raise refuse(offset, f"PAX record {key.decode()}: bad number {value[:30]!r}")
     return int(value)
 
 
 def check_pax_time(key: bytes, value: bytes, offset: int) -> None:
-    # Go's parsePAXTime fails the header on a bad time; so do we.
+    """Go's ``parsePAXTime`` fails the header on a bad time; so do we.
+
+    Raises:
+        InvalidInput: unless ``value`` is ``[-]seconds[.fraction]``.
+    """
     match = _PAX_TIME.fullmatch(value)
     if match is None or abs(int(value.split(b".")[0])) > INT64_MAX:
         raise refuse(offset, f"PAX record {key.decode()}: bad time {value[:30]!r}")
 
 
 def text(value: bytes, what: str, offset: int) -> str:
+    """``value`` as strict UTF-8: Go keeps raw bytes, the manifest cannot.
+
+    Raises:
+        InvalidInput: if ``value`` is not UTF-8.
+    """
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
