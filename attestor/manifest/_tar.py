@@ -93,6 +93,15 @@ def _apply(replay: Replay, reader: TarReader, header: TarHeader) -> None:
         # A directory named like a whiteout: containerd creates it, other
         # unpackers (umoci) treat it as a whiteout; no real layer has one.
         raise InvalidInput(f"whiteout name used as a directory in {path!r}")
+    if base.startswith(_WHITEOUT) and not replay.lower:
+        # With no parent snapshot containerd applies the layer without
+        # overlayfs conversion: it deletes whiteout targets and drops opaque
+        # markers, so neither a whiteout nor an opaque directory is on disk.
+        # A base layer has nothing to hide, so refuse rather than model it.
+        raise InvalidInput(
+            f"whiteout or opaque marker {path!r} in the bottom layer "
+            "(a base layer has nothing below it to delete or hide)"
+        )
     if base == OPAQUE:
         replay.set_opaque(directory)
         return
@@ -193,10 +202,13 @@ def manifest_from_tar(
         lower: the manifests of the layers below this one, topmost first.
             Only used for directories the tar does not list: containerd gives
             them the mode and owner of the same directory in a lower layer
-            (spec "Implicit directories"). Pass ``()`` for the bottom layer.
+            (spec "Implicit directories"). ``()`` means the bottom layer,
+            whose whiteouts and opaque markers are refused: containerd
+            applies a layer with no parent without overlayfs conversion.
 
     Raises:
-        InvalidInput: on a malformed tar or a member the spec rejects.
+        InvalidInput: on a malformed tar, a member the spec rejects, or a
+            whiteout or opaque marker when ``lower`` is empty.
         TooLarge: when a cap in ``limits`` is exceeded.
     """
     limits = limits or ManifestLimits()

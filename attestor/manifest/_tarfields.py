@@ -5,8 +5,10 @@ Helpers of :mod:`attestor.manifest._tarreader` (see its docstring for why
 the reader is hand-written): each function mirrors one function of Go's
 ``archive/tar`` (``parseString``, ``parseOctal``, ``parseNumeric``,
 ``getFormat``, ``readHeader``, ``parsePAXRecord``, ``parsePAXTime``), except
-that inputs Go may read in more than one way, or that no layer writer
-produces, are refused with :class:`~attestor.errors.InvalidInput`.
+that inputs Go may read in more than one way, that no layer writer
+produces, or that CPython's ``tarfile`` (the reader of Python-based
+scanners) reads differently from Go, are refused with
+:class:`~attestor.errors.InvalidInput`.
 """
 
 from __future__ import annotations
@@ -83,6 +85,33 @@ def _numeric(field: bytes) -> int | None:
     return _octal(field)
 
 
+def _python_number(field: bytes) -> int | None:
+    # CPython tarfile's nti(), restated so that no server code imports
+    # tarfile: base-256 only behind 0x80 or 0xFF; otherwise cut at the first
+    # NUL (a NUL-led field is 0), strip whitespace, read octal. None where
+    # nti raises, which makes tarfile end the archive silently mid-stream.
+    if field[0] in (0x80, 0xFF):
+        value = int.from_bytes(field[1:], "big")
+        return value - 256 ** (len(field) - 1) if field[0] == 0xFF else value
+    digits = cstring(field).strip(b" \t\n\r\x0b\x0c")
+    if not digits:
+        return 0
+    if digits.translate(None, _OCTAL_DIGITS):
+        return None  # int(s, 8) takes signs, "0o" and "_"; Go refuses those first
+    return int(digits, 8)
+
+
+def _ambiguous(
+    offset: int, what: str, field: bytes, go: int, python: int | None, note: str = ""
+) -> InvalidInput:
+    seen = "an invalid header (the end of the archive)" if python is None else f"{python}{note}"
+    return refuse(
+        offset,
+        f"ambiguous {what} field {field!r}: Go's archive/tar reads {go}, "
+        f"CPython's tarfile reads {seen}",
+    )
+
+
 def _checksums(block: bytes) -> tuple[int, int]:
     # The unsigned and the signed byte sums, the checksum field read as spaces.
     blanked = block[:148] + b" " * 8 + block[156:]
@@ -102,6 +131,9 @@ class Raw:
 
     typeflag: int
     name: bytes
+    #: Whether the 100-byte name field alone ends in "/": tarfile's test for
+    #: a NUL-typed directory (Go tests the name after prefix and overrides).
+    name_slash: bool
     linkname: bytes
     size: int
     mode: int
@@ -121,6 +153,12 @@ def parse_block(block: bytes, offset: int) -> Raw:
     chksum = _octal(block[148:156])
     if chksum is None or chksum not in _checksums(block):
         raise refuse(offset, "bad checksum")
+    python = _python_number(block[148:156])
+    if python != chksum:
+        # E.g. a NUL-led checksum: Go trims the NUL, tarfile reads 0, fails
+        # the checksum and silently takes the header for the end of the archive.
+        note = "" if python in _checksums(block) else " (a bad checksum: the end of the archive)"
+        raise _ambiguous(offset, "checksum", block[148:156], chksum, python, note)
     magic = block[257:263]
     if magic == _USTAR_MAGIC and block[508:512] == _STAR_TRAILER:
         raise refuse(offset, "STAR headers are not supported")
@@ -130,13 +168,25 @@ def parse_block(block: bytes, offset: int) -> Raw:
         raise refuse(offset, "V7 (pre-POSIX) headers are not supported")
     numbers: list[int] = []
     for start, stop, what in _NUMERIC_FIELDS:
-        value = _numeric(block[start:stop])
+        field = block[start:stop]
+        value = _numeric(field)
         if value is None:
             raise refuse(offset, f"unparsable {what} field")
+        python = _python_number(field)
+        if python != value:
+            raise _ambiguous(offset, what, field, value, python)
         numbers.append(value)
     size, mode, uid, gid, _mtime, devmajor, devminor = numbers
     name = cstring(block[:100])
     if gnu:
+        if cstring(block[345:500]):
+            # tarfile joins these bytes to the name as a USTAR prefix
+            # whatever the magic; Go reads them as GNU atime and ctime.
+            raise refuse(
+                offset,
+                "ambiguous GNU header: bytes where USTAR has its prefix (CPython's tarfile "
+                "reads a name prefix, Go's archive/tar an atime and ctime)",
+            )
         for field in (block[345:357], block[357:369]):  # atime, ctime
             if field[0] and _numeric(field) is None:
                 # Go then reads these bytes as a USTAR prefix (a workaround
@@ -149,6 +199,7 @@ def parse_block(block: bytes, offset: int) -> Raw:
     return Raw(
         typeflag=block[156],
         name=name,
+        name_slash=block[:100].split(b"\x00", 1)[0].endswith(b"/"),
         linkname=cstring(block[157:257]),
         size=size,
         mode=mode,

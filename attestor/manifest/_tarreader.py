@@ -23,6 +23,19 @@ Go reads with its pre-Go-1.8 fallback, global (``g``) and sparse headers,
 other entry types, negative or out-of-range numbers, non-UTF-8 names, meta
 headers with no entry after them, truncation anywhere but at a header
 boundary, and non-zero bytes after the end-of-archive marker.
+
+Also refused: headers Go reads one way and CPython's ``tarfile`` (the
+reader of Python-based scanners) another, so that no consumer of an
+attested layer sees other entries than containerd. These are numeric fields
+and checksums ``tarfile`` parses to another value or not at all (it then
+ends the archive there: a NUL-led checksum hid a setuid file from it), two
+meta headers of one kind before an entry (Go uses the last, ``tarfile`` the
+first), a PAX ``path`` or ``linkpath`` beside a GNU long name or link, empty
+GNU long names and empty PAX ``path``/``linkpath``/``size``/``uid``/``gid``/
+``mtime`` values (Go keeps the header's field, ``tarfile`` the empty value),
+bytes in a GNU header's USTAR prefix area, and a NUL-typed entry whose
+directory-ness tarfile judges from another name than Go. These rules are
+restated from ``tarfile``'s source; ``tarfile`` is never run.
 """
 
 from __future__ import annotations
@@ -63,7 +76,13 @@ _MAX_ID = 2**32 - 2
 #: Linux's mknod takes a 32-bit device number: 12-bit major, 20-bit minor.
 _MAX_MAJOR, _MAX_MINOR = 2**12 - 1, 2**20 - 1
 _XATTR = b"SCHILY.xattr."
-_MAX_META_PER_ENTRY = 4
+_META_NAMES = {
+    ord("x"): "PAX ('x')",
+    ord("L"): "GNU long name ('L')",
+    ord("K"): "GNU long link ('K')",
+}
+#: PAX records tarfile applies even when empty (as "" or as the number 0).
+_NO_EMPTY_PAX = frozenset({b"path", b"linkpath", b"size", b"uid", b"gid", b"mtime"})
 _NO_XATTRS: Mapping[bytes, bytes] = MappingProxyType({})
 
 
@@ -216,18 +235,22 @@ class TarReader:
             return None
         pax: dict[bytes, bytes] = {}
         long_name = long_link = b""
-        pending = 0
+        seen: set[int] = set()
         while True:
             self._skip()
             offset = self.offset
             block = self._read_block()
             if block is None:
-                if pending:
+                if seen:
                     raise refuse(offset, "PAX or GNU long-name header with no entry after it")
                 self._ended = True
                 return None
             raw = parse_block(block, offset)
             flag = raw.typeflag
+            if flag in seen:
+                # Go uses the last of them, tarfile the first; writers put
+                # at most one of each kind before an entry.
+                raise refuse(offset, f"ambiguous: two {_META_NAMES[flag]} headers for one entry")
             if flag == ord("x"):
                 body = self._read_meta(raw, offset)
                 try:
@@ -241,6 +264,12 @@ class TarReader:
             elif flag in (ord("L"), ord("K")):
                 # Go cuts the body at its first NUL; an empty name changes nothing.
                 value = cstring(self._read_meta(raw, offset))
+                if not value:
+                    raise refuse(
+                        offset,
+                        f"ambiguous: empty {_META_NAMES[flag]} (Go's archive/tar keeps the "
+                        "header's own field, CPython's tarfile uses the empty one)",
+                    )
                 if flag == ord("L"):
                     long_name = value
                 else:
@@ -253,19 +282,24 @@ class TarReader:
                 raise refuse(offset, f"unsupported entry type {chr(flag)!r}")
             else:
                 return self._entry(raw, pax, long_name, long_link, offset)
-            pending += 1
-            if pending > _MAX_META_PER_ENTRY:
-                # Go takes any number; real writers put at most one 'x',
-                # 'L' and 'K' before an entry.
-                raise refuse(offset, f"more than {_MAX_META_PER_ENTRY} meta headers in a row")
+            seen.add(flag)
 
     def _entry(
         self, raw: Raw, pax: dict[bytes, bytes], long_name: bytes, long_link: bytes, offset: int
     ) -> TarHeader:
         # Go's mergePAX: an empty value keeps the header's own field.
         name, link, size, uid, gid = raw.name, raw.linkname, raw.size, raw.uid, raw.gid
+        if long_name and b"path" in pax or long_link and b"linkpath" in pax:
+            # Go lets the GNU name win, tarfile the meta header read first.
+            raise refuse(offset, "ambiguous: a PAX path and a GNU long name for one entry")
         for key, value in pax.items():
             if not value:
+                if key in _NO_EMPTY_PAX:
+                    raise refuse(
+                        offset,
+                        f"ambiguous: empty PAX {key.decode()} record (Go's archive/tar keeps "
+                        "the header's field, CPython's tarfile uses the empty value)",
+                    )
                 continue
             if key == b"path":
                 name = value
@@ -283,6 +317,12 @@ class TarReader:
         link = long_link or link
         flag = raw.typeflag
         if flag == 0:
+            if raw.name_slash != name.endswith(b"/"):
+                raise refuse(
+                    offset,
+                    "ambiguous: a NUL-typed entry is a directory for Go's archive/tar and "
+                    "a file for CPython's tarfile, or the reverse",
+                )
             flag = ord("5") if name.endswith(b"/") else ord("0")
         for what, number, top in (
             # Go checks the header's own size before PAX records replace it.

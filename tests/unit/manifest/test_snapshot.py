@@ -14,6 +14,7 @@ import pytest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest import (
     EntryType,
+    FileManifest,
     FileState,
     ManifestLimits,
     compare_manifests,
@@ -91,7 +92,11 @@ def test_upper_layer_with_whiteout_opaque_and_implicit_dirs(tmp_path: Path) -> N
     assert (from_disk.get("var/lib").mode, from_disk.get("var/lib").uid) == (0o700, 99)  # type: ignore[union-attr]
     assert from_disk.get("srv/data").uid == 0  # type: ignore[union-attr]
     # Without the lower manifests, the tar side cannot know those attributes.
-    assert manifest_from_tar(io.BytesIO(upper)).canonical_bytes() != from_disk.canonical_bytes()
+    empty_lower = [FileManifest.from_entries([])]
+    assert (
+        manifest_from_tar(io.BytesIO(upper), lower=empty_lower).canonical_bytes()
+        != from_disk.canonical_bytes()
+    )
 
 
 def test_incremental_scan_reuses_unchanged_hashes(tmp_path: Path) -> None:

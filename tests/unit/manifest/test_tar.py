@@ -14,6 +14,7 @@ import zstandard
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest import (
     EntryType,
+    FileManifest,
     HashingReader,
     ManifestEntry,
     ManifestLimits,
@@ -24,6 +25,8 @@ from attestor.manifest import (
 from tests.unit.manifest._layers import T, cap_pax, tar_bytes
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_bind_service
+#: An empty parent layer: whiteouts and opaque markers need one below them.
+ABOVE_EMPTY = (FileManifest.from_entries([]),)
 
 
 def build(members: list[T], **kw: object):
@@ -97,7 +100,8 @@ def test_whiteouts_and_opaque_dirs() -> None:
             T("var/cache/.wh..wh..opq"),
             T("opt/", "dir", mode=0o700),
             T("opt/.wh..wh..opq"),
-        ]
+        ],
+        lower=ABOVE_EMPTY,
     )
     assert m.get("etc/passwd") == ManifestEntry("etc/passwd", EntryType.WHITEOUT)
     assert m.get("gone") == ManifestEntry("gone", EntryType.WHITEOUT)
@@ -109,8 +113,17 @@ def test_whiteouts_and_opaque_dirs() -> None:
 
 
 def test_dir_listed_after_its_opaque_marker_stays_opaque_and_takes_the_mode() -> None:
-    m = build([T("d/.wh..wh..opq"), T("d/", "dir", mode=0o750, uid=7)])
+    m = build([T("d/.wh..wh..opq"), T("d/", "dir", mode=0o750, uid=7)], lower=ABOVE_EMPTY)
     assert m.get("d") == ManifestEntry("d", EntryType.OPAQUE_DIR, mode=0o750, uid=7, gid=0)
+
+
+@pytest.mark.parametrize("marker", ["etc/.wh.passwd", ".wh.gone", "var/cache/.wh..wh..opq"])
+def test_whiteouts_and_opaque_markers_in_the_bottom_layer_are_refused(marker: str) -> None:
+    # containerd applies a layer with no parent without overlayfs conversion
+    # (targets deleted, markers dropped), so the manifest could not match.
+    with pytest.raises(InvalidInput, match=r"in the bottom layer \(a base layer has nothing"):
+        build([T("etc/", "dir"), T(marker)])
+    assert build([T("etc/", "dir"), T(marker)], lower=ABOVE_EMPTY) is not None
 
 
 def test_duplicates_last_one_wins() -> None:
@@ -149,7 +162,7 @@ def test_implicit_dirs_copy_the_lower_layers_directory() -> None:
     )
     assert top.get("usr/bin") == ManifestEntry("usr/bin", EntryType.DIR, mode=0o755, uid=0, gid=0)
     # A non-directory in the topmost lower layer hides deeper ones.
-    hidden = build([T(".wh.usr")])
+    hidden = build([T(".wh.usr")], lower=ABOVE_EMPTY)
     top2 = build([T("usr/x", data=b"x")], lower=[hidden, lower])
     assert top2.get("usr") == ManifestEntry("usr", EntryType.DIR, mode=0o755, uid=0, gid=0)
     # One level deeper, containerd's lookup of usr/bin in that layer fails

@@ -4,6 +4,8 @@
 Each layer here was read differently by CPython's ``tarfile``, which the
 server used before: the manifest left out or invented files that
 containerd's unpack creates, or accepted a layer containerd reads otherwise.
+Layers that Go and CPython's ``tarfile`` read differently are now refused:
+Python-based scanners would see other entries than containerd.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ import io
 import pytest
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest import EntryType, ManifestEntry, ManifestLimits, manifest_from_tar
+from attestor.manifest import (
+    FileManifest,
+    ManifestEntry,
+    ManifestLimits,
+    manifest_from_tar,
+)
 from tests.unit.manifest._rawtar import END, data, entry, gnu_long, header, pax, pax_record
 
 ELF = b"\x7fELF" + bytes(60)
@@ -29,57 +36,127 @@ def paths(raw: bytes) -> dict[str, ManifestEntry]:
     return {e.path: e for e in manifest_from_tar(io.BytesIO(raw)).entries}
 
 
-def test_entries_after_a_nul_led_checksum_are_in_the_manifest() -> None:
-    # tarfile took the second header (checksum field "\0" + digits) for the
+BACKDOOR = (
+    entry(b"etc/motd", b"hi\n")
+    + header(b"usr/bin/backdoor", size=len(ELF), mode=0o4755, checksum="nul-led")
+    + data(ELF)
+    + entry(b"etc/ld.so.preload", PRELOAD)
+    + END
+)
+
+
+def test_a_nul_led_checksum_is_refused_as_ambiguous() -> None:
+    # tarfile takes the second header (checksum field "\0" + digits) for the
     # end of the archive; Go trims the NUL, and containerd unpacks a setuid
-    # binary and an ld.so.preload that the signed manifest did not list.
+    # binary and an ld.so.preload that a tarfile-based reader never sees.
+    # Listing them (Go's reading) would still hide them from such scanners.
+    with pytest.raises(
+        InvalidInput,
+        match=r"byte 1024: ambiguous checksum field .*Go's archive/tar reads \d+, "
+        r"CPython's tarfile reads 0 \(a bad checksum: the end of the archive\)",
+    ):
+        manifest_from_tar(io.BytesIO(BACKDOOR))
+
+
+@pytest.mark.parametrize(
+    ("layer", "reason"),
+    [
+        (
+            header(b"carrier", size=b"\x00\x00\x0000001000\x00") + header(b"hidden") + END,
+            r"ambiguous size field .*Go's archive/tar reads 512, CPython's tarfile reads 0",
+        ),
+        (
+            header(b"f", mode=b"\x00004755\x00") + END,
+            r"ambiguous mode field .*reads 2541, CPython's tarfile reads 0",
+        ),
+        (
+            header(b"f", uid=b"\x00\x00\x00\x00001\x00") + END,
+            r"ambiguous uid field .*reads 1, CPython's tarfile reads 0",
+        ),
+        (
+            header(b"f", uid=b"\x81" + bytes(6) + b"\x01") + END,
+            r"ambiguous uid field .*CPython's tarfile reads an invalid header",
+        ),
+        (
+            pax(pax_record(b"path", b"from-pax"))
+            + gnu_long(b"L", b"from-gnu")
+            + header(b"h")
+            + END,
+            "a PAX path and a GNU long name for one entry",
+        ),
+        (
+            gnu_long(b"L", b"first") + gnu_long(b"L", b"second") + header(b"h") + END,
+            r"two GNU long name \('L'\) headers for one entry",
+        ),
+        (
+            pax(pax_record(b"uid", b"1")) + pax(pax_record(b"uid", b"2")) + header(b"h") + END,
+            r"two PAX \('x'\) headers for one entry",
+        ),
+        (
+            gnu_long(b"L", b"\x00") + header(b"h") + END,
+            r"empty GNU long name \('L'\) \(Go's archive/tar keeps",
+        ),
+        (
+            gnu_long(b"K", b"") + header(b"h", typeflag=b"2", link=b"t") + END,
+            r"empty GNU long link \('K'\)",
+        ),
+        (
+            pax(pax_record(b"path", b"")) + entry(b"kept") + END,
+            "empty PAX path record",
+        ),
+        (
+            pax(pax_record(b"uid", b"")) + entry(b"kept", uid=1000) + END,
+            "empty PAX uid record",
+        ),
+        (
+            header(b"f", magic=b"ustar ", version=b" \x00", prefix=b"etc") + END,
+            "bytes where USTAR has its prefix",
+        ),
+        (
+            gnu_long(b"L", b"dir/") + header(b"h", typeflag=b"\x00") + END,
+            "a NUL-typed entry is a directory for Go's archive/tar and a file for CPython's",
+        ),
+    ],
+    ids=[
+        "nul-led-size",
+        "nul-led-mode",
+        "nul-led-uid",
+        "base256-marker-0x81",
+        "pax-path-and-gnu-long-name",
+        "two-gnu-long-names",
+        "two-pax-headers",
+        "empty-gnu-long-name",
+        "empty-gnu-long-link",
+        "empty-pax-path",
+        "empty-pax-uid",
+        "gnu-magic-with-prefix",
+        "nul-type-dir-by-long-name",
+    ],
+)
+def test_headers_go_and_cpython_read_differently_are_refused(layer: bytes, reason: str) -> None:
+    # Go's reading is containerd's; CPython's is that of Python-based
+    # scanners. Where they differ, no single manifest can serve both.
+    with pytest.raises(InvalidInput, match=reason):
+        manifest_from_tar(io.BytesIO(layer))
+
+
+def test_headers_both_readers_agree_on_are_accepted() -> None:
+    # Go's writer: checksum "%06o\0 " or "%07o\0", numbers "%07o\0", base-256
+    # behind 0x80, one PAX header and one GNU long link, garbage after a NUL.
     layer = (
-        entry(b"etc/motd", b"hi\n")
-        + header(b"usr/bin/backdoor", size=len(ELF), mode=0o4755, checksum="nul-led")
-        + data(ELF)
-        + entry(b"etc/ld.so.preload", PRELOAD)
+        header(b"a", checksum="go", size=1)
+        + data(b"A")
+        + header(b"b", size=b"\x80" + bytes(10) + b"\x02")
+        + data(b"BB")
+        + header(b"c", mode=b"0000644\x00", uid=b"   12 \x00\x00", gid=b"0000007\x00junk"[:8])
+        + pax(pax_record(b"path", b"long/" + b"n" * 120))
+        + gnu_long(b"K", b"target")
+        + header(b"h", typeflag=b"2")
         + END
     )
     got = paths(layer)
-    assert sorted(got) == [
-        "etc",
-        "etc/ld.so.preload",
-        "etc/motd",
-        "usr",
-        "usr/bin",
-        "usr/bin/backdoor",
-    ]
-    assert got["usr/bin/backdoor"] == ManifestEntry(
-        "usr/bin/backdoor", EntryType.FILE, mode=0o4755, uid=0, gid=0, size=64, sha256=sha(ELF)
-    )
-    assert got["etc/ld.so.preload"].sha256 == sha(PRELOAD)
-
-
-def test_nul_led_size_field_is_read_as_go_reads_it() -> None:
-    # tarfile read the size "\0\0\0...1000" as 0 and the data as the next
-    # header, inventing "hidden"; Go trims the NULs: 512 bytes of data.
-    inner = header(b"hidden")
-    layer = header(b"carrier", size=b"\x00\x00\x0000001000\x00") + inner + END
-    got = paths(layer)
-    assert sorted(got) == ["carrier"]
-    assert (got["carrier"].size, got["carrier"].sha256) == (512, sha(inner))
-
-
-def test_gnu_long_name_beats_an_earlier_pax_path() -> None:
-    layer = pax(pax_record(b"path", b"from-pax")) + gnu_long(b"L", b"from-gnu") + header(b"h")
-    assert sorted(paths(layer + END)) == ["from-gnu"]
-
-
-def test_an_empty_gnu_long_name_resets_an_earlier_one() -> None:
-    layer = gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h") + END
-    assert sorted(paths(layer)) == ["h"]
-
-
-def test_empty_pax_values_keep_the_header_fields() -> None:
-    # tarfile applied path="" (dropping the entry as the root) and uid="" as 0.
-    layer = pax(pax_record(b"path", b"") + pax_record(b"uid", b"")) + entry(b"kept", uid=1000)
-    got = paths(layer + END)
-    assert sorted(got) == ["kept"] and got["kept"].uid == 1000
+    assert (got["a"].size, got["b"].size, got["c"].uid, got["c"].gid) == (1, 2, 10, 7)
+    assert got["long/" + "n" * 120].link == "target"
 
 
 @pytest.mark.parametrize(
@@ -123,8 +200,10 @@ def test_empty_pax_values_keep_the_header_fields() -> None:
     ],
 )
 def test_layers_containerd_reads_otherwise_are_refused(layer: bytes, reason: str) -> None:
+    # Over an (empty) parent: a bottom layer's whiteouts are refused anyway.
+    above_empty = [FileManifest.from_entries([])]
     with pytest.raises(InvalidInput, match=reason.replace("(", r"\(").replace(")", r"\)")):
-        manifest_from_tar(io.BytesIO(layer))
+        manifest_from_tar(io.BytesIO(layer), lower=above_empty)
 
 
 def test_oversized_pax_header_is_refused_before_it_is_read() -> None:

@@ -57,12 +57,16 @@ def refused(raw: bytes, reason: str, *, cap: int = CAP) -> None:
 # -- checksums ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("style", ["octal", "go", "nul-led", "spaces"])
+@pytest.mark.parametrize("style", ["octal", "go", "spaces"])
 def test_checksum_field_padding_is_trimmed_like_go(style: str) -> None:
-    # Go: bytes.Trim(field, " \x00"), cut at a NUL, then octal. tarfile cuts
-    # at the first NUL, so a NUL-led field reads as 0 and ends its archive.
+    # Go: bytes.Trim(field, " \x00"), cut at a NUL, then octal.
     hdr = one(entry(b"a", b"xyz", checksum=style))
     assert (hdr.name, hdr.size, hdr.typeflag) == ("a", 3, "0")
+
+
+def test_nul_led_checksum_is_refused() -> None:
+    # Go trims the NUL; tarfile cuts at it, reads 0 and ends its archive.
+    refused(entry(b"a", b"xyz", checksum="nul-led") + END, "ambiguous checksum field")
 
 
 def test_signed_checksum_is_accepted() -> None:
@@ -129,13 +133,21 @@ def test_numbers_outside_what_containerd_applies_are_refused(
     refused(header(b"n", **fields) + END, reason)  # type: ignore[arg-type]
 
 
-def test_octal_fields_with_nul_or_space_padding_read_like_go() -> None:
-    # Leading NULs are trimmed (tarfile reads "\0...": 0), a NUL ends digits.
+def test_octal_fields_with_space_padding_read_like_go() -> None:
+    # Spaces are trimmed, a NUL ends the digits (Go and tarfile alike).
     hdr = one(
-        header(b"p", size=b"\x00\x00\x0000000003\x00", uid=b"  1750 \x00", mode=b"0755\x00777")
-        + data(b"abc")
+        header(b"p", size=b"  00000003\x00", uid=b"  1750 \x00", mode=b"0755\x00777") + data(b"abc")
     )
     assert (hdr.size, hdr.uid, hdr.mode) == (3, 0o1750, 0o755)
+
+
+def test_nul_led_octal_fields_are_refused() -> None:
+    # Go trims leading NULs and reads 3; tarfile cuts at the first NUL: 0.
+    refused(
+        header(b"p", size=b"\x00\x00\x0000000003\x00") + data(b"abc") + END,
+        "ambiguous size field b'\\x00\\x00\\x0000000003\\x00': Go's archive/tar reads 3, "
+        "CPython's tarfile reads 0",
+    )
 
 
 # -- formats ------------------------------------------------------------------
@@ -143,9 +155,11 @@ def test_octal_fields_with_nul_or_space_padding_read_like_go() -> None:
 
 def test_ustar_prefix_is_joined_and_gnu_has_none() -> None:
     assert one(header(b"inner", prefix=b"opt/deep")).name == "opt/deep/inner"
-    # In a GNU header bytes 345-368 are atime and ctime, not a prefix.
+    # In a GNU header bytes 345-368 are atime and ctime for Go, a prefix for
+    # tarfile: refused unless empty.
+    assert one(header(b"g", magic=b"ustar ", version=b" \x00")).name == "g"
     gnu = header(b"g", magic=b"ustar ", version=b" \x00", raw={345: b"00000000017\x00"})
-    assert one(gnu).name == "g"
+    refused(gnu + END, "ambiguous GNU header: bytes where USTAR has its prefix")
 
 
 @pytest.mark.parametrize(
@@ -155,7 +169,7 @@ def test_ustar_prefix_is_joined_and_gnu_has_none() -> None:
         (header(b"v", magic=b"ustar ", version=b"00"), "V7 (pre-POSIX) headers"),
         (header(b"s", raw={508: b"tar\x00"}), "STAR headers"),
         (
-            header(b"g", magic=b"ustar ", version=b" \x00", raw={345: b"dir/prefix"}),
+            header(b"g", magic=b"ustar ", version=b" \x00", raw={357: b"dir/prefix"}),
             "GNU header with an unparsable atime or ctime",
         ),
     ],
@@ -238,45 +252,67 @@ def test_pax_size_overrides_the_header_size() -> None:
     assert [(h.name, h.size, c) for h, c in got] == [("carrier", 0, b""), ("hidden", 1, b"h")]
 
 
-def test_empty_pax_values_keep_the_header_fields() -> None:
-    records = pax_record(b"path", b"") + pax_record(b"uid", b"") + pax_record(b"size", b"")
-    hdr = one(pax(records) + entry(b"kept", b"abc", uid=1000))
-    assert (hdr.name, hdr.uid, hdr.size) == ("kept", 1000, 3)
+@pytest.mark.parametrize("key", [b"path", b"linkpath", b"size", b"uid", b"gid", b"mtime"])
+def test_empty_pax_values_tarfile_applies_are_refused(key: bytes) -> None:
+    # Go keeps the header's field; tarfile sets "" or 0.
+    refused(pax(pax_record(key, b"")) + entry(b"kept", b"abc") + END, f"empty PAX {key.decode()}")
+
+
+def test_other_empty_pax_values_are_ignored() -> None:
+    hdr = one(pax(pax_record(b"comment", b"") + pax_record(b"atime", b"")) + entry(b"k", b"abc"))
+    assert (hdr.name, hdr.size) == ("k", 3)
 
 
 def test_later_pax_records_and_headers_win() -> None:
     twice = pax_record(b"path", b"first") + pax_record(b"path", b"second")
     assert one(pax(twice) + header(b"h")).name == "second"
-    # An empty duplicate erases the earlier value, then counts as absent.
+    # An empty duplicate erases the earlier value: Go then keeps the header's
+    # name, tarfile takes "".
     erased = pax_record(b"path", b"first") + pax_record(b"path", b"")
-    assert one(pax(erased) + header(b"h")).name == "h"
-    # A second 'x' header replaces the first entirely.
-    hdr = one(
+    refused(pax(erased) + header(b"h") + END, "empty PAX path")
+    # A second 'x' header replaces the first in Go; tarfile lets the first win.
+    refused(
         pax(pax_record(b"path", b"one") + pax_record(b"uid", b"7"))
         + pax(pax_record(b"path", b"two"))
         + header(b"h")
+        + END,
+        "two PAX ('x') headers for one entry",
     )
-    assert (hdr.name, hdr.uid) == ("two", 0)
 
 
-def test_gnu_long_names_override_pax_in_either_order() -> None:
+def test_gnu_long_names_beside_pax_names_are_refused_in_either_order() -> None:
+    # Go lets the GNU name win; tarfile the meta header it read first.
     for meta in (
         pax(pax_record(b"path", b"from-pax")) + gnu_long(b"L", b"from-gnu"),
         gnu_long(b"L", b"from-gnu") + pax(pax_record(b"path", b"from-pax")),
     ):
-        assert one(meta + header(b"h")).name == "from-gnu"
-    hdr = one(gnu_long(b"K", b"target\x00junk") + header(b"s", typeflag=b"2", link=b"x"))
-    assert hdr.linkname == "target"  # cut at the first NUL
-    # A later empty long name resets the earlier one (Go assigns, then
-    # applies only a non-empty name).
-    assert one(gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h")).name == "h"
-
-
-def test_long_name_with_trailing_slash_makes_a_nul_type_a_directory() -> None:
-    got = read(
-        gnu_long(b"L", b"gd/") + header(b"gd", typeflag=b"\x00", size=512) + header(b"x") + END
+        refused(meta + header(b"h") + END, "a PAX path and a GNU long name for one entry")
+    meta = pax(pax_record(b"linkpath", b"p")) + gnu_long(b"K", b"g")
+    refused(meta + header(b"s", typeflag=b"2") + END, "a PAX path and a GNU long name")
+    # Different fields from each kind are fine.
+    hdr = one(
+        pax(pax_record(b"uid", b"9"))
+        + gnu_long(b"L", b"long-name")
+        + gnu_long(b"K", b"target\x00junk")
+        + header(b"s", typeflag=b"2", link=b"x")
     )
-    assert [(h.name, h.typeflag) for h, _ in got] == [("gd/", "5"), ("x", "0")]
+    assert (hdr.name, hdr.linkname, hdr.uid) == ("long-name", "target", 9)  # cut at a NUL
+    # A second long name (even an empty one, which Go ignores) is refused.
+    refused(
+        gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h") + END,
+        "two GNU long name ('L') headers for one entry",
+    )
+
+
+def test_nul_type_made_a_directory_by_a_long_name_or_pax_path_is_refused() -> None:
+    # Go judges the final name ("gd/": a directory, no data); tarfile the
+    # 100-byte name field ("gd": a file with 512 bytes of data).
+    reason = "a NUL-typed entry is a directory for Go's archive/tar and a file for CPython's"
+    for meta in (gnu_long(b"L", b"gd/"), pax(pax_record(b"path", b"gd/"))):
+        refused(meta + header(b"gd", typeflag=b"\x00", size=512) + header(b"x") + END, reason)
+    refused(header(b"d/", typeflag=b"\x00") + pax(b"") + END, "with no entry after it")
+    refused(gnu_long(b"L", b"f") + header(b"d/", typeflag=b"\x00") + END, reason)
+    assert one(gnu_long(b"L", b"gd/") + header(b"gd/", typeflag=b"\x00")).typeflag == "5"
 
 
 @pytest.mark.parametrize(
@@ -378,10 +414,10 @@ def test_cap_never_exceeds_gos_one_mebibyte() -> None:
 
 
 def test_meta_headers_in_a_row_and_pax_records_per_archive_are_capped() -> None:
-    five = b"".join(gnu_long(b"L", b"n%d" % i) for i in range(5))
-    refused(five + header(b"h") + END, "more than 4 meta headers in a row")
-    four = b"".join(gnu_long(b"L", b"n%d" % i) for i in range(4))
-    assert one(four + header(b"h")).name == "n3"
+    # At most one of each kind before an entry, so at most three.
+    three = pax(pax_record(b"uid", b"1")) + gnu_long(b"L", b"n") + gnu_long(b"K", b"t")
+    assert one(three + header(b"h", typeflag=b"2")).name == "n"
+    refused(three + gnu_long(b"K", b"u") + header(b"h") + END, "two GNU long link ('K')")
     records = pax_record(b"k", b"v") * 6
     layer = pax(records) + header(b"a") + pax(records) + header(b"b") + END
     reader = TarReader(io.BytesIO(layer), max_meta_bytes=CAP, max_pax_records=11)
