@@ -34,7 +34,7 @@ from tests.integration.manifest._go_reading import (
     whiteouts,
     without_overlay_markers,
 )
-from tests.integration.manifest._tar_strategies import NAMES, member
+from tests.integration.manifest._tar_strategies import NAMES, SEEDS, member, mutate, mutation
 
 CASE_NAMES = sorted(json.loads((CORPUS_DIR / "corpus.json").read_text()))
 
@@ -136,71 +136,6 @@ def _keep(layer: bytes) -> str:
     return f"layer {path}"
 
 
-#: Valid layers to mutate: plain ustar, PAX records, a GNU long name, base-256
-#: owners, a directory with a size, a hardlink and a symlink.
-SEEDS = [
-    "chksum-gnu",
-    "pax-path",
-    "pax-size",
-    "gnu-longname",
-    "b256-uid-gid",
-    "dir-with-size",
-    "hardlink-with-size",
-    "pax-linkpath",
-    "rega-trailing-slash",
-]
-
-#: Start offsets of the header fields, so that mutations hit field edges often.
-FIELD_OFFSETS = [0, 99, 100, 107, 108, 116, 124, 135, 136, 148, 154, 155, 156, 157, 257, 263, 345]
-#: Bytes two readers are likely to disagree on.
-INTERESTING = [0x00, 0x20, 0x2B, 0x2F, 0x30, 0x31, 0x37, 0x38, 0x4C, 0x5F, 0x67, 0x78, 0x80, 0xFF]
-
-
-def header_offsets(layer: bytes) -> list[int]:
-    """Offsets of the header blocks of a well-formed seed layer (ustar sizes only)."""
-    offsets, pos = [], 0
-    while pos + corpus.BLOCK <= len(layer) and layer[pos : pos + corpus.BLOCK].strip(b"\x00"):
-        block = layer[pos : pos + corpus.BLOCK]
-        offsets.append(pos)
-        size_field = block[124:136]
-        if size_field[0] & 0x80:
-            size = int.from_bytes(bytes([size_field[0] & 0x7F]) + size_field[1:], "big")
-        else:
-            size = int(size_field.strip(b" \x00") or b"0", 8)
-        if block[156:157] in (b"1", b"2", b"3", b"4", b"5", b"6"):
-            size = 0  # header-only types: the next block is a header
-        pos += corpus.BLOCK + size + (-size % corpus.BLOCK)
-    return offsets
-
-
-def _mutate(layer: bytes, mutations: list[tuple[int, int, int]], recompute: bool) -> bytes:
-    data = bytearray(layer)
-    offsets = header_offsets(layer)
-    touched = set()
-    for which, offset, value in mutations:
-        if which >= _DATA:  # the block after a header: PAX records, a long name, content
-            start = offsets[(which - _DATA) % len(offsets)] + corpus.BLOCK
-            if start + offset < len(data):
-                data[start + offset] = value
-            continue
-        start = offsets[which % len(offsets)]
-        data[start + offset] = value
-        touched.add(start)
-    if recompute:
-        for start in touched:
-            block = bytes(data[start : start + corpus.BLOCK])
-            data[start : start + corpus.BLOCK] = corpus.set_checksum(block)
-    return bytes(data)
-
-
-_DATA = 8
-mutation = st.tuples(
-    st.integers(0, _DATA + 1),
-    st.one_of(st.sampled_from(FIELD_OFFSETS), st.integers(0, corpus.BLOCK - 1)),
-    st.one_of(st.sampled_from(INTERESTING), st.integers(0, 255)),
-)
-
-
 @settings(
     max_examples=40,
     deadline=None,
@@ -214,7 +149,7 @@ mutation = st.tuples(
 def test_mutated_headers_read_as_go_reads_them(
     umoci: str, seed: str, mutations: list[tuple[int, int, int]], recompute: bool
 ) -> None:
-    layer = _mutate((CORPUS_DIR / f"{seed}.tar").read_bytes(), mutations, recompute)
+    layer = mutate((CORPUS_DIR / f"{seed}.tar").read_bytes(), mutations, recompute)
     with tempfile.TemporaryDirectory(prefix="tar-diff-") as tmp:
         try:
             assert_same_reading(
