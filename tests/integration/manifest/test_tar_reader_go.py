@@ -54,23 +54,14 @@ def _after(first: bytes) -> bytes:
 LAYERS: dict[str, bytes] = {
     **{
         f"checksum-{style}": entry(b"a", b"xyz", checksum=style) + END
-        for style in ("octal", "go", "nul-led", "spaces")
+        for style in ("octal", "go", "spaces")
     },
     "checksum-signed": entry("café".encode(), b"c", checksum="signed") + END,
-    "octal-padding": header(
-        b"p", size=b"\x00\x00\x0000000003\x00", uid=b"  1750 \x00", mode=b"0755\x00777"
-    )
-    + data(b"abc")
-    + END,
     "base256-ids-mode": header(
         b"b", uid=base256(2**30, 8), gid=base256(70_000, 8), mode=base256(0o4755, 8)
     )
     + END,
     "ustar-prefix": header(b"inner", prefix=b"opt/deep") + END,
-    "gnu-atime-not-prefix": header(
-        b"g", magic=b"ustar ", version=b" \x00", raw={345: b"00000000017\x00"}
-    )
-    + END,
     "nul-type-slash-is-dir": header(b"d/", typeflag=b"\x00", size=512, mode=0o700)
     + header(b"d/hidden")
     + END,
@@ -101,40 +92,68 @@ LAYERS: dict[str, bytes] = {
     + header(b"carrier", size=512)
     + entry(b"hidden", b"h")
     + END,
-    "pax-empty-values": pax(
-        pax_record(b"path", b"") + pax_record(b"uid", b"") + pax_record(b"size", b"")
-    )
-    + entry(b"kept", b"abc", uid=1000)
-    + END,
     "pax-duplicate": pax(pax_record(b"path", b"first") + pax_record(b"path", b"second"))
-    + header(b"h")
-    + END,
-    "pax-duplicate-erased": pax(pax_record(b"path", b"first") + pax_record(b"path", b""))
-    + header(b"h")
-    + END,
-    "pax-second-replaces": pax(pax_record(b"path", b"one") + pax_record(b"uid", b"7"))
-    + pax(pax_record(b"path", b"two"))
-    + header(b"h")
-    + END,
-    "x-then-L": pax(pax_record(b"path", b"from-pax"))
-    + gnu_long(b"L", b"from-gnu")
-    + header(b"h")
-    + END,
-    "L-then-x": gnu_long(b"L", b"from-gnu")
-    + pax(pax_record(b"path", b"from-pax"))
     + header(b"h")
     + END,
     "K-cut-at-nul": gnu_long(b"K", b"target\x00junk")
     + header(b"s", typeflag=b"2", link=b"x")
     + END,
-    "L-reset-by-empty": gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h") + END,
-    "L-slash-nul-type": gnu_long(b"L", b"gd/")
-    + header(b"gd", typeflag=b"\x00", size=512)
-    + header(b"x")
-    + END,
     "no-end-marker": entry(b"a", b"1"),
     "one-zero-block": entry(b"a", b"1") + END[:512],
     "zero-padding": entry(b"a", b"1") + END + bytes(10_000),
+}
+
+
+#: Layers Go reads (umoci unpacks them) but CPython's tarfile reads otherwise:
+#: refused, with the reason naming the ambiguity.
+AMBIGUOUS: dict[str, tuple[bytes, str]] = {
+    "checksum-nul-led": (
+        entry(b"a", b"xyz", checksum="nul-led") + END,
+        "ambiguous checksum field",
+    ),
+    "octal-padding": (
+        header(b"p", size=b"\x00\x00\x0000000003\x00", uid=b"  1750 \x00", mode=b"0755\x00777")
+        + data(b"abc")
+        + END,
+        "ambiguous size field",
+    ),
+    "gnu-atime-not-prefix": (
+        header(b"g", magic=b"ustar ", version=b" \x00", raw={345: b"00000000017\x00"}) + END,
+        "ambiguous GNU header: bytes where USTAR has its prefix",
+    ),
+    "pax-empty-values": (
+        pax(pax_record(b"path", b"") + pax_record(b"uid", b"") + pax_record(b"size", b""))
+        + entry(b"kept", b"abc", uid=1000)
+        + END,
+        "ambiguous: empty PAX path record",
+    ),
+    "pax-duplicate-erased": (
+        pax(pax_record(b"path", b"first") + pax_record(b"path", b"")) + header(b"h") + END,
+        "ambiguous: empty PAX path record",
+    ),
+    "pax-second-replaces": (
+        pax(pax_record(b"path", b"one") + pax_record(b"uid", b"7"))
+        + pax(pax_record(b"path", b"two"))
+        + header(b"h")
+        + END,
+        "ambiguous: two PAX ('x') headers for one entry",
+    ),
+    "x-then-L": (
+        pax(pax_record(b"path", b"from-pax")) + gnu_long(b"L", b"from-gnu") + header(b"h") + END,
+        "ambiguous: a PAX path and a GNU long name for one entry",
+    ),
+    "L-then-x": (
+        gnu_long(b"L", b"from-gnu") + pax(pax_record(b"path", b"from-pax")) + header(b"h") + END,
+        "ambiguous: a PAX path and a GNU long name for one entry",
+    ),
+    "L-reset-by-empty": (
+        gnu_long(b"L", b"first") + gnu_long(b"L", b"\x00") + header(b"h") + END,
+        "ambiguous: two GNU long name ('L') headers for one entry",
+    ),
+    "L-slash-nul-type": (
+        gnu_long(b"L", b"gd/") + header(b"gd", typeflag=b"\x00", size=512) + header(b"x") + END,
+        "ambiguous: a NUL-typed entry is a directory for Go's archive/tar",
+    ),
 }
 
 
@@ -154,6 +173,16 @@ def test_accepted_hand_built_layer_reads_as_go_reads_it(
     go = umoci_reading(umoci, layer, tmp_path / "unpack")
     assert go.manifest is not None, go.error
     assert without_overlay_markers(server.manifest) == without_overlay_markers(go.manifest)
+
+
+@pytest.mark.parametrize("name", sorted(AMBIGUOUS))
+def test_layers_go_and_cpython_read_differently_are_refused(
+    name: str, umoci: str, tmp_path: Path
+) -> None:
+    layer, reason = AMBIGUOUS[name]
+    assert umoci_reading(umoci, layer, tmp_path / "unpack").manifest is not None
+    server = server_reading(layer)
+    assert server.manifest is None and reason in (server.refusal or ""), server.refusal
 
 
 # --- Hypothesis: tricky well-formed layers against containerd -----------------
