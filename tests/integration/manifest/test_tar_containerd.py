@@ -8,6 +8,8 @@ through its overlayfs applier (whiteouts become 0/0 devices, opaque markers
 an xattr), the case the manifest format describes. The manifest of the
 layer's own snapshot directory must equal the server's byte for byte. A
 layer containerd refuses to unpack must be refused by the server too.
+Each accepted layer is also imported alone, as a bottom layer, which
+containerd applies without overlayfs conversion.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from hypothesis import strategies as st
 
 from attestor.digests import Digest, chain_ids
 from attestor.errors import InvalidInput
-from attestor.manifest import compare_manifests, manifest_from_snapshot, manifest_from_tar
+from attestor.manifest import (
+    EntryType,
+    compare_manifests,
+    manifest_from_snapshot,
+    manifest_from_tar,
+)
 from tests.harness.binaries import require_root
 from tests.harness.images import BuiltImage
 from tests.harness.services import Containerd, CtrError
@@ -98,6 +105,51 @@ def test_accepted_corpus_layer_equals_its_containerd_snapshot(
     changes = compare_manifests(server.manifest, on_disk)
     assert changes == [], f"{name}: server manifest vs containerd's snapshot: {changes}"
     assert on_disk.canonical_bytes() == server.manifest.canonical_bytes()
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+def test_accepted_corpus_layer_alone_equals_its_containerd_snapshot(
+    name: str, containerd: Containerd, asset: Any, tmp_path: Path
+) -> None:
+    # As an image's only layer: containerd then applies it with no parent,
+    # without overlayfs conversion (whiteout targets deleted, opaque markers
+    # dropped), so the bottom layer must be judged on its own terms.
+    require_root()
+    layer = asset(f"tar-corpus/{name}.tar").read_bytes()
+    server = server_reading(layer)
+    if server.manifest is None:
+        return
+    image = layout_of(tmp_path / "oci", [layer])
+    if not import_or_explain(containerd, image, tmp_path, f"tar-corpus-alone/{name}"):
+        return
+    with layer_dir(containerd, image.diff_ids[0]) as directory:
+        on_disk = manifest_from_snapshot(directory)
+    changes = compare_manifests(server.manifest, on_disk)
+    assert changes == [], f"{name} alone: server manifest vs containerd's snapshot: {changes}"
+    assert on_disk.canonical_bytes() == server.manifest.canonical_bytes()
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "on_disk_type"),
+    [("whiteout-pax-name", "victim", None), ("opaque-after-file", "od", EntryType.DIR)],
+)
+def test_bottom_layer_whiteouts_are_refused_as_containerd_drops_them(
+    name: str, path: str, on_disk_type: EntryType | None, containerd: Containerd, asset: Any,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    require_root()
+    layer = asset(f"tar-corpus/{name}.tar").read_bytes()
+    image = layout_of(tmp_path / "oci", [layer])
+    import_image(containerd, image, tmp_path, f"tar-bottom/{name}")
+    with layer_dir(containerd, image.diff_ids[0]) as directory:
+        entry = manifest_from_snapshot(directory).get(path)
+    # No whiteout device, no opaque xattr: what an overlay reading would list.
+    assert (entry.type if entry else None) is on_disk_type
+    refusal = server_reading(layer).refusal or ""
+    assert "in the bottom layer (a base layer has nothing below it" in refusal, refusal
+    # Over a parent the same layer is accepted with its overlay markers.
+    above = server_reading(layer, lower=[manifest_from_tar(io.BytesIO(_base_layer()))])
+    assert above.manifest is not None, above.refusal
 
 
 # --- Hypothesis: generated layers over generated lower layers ------------------
