@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Durable file writes for the agent's on-disk state (spool, revocation state).
+"""Durable file writes for the agent's on-disk state (spool, revocation state), and reads.
 
 POSIX only promises that a file survives a crash once the file has been
 fsync'd, and that a rename survives once its directory has been fsync'd; a
@@ -12,10 +12,18 @@ writing when it translates them (``Unavailable``), or decides to carry on.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
-__all__ = ["TMP_SUFFIX", "fsync_dir", "write_atomic", "write_synced"]
+from attestor.errors import Error
+
+__all__ = ["TMP_SUFFIX", "fsync_dir", "read_state", "write_atomic", "write_synced"]
+
+_T = TypeVar("_T")
+log = logging.getLogger("attestor.agent")
 
 #: Suffix of the temporary file :func:`write_atomic` renames into place.
 TMP_SUFFIX = ".tmp"
@@ -66,3 +74,25 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     write_synced(tmp, data, mode=mode)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def read_state(
+    path: Path, parse: Callable[[bytes], _T], *, what: str, level: int = logging.WARNING
+) -> _T | None:
+    """Parse a state file an earlier run wrote; None if absent, unreadable or damaged.
+
+    A file that cannot be read or parsed is logged at ``level`` (the caller
+    decides how much starting afresh costs), never raised.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        log.log(level, f"{what} unreadable", extra={"path": str(path), "error": e.strerror})
+        return None
+    try:
+        return parse(data)
+    except Error as e:
+        log.log(level, f"{what} discarded", extra={"path": str(path), "error": e.message})
+        return None

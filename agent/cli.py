@@ -101,6 +101,14 @@ def _common_options(func: _F) -> _F:
             envvar="ATTESTOR_AGENT_NAMESPACE",
             help="containerd namespace to cover (repeatable).",
         ),
+        click.option(
+            "--snapshotter",
+            default="overlayfs",
+            show_default=True,
+            envvar="ATTESTOR_AGENT_SNAPSHOTTER",
+            help="the node's containerd snapshotter; only overlayfs is supported (a container "
+            "on another one is an unverified violation).",
+        ),
         click.option("--server", envvar="ATTESTOR_AGENT_SERVER", help="attestor server URL."),
         click.option(
             "--token",
@@ -237,6 +245,7 @@ def _config(options: dict[str, Any]) -> AgentConfig:
     return AgentConfig(
         containerd_address=options["containerd_address"],
         namespaces=tuple(options["namespaces"]),
+        snapshotter=options["snapshotter"],
         state_dir=options["state_dir"] or Path("/var/lib/attestor-agent"),
         server=options["server"],
         token=token,
@@ -284,7 +293,10 @@ def _session(config: AgentConfig) -> Iterator[tuple[ServerClient, list[Container
         ca_bundle=str(config.ca_bundle) if config.ca_bundle is not None else None,
         unsafe_allow_plain_http=config.unsafe_allow_plain_http,
     )
-    clients = [ContainerdClient(config.containerd_address, ns) for ns in config.namespaces]
+    clients = [
+        ContainerdClient(config.containerd_address, ns, snapshotter=config.snapshotter)
+        for ns in config.namespaces
+    ]
     try:
         yield server, clients
     finally:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from agent.integrity.attestation import KeylessTrust
 from agent.integrity.budget import BudgetConfig
-from agent.integrity.inventory import ContainerFilter
+from agent.integrity.inventory import SUPPORTED_SNAPSHOTTERS, ContainerFilter
 from agent.response import RESPONSE_MODES, ResponseMode
 from agent.trust import KeyPins, load_operator_keys
 from attestor.errors import ConfigError, InvalidInput
@@ -116,6 +116,9 @@ class AgentConfig:
     Attributes:
         containerd_address: containerd's gRPC socket.
         namespaces: containerd namespaces covered.
+        snapshotter: the node's containerd snapshotter; one the agent cannot
+            walk is refused here, at start-up, rather than reported as a
+            violation of every container.
         server: attestor server URL (None: ``check`` without a server is an error).
         token: the agent token (never printed: ``repr=False``).
         state_dir: cache, spool and agent state.
@@ -185,10 +188,16 @@ class AgentConfig:
     watch: bool | None = None
     watch_max_watches: int | None = None
     pinned_keys: Path | None = None
+    snapshotter: str = "overlayfs"
 
     def __post_init__(self) -> None:
         if not self.namespaces or any(not ns for ns in self.namespaces):
             raise ConfigError("at least one non-empty containerd namespace is required")
+        if self.snapshotter not in SUPPORTED_SNAPSHOTTERS:
+            raise ConfigError(
+                f"snapshotter {self.snapshotter[:100]!r} is not supported "
+                f"(supported: {', '.join(sorted(SUPPORTED_SNAPSHOTTERS))})"
+            )
         if self.interval <= 0 or self.heartbeat_interval <= 0 or self.server_timeout <= 0:
             raise ConfigError("interval, heartbeat_interval and server_timeout must be > 0")
         if self.mode not in ("node", "sidecar"):

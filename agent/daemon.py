@@ -59,6 +59,7 @@ from agent.integrity.drift import UpperChecker
 from agent.integrity.inventory import TrackedContainer, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.ledger import Ledger
+from agent.integrity.pending import PENDING_FILE, PendingClock
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import ContainerReport
 from agent.response import ResponseMode, respond
@@ -166,6 +167,8 @@ class Daemon:
         self._subscriptions: list[EventSubscription] = []
         self._last_counts = (0, 0)
         self.watch: WatchHook | None = None  # the inotify watch while run() runs
+        # Durable, so a restart (or a crash loop) does not reset the grace period.
+        self._pending_clock = PendingClock.open(config.state_dir / PENDING_FILE)
 
     # -- setup ------------------------------------------------------------
 
@@ -204,6 +207,7 @@ class Daemon:
             layers=LayerChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
             upper=UpperChecker(full_rehash_every=self.config.full_rehash_every, budget=budget),
             pending_grace=self.config.pending_grace,
+            pending_clock=self._pending_clock,
         )
         if self._follower_factory is not None:
             # A re-registration keeps the follower (its cursor) and re-pins keys.
@@ -324,6 +328,7 @@ class Daemon:
                     client,
                     selector=self.config.selector,
                     image_cache=self._image_layers,
+                    known_digests=self.ledger.image_digests(client.namespace),
                 )
             except Error as e:
                 log.warning(

@@ -14,12 +14,13 @@ from typing import Protocol
 
 from agent.containerd import ImageLayers, LayerInfo, resolve_image_layers
 from agent.containerd.layers import ContainerSource, ImageSource
-from agent.containerd.types import Container, Task, TaskStatus
+from agent.containerd.types import Container, Image, SnapshotInfo, Task, TaskStatus
 from attestor.digests import Digest
-from attestor.errors import Error, NotFound
+from attestor.errors import Error, InvalidInput, NotFound, VerificationError
 
 __all__ = [
     "POD_UID_LABEL",
+    "SUPPORTED_SNAPSHOTTERS",
     "ContainerFilter",
     "InventoryClient",
     "TrackedContainer",
@@ -28,6 +29,9 @@ __all__ = [
 
 #: Label the CRI plugin puts on every container of a pod.
 POD_UID_LABEL = "io.kubernetes.pod.uid"
+#: Snapshotters whose layer directories the agent knows how to find and walk
+#: (one directory per layer, the container's changes in an overlay upperdir).
+SUPPORTED_SNAPSHOTTERS = frozenset({"overlayfs"})
 
 
 class InventoryClient(ImageSource, ContainerSource, Protocol):
@@ -36,6 +40,8 @@ class InventoryClient(ImageSource, ContainerSource, Protocol):
     def list_containers(self, filters: tuple[str, ...] = ()) -> list[Container]: ...
 
     def get_task(self, container_id: str) -> Task: ...
+
+    def snapshot_stat(self, key: str, *, snapshotter: str | None = None) -> SnapshotInfo: ...
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,24 @@ class ContainerFilter:
 
 @dataclass(frozen=True)
 class TrackedContainer:
-    """A covered container with its image layers (bottom first) and rw layer."""
+    """A covered container with its image layers (bottom first) and rw layer.
+
+    ``unresolved`` says why the container's image or snapshot could not be
+    resolved (its image record deleted while it runs, a blob missing or not
+    matching its digest, an unsupported snapshotter): it then has no layers,
+    the sweep reports it as ``unverified``, and ``image_digest`` is the last
+    digest the agent knew for it, or None.
+    """
 
     namespace: str
     id: str
     image_name: str
-    image_digest: Digest
+    image_digest: Digest | None
     layers: tuple[LayerInfo, ...]
     upperdir: Path | None
     task_status: TaskStatus | None
     labels: Mapping[str, str] = field(default_factory=dict)
+    unresolved: str | None = None
 
 
 def _task_status(client: InventoryClient, container_id: str) -> TaskStatus | None:
@@ -78,18 +92,24 @@ def list_tracked(
     *,
     selector: ContainerFilter | None = None,
     image_cache: dict[str, ImageLayers] | None = None,
+    known_digests: Mapping[str, Digest] | None = None,
 ) -> tuple[list[TrackedContainer], list[str]]:
     """Resolve every covered container of the client's namespace.
+
+    A container that cannot be resolved is still tracked, with its reason in
+    ``unresolved``: a running container whose image cannot be checked is a
+    finding, never a container skipped in silence.
 
     Args:
         client: a :class:`~agent.containerd.ContainerdClient`.
         selector: sidecar-mode filter; None covers all.
         image_cache: image name + target digest -> resolved layers, reused
             across sweeps (the view dance costs a few gRPC calls per image).
+        known_digests: container id -> image digest seen by an earlier sweep,
+            named in the finding when the image record is gone.
 
     Returns:
-        The tracked containers, and one message per container that could not
-        be resolved (it is skipped this sweep).
+        The tracked containers, and one message per unresolved container.
 
     Raises:
         UpstreamError: containerd failed to list containers.
@@ -101,35 +121,75 @@ def list_tracked(
     for container in client.list_containers():
         if not selector.matches(container):
             continue
+        # The digest the container was last seen running, else the one its
+        # image name resolves to now, if it still does.
+        digest = (known_digests or {}).get(container.id)
         try:
             image = client.get_image(container.image)
-            key = f"{container.image}@{image.target_digest}"
-            layers = cache.get(key)
-            # Re-resolve when a directory is gone: the image was removed and
-            # unpacked again under new snapshot numbers.
-            if layers is None or any(
-                x.snapshot_dir is None or not x.snapshot_dir.is_dir() for x in layers.layers
-            ):
-                layers = resolve_image_layers(
-                    client, container.image, snapshotter=container.snapshotter or None
-                )
-                cache[key] = layers
-            mounts = client.mounts(
-                container.snapshot_key, snapshotter=container.snapshotter or None
-            )
-            upper = next((m.upperdir for m in mounts if m.upperdir is not None), None)
+            digest = digest or image.target_digest
+            tracked.append(_resolve(client, container, cache, image))
+        except Error as e:
+            errors.append(f"container {client.namespace}/{container.id}: {e.message}")
+            try:
+                status = _task_status(client, container.id)
+            except Error:
+                status = None
             tracked.append(
                 TrackedContainer(
                     namespace=client.namespace,
                     id=container.id,
                     image_name=container.image,
-                    image_digest=image.target_digest,
-                    layers=layers.layers,
-                    upperdir=upper,
-                    task_status=_task_status(client, container.id),
+                    image_digest=digest,
+                    layers=(),
+                    upperdir=None,
+                    task_status=status,
                     labels=dict(container.labels),
+                    unresolved=e.message,
                 )
             )
-        except Error as e:
-            errors.append(f"container {client.namespace}/{container.id}: {e.message}")
     return tracked, errors
+
+
+def _resolve(
+    client: InventoryClient, container: Container, cache: dict[str, ImageLayers], image: Image
+) -> TrackedContainer:
+    """One container with its image layers and upperdir.
+
+    Raises:
+        Error: the image, a blob, a snapshot or the snapshotter cannot serve.
+    """
+    snapshotter = container.snapshotter or None
+    name = snapshotter or getattr(client, "snapshotter", "overlayfs")
+    if name not in SUPPORTED_SNAPSHOTTERS:
+        raise InvalidInput(f"snapshotter {name!r} is not supported by the agent")
+    key = f"{container.image}@{image.target_digest}"
+    layers = cache.get(key)
+    # Re-resolve when a directory is gone: the image was removed and
+    # unpacked again under new snapshot numbers.
+    if layers is None or any(
+        x.snapshot_dir is None or not x.snapshot_dir.is_dir() for x in layers.layers
+    ):
+        layers = resolve_image_layers(client, container.image, snapshotter=snapshotter)
+        cache[key] = layers
+    # The rootfs must be built on the image's layers: the container record
+    # names its image by a mutable name, and one retagged to another image
+    # would have the agent check that image's snapshots instead.
+    parent = client.snapshot_stat(container.snapshot_key, snapshotter=snapshotter).parent
+    top = layers.layers[-1].chain_id if layers.layers else ""
+    if parent != top:
+        raise VerificationError(
+            f"the container's rootfs is built on {parent or 'no snapshot'}, "
+            f"not on the top layer chain {top or '(none)'} of image {container.image}"
+        )
+    mounts = client.mounts(container.snapshot_key, snapshotter=snapshotter)
+    upper = next((m.upperdir for m in mounts if m.upperdir is not None), None)
+    return TrackedContainer(
+        namespace=client.namespace,
+        id=container.id,
+        image_name=container.image,
+        image_digest=image.target_digest,
+        layers=layers.layers,
+        upperdir=upper,
+        task_status=_task_status(client, container.id),
+        labels=dict(container.labels),
+    )

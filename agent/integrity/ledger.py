@@ -22,11 +22,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent._fs import write_atomic
+from agent._fs import read_state, write_atomic
 from agent.integrity.sweep import ContainerResult
 from agent.report import ContainerReport, ImageRef, IntegrityCheck, LayerReport, Violation
 from attestor._json import loads_strict
-from attestor.errors import Error, InvalidInput
+from attestor.digests import Digest
+from attestor.errors import InvalidInput
 
 __all__ = ["ContainerLedger", "Ledger", "LedgerUpdate", "fingerprint"]
 
@@ -60,7 +61,10 @@ class ContainerLedger:
     """One container's memory."""
 
     namespace: str
-    image: ImageRef
+    #: None while the image digest is unknown (an image gone before the agent
+    #: saw it): no provenance report can name the image then, but its
+    #: findings are still reported.
+    image: ImageRef | None
     layers: tuple[LayerReport, ...] = ()
     open_findings: set[Fingerprint] = field(default_factory=set)
     history: deque[IntegrityCheck] = field(default_factory=lambda: deque(maxlen=MAX_HISTORY))
@@ -98,17 +102,7 @@ class Ledger:
         de-duplicates nothing then, but loses nothing either).
         """
         ledger = cls(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return ledger
-        except OSError as e:
-            log.warning("ledger unreadable", extra={"path": str(path), "error": e.strerror})
-            return ledger
-        try:
-            ledger._restored = _parse(data)
-        except Error as e:
-            log.warning("ledger discarded", extra={"path": str(path), "error": e.message})
+        ledger._restored = read_state(path, _parse, what="ledger") or {}
         return ledger
 
     def keys(self) -> frozenset[tuple[str, str]]:
@@ -119,6 +113,17 @@ class Ledger:
         """The memory of one container, if any."""
         return self._containers.get((namespace, container_id))
 
+    def image_digests(self, namespace: str) -> dict[str, Digest]:
+        """Container id -> image digest of each remembered container of ``namespace``.
+
+        Named in the finding when a container's image disappears from containerd.
+        """
+        return {
+            cid: entry.image.digest
+            for (ns, cid), entry in self._containers.items()
+            if ns == namespace and entry.image is not None
+        }
+
     def record(self, result: ContainerResult) -> LedgerUpdate:
         """Fold one sweep's result in; return only what is new."""
         c = result.container
@@ -126,7 +131,8 @@ class Ledger:
         entry = self._containers.get(key)
         fresh = entry is None
         if entry is None:
-            entry = ContainerLedger(c.namespace, ImageRef(c.image_name, c.image_digest))
+            image = None if c.image_digest is None else ImageRef(c.image_name, c.image_digest)
+            entry = ContainerLedger(c.namespace, image)
             entry.open_findings = self._restored.pop(key, set())
             self._containers[key] = entry
         layers = tuple(r.report() for r in result.layers)
@@ -164,9 +170,9 @@ class Ledger:
     def report(
         self, namespace: str, container_id: str, *, now: datetime, finalized: bool = False
     ) -> ContainerReport | None:
-        """The provenance report of a remembered container."""
+        """The provenance report of a remembered container (None: unknown, or image unknown)."""
         entry = self._containers.get((namespace, container_id))
-        if entry is None:
+        if entry is None or entry.image is None:
             return None
         return ContainerReport(
             container_id=container_id,

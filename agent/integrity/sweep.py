@@ -33,6 +33,7 @@ from agent.integrity.attestation import AttestationSource, LayerAttestation
 from agent.integrity.drift import DriftFinding, MergedView, UpperChecker, merged_view
 from agent.integrity.inventory import TrackedContainer
 from agent.integrity.layers import LayerCheck, LayerChecker
+from agent.integrity.pending import PendingClock
 from agent.report import CheckScope, IntegrityCheck, LayerReport, Violation
 from attestor.digests import Digest
 from attestor.errors import Error
@@ -147,12 +148,12 @@ def _change_detail(change: Change, check: LayerCheck) -> dict[str, Any]:
     }
 
 
-def _unscannable_detail(scope: CheckScope, item: Unscannable, where: Path) -> dict[str, Any]:
+def _unscannable_detail(scope: CheckScope, item: Unscannable, where: Path | None) -> dict[str, Any]:
     return {
         "scope": scope,
         "reason": item.reason[:_MAX_TEXT],
         "too_large": item.too_large,
-        "snapshot_dir": str(where),
+        "snapshot_dir": None if where is None else str(where),
     }
 
 
@@ -176,6 +177,9 @@ class Sweeper:
             cannot be looked up or verified yet) before it is an ``unverified``
             violation; None never makes it one (``check --once``, where
             pending is an error of the report).
+        pending_clock: when each layer was first seen pending (durable in the
+            daemon, so a restart does not reset the grace period); default:
+            in memory only.
     """
 
     def __init__(
@@ -185,13 +189,14 @@ class Sweeper:
         layers: LayerChecker,
         upper: UpperChecker,
         pending_grace: float | None = None,
+        pending_clock: PendingClock | None = None,
     ) -> None:
         self._attestations = attestations
         self._layers = layers
         self._upper = upper
         self._pending_grace = pending_grace
         #: When each layer was first seen pending, while it stays pending.
-        self._pending_since: dict[Digest, datetime] = {}
+        self._pending_since = pending_clock if pending_clock is not None else PendingClock()
         self._views: dict[tuple[str, ...], MergedView] = {}
         # The last result of each directory, for partial sweeps: a lower
         # layer's by the attested manifest it was compared with, an upperdir's
@@ -230,9 +235,7 @@ class Sweeper:
         return SweepResult(now, tuple(results), tuple(errors), partial=changed is not None)
 
     def _forget_unused(self, containers: Sequence[TrackedContainer]) -> None:
-        live_digests = {x.digest for c in containers for x in c.layers}
-        for digest in set(self._pending_since) - live_digests:
-            del self._pending_since[digest]
+        self._pending_since.retain({x.digest for c in containers for x in c.layers})
         live_layers = {x.snapshot_dir for c in containers for x in c.layers}
         for path in self._layers.tracked() - live_layers:
             self._layers.forget(path)
@@ -271,6 +274,14 @@ class Sweeper:
                 )
             )
 
+        if container.unresolved is not None or container.image_digest is None:
+            # Nothing of it can be checked: one finding, never a skipped container.
+            why = container.unresolved or "image digest unknown"
+            reason = f"image {container.image_name} not checked: {why}"
+            violation(None, None, "unverified", {"reason": reason[:_MAX_TEXT]})
+            return ContainerResult(
+                container, (), UpperCheck(None, (), 0, False), tuple(violations), ()
+            )
         for layer in container.layers:
             att = self._attestations.resolve(
                 layer, image_name=container.image_name, image_digest=container.image_digest
@@ -289,7 +300,7 @@ class Sweeper:
                 for change in check.changes:
                     violation(layer.digest, change.path, change.kind, _change_detail(change, check))
                 for item in check.unscannable:
-                    detail = _unscannable_detail("layer", item, check.snapshot_dir)
+                    detail = _unscannable_detail("layer", item, layer.snapshot_dir)
                     violation(layer.digest, item.path, "unscannable", detail)
                 if not fresh:  # a partial sweep: its last findings stand, no new check
                     layers.append(LayerResult(layer, att, check))
@@ -348,9 +359,9 @@ class Sweeper:
     def _pending(self, digest: Digest, status: str, now: datetime) -> float | None:
         """Seconds ``digest`` has been pending, once past the grace period; else None."""
         if status != "pending":
-            self._pending_since.pop(digest, None)
+            self._pending_since.clear(digest)
             return None
-        since = self._pending_since.setdefault(digest, now)
+        since = self._pending_since.since(digest, now)
         waited = (now - since).total_seconds()
         if self._pending_grace is None or waited < self._pending_grace:
             return None
@@ -366,8 +377,11 @@ class Sweeper:
         """The check of one layer, and whether it was made by this sweep."""
         where = layer.snapshot_dir
         if where is None:
-            # Nothing on disk to re-check: a partial sweep adds no new check.
-            return LayerCheck(Path(), (), 0, 0, False, "layer is not unpacked"), rescan is None
+            # The snapshotter holds no directory for a layer a container runs
+            # on (removed, or never unpacked): nothing can be re-checked, which
+            # is a finding, never a clean layer. A partial sweep adds no check.
+            missing = (Unscannable(None, "layer has no snapshot directory (not unpacked)"),)
+            return LayerCheck(Path(), (), 0, 0, False, unscannable=missing), rescan is None
         done = scanned.get(where)
         if done is not None:
             return done, True

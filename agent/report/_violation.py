@@ -23,6 +23,9 @@ _SCHEMA = "violation"
 #: Kinds that may have no path: a whole layer, a new file of no layer, or a
 #: whole snapshot the agent could not check.
 _PATHLESS = LAYER_KINDS | SCAN_KINDS | {"drift-new-executable"}
+#: The one kind that may name no image digest: a running container whose
+#: image containerd can no longer resolve, and whose digest the agent never saw.
+_DIGESTLESS = frozenset({"unverified"})
 
 
 def _check_uuid(value: str) -> str:
@@ -43,11 +46,13 @@ class Violation:
     (``unattested``, ``bad-signature``, ``revoked``, ``unverified``, an
     ``unscannable`` whole snapshot) or no attested layer
     (``drift-new-executable``, ``unscannable`` in an upperdir).
+    ``image_digest`` is None only for an ``unverified`` container whose image
+    is gone from containerd and was never seen by this agent.
     """
 
     id: str
     container_id: str
-    image_digest: Digest
+    image_digest: Digest | None
     layer_digest: Digest | None
     path: str | None
     kind: ViolationKind
@@ -58,7 +63,10 @@ class Violation:
         _check_uuid(self.id)
         if not self.container_id:
             raise InvalidInput("violation container_id must not be empty")
-        parse_digest(self.image_digest)
+        if self.image_digest is not None:
+            parse_digest(self.image_digest)
+        elif self.kind not in _DIGESTLESS:
+            raise InvalidInput(f"a {self.kind!r} violation needs an image digest")
         if self.layer_digest is not None:
             parse_digest(self.layer_digest)
         if self.kind not in VIOLATION_KINDS:
@@ -82,7 +90,7 @@ class Violation:
         cls,
         *,
         container_id: str,
-        image_digest: Digest,
+        image_digest: Digest | None,
         layer_digest: Digest | None,
         path: str | None,
         kind: ViolationKind,
@@ -132,7 +140,7 @@ class Violation:
         return cls(
             id=d["id"],
             container_id=d["container_id"],
-            image_digest=Digest(d["image_digest"]),
+            image_digest=Digest(d["image_digest"]) if d["image_digest"] is not None else None,
             layer_digest=Digest(d["layer_digest"]) if d["layer_digest"] is not None else None,
             path=d["path"],
             kind=d["kind"],

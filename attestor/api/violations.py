@@ -49,7 +49,8 @@ class ViolationInSchema(ma.Schema):
         metadata={"format": "uuid", "description": "Idempotency key, chosen by the agent."},
     )
     container_id = ma.fields.String(required=True)
-    image_digest = ma.fields.String(required=True, metadata=_DIGEST)
+    # Null only in an unverified violation (the JSON Schema enforces it).
+    image_digest = ma.fields.String(required=True, allow_none=True, metadata=_DIGEST)
     layer_digest = ma.fields.String(required=True, allow_none=True, metadata=_DIGEST)
     path = ma.fields.String(required=True, allow_none=True)
     kind = ma.fields.String(required=True, validate=ma.validate.OneOf(VIOLATION_KINDS))
@@ -105,7 +106,7 @@ class ViolationSchema(ma.Schema):
     id = ma.fields.String(required=True)
     agent_id = ma.fields.String(required=True)
     container_id = ma.fields.String(required=True)
-    image_digest = ma.fields.String(required=True)
+    image_digest = ma.fields.String(required=True, allow_none=True)
     layer_digest = ma.fields.String(allow_none=True)
     path = ma.fields.String(allow_none=True)
     kind = ma.fields.String(required=True)

@@ -42,6 +42,10 @@ __all__ = [
 MAX_BATCH = 1000
 #: Largest page of a listing.
 MAX_PAGE = 1000
+#: How an unknown image digest is stored: the column is NOT NULL (older
+#: databases), so "" stands for null and is read back as None. Only an
+#: ``unverified`` violation may have one (the schema says so too).
+_NO_DIGEST = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +54,7 @@ class NewViolation:
 
     violation_id: str
     container_id: str
-    image_digest: str
+    image_digest: str | None
     layer_digest: str | None
     path: str | None
     kind: str
@@ -65,7 +69,7 @@ class ViolationRow:
     violation_id: str
     agent_id: str
     container_id: str
-    image_digest: str
+    image_digest: str | None
     layer_digest: str | None
     path: str | None
     kind: str
@@ -108,7 +112,7 @@ def _row(m: ViolationModel) -> ViolationRow:
         violation_id=m.violation_id,
         agent_id=m.agent_id,
         container_id=m.container_id,
-        image_digest=m.image_digest,
+        image_digest=m.image_digest or None,
         layer_digest=m.layer_digest,
         path=m.path,
         kind=m.kind,
@@ -134,7 +138,8 @@ def add_violations(
         now: ``received_at`` of the new rows.
 
     Raises:
-        InvalidInput: The batch is empty or too large, or a kind is unknown;
+        InvalidInput: The batch is empty or too large, a kind is unknown, or
+            a violation other than ``unverified`` has no image digest;
             nothing is stored.
     """
     if not violations:
@@ -144,6 +149,8 @@ def add_violations(
     for v in violations:
         if v.kind not in VIOLATION_KINDS:
             raise InvalidInput(f"unknown violation kind {v.kind!r}")
+        if not v.image_digest and v.kind != "unverified":
+            raise InvalidInput(f"a {v.kind!r} violation needs an image digest")
     rows: dict[str, dict[str, Any]] = {}
     for v in violations:
         rows.setdefault(
@@ -152,7 +159,7 @@ def add_violations(
                 "agent_id": agent_id,
                 "violation_id": v.violation_id,
                 "container_id": v.container_id,
-                "image_digest": v.image_digest,
+                "image_digest": v.image_digest or _NO_DIGEST,
                 "layer_digest": v.layer_digest,
                 "path": v.path,
                 "kind": v.kind,

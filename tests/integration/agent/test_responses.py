@@ -267,6 +267,53 @@ def test_a_layer_pending_past_the_grace_period_is_a_violation_and_killed(
     wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
 
 
+def test_a_restarted_daemon_keeps_the_pending_clock(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    # A restart (or a crash loop an attacker provokes) must not restart the
+    # grace period: the first sighting of a pending layer is on disk.
+    clock = [datetime(2026, 12, 7, 9, 0, tzinfo=UTC)]
+    first = make_daemon(response="kill", pending_grace=120, wall=lambda: clock[0])
+    first.register()
+    cid = node.run()
+    sim.down = True
+    assert first.sweep_once().violations == ()
+    first.violations.close()  # the process ends
+    first.reports.close()
+    clock[0] += timedelta(seconds=120)
+    restarted = make_daemon(response="kill", pending_grace=120, wall=lambda: clock[0])
+    sim.down = False  # it registers, but still cannot look attestations up
+    restarted.register()
+    sim.down = True
+    late = restarted.sweep_once().violations
+    assert {(v.layer_digest, v.kind) for v in late} == {
+        (x.digest, "unverified") for x in node.layers()
+    }
+    assert all(v.detail["reason"].startswith("no verified attestation for 120 s") for v in late)
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+
+
+def test_a_container_whose_image_is_deleted_is_unverified_and_killed(
+    node: Node, sim: SimServer, make_daemon: Callable[..., Daemon]
+) -> None:
+    daemon = make_daemon(response="kill")
+    daemon.register()
+    cid = node.run()
+    image_digest = node.client.get_image(node.image).target_digest
+    assert daemon.sweep_once().violations == ()
+    node.ctr("images", "rm", node.image)
+    (v,) = daemon.sweep_once().violations
+    # The digest the agent saw it run is named, though containerd lost it.
+    assert (v.container_id, v.image_digest, v.kind) == (cid, image_digest, "unverified")
+    assert v.detail["reason"].startswith(f"image {node.image} not checked: ")
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+    daemon.deliver_now()
+    (got,) = sim.violations.values()
+    assert (got["container_id"], got["kind"], got["image_digest"]) == (
+        cid, "unverified", image_digest,
+    )  # fmt: skip
+
+
 def test_alert_leaves_the_task_running(node: Node, make_daemon: Callable[..., Daemon]) -> None:
     daemon = make_daemon()
     daemon.register()

@@ -74,6 +74,10 @@ _OFFLINE = ["--server", "http://127.0.0.1:9", "--token-file", "{tmp}/token",
         pytest.param(["run", *_OFFLINE, "--state-dir", "{tmp}/state", "--pinned-keys",
                       "{tmp}/empty.pem"], ("empty.pem",), "holds no PEM public key",
                      id="pinned-keys-without-a-key"),
+        pytest.param(["run", *_OFFLINE, "--snapshotter", "native"], (),
+                     "snapshotter 'native' is not supported", id="run-unsupported-snapshotter"),
+        pytest.param(["check", "--once", *_OFFLINE, "--snapshotter", "stargz"], (),
+                     "snapshotter 'stargz' is not supported", id="check-unsupported-snapshotter"),
     ],
 )  # fmt: skip
 def test_bad_input_is_exit_2_and_one_line(

@@ -36,3 +36,24 @@ def test_unscannable_and_unverified_are_stored_and_filtered(
     ]
     (unverified,) = listing(client, role_tokens["admin"], "?kind=unverified")["items"]
     assert unverified["id"] == items[2]["id"]
+
+
+def test_an_unverified_container_may_name_no_image_digest_and_nothing_else_may(
+    client: FlaskClient, role_tokens: dict[str, str]
+) -> None:
+    # A running container whose image containerd lost before the agent saw it.
+    gone = violation(
+        kind="unverified",
+        image_digest=None,
+        layer_digest=None,
+        path=None,
+        detail={"reason": "image reg/app:1 not checked: image not found"},
+    )
+    bad = violation(image_digest=None)  # a content finding must name its image
+    refused = post(client, role_tokens["agent"], [gone, bad])
+    assert refused.status_code == 422, refused.get_json()
+    assert listing(client, role_tokens["admin"])["items"] == []  # nothing half-stored
+    response = post(client, role_tokens["agent"], [gone])
+    assert response.status_code == 200, response.get_json()
+    (stored,) = listing(client, role_tokens["admin"], "?kind=unverified")["items"]
+    assert (stored["id"], stored["image_digest"]) == (gone["id"], None)
