@@ -61,7 +61,7 @@ from agent.integrity.layers import LayerChecker
 from agent.integrity.ledger import Ledger
 from agent.integrity.pending import PENDING_FILE, PendingClock
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
-from agent.report import ContainerReport
+from agent.report import ContainerReport, Violation
 from agent.response import ResponseMode, respond
 from agent.revocation import FeedFollower, PollResult
 from agent.server import ServerKey
@@ -77,6 +77,8 @@ log = logging.getLogger("attestor.agent")
 #: Events arrive in bursts (a container start is create + start + mounts).
 _DEBOUNCE = 0.2
 _STOP_POLL = 0.5
+#: Longest reason text carried into a trust-anomaly (well under the detail cap).
+_MAX_REASON = 1000
 
 
 class DaemonServer(RegisteringServer, Protocol):
@@ -283,10 +285,26 @@ class Daemon:
         return self.poll_keys()
 
     def _note_key_anomaly(self, problem: str | None) -> None:
-        # Noted once when it begins, like a revocation feed anomaly.
+        # Noted once when it begins, like a revocation feed anomaly. It is
+        # spooled as a trust-anomaly too, so the server learns of it even
+        # through an outage; no response: the pins still hold and still check.
         if problem is not None and problem != self.key_anomaly:
             log.error("server key set not accepted", extra={"error": problem})
             now = self._wall()
+            anomaly = Violation.create(
+                container_id=None,
+                image_digest=None,
+                layer_digest=None,
+                path=None,
+                kind="trust-anomaly",
+                detected_at=now,
+                detail={"source": "key-set", "reason": problem[:_MAX_REASON]},
+            )
+            try:
+                self.violations.put(anomaly.to_dict())
+                self.violation_wake.set()
+            except Error as e:
+                log.error("trust anomaly not spooled", extra={"error": e.message})
             for key in self.ledger.note_error(problem, now=now):
                 self._spool_report(self.ledger.report(*key, now=now))
         elif problem is None and self.key_anomaly is not None:

@@ -40,6 +40,10 @@ ViolationKind = Literal[
     # longer than the agent's grace period ("unverified").
     "unscannable",
     "unverified",
+    # The agent refused the server's signing key set (not signed by a pinned
+    # key, or a rollback): about the agent's trust, not one container, so it
+    # names no container, image, layer or path.
+    "trust-anomaly",
 ]
 #: Every kind, in the schema's order (a tuple, so error messages list it stably).
 VIOLATION_KINDS: Final[tuple[ViolationKind, ...]] = get_args(ViolationKind)

@@ -11,6 +11,7 @@ from agent.report._container import (
     LayerReport,
 )
 from agent.report._kinds import (
+    AGENT_KINDS,
     DRIFT_KINDS,
     FILE_KINDS,
     LAYER_KINDS,
@@ -27,6 +28,7 @@ from agent.report._violation import MAX_DETAIL_BYTES, Violation
 
 __all__ = [
     "API_VERSION",
+    "AGENT_KINDS",
     "DRIFT_KINDS",
     "FILE_KINDS",
     "LAYER_KINDS",

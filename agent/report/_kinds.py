@@ -14,6 +14,7 @@ from typing import Literal, get_args
 from attestor.violation_kinds import VIOLATION_KINDS, ViolationKind
 
 __all__ = [
+    "AGENT_KINDS",
     "DRIFT_KINDS",
     "FILE_KINDS",
     "LAYER_KINDS",
@@ -32,7 +33,11 @@ FILE_KINDS: frozenset[str] = frozenset(
 LAYER_KINDS: frozenset[str] = frozenset({"unattested", "bad-signature", "revoked", "unverified"})
 #: A part of a layer or upperdir the agent could not check (never taken as clean).
 SCAN_KINDS: frozenset[str] = frozenset({"unscannable"})
-DRIFT_KINDS: frozenset[str] = frozenset(VIOLATION_KINDS) - FILE_KINDS - LAYER_KINDS - SCAN_KINDS
+#: About the agent itself (its trust in the server's keys), not a container.
+AGENT_KINDS: frozenset[str] = frozenset({"trust-anomaly"})
+DRIFT_KINDS: frozenset[str] = (
+    frozenset(VIOLATION_KINDS) - FILE_KINDS - LAYER_KINDS - SCAN_KINDS - AGENT_KINDS
+)
 
 #: ``valid``: the signature verified against a pinned key; ``pending``: the
 #: agent asked the server to issue one and has no answer yet.

@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from agent.report._kinds import LAYER_KINDS, SCAN_KINDS, VIOLATION_KINDS, ViolationKind
+from agent.report._kinds import (
+    AGENT_KINDS,
+    LAYER_KINDS,
+    SCAN_KINDS,
+    VIOLATION_KINDS,
+    ViolationKind,
+)
 from agent.report._time import format_time, parse_time, require_aware
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput, TooLarge
@@ -22,10 +28,10 @@ __all__ = ["MAX_DETAIL_BYTES", "Violation"]
 _SCHEMA = "violation"
 #: Kinds that may have no path: a whole layer, a new file of no layer, or a
 #: whole snapshot the agent could not check.
-_PATHLESS = LAYER_KINDS | SCAN_KINDS | {"drift-new-executable"}
+_PATHLESS = LAYER_KINDS | SCAN_KINDS | AGENT_KINDS | {"drift-new-executable"}
 #: The one kind that may name no image digest: a running container whose
 #: image containerd can no longer resolve, and whose digest the agent never saw.
-_DIGESTLESS = frozenset({"unverified"})
+_DIGESTLESS = frozenset({"unverified"}) | AGENT_KINDS
 
 
 def _check_uuid(value: str) -> str:
@@ -48,10 +54,12 @@ class Violation:
     (``drift-new-executable``, ``unscannable`` in an upperdir).
     ``image_digest`` is None only for an ``unverified`` container whose image
     is gone from containerd and was never seen by this agent.
+    A ``trust-anomaly`` (the agent refused the server's key set) is about
+    the agent: its ``container_id``, digests and path are all None.
     """
 
     id: str
-    container_id: str
+    container_id: str | None
     image_digest: Digest | None
     layer_digest: Digest | None
     path: str | None
@@ -61,7 +69,12 @@ class Violation:
 
     def __post_init__(self) -> None:
         _check_uuid(self.id)
-        if not self.container_id:
+        if self.kind in AGENT_KINDS:
+            if (self.container_id, self.image_digest, self.layer_digest, self.path) != (
+                (None,) * 4
+            ):
+                raise InvalidInput(f"a {self.kind!r} violation names no container")
+        elif not self.container_id:
             raise InvalidInput("violation container_id must not be empty")
         if self.image_digest is not None:
             parse_digest(self.image_digest)
@@ -89,7 +102,7 @@ class Violation:
     def create(
         cls,
         *,
-        container_id: str,
+        container_id: str | None,
         image_digest: Digest | None,
         layer_digest: Digest | None,
         path: str | None,

@@ -48,7 +48,8 @@ class ViolationInSchema(ma.Schema):
         required=True,
         metadata={"format": "uuid", "description": "Idempotency key, chosen by the agent."},
     )
-    container_id = ma.fields.String(required=True)
+    # Null only in a trust-anomaly, which concerns the agent, not a container.
+    container_id = ma.fields.String(required=True, allow_none=True)
     # Null only in an unverified violation (the JSON Schema enforces it).
     image_digest = ma.fields.String(required=True, allow_none=True, metadata=_DIGEST)
     layer_digest = ma.fields.String(required=True, allow_none=True, metadata=_DIGEST)
@@ -105,7 +106,7 @@ class ViolationQuerySchema(ma.Schema):
 class ViolationSchema(ma.Schema):
     id = ma.fields.String(required=True)
     agent_id = ma.fields.String(required=True)
-    container_id = ma.fields.String(required=True)
+    container_id = ma.fields.String(required=True, allow_none=True)
     image_digest = ma.fields.String(required=True, allow_none=True)
     layer_digest = ma.fields.String(allow_none=True)
     path = ma.fields.String(allow_none=True)

@@ -42,10 +42,12 @@ __all__ = [
 MAX_BATCH = 1000
 #: Largest page of a listing.
 MAX_PAGE = 1000
-#: How an unknown image digest is stored: the column is NOT NULL (older
-#: databases), so "" stands for null and is read back as None. Only an
-#: ``unverified`` violation may have one (the schema says so too).
-_NO_DIGEST = ""
+#: How a null image digest or container id is stored: the columns are NOT
+#: NULL (older databases), so "" stands for null and is read back as None.
+#: Only an ``unverified`` violation may lack an image digest, and only a
+#: ``trust-anomaly`` (about the agent) lacks both (the schema says so too).
+_NULL = ""
+_AGENT_KINDS = frozenset({"trust-anomaly"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +55,7 @@ class NewViolation:
     """One violation as an agent sent it (already schema-checked)."""
 
     violation_id: str
-    container_id: str
+    container_id: str | None
     image_digest: str | None
     layer_digest: str | None
     path: str | None
@@ -68,7 +70,7 @@ class ViolationRow:
 
     violation_id: str
     agent_id: str
-    container_id: str
+    container_id: str | None
     image_digest: str | None
     layer_digest: str | None
     path: str | None
@@ -111,7 +113,7 @@ def _row(m: ViolationModel) -> ViolationRow:
     return ViolationRow(
         violation_id=m.violation_id,
         agent_id=m.agent_id,
-        container_id=m.container_id,
+        container_id=m.container_id or None,
         image_digest=m.image_digest or None,
         layer_digest=m.layer_digest,
         path=m.path,
@@ -139,7 +141,8 @@ def add_violations(
 
     Raises:
         InvalidInput: The batch is empty or too large, a kind is unknown, or
-            a violation other than ``unverified`` has no image digest;
+            a violation other than ``unverified`` or ``trust-anomaly`` has
+            no image digest, or one has no container but a ``trust-anomaly``;
             nothing is stored.
     """
     if not violations:
@@ -149,8 +152,10 @@ def add_violations(
     for v in violations:
         if v.kind not in VIOLATION_KINDS:
             raise InvalidInput(f"unknown violation kind {v.kind!r}")
-        if not v.image_digest and v.kind != "unverified":
+        if not v.image_digest and v.kind != "unverified" and v.kind not in _AGENT_KINDS:
             raise InvalidInput(f"a {v.kind!r} violation needs an image digest")
+        if (not v.container_id) != (v.kind in _AGENT_KINDS):
+            raise InvalidInput(f"a {v.kind!r} violation has the wrong container_id")
     rows: dict[str, dict[str, Any]] = {}
     for v in violations:
         rows.setdefault(
@@ -158,8 +163,8 @@ def add_violations(
             {
                 "agent_id": agent_id,
                 "violation_id": v.violation_id,
-                "container_id": v.container_id,
-                "image_digest": v.image_digest or _NO_DIGEST,
+                "container_id": v.container_id or _NULL,
+                "image_digest": v.image_digest or _NULL,
                 "layer_digest": v.layer_digest,
                 "path": v.path,
                 "kind": v.kind,

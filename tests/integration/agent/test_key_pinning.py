@@ -240,7 +240,7 @@ def test_a_server_with_other_keys_is_refused_and_its_attestations_stay_bad(
 def test_a_key_written_into_the_server_database_without_its_private_key_is_refused(
     node: Node, servers: Servers, tmp_path: Path
 ) -> None:
-    url, token, _ = servers.start("db")
+    url, token, admin = servers.start("db")
     with daemon_for(node, url, token, tmp_path / "state") as daemon:
         daemon.register()
         before = daemon.pins.pins
@@ -263,3 +263,12 @@ def test_a_key_written_into_the_server_database_without_its_private_key_is_refus
         assert daemon.key_anomaly is not None
         assert "did not sign the set that adds it" in daemon.key_anomaly
         assert daemon.pins.pins == before and info.keyid not in daemon.pins.keyids()
+        # The server learns of the refusal through the spool, not only the log.
+        assert daemon.deliver_now()[0].delivered == 1
+        assert daemon.poll_keys() is False  # refused again: not reported again
+        assert len(daemon.violations) == 0
+    (anomaly,) = _violations(url, admin)
+    assert anomaly["kind"] == "trust-anomaly" and anomaly["agent_id"] == "node-1"
+    assert (anomaly["container_id"], anomaly["image_digest"], anomaly["path"]) == (None,) * 3
+    assert anomaly["detail"]["source"] == "key-set"
+    assert "did not sign the set that adds it" in anomaly["detail"]["reason"]

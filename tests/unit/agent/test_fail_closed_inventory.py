@@ -154,3 +154,16 @@ def test_only_the_overlayfs_snapshotter_is_accepted(tmp_path: Path) -> None:
     assert AgentConfig(**base).snapshotter == "overlayfs"  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="snapshotter 'native' is not supported"):
         AgentConfig(**base, snapshotter="native")  # type: ignore[arg-type]
+
+
+def test_a_trust_anomaly_names_no_container_image_layer_or_path() -> None:
+    ok = Violation.create(container_id=None, image_digest=None, layer_digest=None, path=None,
+                          kind="trust-anomaly", detected_at=T0,
+                          detail={"reason": "refused"})  # fmt: skip
+    assert Violation.from_dict(ok.to_dict()) == ok
+    with pytest.raises(InvalidInput, match="names no container"):
+        Violation.create(container_id="c1", image_digest=None, layer_digest=None, path=None,
+                         kind="trust-anomaly", detected_at=T0)  # fmt: skip
+    with pytest.raises(InvalidInput, match="container_id must not be empty"):
+        Violation.create(container_id=None, image_digest=None, layer_digest=None, path=None,
+                         kind="unverified", detected_at=T0)  # fmt: skip

@@ -105,6 +105,12 @@ def test_the_daemon_refuses_a_substituted_key_set_and_keeps_its_pins(
     assert agent.pins.pins == before
     assert agent.key_anomaly is not None and agent.key_anomaly.startswith("key set refused")
     assert any(r.getMessage() == "server key set not accepted" for r in caplog.records)
+    # Spooled for the server too (it survives an outage), naming no container.
+    (record,) = [e.record for e in agent.violations.pending()]
+    assert (record["kind"], record["container_id"], record["image_digest"]) == (
+        "trust-anomaly", None, None,
+    )  # fmt: skip
+    assert record["detail"] == {"source": "key-set", "reason": agent.key_anomaly}
     layers = sim_layers(1)
     server.attest(layers)  # the attacker's attestation
     got = resolve(agent._attestations, infos(layers)[0])  # type: ignore[arg-type]  # noqa: SLF001

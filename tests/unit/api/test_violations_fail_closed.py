@@ -57,3 +57,29 @@ def test_an_unverified_container_may_name_no_image_digest_and_nothing_else_may(
     assert response.status_code == 200, response.get_json()
     (stored,) = listing(client, role_tokens["admin"], "?kind=unverified")["items"]
     assert (stored["id"], stored["image_digest"]) == (gone["id"], None)
+
+
+def test_a_trust_anomaly_names_no_container_and_only_it_may(
+    client: FlaskClient, role_tokens: dict[str, str]
+) -> None:
+    anomaly = violation(
+        kind="trust-anomaly",
+        container_id=None,
+        image_digest=None,
+        layer_digest=None,
+        path=None,
+        detail={"source": "key-set", "reason": "key set refused: not signed by a pinned key"},
+    )
+    for bad in (
+        {**anomaly, "id": violation()["id"], "container_id": "ctr-1"},
+        {**anomaly, "id": violation()["id"], "image_digest": violation()["image_digest"]},
+        violation(container_id=None),  # a file finding always names its container
+    ):
+        refused = post(client, role_tokens["agent"], [bad])
+        assert refused.status_code == 422, (bad, refused.get_json())
+    assert listing(client, role_tokens["admin"])["items"] == []
+    assert post(client, role_tokens["agent"], [anomaly]).status_code == 200
+    (stored,) = listing(client, role_tokens["admin"], "?kind=trust-anomaly")["items"]
+    assert (stored["id"], stored["container_id"], stored["image_digest"]) == (
+        anomaly["id"], None, None,
+    )  # fmt: skip
