@@ -289,9 +289,12 @@ class TarReader:
     ) -> TarHeader:
         # Go's mergePAX: an empty value keeps the header's own field.
         name, link, size, uid, gid = raw.name, raw.linkname, raw.size, raw.uid, raw.gid
-        if long_name and b"path" in pax or long_link and b"linkpath" in pax:
-            # Go lets the GNU name win, tarfile the meta header read first.
-            raise refuse(offset, "ambiguous: a PAX path and a GNU long name for one entry")
+        for gnu, key, what in ((long_name, b"path", "name"), (long_link, b"linkpath", "link")):
+            if gnu and key in pax:
+                # Go lets the GNU value win, tarfile the meta header read first.
+                raise refuse(
+                    offset, f"ambiguous: a PAX {key.decode()} and a GNU long {what} for one entry"
+                )
         for key, value in pax.items():
             if not value:
                 if key in _NO_EMPTY_PAX:

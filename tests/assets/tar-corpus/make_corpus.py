@@ -253,6 +253,23 @@ def _cases() -> list[Case]:
                    + hidden_header(), hi)),
         Case("gnu-longname-huge", "a GNU 'L' name of 1.1 MiB",
              build(gnu_long("q" * 1_100_000), file("x", b"x\n"))),
+        # --- read alike by Go, differently by CPython's tarfile ----------------
+        Case("cpython-b256-marker-81", "mode in base-256 behind marker 0x81 (tarfile: only "
+             "0x80 and 0xFF; it ends the archive there)",
+             build(hi, file("m81", b"m\n", mode=b"\x81" + bytes(5) + b"\x01\xed"))),
+        Case("cpython-spaces-nul-digits", "uid field '  \\0' then digits: Go 10, tarfile 0",
+             build(file("u", b"u\n", uid=b"  \x000012\x00"), hi)),
+        Case("gnu-longlink-empty", "a GNU 'K' of zero bytes: Go keeps the ustar link name",
+             build(header("././@LongLink", typeflag=b"K", size=0, magic=GNU),
+                   header("sym", typeflag=b"2", linkname="hi"), hi)),
+        Case("pax-linkpath-and-K", "a PAX linkpath and a GNU 'K' for one symlink",
+             build(hi, pax([("linkpath", "from-pax")]), gnu_long("from-gnu", b"K"),
+                   header("sym", typeflag=b"2", linkname="short"))),
+        Case("pax-mtime-empty", "an empty PAX mtime (tarfile sets 0, Go keeps the header's)",
+             build(pax([("mtime", "")]), file("t", b"t\n"), hi)),
+        Case("rega-prefix-slash", "type NUL, empty name field, ustar prefix: Go a directory "
+             "'pfx/', tarfile a file whose data Go reads as a header",
+             build(header("", typeflag=b"\x00", size=BLOCK, tail=b"pfx") + hidden_header(), hi)),
         # --- format magic -----------------------------------------------------
         Case("magic-v7", "V7 headers (no magic) with bytes in the ustar prefix area",
              build(header("v7file", magic=V7, tail=b"prefixdir"),

@@ -288,7 +288,7 @@ def test_gnu_long_names_beside_pax_names_are_refused_in_either_order() -> None:
     ):
         refused(meta + header(b"h") + END, "a PAX path and a GNU long name for one entry")
     meta = pax(pax_record(b"linkpath", b"p")) + gnu_long(b"K", b"g")
-    refused(meta + header(b"s", typeflag=b"2") + END, "a PAX path and a GNU long name")
+    refused(meta + header(b"s", typeflag=b"2") + END, "a PAX linkpath and a GNU long link")
     # Different fields from each kind are fine.
     hdr = one(
         pax(pax_record(b"uid", b"9"))
