@@ -21,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
 import tarfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest import ManifestLimits
+from attestor.manifest import ManifestLimits, manifest_from_tar
 from attestor.manifest._tarreader import TarReader
+from tests.harness.binaries import require
 from tests.integration.manifest._go_reading import CORPUS_DIR, corpus_generator
 from tests.integration.manifest._tar_strategies import (
     OVERLAY_NAMES,
@@ -211,3 +215,53 @@ def test_mutated_layers_read_the_same_in_cpython(
 ) -> None:
     layer = mutate((CORPUS_DIR / f"{seed}.tar").read_bytes(), mutations, recompute)
     assert_same_entries(f"{seed} mutated {mutations} recompute={recompute}", layer)
+
+
+def _tree(root: Path) -> None:
+    deep = root / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    (deep / ("f" * 90)).write_bytes(b"long\n")
+    tool = root / "bin" / "tool"
+    tool.parent.mkdir()
+    tool.write_bytes(b"\x7fELF tool")
+    tool.chmod(0o4755)
+    (root / "bin" / "plain").write_bytes(b"plain\n")
+    os.link(root / "bin" / "plain", root / "bin" / "plain-link")
+    (root / "bin" / "sym").symlink_to("../" + "t" * 120)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("tar", "--format=gnu"),
+        ("tar", "--format=posix"),
+        ("tar", "--format=ustar"),
+        ("busybox", "tar"),
+    ],
+    ids=["gnu-tar-gnu", "gnu-tar-posix", "gnu-tar-ustar", "busybox"],
+)
+def test_real_tar_writers_are_accepted_and_read_alike(
+    command: tuple[str, str], tmp_path: Path
+) -> None:
+    # GNU tar and busybox as layer writers (long names, a setuid file, a
+    # hardlink, a long symlink target). Go's writer is what builds the
+    # sample image (umoci), which the issuance tests attest.
+    root = tmp_path / "root"
+    root.mkdir()
+    _tree(root)
+    out = tmp_path / "layer.tar"
+    binary, *flags = command
+    argv = [require(binary), *flags]
+    if binary == "busybox":
+        argv += ["-c", "-f", str(out), "-C", str(root), "."]
+    else:
+        if "--format=ustar" in flags:  # ustar cannot hold the 123-byte link target
+            (root / "bin" / "sym").unlink()
+        argv += ["--sort=name", "-c", "-f", str(out), "-C", str(root), "."]
+    subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    layer = out.read_bytes()
+    assert ours(layer), command
+    assert_same_entries(" ".join(command), layer)
+    manifest = manifest_from_tar(io.BytesIO(layer))
+    assert manifest.get(f"{'d' * 60}/{'e' * 60}/{'f' * 90}") is not None
+    assert manifest.get("bin/tool").mode == 0o4755  # type: ignore[union-attr]
