@@ -41,6 +41,7 @@ __all__ = [
     "AGENT_VERSION",
     "CheckReport",
     "FollowerFactory",
+    "KeyProblem",
     "RegisteringServer",
     "check_once",
     "feed_follower",
@@ -250,11 +251,20 @@ class RegisteringServer(AttestationServer, Protocol):
     def key_set(self) -> bytes: ...
 
 
-def pin_keys(server: RegisteringServer, pins: KeyPins) -> str | None:
+@dataclass(frozen=True)
+class KeyProblem:
+    """Why the server's key set is not (durably) pinned; ``refused``: it was judged and refused."""
+
+    message: str
+    refused: bool
+
+
+def pin_keys(server: RegisteringServer, pins: KeyPins) -> KeyProblem | None:
     """Offer the server's signed key set to ``pins``; returns the problem, if any.
 
     A refused set, or one that cannot be fetched while keys are already
-    pinned, leaves the pins as they were and is returned as a problem.
+    pinned, leaves the pins as they were and is returned as a problem (as is
+    an accepted set that could not be saved).
 
     Raises:
         ConfigError: nothing is pinned and the server's set cannot be pinned.
@@ -265,10 +275,12 @@ def pin_keys(server: RegisteringServer, pins: KeyPins) -> str | None:
     except Error as e:
         if pins.pins is None:
             raise
-        return f"key set not refreshed: {e.message}"
+        return KeyProblem(f"key set not refreshed: {e.message}", refused=False)
     if pins.pins is None:
         raise ConfigError(f"no server key pinned: {offer.reason}")
-    return offer.reason
+    if offer.reason is None:
+        return None
+    return KeyProblem(offer.reason, refused=offer.outcome == "refused")
 
 
 def check_once(
@@ -329,7 +341,7 @@ def check_once(
         agent_id=registration.agent_id,
         pending_grace=config.pending_grace,
     )
-    problems = [] if key_problem is None else [key_problem]
+    problems = [] if key_problem is None else [key_problem.message]
     if anomaly is not None:
         problems.append(f"revocation feed: {anomaly}")
     if not problems:

@@ -165,6 +165,8 @@ class Daemon:
         self._keys: tuple[ServerKey, ...] = ()
         self._image_layers: dict[str, ImageLayers] = {}
         self._finalized: set[tuple[str, str]] = set()
+        #: Containers whose pause or kill failed, with the mode to retry.
+        self._unanswered: dict[tuple[str, str], ResponseMode] = {}
         self._was_running: set[tuple[str, str]] = set()
         self._subscriptions: list[EventSubscription] = []
         self._last_counts = (0, 0)
@@ -190,7 +192,10 @@ class Daemon:
         )
         self._keys_polled_at = self._clock()
         problem = pin_keys(self._server, self.pins)
-        self._note_key_anomaly(problem)
+        if problem is None:
+            self._note_key_anomaly(None)
+        else:
+            self._note_key_anomaly(problem.message, refused=problem.refused)
         pinned = self.pins.pins
         self._keys = pinned.keys if pinned is not None else ()
         verifier = pinned_verifier(self._keys)
@@ -254,7 +259,7 @@ class Daemon:
             log.warning("key set poll failed", extra={"error": e.message})
             return False
         if offer.outcome == "refused":
-            self._note_key_anomaly(offer.reason)
+            self._note_key_anomaly(offer.reason, refused=True)
             return False
         self._note_key_anomaly(None)
         if offer.reason is not None:  # accepted, but not saved
@@ -284,32 +289,37 @@ class Daemon:
             return False
         return self.poll_keys()
 
-    def _note_key_anomaly(self, problem: str | None) -> None:
-        # Noted once when it begins, like a revocation feed anomaly. It is
-        # spooled as a trust-anomaly too, so the server learns of it even
-        # through an outage; no response: the pins still hold and still check.
+    def _note_key_anomaly(self, problem: str | None, *, refused: bool = False) -> None:
+        # Noted once when it begins, like a revocation feed anomaly.
         if problem is not None and problem != self.key_anomaly:
             log.error("server key set not accepted", extra={"error": problem})
             now = self._wall()
-            anomaly = Violation.create(
-                container_id=None,
-                image_digest=None,
-                layer_digest=None,
-                path=None,
-                kind="trust-anomaly",
-                detected_at=now,
-                detail={"source": "key-set", "reason": problem[:_MAX_REASON]},
-            )
-            try:
-                self.violations.put(anomaly.to_dict())
-                self.violation_wake.set()
-            except Error as e:
-                log.error("trust anomaly not spooled", extra={"error": e.message})
+            if refused:
+                self._spool_trust_anomaly(problem, now)
             for key in self.ledger.note_error(problem, now=now):
                 self._spool_report(self.ledger.report(*key, now=now))
         elif problem is None and self.key_anomaly is not None:
             log.info("server key set accepted again")
         self.key_anomaly = problem
+
+    def _spool_trust_anomaly(self, problem: str, now: datetime) -> None:
+        # A refused set (not a failed fetch) is spooled for the server, so it
+        # learns of it even through an outage. No response: the pins still
+        # hold and still check every layer.
+        anomaly = Violation.create(
+            container_id=None,
+            image_digest=None,
+            layer_digest=None,
+            path=None,
+            kind="trust-anomaly",
+            detected_at=now,
+            detail={"source": "key-set", "reason": problem[:_MAX_REASON]},
+        )
+        try:
+            self.violations.put(anomaly.to_dict())
+            self.violation_wake.set()
+        except Error as e:
+            log.error("trust anomaly not spooled", extra={"error": e.message})
 
     def poll_revocations(self) -> PollResult | None:
         """Poll the revocation feed once and apply what changed (None: no feed followed).
@@ -339,21 +349,23 @@ class Daemon:
     # -- one step ---------------------------------------------------------
 
     def _inventory(self) -> list[TrackedContainer]:
+        """Every covered container of every namespace.
+
+        Raises:
+            UpstreamError: containerd could not list a namespace. The sweep
+                fails (logged, retried at the next interval): a namespace
+                taken as empty would finalize its containers and reset their
+                pending clocks, so a listing failure would restart the grace
+                period of every layer.
+        """
         tracked: list[TrackedContainer] = []
         for client in self._clients.values():
-            try:
-                found, problems = list_tracked(
-                    client,
-                    selector=self.config.selector,
-                    image_cache=self._image_layers,
-                    known_digests=self.ledger.image_digests(client.namespace),
-                )
-            except Error as e:
-                log.warning(
-                    "containerd listing failed",
-                    extra={"namespace": client.namespace, "error": e.message},
-                )
-                continue
+            found, problems = list_tracked(
+                client,
+                selector=self.config.selector,
+                image_cache=self._image_layers,
+                known_digests=self.ledger.image_digests(client.namespace),
+            )
             for problem in problems:
                 log.warning("container skipped", extra={"error": problem})
             tracked.extend(found)
@@ -370,6 +382,7 @@ class Daemon:
 
         Raises:
             ConfigError: :meth:`register` was not called.
+            UpstreamError: containerd could not list a namespace.
         """
         if self._sweeper is None:
             raise ConfigError("register() must succeed before sweeping")
@@ -398,6 +411,7 @@ class Daemon:
             self._record_all(result, now)
             return result
         self._fail_mode(live)
+        self._retry_responses(live, listed)
         result = self._sweeper.sweep(live, now=now)
         self._record_all(result, now)
         gone = [k for k in self.ledger.keys() if k not in listed]
@@ -419,7 +433,9 @@ class Daemon:
             try:
                 self.violations.put(v.to_dict())
             except Error as e:
+                # A full disk must not lose the finding: it is new again next sweep.
                 log.error("violation not spooled", extra={"violation_id": v.id, "error": e.message})
+                self.ledger.unreport(container.namespace, container.id, v)
             log.warning(
                 "violation",
                 extra={
@@ -436,6 +452,16 @@ class Daemon:
             self._respond(container)
         if update.report_changed:
             self._spool_report(self.ledger.report(container.namespace, container.id, now=now))
+
+    def _retry_responses(
+        self, live: Sequence[TrackedContainer], listed: Collection[tuple[str, str]]
+    ) -> None:
+        for key in [k for k in self._unanswered if k not in listed]:
+            del self._unanswered[key]
+        for c in live:
+            mode = self._unanswered.get((c.namespace, c.id))
+            if mode is not None:
+                self._respond(c, mode)
 
     def _fail_mode(self, live: Sequence[TrackedContainer]) -> None:
         """Apply ``revocation_fail_mode`` to containers started during a feed anomaly."""
@@ -460,6 +486,14 @@ class Daemon:
             return
         client = self._clients[container.namespace]
         outcome = respond(client, container.id, mode)
+        # A failed pause or kill (containerd busy or restarting) is tried
+        # again at each sweep: the violation was reported once, and the
+        # ledger would not answer it a second time.
+        key = (container.namespace, container.id)
+        if outcome.failed:
+            self._unanswered[key] = mode
+        else:
+            self._unanswered.pop(key, None)
         log.warning(
             "response",
             extra={

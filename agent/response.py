@@ -40,6 +40,8 @@ class ResponseOutcome:
     mode: ResponseMode
     acted: bool
     message: str
+    #: containerd refused or failed the call: the task may still run.
+    failed: bool = False
 
 
 def respond(control: TaskControl, container_id: str, mode: ResponseMode) -> ResponseOutcome:
@@ -66,4 +68,6 @@ def respond(control: TaskControl, container_id: str, mode: ResponseMode) -> Resp
     except NotFound:
         return ResponseOutcome(container_id, mode, False, "container has no task")
     except Error as e:
-        return ResponseOutcome(container_id, mode, False, f"{mode} failed: {e.message}")
+        return ResponseOutcome(
+            container_id, mode, False, f"{mode} failed: {e.message}", failed=True
+        )

@@ -133,7 +133,9 @@ def list_tracked(
             try:
                 status = _task_status(client, container.id)
             except Error:
-                status = None
+                # Not None: a container once running and now without a known
+                # task would be taken as ended and finalized, unreported.
+                status = TaskStatus.UNKNOWN
             tracked.append(
                 TrackedContainer(
                     namespace=client.namespace,

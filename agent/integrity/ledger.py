@@ -147,6 +147,13 @@ class Ledger:
         entry.anomalies.extend(new)
         return LedgerUpdate(c.id, new, changed or bool(new))
 
+    def unreport(self, namespace: str, container_id: str, violation: Violation) -> None:
+        """Take back a finding that could not be spooled: the next sweep reports it again."""
+        entry = self._containers.get((namespace, container_id))
+        if entry is not None and fingerprint(violation) in entry.open_findings:
+            entry.open_findings.discard(fingerprint(violation))
+            self._save()
+
     def note_error(self, message: str, *, now: datetime) -> list[tuple[str, str]]:
         """Add an error check (e.g. a revocation feed anomaly) to every container's history.
 

@@ -34,7 +34,7 @@ from agent.spool import Backoff, Spool
 from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
-from attestor.errors import Unavailable
+from attestor.errors import Unavailable, UpstreamError
 from attestor.store import tokens as token_store
 from attestor.verify import TrustedKey
 from tests.conftest import REPO_ROOT
@@ -312,6 +312,56 @@ def test_a_container_whose_image_is_deleted_is_unverified_and_killed(
     assert (got["container_id"], got["kind"], got["image_digest"]) == (
         cid, "unverified", image_digest,
     )  # fmt: skip
+
+
+def test_a_failed_kill_is_tried_again_at_the_next_sweep(
+    node: Node, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = make_daemon(response="kill")
+    daemon.register()
+    cid = node.run()
+    real_kill = node.client.kill
+    calls: list[str] = []
+
+    def flaky_kill(container_id: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(container_id)
+        if len(calls) == 1:  # containerd busy once
+            raise UpstreamError("containerd: deadline exceeded")
+        real_kill(container_id, *args, **kwargs)
+
+    monkeypatch.setattr(node.client, "kill", flaky_kill)
+    tamper(node)
+    assert len(daemon.sweep_once().violations) == 1
+    assert node.client.get_task(cid).status is TaskStatus.RUNNING  # the kill failed
+    daemon.sweep_once()  # nothing new to report, but the kill is owed
+    wait_for(lambda: node.client.get_task(cid).status is TaskStatus.STOPPED)
+    assert calls == [cid, cid]
+
+
+def test_a_violation_the_spool_refused_is_reported_at_the_next_sweep(
+    node: Node, make_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = make_daemon()
+    daemon.register()
+    node.run()
+    layer = tamper(node)
+    real_put = daemon.violations.put
+    monkeypatch.setattr(daemon.violations, "put", _fail(Unavailable("spool: disk full")))
+    assert len(daemon.sweep_once().violations) == 1
+    assert len(daemon.violations) == 0
+    monkeypatch.setattr(daemon.violations, "put", real_put)
+    daemon.sweep_once()
+    (entry,) = daemon.violations.pending()
+    assert (entry.record["layer_digest"], entry.record["kind"]) == (layer, "content")
+    daemon.sweep_once()  # now reported: not spooled again
+    assert len(daemon.violations) == 1
+
+
+def _fail(error: Exception) -> Callable[..., Any]:
+    def fail(*_args: Any, **_kwargs: Any) -> Any:
+        raise error
+
+    return fail
 
 
 def test_alert_leaves_the_task_running(node: Node, make_daemon: Callable[..., Daemon]) -> None:

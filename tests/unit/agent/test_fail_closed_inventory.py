@@ -12,21 +12,26 @@ import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.config import AgentConfig
 from agent.containerd import LayerInfo
-from agent.containerd.types import TaskStatus
+from agent.containerd.types import Container, TaskStatus
+from agent.daemon import Daemon
 from agent.integrity.drift import UpperChecker
-from agent.integrity.inventory import TrackedContainer
+from agent.integrity.inventory import TrackedContainer, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.pending import MAX_PENDING, PENDING_FILE, PendingClock
 from agent.integrity.sweep import Sweeper
 from agent.report import Violation
+from agent.server import report_sender, violation_sender
+from agent.spool import Spool
 from attestor.digests import Digest
-from attestor.errors import ConfigError, InvalidInput
+from attestor.errors import ConfigError, InvalidInput, NotFound, UpstreamError
 from attestor.manifest import FileManifest
+from tests.unit.agent._integrity_sim import SimServer
 from tests.unit.agent.test_fail_closed import _Table
 
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
@@ -167,3 +172,59 @@ def test_a_trust_anomaly_names_no_container_image_layer_or_path() -> None:
     with pytest.raises(InvalidInput, match="container_id must not be empty"):
         Violation.create(container_id=None, image_digest=None, layer_digest=None, path=None,
                          kind="unverified", detected_at=T0)  # fmt: skip
+
+
+class _Containerd:
+    """containerd that lists one container and can resolve nothing else.
+
+    The faults here (a failing listing, a task lookup error) are ones a real
+    containerd cannot be made to produce on demand.
+    """
+
+    namespace = "ns"
+    snapshotter = "overlayfs"
+
+    def __init__(self, *, list_error: Exception | None = None) -> None:
+        self.list_error = list_error
+
+    def list_containers(self, filters: tuple[str, ...] = ()) -> list[Container]:
+        if self.list_error is not None:
+            raise self.list_error
+        return [Container("c1", "reg/app:1", "overlayfs", "c1", "io.containerd.runc.v2")]
+
+    def get_image(self, name: str) -> Any:
+        raise NotFound(f"image {name} not found")
+
+    def get_task(self, container_id: str) -> Any:
+        raise UpstreamError("containerd: deadline exceeded")
+
+
+def test_an_unresolved_container_whose_task_cannot_be_read_is_not_taken_as_ended() -> None:
+    (c,), problems = list_tracked(_Containerd())  # type: ignore[arg-type]
+    assert c.unresolved == "image reg/app:1 not found" and problems
+    # None would read as "its task is gone": a container seen running is
+    # then finalized, unreported.
+    assert c.task_status is TaskStatus.UNKNOWN
+
+
+def test_a_failed_containerd_listing_fails_the_sweep_instead_of_emptying_the_node(
+    tmp_path: Path,
+) -> None:
+    config = AgentConfig(containerd_address="/none", namespaces=("ns",),
+                         state_dir=tmp_path / "state", server="http://127.0.0.1:1",
+                         token="t")  # fmt: skip
+    client = _Containerd(list_error=UpstreamError("containerd: unavailable"))
+    server = SimServer()
+    # A layer seen pending by an earlier run.
+    PendingClock.open(config.state_dir / PENDING_FILE).since(_digest("pending layer"), T0)
+    with Spool.open(config.spool_dir) as v, Spool.open(config.report_spool_dir) as r:
+        daemon = Daemon(config, server=server, clients=[client],  # type: ignore[list-item]
+                        violations=v, reports=r,
+                        violation_sender=violation_sender(server),  # type: ignore[arg-type]
+                        report_sender=report_sender(server))  # type: ignore[arg-type]  # fmt: skip
+        daemon.register()
+        # Taken as an empty node, it would finalize every container and
+        # forget every pending layer's first sighting.
+        with pytest.raises(UpstreamError):
+            daemon.sweep_once()
+    assert len(PendingClock.open(config.state_dir / PENDING_FILE)) == 1
