@@ -24,6 +24,7 @@ from attestor.manifest._compare import Change, ChangeKind, compare_manifests
 from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
 from attestor.manifest._model import (
+    LAYER_READING_VERSION,
     MEDIA_TYPE,
     EntryType,
     FileManifest,
@@ -78,6 +79,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "LAYER_MEDIA_TYPES",
+    "LAYER_READING_VERSION",
     "AttestedManifest",
     "MEDIA_TYPE",
     "Change",

@@ -24,6 +24,7 @@ from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._merkle import inclusion_proof, merkle_root
 
 __all__ = [
+    "LAYER_READING_VERSION",
     "MEDIA_TYPE",
     "EntryType",
     "FileManifest",
@@ -34,6 +35,11 @@ __all__ = [
 
 #: The ``mediaType`` member of every manifest document (version 1).
 MEDIA_TYPE = "application/vnd.attestor.layer-manifest.v1+json"
+#: How layer tars are read into manifests. Bumped whenever a change of the tar
+#: reading could give another manifest for the same blob (a layer accepted or
+#: refused differently): stored scans of another version are never reused,
+#: so a blob first read by an older, laxer reader is read again.
+LAYER_READING_VERSION = 2
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MODE = re.compile(r"^[0-7]{4}$")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from attestor.dsse import parse_envelope
 from attestor.errors import InvalidInput, NotFound
+from attestor.manifest import LAYER_READING_VERSION
 from attestor.store._cursor import check_limit, decode_time_cursor, split_page
 from attestor.store.images import flush_or_conflict
 from attestor.store.models import ATTESTATION_STATUSES, AttestationModel, ImageModel
@@ -133,6 +134,7 @@ def add_attestations(
         AttestationModel(
             **{k: getattr(item, k) for k in NewAttestation.__dataclass_fields__},
             pae_sha256=parse_envelope(item.envelope).pae_sha256(),
+            layer_reading=LAYER_READING_VERSION,
             image_id=image_id,
             status="valid",
             created_at=now,
@@ -165,7 +167,9 @@ def find_layer_scans(
     """Layers attested before: ``(digest, media type, chainID) -> (diffID, manifest sha256)``.
 
     Any attestation will do, whatever its key, policy or status: the diffID and
-    file manifest depend only on the blob and on the layers below it.
+    file manifest depend only on the blob and on the layers below it, and on
+    how the tar was read, so only rows of the current
+    :data:`~attestor.manifest.LAYER_READING_VERSION` count.
     """
     query = (
         select(
@@ -175,7 +179,10 @@ def find_layer_scans(
             AttestationModel.diff_id,
             AttestationModel.manifest_sha256,
         )
-        .where(AttestationModel.layer_digest.in_(sorted(set(layer_digests))))
+        .where(
+            AttestationModel.layer_digest.in_(sorted(set(layer_digests))),
+            AttestationModel.layer_reading == LAYER_READING_VERSION,
+        )
         .distinct()
     )
     return {(d, m, c): (diff, manifest) for d, m, c, diff, manifest in session.execute(query)}

@@ -218,6 +218,10 @@ class AttestationModel(Base):
     # attestation revocations match on it (migration 0007). Not unique: the
     # same statement may be stored twice, and then both rows share its fate.
     pae_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    # attestor.manifest.LAYER_READING_VERSION of the scan behind this row
+    # (migration 0008; rows from before it were read by CPython's tarfile, 1).
+    # Only scans of the current version are reused for a new issuance.
+    layer_reading: Mapped[int] = mapped_column(Integer, server_default="1")
     keyid: Mapped[str] = mapped_column(ForeignKey("signing_keys.keyid"))
     policy_id: Mapped[str] = mapped_column(String(255))
     policy_version: Mapped[str] = mapped_column(String(64))

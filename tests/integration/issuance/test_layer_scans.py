@@ -9,13 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from attestor.api._state import app_state
 from attestor.digests import sha256_digest
+from attestor.manifest import LAYER_READING_VERSION
 from attestor.registry import RegistryClient
 from attestor.services import _layer_signing
-from attestor.store.models import FileManifestModel
+from attestor.store.models import AttestationModel, FileManifestModel
 from tests.integration.issuance._images import _tar, push_layers
 from tests.integration.issuance.conftest import Server
 
@@ -98,3 +99,39 @@ def test_a_damaged_stored_manifest_is_not_reused(
     assert again.status_code == 201
     assert scans == [a_diff, a_diff]
     assert _manifests(again.get_json()) == [manifest_sha256]
+
+
+def test_scans_of_an_older_tar_reading_are_not_reused(
+    server: Server,
+    pusher: RegistryClient,
+    unique_name: Callable[[str], str],
+    scans: list[str],
+) -> None:
+    # Rows from before migration 0008 were read by CPython's tarfile, which can
+    # miss entries containerd unpacks: their manifests must be read again.
+    (a, a_diff) = _blob()
+    name = unique_name("reading")
+    first = server.issue(push_layers(pusher, name, "a", [(a, a_diff)]))
+    assert first.status_code == 201
+    with app_state(server.app).session_factory.begin() as session:
+        marked = session.execute(
+            update(AttestationModel)
+            .where(
+                AttestationModel.layer_digest
+                == first.get_json()["attestations"][0]["layer"]["digest"]
+            )
+            .values(layer_reading=LAYER_READING_VERSION - 1)
+        )
+        assert marked.rowcount == 1
+    server.client.post("/v1/keys/rotate", json={"algorithm": "ed25519"}, headers=server.admin)
+    again = server.issue(f"{name}:a")
+    assert again.status_code == 201
+    assert scans == [a_diff, a_diff]
+    with app_state(server.app).session_factory() as session:
+        versions = session.scalars(
+            select(AttestationModel.layer_reading).where(
+                AttestationModel.layer_digest
+                == first.get_json()["attestations"][0]["layer"]["digest"]
+            )
+        ).all()
+    assert sorted(versions) == [LAYER_READING_VERSION - 1, LAYER_READING_VERSION]
