@@ -28,6 +28,7 @@ from agent.integrity.attestation import (
 from agent.integrity.drift import UpperChecker
 from agent.integrity.inventory import ContainerFilter, InventoryClient, list_tracked
 from agent.integrity.layers import LayerChecker
+from agent.integrity.pending import PENDING_FILE, PendingClock
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import format_time
 from agent.revocation import FeedFollower
@@ -136,6 +137,7 @@ def run_check(
     checker: LayerChecker | None = None,
     agent_id: str | None = None,
     pending_grace: float | None = None,
+    pending_clock: PendingClock | None = None,
 ) -> CheckReport:
     """Resolve the covered containers of every namespace and sweep them once.
 
@@ -147,8 +149,11 @@ def run_check(
         checker: lower-layer checker (default: full re-hash, no budget).
         agent_id: shown in the report.
         pending_grace: a pending layer is an ``unverified`` violation when
-            this is 0 (one sweep: no layer waits longer); else, or None, it is
-            an error of the report.
+            this is 0 (one sweep: no layer waits longer), or when the layer
+            was first seen pending (by ``pending_clock``) at least this long
+            ago; else, or None, it is an error of the report.
+        pending_clock: first sightings of pending layers, kept between runs
+            (``check_once`` keeps it in the state dir); default: this run only.
 
     Raises:
         UpstreamError: containerd could not list containers.
@@ -164,6 +169,7 @@ def run_check(
         layers=checker or LayerChecker(full_rehash_every=1),
         upper=UpperChecker(full_rehash_every=1),
         pending_grace=pending_grace,
+        pending_clock=pending_clock,
     )
     sweep = sweeper.sweep(tracked, now=now)
     errors.extend(sweep.errors)
@@ -340,6 +346,9 @@ def check_once(
         selector=config.selector,
         agent_id=registration.agent_id,
         pending_grace=config.pending_grace,
+        # Kept in the state dir: checks run again and again (cron, a
+        # readiness probe) count a pending layer's grace from its first one.
+        pending_clock=PendingClock.open(config.state_dir / PENDING_FILE),
     )
     problems = [] if key_problem is None else [key_problem.message]
     if anomaly is not None:

@@ -160,8 +160,9 @@ def _common_options(func: _F) -> _F:
             default=300.0,
             show_default=True,
             envvar="ATTESTOR_AGENT_PENDING_GRACE",
-            help="seconds a layer's attestation may stay unresolved before it is a violation "
-            "(check: a pending layer is an error, or a violation with 0).",
+            help="seconds a layer's attestation may stay unresolved before it is a violation, "
+            "counted from its first sighting by any run (kept in the state dir); check: a "
+            "pending layer within the grace is an error.",
         ),
         click.option(
             "--max-hash-rate",

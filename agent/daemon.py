@@ -41,6 +41,7 @@ from agent._daemon_loop import (
     start_thread,
     watch_events,
 )
+from agent._responder import Responder
 from agent.cache import AttestationCache
 from agent.check import (
     AGENT_VERSION,
@@ -62,7 +63,6 @@ from agent.integrity.ledger import Ledger
 from agent.integrity.pending import PENDING_FILE, PendingClock
 from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
 from agent.report import ContainerReport, Violation
-from agent.response import ResponseMode, respond
 from agent.revocation import FeedFollower, PollResult
 from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
@@ -158,15 +158,15 @@ class Daemon:
         self.follower: FeedFollower | None = None
         #: The current revocation feed anomaly (None while the feed is sound).
         self.feed_anomaly: str | None = None
-        self._seen: set[tuple[str, str]] | None = None
         self.agent_id: str | None = None
         self._sweeper: Sweeper | None = None
         self._attestations: ServerAttestations | None = None
         self._keys: tuple[ServerKey, ...] = ()
         self._image_layers: dict[str, ImageLayers] = {}
         self._finalized: set[tuple[str, str]] = set()
-        #: Containers whose pause or kill failed, with the mode to retry.
-        self._unanswered: dict[tuple[str, str], ResponseMode] = {}
+        self._responder = Responder(
+            self._clients, response=config.response, fail_mode=config.revocation_fail_mode
+        )
         self._was_running: set[tuple[str, str]] = set()
         self._subscriptions: list[EventSubscription] = []
         self._last_counts = (0, 0)
@@ -410,8 +410,8 @@ class Daemon:
             result = self._sweeper.sweep(live, now=now, changed=changed)
             self._record_all(result, now)
             return result
-        self._fail_mode(live)
-        self._retry_responses(live, listed)
+        self._responder.new_containers(live, anomalous=self.feed_anomaly is not None)
+        self._responder.retry(live, listed)
         result = self._sweeper.sweep(live, now=now)
         self._record_all(result, now)
         gone = [k for k in self.ledger.keys() if k not in listed]
@@ -449,61 +449,9 @@ class Daemon:
             )
         if update.new_violations:
             self.violation_wake.set()
-            self._respond(container)
+            self._responder.respond(container)
         if update.report_changed:
             self._spool_report(self.ledger.report(container.namespace, container.id, now=now))
-
-    def _retry_responses(
-        self, live: Sequence[TrackedContainer], listed: Collection[tuple[str, str]]
-    ) -> None:
-        for key in [k for k in self._unanswered if k not in listed]:
-            del self._unanswered[key]
-        for c in live:
-            mode = self._unanswered.get((c.namespace, c.id))
-            if mode is not None:
-                self._respond(c, mode)
-
-    def _fail_mode(self, live: Sequence[TrackedContainer]) -> None:
-        """Apply ``revocation_fail_mode`` to containers started during a feed anomaly."""
-        keys = {(c.namespace, c.id) for c in live}
-        if self._seen is None:  # the first sweep is the baseline, not "new"
-            self._seen = keys
-            return
-        new = [c for c in live if (c.namespace, c.id) not in self._seen]
-        self._seen = keys
-        if self.feed_anomaly is None:
-            return
-        for c in new:
-            log.warning(
-                "container started while the revocation feed is anomalous",
-                extra={"container_id": c.id, "namespace": c.namespace},
-            )
-            self._respond(c, self.config.revocation_fail_mode)
-
-    def _respond(self, container: TrackedContainer, mode: ResponseMode | None = None) -> None:
-        mode = mode or self.config.response
-        if mode == "alert":
-            return
-        client = self._clients[container.namespace]
-        outcome = respond(client, container.id, mode)
-        # A failed pause or kill (containerd busy or restarting) is tried
-        # again at each sweep: the violation was reported once, and the
-        # ledger would not answer it a second time.
-        key = (container.namespace, container.id)
-        if outcome.failed:
-            self._unanswered[key] = mode
-        else:
-            self._unanswered.pop(key, None)
-        log.warning(
-            "response",
-            extra={
-                "container_id": container.id,
-                "namespace": container.namespace,
-                "mode": outcome.mode,
-                "acted": outcome.acted,
-                "outcome": outcome.message,
-            },
-        )
 
     def _spool_report(self, report: ContainerReport | None) -> None:
         if report is None:

@@ -8,11 +8,14 @@ for the retag, the agent checked the other image's snapshots): silence.
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from agent.check import run_check
+from agent.check import check_once, run_check
+from agent.config import AgentConfig
 from agent.containerd import resolve_image_layers
 from tests.harness.images import BuiltImage, ImageBuilder, RawLayer
 from tests.harness.layers import Entry
@@ -23,6 +26,7 @@ from tests.integration.agent._integrity_node import (
     node,
     sample_tar,
 )
+from tests.unit.agent._integrity_sim import SimServer
 
 __all__ = ["node", "sample_tar"]  # fixtures used here
 
@@ -89,3 +93,26 @@ def test_an_image_name_moved_to_another_image_is_unverified(
     assert "rootfs is built on" in v.detail["reason"]
     assert v.image_digest == node.client.get_image(node.image).target_digest
     assert report.exit_code == 1
+
+
+def test_repeated_checks_count_a_pending_layer_from_its_first_sighting(
+    node: Node, tmp_path: Path
+) -> None:
+    # A server that accepts every request and never answers: each layer stays
+    # pending. Each `check --once` is a new process; the first sighting is
+    # kept in the state dir, so a check past the grace period is a violation.
+    server = SimServer(defer=True)
+    config = AgentConfig(containerd_address=node.containerd.address,
+                         namespaces=(node.namespace,), state_dir=tmp_path / "state",
+                         server="http://127.0.0.1:1", token="t", pending_grace=60)  # fmt: skip
+    cid = node.run()
+    first = check_once(config, server=server, containerd=[node.client], now=NOW,
+                       clock=time.monotonic)  # fmt: skip
+    assert first.sweep.violations == () and first.exit_code == 2
+    later = NOW + timedelta(seconds=60)
+    second = check_once(config, server=server, containerd=[node.client], now=later,
+                        clock=time.monotonic)  # fmt: skip
+    assert {(v.container_id, v.layer_digest, v.kind) for v in second.sweep.violations} == {
+        (cid, x.digest, "unverified") for x in node.layers()
+    }
+    assert second.exit_code == 1
