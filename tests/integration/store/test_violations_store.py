@@ -233,3 +233,31 @@ def test_racing_reports_keep_one_latest(db_engine: Engine) -> None:
     with factory() as s:
         rows = s.scalars(select(ReportModel)).all()
         assert [(r.finalized, r.body) for r in rows] == [(False, {"offset": 5})]
+
+
+def test_unknown_image_and_agent_level_findings_round_trip_on_not_null_columns(
+    db_engine: Engine,
+) -> None:
+    factory = make_session_factory(db_engine)
+    gone = new_violation(kind="unverified", image_digest=None, path=None)
+    trust = new_violation(
+        kind="trust-anomaly", container_id=None, image_digest=None, path=None,
+        detail={"source": "key-set", "reason": "refused"},
+    )  # fmt: skip
+    with factory.begin() as s:
+        for bad in (
+            new_violation(image_digest=None),  # a file finding names its image
+            new_violation(kind="trust-anomaly", image_digest=None, path=None),  # and no container
+            new_violation(kind="unverified", container_id=None, path=None),
+        ):
+            with pytest.raises(InvalidInput):
+                violations.add_violations(s, agent_id="n1", violations=[gone, bad], now=NOW)
+    assert count(db_engine, ViolationModel) == 0
+    with factory.begin() as s:
+        violations.add_violations(s, agent_id="n1", violations=[gone, trust], now=NOW)
+    with factory() as s:
+        rows = violations.list_violations(s, violations.ViolationFilter(agent_id="n1")).items
+    assert {(r.kind, r.container_id, r.image_digest) for r in rows} == {
+        ("unverified", "ctr-1", None),
+        ("trust-anomaly", None, None),
+    }

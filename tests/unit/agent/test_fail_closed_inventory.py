@@ -10,15 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.config import AgentConfig
 from agent.containerd import LayerInfo
-from agent.containerd.types import Container, TaskStatus
+from agent.containerd.types import Container, Image, TaskStatus
 from agent.daemon import Daemon
 from agent.integrity.drift import UpperChecker
 from agent.integrity.inventory import TrackedContainer, list_tracked
@@ -228,3 +231,44 @@ def test_a_failed_containerd_listing_fails_the_sweep_instead_of_emptying_the_nod
         with pytest.raises(UpstreamError):
             daemon.sweep_once()
     assert len(PendingClock.open(config.state_dir / PENDING_FILE)) == 1
+
+
+def test_a_container_on_another_snapshotter_is_unverified_not_skipped() -> None:
+    class _Native(_Containerd):
+        def list_containers(self, filters: tuple[str, ...] = ()) -> list[Container]:
+            return [Container("c1", "reg/app:1", "native", "c1", "io.containerd.runc.v2")]
+
+        def get_image(self, name: str) -> Any:
+            return Image(name, _digest("image"), "application/vnd.oci.image.manifest.v1+json", 1)
+
+    (c,), _ = list_tracked(_Native())  # type: ignore[arg-type]
+    assert c.unresolved == "snapshotter 'native' is not supported by the agent"
+    assert c.image_digest == _digest("image") and c.layers == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=400) | st.text(max_size=200).map(str.encode))
+def test_any_pending_clock_file_is_read_or_discarded_never_raised(body: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PENDING_FILE
+        path.write_bytes(body)
+        clock = PendingClock.open(path)  # never raises: read whole, or discarded whole
+        assert len(clock) == 0 or body.startswith(b"{")
+        assert clock.since(_digest("x"), T0).tzinfo is not None
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    seen=st.dictionaries(
+        st.text(min_size=1, max_size=8), st.integers(min_value=0, max_value=10**6), max_size=20
+    )
+)
+def test_the_pending_clock_round_trips(seen: dict[str, int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PENDING_FILE
+        clock = PendingClock.open(path)
+        want = {_digest(k): T0 + timedelta(seconds=v) for k, v in seen.items()}
+        for digest, when in want.items():
+            clock.since(digest, when)
+        again = PendingClock.open(path)
+        assert {d: again.since(d, T0 + timedelta(days=30)) for d in want} == want
