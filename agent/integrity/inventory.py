@@ -7,7 +7,7 @@ CRI label ``io.kubernetes.pod.uid``) or those matching a label selector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +32,9 @@ POD_UID_LABEL = "io.kubernetes.pod.uid"
 #: Snapshotters whose layer directories the agent knows how to find and walk
 #: (one directory per layer, the container's changes in an overlay upperdir).
 SUPPORTED_SNAPSHOTTERS = frozenset({"overlayfs"})
+#: Other image records tried when a container's image name no longer points
+#: to the image its rootfs is built on (each costs a few containerd calls).
+_MAX_CANDIDATES = 16
 
 
 class InventoryClient(ImageSource, ContainerSource, Protocol):
@@ -42,6 +45,8 @@ class InventoryClient(ImageSource, ContainerSource, Protocol):
     def get_task(self, container_id: str) -> Task: ...
 
     def snapshot_stat(self, key: str, *, snapshotter: str | None = None) -> SnapshotInfo: ...
+
+    def list_images(self, filters: Sequence[str] = ()) -> list[Image]: ...
 
 
 @dataclass(frozen=True)
@@ -177,21 +182,76 @@ def _resolve(
     # names its image by a mutable name, and one retagged to another image
     # would have the agent check that image's snapshots instead.
     parent = client.snapshot_stat(container.snapshot_key, snapshotter=snapshotter).parent
-    top = layers.layers[-1].chain_id if layers.layers else ""
-    if parent != top:
-        raise VerificationError(
-            f"the container's rootfs is built on {parent or 'no snapshot'}, "
-            f"not on the top layer chain {top or '(none)'} of image {container.image}"
-        )
+    digest = image.target_digest
+    if _top_chain(layers) != parent:
+        # A tag re-pulled while the container runs: its own image usually
+        # still has a record (another tag, the repo@digest or image id name).
+        found = _image_of_rootfs(client, container, parent, cache, snapshotter)
+        if found is None:
+            raise VerificationError(
+                f"the container's rootfs is built on {parent or 'no snapshot'}, not on the "
+                f"top layer chain {_top_chain(layers) or '(none)'} of image {container.image}, "
+                "and no other image record has that chain"
+            )
+        digest, layers = found
     mounts = client.mounts(container.snapshot_key, snapshotter=snapshotter)
     upper = next((m.upperdir for m in mounts if m.upperdir is not None), None)
     return TrackedContainer(
         namespace=client.namespace,
         id=container.id,
         image_name=container.image,
-        image_digest=image.target_digest,
+        image_digest=digest,
         layers=layers.layers,
         upperdir=upper,
         task_status=_task_status(client, container.id),
         labels=dict(container.labels),
     )
+
+
+def _top_chain(layers: ImageLayers) -> str:
+    return layers.layers[-1].chain_id if layers.layers else ""
+
+
+def _repository(name: str) -> str:
+    """``registry/repo`` of ``registry/repo:tag`` or ``registry/repo@sha256:...``."""
+    name = name.split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
+
+
+def _image_of_rootfs(
+    client: InventoryClient,
+    container: Container,
+    parent: str,
+    cache: dict[str, ImageLayers],
+    snapshotter: str | None,
+) -> tuple[Digest, ImageLayers] | None:
+    """The image record (target digest, layers) whose top layer chain is ``parent``.
+
+    Looked for among the images resolved before (a retag the agent saw
+    happen), then among the records of the same repository and the image id
+    names (``sha256:...``) a CRI pull also writes; at most a few are resolved.
+    """
+    if not parent:
+        return None
+    for key, layers in cache.items():
+        if _top_chain(layers) == parent and all(
+            x.snapshot_dir is not None and x.snapshot_dir.is_dir() for x in layers.layers
+        ):
+            return Digest(key.rsplit("@", 1)[1]), layers
+    repository = _repository(container.image)
+    candidates = [
+        i
+        for i in client.list_images()
+        if i.name != container.image
+        and (_repository(i.name) == repository or i.name.startswith("sha256:"))
+    ]
+    for candidate in candidates[:_MAX_CANDIDATES]:
+        try:
+            layers = resolve_image_layers(client, candidate.name, snapshotter=snapshotter)
+        except Error:
+            continue
+        if _top_chain(layers) == parent:
+            cache[f"{candidate.name}@{candidate.target_digest}"] = layers
+            return candidate.target_digest, layers
+    return None

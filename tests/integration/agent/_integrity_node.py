@@ -80,7 +80,10 @@ class Node:
                  "/bin/sh", "-c", script)  # fmt: skip
 
     def layers(self) -> tuple[LayerInfo, ...]:
-        return resolve_image_layers(self.client, self.image).layers
+        return self.layers_of(self.image)
+
+    def layers_of(self, image: str) -> tuple[LayerInfo, ...]:
+        return resolve_image_layers(self.client, image).layers
 
     def check(self) -> list[Violation]:
         report = run_check([self.client], self.attested, now=NOW)

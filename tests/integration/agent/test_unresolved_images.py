@@ -116,3 +116,29 @@ def test_repeated_checks_count_a_pending_layer_from_its_first_sighting(
         (cid, x.digest, "unverified") for x in node.layers()
     }
     assert second.exit_code == 1
+
+
+def test_a_tag_moved_while_the_container_runs_is_checked_against_its_own_image(
+    node: Node, other: tuple[BuiltImage, Path]
+) -> None:
+    # A tag re-pulled while the container runs (as with a mutable tag): its
+    # own image keeps another record in the repository, and the agent finds
+    # it by the rootfs's layer chain, rather than killing a sound container.
+    built, other_tar = other
+    node.attested.manifests.update(attested_manifests(built))
+    cid = node.run()
+    own = node.client.get_image(node.image).target_digest
+    node.ctr("images", "tag", node.image, "integrity/sample:previous")
+    node.ctr("images", "rm", node.image)
+    node.ctr("images", "import", "--snapshotter", "overlayfs", "--base-name",
+             "integrity/other", str(other_tar))  # fmt: skip
+    node.ctr("images", "tag", "--force", "integrity/other:latest", node.image)
+    clean = run_check([node.client], node.attested, now=NOW)
+    assert clean.sweep.violations == () and clean.exit_code == 0, clean.errors
+    base = node.layers_of("integrity/sample:previous")[0]
+    assert base.snapshot_dir is not None
+    (base.snapshot_dir / "etc/hostname").write_bytes(b"evil\n")
+    (v,) = run_check([node.client], node.attested, now=NOW).sweep.violations
+    assert (v.container_id, v.image_digest, v.layer_digest, v.path, v.kind) == (
+        cid, own, base.digest, "etc/hostname", "content",
+    )  # fmt: skip
