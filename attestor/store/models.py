@@ -290,8 +290,10 @@ class ViolationModel(Base):
     # before the agent row exists again (e.g. after a database restore).
     agent_id: Mapped[str] = mapped_column(String(255))
     violation_id: Mapped[str] = mapped_column(String(36))
-    container_id: Mapped[str] = mapped_column(String(256), index=True)
-    image_digest: Mapped[str] = mapped_column(String(80), index=True)
+    # Null only where schemas/violation.schema.json allows it: no container
+    # for a trust-anomaly, no image digest for it or an unverified container.
+    container_id: Mapped[str | None] = mapped_column(String(256), index=True)
+    image_digest: Mapped[str | None] = mapped_column(String(80), index=True)
     layer_digest: Mapped[str | None] = mapped_column(String(80), index=True)
     path: Mapped[str | None] = mapped_column(Text)
     kind: Mapped[str] = mapped_column(String(32), index=True)

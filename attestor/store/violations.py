@@ -42,11 +42,8 @@ __all__ = [
 MAX_BATCH = 1000
 #: Largest page of a listing.
 MAX_PAGE = 1000
-#: How a null image digest or container id is stored: the columns are NOT
-#: NULL (older databases), so "" stands for null and is read back as None.
-#: Only an ``unverified`` violation may lack an image digest, and only a
-#: ``trust-anomaly`` (about the agent) lacks both (the schema says so too).
-_NULL = ""
+#: Kinds about the agent itself: no container and no image. Only these and
+#: ``unverified`` may lack an image digest (the schema says so too).
 _AGENT_KINDS = frozenset({"trust-anomaly"})
 
 
@@ -113,8 +110,8 @@ def _row(m: ViolationModel) -> ViolationRow:
     return ViolationRow(
         violation_id=m.violation_id,
         agent_id=m.agent_id,
-        container_id=m.container_id or None,
-        image_digest=m.image_digest or None,
+        container_id=m.container_id,
+        image_digest=m.image_digest,
         layer_digest=m.layer_digest,
         path=m.path,
         kind=m.kind,
@@ -163,8 +160,8 @@ def add_violations(
             {
                 "agent_id": agent_id,
                 "violation_id": v.violation_id,
-                "container_id": v.container_id or _NULL,
-                "image_digest": v.image_digest or _NULL,
+                "container_id": v.container_id or None,
+                "image_digest": v.image_digest or None,
                 "layer_digest": v.layer_digest,
                 "path": v.path,
                 "kind": v.kind,

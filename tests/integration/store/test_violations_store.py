@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Engine, func, inspect, select, text
 
 from attestor.errors import InvalidInput, NotFound
 from attestor.store import agents, reports, violations
@@ -235,7 +235,7 @@ def test_racing_reports_keep_one_latest(db_engine: Engine) -> None:
         assert [(r.finalized, r.body) for r in rows] == [(False, {"offset": 5})]
 
 
-def test_unknown_image_and_agent_level_findings_round_trip_on_not_null_columns(
+def test_unknown_image_and_agent_level_findings_are_stored_as_null(
     db_engine: Engine,
 ) -> None:
     factory = make_session_factory(db_engine)
@@ -261,3 +261,7 @@ def test_unknown_image_and_agent_level_findings_round_trip_on_not_null_columns(
         ("unverified", "ctr-1", None),
         ("trust-anomaly", None, None),
     }
+    # Stored as NULL, not as a stand-in value a filter or a reader could mistake.
+    with db_engine.connect() as conn:
+        stored = conn.execute(text("SELECT kind, container_id, image_digest FROM violations"))
+        assert set(stored.all()) == {("unverified", "ctr-1", None), ("trust-anomaly", None, None)}
