@@ -20,6 +20,10 @@ A sweep the watch alone started is partial: it re-checks only the changed
 directories and the containers using them, and finalizes nothing. An
 interval sweep, a containerd event or a lost inotify event (queue
 overflow) gives a full sweep.
+
+Helpers: :mod:`agent._containers` (which containers are live, ended or
+finalized), :mod:`agent._recorder` (findings and reports into the spools),
+:mod:`agent._responder` (responses), :mod:`agent._daemon_loop` (threads).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from agent._containers import ContainerBook, Key
 from agent._daemon_loop import (
     WATCHED_TOPICS,
     WatchHook,
@@ -41,6 +46,7 @@ from agent._daemon_loop import (
     start_thread,
     watch_events,
 )
+from agent._recorder import Recorder
 from agent._responder import Responder
 from agent.cache import AttestationCache
 from agent.check import (
@@ -52,17 +58,14 @@ from agent.check import (
     trusted_keys,
 )
 from agent.config import AgentConfig
-from agent.containerd import ContainerdClient, EventSubscription, ImageLayers
-from agent.containerd.types import TaskStatus
+from agent.containerd import ContainerdClient, EventSubscription
 from agent.integrity.attestation import KeylessTrust, ServerAttestations
 from agent.integrity.budget import Budget
 from agent.integrity.drift import UpperChecker
-from agent.integrity.inventory import TrackedContainer, list_tracked
 from agent.integrity.layers import LayerChecker
 from agent.integrity.ledger import Ledger
 from agent.integrity.pending import PENDING_FILE, PendingClock
-from agent.integrity.sweep import ContainerResult, Sweeper, SweepResult
-from agent.report import ContainerReport, Violation
+from agent.integrity.sweep import Sweeper, SweepResult
 from agent.revocation import FeedFollower, PollResult
 from agent.server import ServerKey
 from agent.spool import Backoff, Deliverer, DrainResult, Sender, Spool
@@ -77,8 +80,6 @@ log = logging.getLogger("attestor.agent")
 #: Events arrive in bursts (a container start is create + start + mounts).
 _DEBOUNCE = 0.2
 _STOP_POLL = 0.5
-#: Longest reason text carried into a trust-anomaly (well under the detail cap).
-_MAX_REASON = 1000
 
 
 class DaemonServer(RegisteringServer, Protocol):
@@ -162,12 +163,18 @@ class Daemon:
         self._sweeper: Sweeper | None = None
         self._attestations: ServerAttestations | None = None
         self._keys: tuple[ServerKey, ...] = ()
-        self._image_layers: dict[str, ImageLayers] = {}
-        self._finalized: set[tuple[str, str]] = set()
+        self._containers = ContainerBook(self._clients, selector=config.selector)
         self._responder = Responder(
             self._clients, response=config.response, fail_mode=config.revocation_fail_mode
         )
-        self._was_running: set[tuple[str, str]] = set()
+        self._recorder = Recorder(
+            ledger=self.ledger,
+            violations=violations,
+            reports=reports,
+            violation_wake=self.violation_wake,
+            report_wake=self.report_wake,
+            responder=self._responder,
+        )
         self._subscriptions: list[EventSubscription] = []
         self._last_counts = (0, 0)
         self.watch: WatchHook | None = None  # the inotify watch while run() runs
@@ -295,31 +302,11 @@ class Daemon:
             log.error("server key set not accepted", extra={"error": problem})
             now = self._wall()
             if refused:
-                self._spool_trust_anomaly(problem, now)
-            for key in self.ledger.note_error(problem, now=now):
-                self._spool_report(self.ledger.report(*key, now=now))
+                self._recorder.spool_trust_anomaly(problem, now)
+            self._recorder.note_error(problem, now)
         elif problem is None and self.key_anomaly is not None:
             log.info("server key set accepted again")
         self.key_anomaly = problem
-
-    def _spool_trust_anomaly(self, problem: str, now: datetime) -> None:
-        # A refused set (not a failed fetch) is spooled for the server, so it
-        # learns of it even through an outage. No response: the pins still
-        # hold and still check every layer.
-        anomaly = Violation.create(
-            container_id=None,
-            image_digest=None,
-            layer_digest=None,
-            path=None,
-            kind="trust-anomaly",
-            detected_at=now,
-            detail={"source": "key-set", "reason": problem[:_MAX_REASON]},
-        )
-        try:
-            self.violations.put(anomaly.to_dict())
-            self.violation_wake.set()
-        except Error as e:
-            log.error("trust anomaly not spooled", extra={"error": e.message})
 
     def poll_revocations(self) -> PollResult | None:
         """Poll the revocation feed once and apply what changed (None: no feed followed).
@@ -338,38 +325,13 @@ class Daemon:
         # every poll, and the follower logs each one already).
         if result.anomaly is not None and self.feed_anomaly is None:
             log.warning("revocation feed anomaly", extra={"anomaly": result.anomaly})
-            now = self._wall()
-            for key in self.ledger.note_error(f"revocation feed: {result.anomaly}", now=now):
-                self._spool_report(self.ledger.report(*key, now=now))
+            self._recorder.note_error(f"revocation feed: {result.anomaly}", self._wall())
         elif result.anomaly is None and self.feed_anomaly is not None:
             log.info("revocation feed recovered")
         self.feed_anomaly = result.anomaly
         return result
 
     # -- one step ---------------------------------------------------------
-
-    def _inventory(self) -> list[TrackedContainer]:
-        """Every covered container of every namespace.
-
-        Raises:
-            UpstreamError: containerd could not list a namespace. The sweep
-                fails (logged, retried at the next interval): a namespace
-                taken as empty would finalize its containers and reset their
-                pending clocks, so a listing failure would restart the grace
-                period of every layer.
-        """
-        tracked: list[TrackedContainer] = []
-        for client in self._clients.values():
-            found, problems = list_tracked(
-                client,
-                selector=self.config.selector,
-                image_cache=self._image_layers,
-                known_digests=self.ledger.image_digests(client.namespace),
-            )
-            for problem in problems:
-                log.warning("container skipped", extra={"error": problem})
-            tracked.extend(found)
-        return tracked
 
     def sweep_once(self, changed: Collection[Path] | None = None) -> SweepResult:
         """Inventory, sweep, spool new violations, respond, report, finalize.
@@ -387,91 +349,28 @@ class Daemon:
         if self._sweeper is None:
             raise ConfigError("register() must succeed before sweeping")
         now = self._wall()
-        tracked = self._inventory()
+        tracked = self._containers.inventory(self.ledger.image_digests)
         listed = {(c.namespace, c.id) for c in tracked}
-        # A finalized container stays finalized until containerd forgets it.
-        self._finalized &= listed
+        live, ended = self._containers.split(tracked, listed)
         self.ledger.forget_absent(listed)
-        ended: list[tuple[str, str]] = []
-        live: list[TrackedContainer] = []
-        for c in tracked:
-            key = (c.namespace, c.id)
-            if key in self._finalized:
-                continue
-            if c.task_status in (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.PAUSING):
-                self._was_running.add(key)
-            if c.task_status is TaskStatus.STOPPED or (
-                c.task_status is None and key in self._was_running
-            ):
-                ended.append(key)
-            else:
-                live.append(c)
         if changed is not None:
             result = self._sweeper.sweep(live, now=now, changed=changed)
-            self._record_all(result, now)
+            self._recorder.record_all(result, now)
             return result
         self._responder.new_containers(live, anomalous=self.feed_anomaly is not None)
         self._responder.retry(live, listed)
         result = self._sweeper.sweep(live, now=now)
-        self._record_all(result, now)
+        self._recorder.record_all(result, now)
         gone = [k for k in self.ledger.keys() if k not in listed]
         for key in ended + gone:
             self._finalize(key, now)
         self._last_counts = (len(live), len({x.digest for c in live for x in c.layers}))
         return result
 
-    def _record_all(self, result: SweepResult, now: datetime) -> None:
-        for container in result.containers:
-            self._record(container, now)
-        for problem in result.errors:
-            log.warning("check failed", extra={"error": problem})
-
-    def _record(self, result: ContainerResult, now: datetime) -> None:
-        container = result.container
-        update = self.ledger.record(result)
-        for v in update.new_violations:
-            try:
-                self.violations.put(v.to_dict())
-            except Error as e:
-                # A full disk must not lose the finding: it is new again next sweep.
-                log.error("violation not spooled", extra={"violation_id": v.id, "error": e.message})
-                self.ledger.unreport(container.namespace, container.id, v)
-            log.warning(
-                "violation",
-                extra={
-                    "violation_id": v.id,
-                    "container_id": v.container_id,
-                    "namespace": container.namespace,
-                    "layer_digest": v.layer_digest,
-                    "path": v.path,
-                    "kind": v.kind,
-                },
-            )
-        if update.new_violations:
-            self.violation_wake.set()
-            self._responder.respond(container)
-        if update.report_changed:
-            self._spool_report(self.ledger.report(container.namespace, container.id, now=now))
-
-    def _spool_report(self, report: ContainerReport | None) -> None:
-        if report is None:
-            return
-        try:
-            self.reports.put(report.to_dict())
-        except Error as e:
-            log.error(
-                "report not spooled",
-                extra={"container_id": report.container_id, "error": e.message},
-            )
-            return
-        self.report_wake.set()
-
-    def _finalize(self, key: tuple[str, str], now: datetime) -> None:
+    def _finalize(self, key: Key, now: datetime) -> None:
         namespace, container_id = key
-        self._spool_report(self.ledger.report(namespace, container_id, now=now, finalized=True))
-        self.ledger.drop(namespace, container_id)
-        self._was_running.discard(key)
-        self._finalized.add(key)
+        self._recorder.finalize(namespace, container_id, now)
+        self._containers.finalized(key)
         log.info(
             "container finalized", extra={"container_id": container_id, "namespace": namespace}
         )
