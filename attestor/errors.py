@@ -2,9 +2,9 @@
 """One rooted error hierarchy, split by who is at fault.
 
 Adapters translate library errors (``raise UpstreamError(...) from e``); callers
-never catch ``requests``, ``redis`` or ``sqlalchemy`` exceptions. The API maps
-each class to one problem+json ``type`` and status in a single place
-(``attestor.api.problems``).
+never catch ``requests``, ``redis`` or ``sqlalchemy`` exceptions. The errors know
+nothing of HTTP: the API maps each class to one problem+json ``type`` and status
+in a single table (``attestor.api.problems``).
 
 Messages carry the failing values, never secrets.
 """
@@ -31,10 +31,9 @@ __all__ = [
 class Error(Exception):
     """Root of every error this project raises on purpose."""
 
-    #: Stable problem ``type`` suffix; the API prefixes it with the project URI.
+    #: Stable machine-readable name; the API's problem ``type`` ends with it and
+    #: the agent maps it back to the class.
     slug: str = "error"
-    #: HTTP status used when the error crosses the API boundary.
-    status: int = 500
 
     def __init__(self, message: str, *, detail: dict[str, object] | None = None) -> None:
         super().__init__(message)
@@ -47,84 +46,72 @@ class ConfigError(Error):
     """The configuration is invalid; the process must not start."""
 
     slug = "invalid-configuration"
-    status = 500
 
 
 class InvalidInput(Error):
     """The caller sent something malformed or unacceptable."""
 
     slug = "invalid-input"
-    status = 400
 
 
 class TooLarge(InvalidInput):
     """A body, manifest, config or blob is larger than the configured cap."""
 
     slug = "too-large"
-    status = 413
 
 
 class Unauthorized(Error):
-    """No credentials, or credentials that match nothing (HTTP 401)."""
+    """No credentials, or credentials that match nothing."""
 
     slug = "unauthorized"
-    status = 401
 
 
 class Forbidden(Error):
-    """Valid credentials without the right to do this (HTTP 403)."""
+    """Valid credentials without the right to do this."""
 
     slug = "forbidden"
-    status = 403
 
 
 class NotFound(Error):
     """The named object does not exist."""
 
     slug = "not-found"
-    status = 404
 
 
 class Conflict(Error):
     """The request conflicts with the current state (e.g. a revoked key)."""
 
     slug = "conflict"
-    status = 409
 
 
 class PolicyDenied(Error):
     """A policy refused the request; ``detail['reasons']`` lists why."""
 
     slug = "policy-denied"
-    status = 403
 
 
 class VerificationError(Error):
     """A signature, digest, certificate or statement did not verify."""
 
     slug = "verification-failed"
-    status = 422
 
 
 class UpstreamError(Error):
     """A registry, Sigstore service or other upstream failed or lied."""
 
     slug = "upstream-error"
-    status = 502
 
 
 class GatewayTimeout(UpstreamError):
-    """An upstream did not answer in time (HTTP 504)."""
+    """An upstream did not answer in time."""
 
     slug = "upstream-timeout"
-    status = 504
 
 
 class Unavailable(Error):
     """A dependency we need right now (e.g. Redis) is down; retry later."""
 
     slug = "unavailable"
-    status = 503
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Errors as ``application/problem+json`` (RFC 9457), mapped in this one place.
 
-Handled: :class:`attestor.errors.Error` (stable ``type`` per class), werkzeug
+Handled: :class:`attestor.errors.Error` (stable ``type`` and status per class,
+from :data:`STATUS_BY_ERROR`), werkzeug
 ``HTTPException`` (including flask-smorest's validation errors, whose messages
 become the ``errors`` member), and everything else as a generic 500 that is
 logged but never shows a stack trace.
@@ -21,10 +22,12 @@ from attestor import errors
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "STATUS_BY_ERROR",
     "TYPE_PREFIX",
     "ProblemSchema",
     "problem",
     "register_error_handlers",
+    "status_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,24 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 #: ``type`` of a problem raised on purpose is ``TYPE_PREFIX + Error.slug``.
 TYPE_PREFIX = "urn:attestor:problem:"
+
+#: HTTP status of each error class; a subclass not listed takes its nearest
+#: listed base's (e.g. ``ScanBudgetExceeded`` is a ``TooLarge``, so 413).
+STATUS_BY_ERROR: dict[type[errors.Error], int] = {
+    errors.Error: 500,
+    errors.ConfigError: 500,
+    errors.InvalidInput: 400,
+    errors.TooLarge: 413,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.PolicyDenied: 403,
+    errors.VerificationError: 422,
+    errors.UpstreamError: 502,
+    errors.GatewayTimeout: 504,
+    errors.Unavailable: 503,
+}
 
 
 class ProblemSchema(ma.Schema):
@@ -86,6 +107,15 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def status_of(error: errors.Error) -> int:
+    """Return the HTTP status the API answers ``error`` with."""
+    for cls in type(error).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 500
+
+
 def _title(error: errors.Error) -> str:
     return error.slug.replace("-", " ").capitalize()
 
@@ -97,11 +127,12 @@ def handle_error(error: errors.Error) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="attestor"'
     if isinstance(error, errors.Unavailable):
         headers["Retry-After"] = str(error.retry_after)
-    if error.status >= 500:
+    status = status_of(error)
+    if status >= 500:
         log.error("%s: %s", type(error).__name__, error.message)
     extra = {k: v for k, v in error.detail.items() if k not in {"type", "title", "status"}}
     return problem(
-        error.status,
+        status,
         type_=TYPE_PREFIX + error.slug,
         title=_title(error),
         detail=error.message,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.errors import ConfigError, Error, InvalidInput, NotFound, VerificationError
+from attestor.errors import ConfigError, Error, InvalidInput, VerificationError
 from attestor.policy import PolicySet, evaluate, load_policies
 from attestor.revocation import AttestationTarget, RevocationSet
 from attestor.store import jobs as job_store
@@ -389,14 +389,19 @@ def schedule_periodic_sweep(queue: Any, *, interval: timedelta = SWEEP_INTERVAL)
 
 
 def periodic_sweep_entry(interval_s: int) -> None:
-    """What rq's scheduler runs: submit a sweep job, then schedule the next one."""
+    """What rq's scheduler runs: submit a sweep job, then schedule the next one.
+
+    Raises:
+        ConfigError: ``REDIS_URL`` is not set, so there is no rq queue to use.
+        Unavailable: Redis is unreachable.
+    """
     from attestor.config import load_settings
     from attestor.jobs.runner import RQRunner, utc_now
     from attestor.store.db import make_engine, make_session_factory
 
     settings = load_settings(os.environ)
     if settings.redis_url is None:
-        raise NotFound("periodic sweep on rq needs ATTESTOR_REDIS_URL")
+        raise ConfigError("the periodic sweep runs on rq, which needs REDIS_URL")
     engine = make_engine(settings.database_url)
     try:
         runner = RQRunner(settings.redis_url)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from attestor.api.problems import status_of
 from attestor.errors import GatewayTimeout
 from attestor.registry import BlobCache, RegistryClient, RegistryLimits, parse_reference
 from tests.integration.registry._servers import trickle_server
@@ -37,7 +38,7 @@ def test_a_trickling_blob_fails_at_its_deadline(tmp_path: Path) -> None:
     assert 0.9 < elapsed < 3, elapsed
     assert err.value.message == f"registry {server.host} exceeded the deadline of 1s"
     assert err.value.detail == {"registry": server.host, "reason": "deadline"}
-    assert (err.value.status, err.value.slug) == (504, "upstream-timeout")
+    assert (status_of(err.value), err.value.slug) == (504, "upstream-timeout")
     assert list((tmp_path / "sha256").iterdir()) == []  # nothing half-stored
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from attestor.api.problems import status_of
 from attestor.errors import GatewayTimeout, UpstreamError
 from attestor.registry import BlobCache, RegistryClient, parse_reference
 from attestor.registry._hosts import HostRules
@@ -39,7 +40,7 @@ def test_connect_or_read_timeout_is_a_gateway_timeout(tmp_path: Path) -> None:
             client.resolve(parse_reference(f"{host}/a:b"))
         assert time.monotonic() - t0 < 5
     assert isinstance(err.value, UpstreamError)
-    assert (err.value.status, err.value.slug) == (504, "upstream-timeout")
+    assert (status_of(err.value), err.value.slug) == (504, "upstream-timeout")
     assert err.value.detail == {"registry": host, "reason": "timeout"}
 
 
@@ -68,4 +69,4 @@ def test_token_endpoint_timeout_is_a_gateway_timeout() -> None:
             transport.request(
                 "GET", host, "a/manifests/v1", scope="repository:a:pull", deadline=deadline
             )
-    assert err.value.status == 504
+    assert status_of(err.value) == 504

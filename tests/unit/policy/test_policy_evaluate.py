@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from attestor.api.problems import status_of
 from attestor.errors import InvalidInput, NotFound, PolicyDenied
 from attestor.policy import (
     Decision,
@@ -86,7 +87,7 @@ def test_dev_refuses_everything_else(dev: PolicySet, registry: str) -> None:
 def test_require_admitted_raises_with_reasons(dev: PolicySet) -> None:
     with pytest.raises(PolicyDenied) as info:
         require_admitted(dev, Ref("ghcr.io", "org/app"))
-    assert info.value.status == 403
+    assert status_of(info.value) == 403
     assert info.value.detail["image"] == "ghcr.io/org/app"
     assert info.value.detail["reasons"] == ["policy dev version 1: registry ghcr.io is not listed"]
     assert "ghcr.io/org/app" in info.value.message
