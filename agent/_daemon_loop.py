@@ -31,7 +31,8 @@ __all__ = [
 
 log = logging.getLogger("attestor.agent")
 
-#: Event topics that trigger an immediate sweep (issue 5, item 3).
+#: containerd event topics after which a container's layers may have changed,
+#: so the daemon sweeps at once instead of waiting for the next interval.
 WATCHED_TOPICS = frozenset(
     {
         "/images/create",

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The agent's integrity sweep (issue 5 "Benchmark"), each figure next to its limit.
+"""The agent's integrity sweep, each figure next to its limit.
 
 1. Full re-hash through the agent's path (LayerChecker: scan + compare with
    the attested manifest), next to two hashlib sha256 baselines over the same

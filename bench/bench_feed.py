@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""The revocation feed under 5,000 polling agents (issue 6 item 2), next to /healthz.
+"""The revocation feed under 5,000 polling agents, next to /healthz.
 
 Starts ``attestor serve --workers 2`` (SQLite in a temp dir by default, or
 ``--database-url``) as a subprocess on 127.0.0.1, with one agent token per

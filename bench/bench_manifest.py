@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Layer manifest benchmarks (issue 5 "Benchmark"), each next to its raw limit.
+"""Layer manifest benchmarks, each next to its raw limit.
 
 1. Full re-hash of a generated snapshot (default 100 MB in 5,000 files) with
    manifest_from_snapshot, next to plain hashlib sha256 over the same bytes

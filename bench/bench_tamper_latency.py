@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Time from a tamper on the host to the violation's arrival at the server (issue 5).
+"""Time from a tamper on the host to the violation's arrival at the server.
 
 Starts a throwaway registry and containerd (tests/harness), pushes the sample
 image, serves the real server app on 127.0.0.1 (werkzeug, SQLite), runs a

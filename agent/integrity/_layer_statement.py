@@ -96,7 +96,7 @@ def verify_layer(
     if refs.chain_id != layer.chain_id:
         raise VerificationError(f"statement chainID {refs.chain_id} != layer {layer.chain_id}")
     data = fetch_manifest(refs.manifest_sha256)
-    # The compact form: the agent keeps it for every lower layer (issue 5, RSS).
+    # The compact form: the agent keeps one for every lower layer, so its size matters.
     manifest = AttestedManifest.from_canonical_bytes(data)
     del data
     if manifest.sha256 != "sha256:" + refs.manifest_sha256:

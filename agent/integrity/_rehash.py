@@ -4,8 +4,8 @@
 One rule for lower layers (:class:`agent.integrity.layers.LayerChecker`) and
 upperdirs (:class:`agent.integrity.drift.UpperChecker`): a directory's first
 check, and every N-th after it, hashes every file it needs; the others reuse
-the state the previous check kept (issue 5, item 5: a full re-hash catches a
-write that restored the old timestamps).
+the state the previous check kept. The full re-hash catches a write that
+restored the old timestamps.
 """
 
 from __future__ import annotations

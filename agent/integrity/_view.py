@@ -30,7 +30,7 @@ class MergedView(Mapping[str, ManifestEntry]):
 
     Keeps, per path, which layer and which entry of it (one 8-byte slot), and
     the layers' compact manifests; entries are decoded on lookup, so the view
-    adds only its own index to what the sweep already holds (issue 5, RSS).
+    adds only its own index to what the sweep already holds in memory.
     The paths sit in a sorted path table, about 25 bytes per path where a
     ``dict[str, int]`` took about 130 (6.7 MB for a 50,000-path image).
     """

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Find, verify and cache the attestation of each layer (issue 5, item 4).
+"""Find, verify and cache the attestation of each layer.
 
 The server is not trusted: every envelope is verified on the node
 (:mod:`agent.integrity._layer_statement` for the statement and its manifest,

@@ -22,7 +22,8 @@ manifest is built) and hashes only the files a finding can depend on: those
 over an attested path and new executables. A new non-executable file is no
 drift whatever it holds, so it is neither hashed nor kept; the state kept
 between checks (:class:`UpperState`) is a sorted path table and a 64-byte
-record per hashed file (issue 5: agent RSS with a 50,000-file upperdir).
+record per hashed file, which keeps the agent's memory small with a
+50,000-file upperdir.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 The check is incremental (``compare_snapshot`` re-hashes only files whose
 inode, size, mtime, ctime, mode or owner moved) with a full re-hash every N
 checks, which catches a write that restored the old timestamps on a
-filesystem where ctime is not trustworthy (issue 5, item 5).
+filesystem where ctime is not trustworthy.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ settles (``debounce``, at most ``max_delay`` after its first event) the
 :meth:`Watcher.begin_sweep` names with the usual incremental check (a
 partial sweep, :mod:`agent.integrity.sweep`). The watch only triggers:
 what changed, and whether it is a violation, is decided by the one
-algorithm in ``layers`` and ``drift`` (issue 5, item 5).
+algorithm in ``layers`` and ``drift``.
 
 The periodic sweeps stay the backstop: a change made before a directory is
 watched, an overflowed event queue (then the next sweep is a full one), or a

@@ -2,7 +2,7 @@
 """The task registry: job kind -> function(payload, context) -> result mapping.
 
 Tasks are thin: they take ids and digests from a JSON payload, call the core
-and store results through the context. Later phases add their kinds to ``TASKS``.
+and store results through the context. A job kind runs only if it is in ``TASKS``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ TaskFn = Callable[[Mapping[str, Any], TaskContext], Mapping[str, Any] | None]
 
 
 def echo(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str, Any]:
-    """Return the payload; exercises the runner end to end (used by tests and ``readyz``)."""
+    """Return the payload: a job with no side effect, which checks a runner end to end."""
     context.report_progress({"total": 1, "done": 1})
     return {"echo": dict(payload)}
 

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from attestor.manifest._tar import manifest_from_tar
 
 # The tar side (our tar reader, gzip, zstandard) is the server's; the agent, which
-# only compares snapshots, does not load it (issue 5, RSS).
+# only compares snapshots, does not load it (it would only add to its memory).
 _LAZY = {
     "LAYER_MEDIA_TYPES": "attestor.manifest._stream",
     "HashingReader": "attestor.manifest._stream",

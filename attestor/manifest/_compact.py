@@ -3,7 +3,7 @@
 
 A :class:`FileManifest` costs about 370 bytes per entry (a slotted object,
 a hex digest string, int objects, an index dict); the agent holds one per
-lower layer between sweeps, against an 80 MB RSS target (issue 5). This
+lower layer between sweeps, against a target of 80 MB resident memory. This
 form keeps a sorted list of the path strings and one blob of packed records,
 and decodes a :class:`ManifestEntry` only when asked (about 130 bytes per
 entry for a regular file).
@@ -91,7 +91,7 @@ def pack_file(mode: int, uid: int, gid: int, size: int, digest: bytes, capabilit
     """``pack_entry`` of a regular file entry, without building the entry.
 
     ``digest`` is the raw sha256 and ``capability`` the xattr value (empty
-    when absent). The sweep's per-file cost is what issue 5 measures.
+    when absent). It is on the sweep's per-file hot path.
     """
     head = _HEAD.pack(_FILE_INDEX, _FILE_BITS, mode, uid, gid, 0, 0, size, digest, 0)
     return head + capability
@@ -134,8 +134,8 @@ class PathTable:
     """Sorted UTF-8 paths in blocks of 16, each path between NULs.
 
     A list of path objects costs about 56 bytes per path beyond the path
-    itself; this costs one NUL plus a sampled path per block (issue 5: agent
-    RSS with a 50,000-file layer). A lookup bisects the samples, then finds
+    itself; this costs one NUL plus a sampled path per block, which keeps the
+    agent's memory small with a 50,000-file layer. A lookup bisects the samples, then finds
     the path in its block with one C-level search. UTF-8 byte order is code
     point order, the spec's order.
     """

@@ -11,7 +11,7 @@ from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 
 __all__ = ["Change", "ChangeKind", "compare_manifests", "diff_entries"]
 
-#: The kinds the agent reports (issue 5, item 5), plus ``type``.
+#: The kinds of change the agent reports in a violation, plus ``type``.
 ChangeKind = Literal["content", "mode", "owner", "link", "added", "removed", "xattr", "type"]
 
 

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Issue one signed attestation per layer of a registry image (issue 3 items 1, 2, 7, 9).
+"""Issue one signed attestation per layer of a registry image.
 
 Order matters for safety:
 
