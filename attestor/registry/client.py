@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """OCI distribution client: resolve images, fetch verified blobs, push artifacts.
 
-Decisions (issue 3 item 9):
+Decisions:
 
 * A manifest the caller named that the registry does not have is ``NotFound``.
   A blob or platform manifest that a verified manifest references but the

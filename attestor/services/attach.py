@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Attach signed attestations to their image in the registry (issue 3 item 6).
+"""Attach signed attestations to their image in the registry.
 
 Two layouts per call, so that both generations of tools find them (the
 documents are described in :mod:`attestor.registry._attach_docs`):
