@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """``attestor-agent`` console script: ``run`` (the daemon) and ``check --once``.
 
-Exit codes: 0 clean, 1 violations found, 2 error (one
+Exit codes (issue 5, item 7): 0 clean, 1 violations found, 2 error (one
 line on stderr). Logs are JSON lines on stderr; ``check`` prints its report
 as JSON on stdout.
 
@@ -45,7 +45,7 @@ from agent.integrity.ledger import Ledger
 from agent.response import RESPONSE_MODES
 from agent.server import ServerClient, fetch_bundle, report_sender, violation_sender
 from agent.spool import Spool
-from attestor.cli._usage import OneLineUsage
+from attestor.cli.usage import OneLineUsage
 from attestor.errors import ConfigError, Error
 
 __all__ = ["EXIT_CLEAN", "EXIT_ERROR", "EXIT_VIOLATIONS", "JsonFormatter", "main"]

@@ -27,8 +27,8 @@ from typing import Any
 
 import pybase64
 
-from attestor._json import loads_strict
 from attestor.errors import InvalidInput, TooLarge
+from attestor.json_strict import loads_strict
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",

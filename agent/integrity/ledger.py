@@ -25,9 +25,9 @@ from typing import Any
 from agent._fs import read_state, write_atomic
 from agent.integrity.sweep import ContainerResult
 from agent.report import ContainerReport, ImageRef, IntegrityCheck, LayerReport, Violation
-from attestor._json import loads_strict
 from attestor.digests import Digest
 from attestor.errors import InvalidInput
+from attestor.json_strict import loads_strict
 
 __all__ = ["ContainerLedger", "Ledger", "LedgerUpdate", "fingerprint"]
 

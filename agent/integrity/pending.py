@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Final
 
 from agent._fs import read_state, write_atomic
-from attestor._json import loads_strict
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput
+from attestor.json_strict import loads_strict
 
 __all__ = ["MAX_PENDING", "PENDING_FILE", "PendingClock"]
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from agent._fs import fsync_dir, write_atomic
-from attestor._json import loads_strict
 from attestor.errors import InvalidInput, Unavailable
+from attestor.json_strict import loads_strict
 from attestor.revocation import FeedPage, Revocation, RevocationSet
 from attestor.revocation.model import format_time, parse_time
 

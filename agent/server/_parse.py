@@ -18,8 +18,7 @@ from agent.server._models import (
     ServerKey,
     ViolationReceipt,
 )
-from attestor import _json as json_strict
-from attestor import errors
+from attestor import errors, json_strict
 from attestor.digests import Digest, KeyId, Sha256Hex, parse_digest
 
 __all__ = [

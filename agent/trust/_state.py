@@ -20,9 +20,9 @@ from typing import Any, Final, Literal, Protocol
 
 from agent._fs import write_atomic
 from agent.server import ServerKey
-from attestor._json import loads_strict
 from attestor.digests import KeyId
 from attestor.errors import ConfigError, InvalidInput, Unavailable
+from attestor.json_strict import loads_strict
 from attestor.verify import TrustedKey
 
 __all__ = ["PINS_FILE", "Pins", "PublicKeyEntry", "load_pins", "save_pins", "trusted_keys"]

@@ -4,7 +4,7 @@
 Flask and webargs (flask-smorest's argument parser) each call ``json.loads``,
 which keeps the last of two repeated members and accepts ``NaN``. An envelope
 posted inside a request body would then be checked as one of two readings of
-the bytes the client sent. Both are routed to :func:`attestor._json.loads_strict`
+the bytes the client sent. Both are routed to :func:`attestor.json_strict.loads_strict`
 instead, so such a body is refused (400, problem+json) before any view runs.
 """
 
@@ -18,7 +18,7 @@ from flask.json.provider import DefaultJSONProvider
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
-from attestor._json import loads_strict
+from attestor.json_strict import loads_strict
 
 __all__ = ["Blueprint", "StrictJSONProvider"]
 

@@ -26,8 +26,8 @@ from typing import Any
 import click
 import requests
 
-from attestor._json import loads_strict
 from attestor.errors import InvalidInput
+from attestor.json_strict import loads_strict
 
 __all__ = ["command"]
 

@@ -31,11 +31,11 @@ from typing import NoReturn
 
 import click
 
-from attestor.cli._usage import OneLineUsage
+from attestor.cli.usage import OneLineUsage
 from attestor.errors import Error
 from attestor.verify import Verifier
-from attestor.verify._crypto import load_public_key
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity, SigningMaterial
+from attestor.verify.keys import load_public_key
 from attestor.verify.statement import DEFAULT_PREDICATE_SCHEMAS
 from attestor.verify.trust import (
     SigstoreTrust,

@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from attestor._json import loads_strict
 from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
+from attestor.json_strict import loads_strict
 from attestor.manifest._merkle import inclusion_proof, merkle_root
 
 __all__ = [

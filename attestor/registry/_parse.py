@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from attestor import _json
+from attestor import json_strict
 from attestor.digests import Digest, parse_digest
 from attestor.errors import InvalidInput, TooLarge
-from attestor.registry import _media_types as mt
+from attestor.registry import media_types as mt
 from attestor.registry.models import ImageConfig, LayerDescriptor, RegistryLimits
 
 __all__ = [
@@ -40,13 +40,13 @@ class Descriptor:
 
 
 def loads_strict(data: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object strictly (see :func:`attestor._json.loads_strict`).
+    """Parse a JSON object strictly (see :func:`attestor.json_strict.loads_strict`).
 
     Raises:
         InvalidInput: if ``data`` is not UTF-8 JSON, repeats a key, holds
             ``NaN``/``Infinity``, nests too deeply or is not an object.
     """
-    doc = _json.loads_strict(data, what=what)
+    doc = json_strict.loads_strict(data, what=what)
     if not isinstance(doc, dict):
         raise InvalidInput(f"{what} is not a JSON object")
     return doc

@@ -25,7 +25,7 @@ import urllib3.exceptions
 
 from attestor.digests import Digest, parse_digest, sha256_digest
 from attestor.errors import InvalidInput, NotFound, TooLarge, UpstreamError, VerificationError
-from attestor.registry import _media_types as mt
+from attestor.registry import media_types as mt
 from attestor.registry._connect import Deadline
 from attestor.registry._hosts import HostRules
 from attestor.registry._http import Transport
@@ -114,7 +114,24 @@ class RegistryClient:
             session=session,
         )
 
-    def _deadline(self) -> Deadline:
+    # -- the seam for readers of further endpoints (``attach_read``) -------------
+
+    @property
+    def limits(self) -> RegistryLimits:
+        """The byte, count and time caps this client enforces."""
+        return self._limits
+
+    @property
+    def transport(self) -> Transport:
+        """The host-checked HTTP transport every request of this client goes through.
+
+        Readers of endpoints the client itself does not wrap (tags that may be
+        absent, the referrers API) send through it so that the same host rules,
+        credentials and redirect checks apply.
+        """
+        return self._http
+
+    def deadline(self) -> Deadline:
         """The total deadline of one manifest, config, token or push exchange."""
         return Deadline(self._limits.request_deadline_s)
 
@@ -238,23 +255,23 @@ class RegistryClient:
         host, scope = ref.registry, _push(ref)
         path = f"{ref.repository}/blobs/{digest}"
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request("HEAD", host, path, scope=scope, deadline=deadline) as resp,
         ):
             if resp.status_code == 200:
                 return digest
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request(
                 "POST", host, f"{ref.repository}/blobs/uploads/", scope=scope, deadline=deadline
             ) as resp,
         ):
-            self._expect(resp, {202}, f"starting an upload to {ref.name}", host)
+            self.expect(resp, {202}, f"starting an upload to {ref.name}", host)
             location = resp.headers.get("Location")
         if not location:
             raise UpstreamError(f"registry {host} gave no upload Location")
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request(
                 "PUT",
                 host,
@@ -266,7 +283,7 @@ class RegistryClient:
                 data=data,
             ) as resp,
         ):
-            self._expect(resp, {201}, f"uploading blob {digest} to {ref.name}", host)
+            self.expect(resp, {201}, f"uploading blob {digest} to {ref.name}", host)
         return digest
 
     def push_manifest(
@@ -287,7 +304,7 @@ class RegistryClient:
             raise TooLarge(f"manifest exceeds {self._limits.max_manifest_bytes} bytes")
         digest = sha256_digest(manifest_bytes)
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request(
                 "PUT",
                 ref.registry,
@@ -298,7 +315,7 @@ class RegistryClient:
                 data=manifest_bytes,
             ) as resp,
         ):
-            self._expect(resp, {201}, f"pushing manifest {digest} to {ref.name}", ref.registry)
+            self.expect(resp, {201}, f"pushing manifest {digest} to {ref.name}", ref.registry)
             stored = resp.headers.get("Docker-Content-Digest")
         if stored is not None and stored != digest:
             raise _mismatch(ref.registry, "a pushed manifest", digest, stored)
@@ -315,7 +332,7 @@ class RegistryClient:
     ) -> tuple[bytes, str | None, str | None]:
         host, cap = ref.registry, self._limits.max_manifest_bytes
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request(
                 "GET",
                 host,
@@ -327,7 +344,7 @@ class RegistryClient:
         ):
             if resp.status_code == 404:
                 raise missing(f"registry {host} has no manifest {ref.name}:{ident}")
-            self._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)
+            self.expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)
             body = self._http.read_capped(resp, host, cap, deadline)
             if body is None:
                 raise TooLarge(f"manifest {ref.name}:{ident} exceeds {cap} bytes")
@@ -352,7 +369,7 @@ class RegistryClient:
             raise TooLarge(f"{what} {desc.digest} has {desc.size} bytes, the cap is {cap}")
         host = ref.registry
         with (
-            self._deadline() as deadline,
+            self.deadline() as deadline,
             self._http.request(
                 "GET",
                 host,
@@ -379,9 +396,20 @@ class RegistryClient:
                 f"registry {ref.registry} is missing blob {digest} of {ref.name}",
                 detail={"registry": ref.registry, "digest": digest},
             )
-        self._expect(resp, {200}, f"fetching blob {digest}", ref.registry)
+        self.expect(resp, {200}, f"fetching blob {digest}", ref.registry)
 
-    def _expect(self, resp: requests.Response, ok: set[int], doing: str, host: str) -> None:
+    def expect(self, resp: requests.Response, ok: set[int], doing: str, host: str) -> None:
+        """Raise unless the registry answered one of the ``ok`` statuses.
+
+        Args:
+            resp: the answer.
+            ok: the statuses that mean success for this exchange.
+            doing: what was being done, for the message ("fetching manifest x:y").
+            host: the registry asked; only its own error bodies are quoted.
+
+        Raises:
+            UpstreamError: any other status.
+        """
         if resp.status_code not in ok:
             # Quote error bodies of the registry only, not of a host it redirected
             # us to: that could be any service the redirect rules let through.

@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 
-from attestor._json import loads_strict
 from attestor.dsse import Envelope, EnvelopeLimits, parse_envelope
 from attestor.errors import Conflict, InvalidInput, TooLarge, VerificationError
+from attestor.json_strict import loads_strict
 from attestor.revocation.match import RevocationSet
 from attestor.revocation.model import Revocation, format_time, parse_time
 from attestor.schemas import validate

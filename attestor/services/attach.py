@@ -2,7 +2,7 @@
 """Attach signed attestations to their image in the registry.
 
 Two layouts per call, so that both generations of tools find them (the
-documents are described in :mod:`attestor.registry._attach_docs`):
+documents are described in :mod:`attestor.registry.attach_docs`):
 
 1. cosign's ``sha256-<hex>.att`` tag: one DSSE envelope per layer;
 2. one Sigstore bundle v0.3 referrer manifest per attestation, with
@@ -39,9 +39,9 @@ from attestor.digests import Digest, parse_digest, sha256_digest
 from attestor.dsse import parse_envelope
 from attestor.errors import InvalidInput, UpstreamError
 from attestor.registry import RegistryClient
-from attestor.registry import _attach_docs as docs
-from attestor.registry import _media_types as mt
-from attestor.registry._attach_read import FetchedManifest, get_manifest, list_referrers
+from attestor.registry import attach_docs as docs
+from attestor.registry import media_types as mt
+from attestor.registry.attach_read import FetchedManifest, get_manifest, list_referrers
 from attestor.registry.reference import ImageReference
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 

@@ -23,11 +23,6 @@ from cryptography import x509
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 
 from attestor.errors import UpstreamError
-from attestor.signing._keyless_sign import (
-    dsse_envelope,
-    parse_identity_token,
-    signing_certificate_pem,
-)
 from attestor.signing.dsse import sign_envelope
 from attestor.signing.keyless import (
     AmbientToken,
@@ -36,8 +31,11 @@ from attestor.signing.keyless import (
     KeylessConfig,
     KeylessSigner,
     TokenSource,
+    dsse_envelope,
+    parse_identity_token,
+    signing_certificate_pem,
 )
-from attestor.verify._sigstore_identity import certificate_identity
+from attestor.verify.identity import certificate_identity
 
 __all__ = [
     "KEYLESS_KEYID_PREFIX",

@@ -33,7 +33,12 @@ from sigstore.sign import SigningContext
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attestor.errors import ConfigError
-from attestor.signing._keyless_sign import parse_identity_token, sign_dsse_bundle
+from attestor.signing._keyless_sign import (
+    dsse_envelope,
+    parse_identity_token,
+    sign_dsse_bundle,
+    signing_certificate_pem,
+)
 
 __all__ = [
     "AmbientToken",
@@ -42,7 +47,10 @@ __all__ = [
     "KeylessConfig",
     "KeylessSigner",
     "TokenSource",
+    "dsse_envelope",
     "load_trust_config",
+    "parse_identity_token",
+    "signing_certificate_pem",
 ]
 
 _EMBEDDED = {

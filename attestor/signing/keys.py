@@ -32,7 +32,7 @@ from securesystemslib.signer import (  # type: ignore[attr-defined]  # no __all_
 
 from attestor.digests import KeyId
 from attestor.errors import ConfigError, InvalidInput
-from attestor.verify._crypto import key_algorithm, load_public_key
+from attestor.verify.keys import key_algorithm, load_public_key
 
 __all__ = [
     "ALGORITHMS",

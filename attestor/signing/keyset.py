@@ -20,9 +20,9 @@ from typing import Any, Final
 
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 
-from attestor._json import loads_strict
 from attestor.dsse import Envelope, EnvelopeLimits, parse_envelope
 from attestor.errors import InvalidInput, VerificationError
+from attestor.json_strict import loads_strict
 from attestor.revocation.model import format_time, parse_time
 from attestor.schemas import validate
 from attestor.signing.dsse import sign_envelope

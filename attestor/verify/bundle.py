@@ -48,10 +48,10 @@ from sigstore.models import Bundle as SigstoreBundle
 from sigstore_models.bundle.v1 import Bundle as BundleModel
 from sigstore_models.common.v1 import HashAlgorithm
 
-from attestor._json import loads_strict
 from attestor.digests import Sha256Hex, parse_digest
 from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, parse_envelope
 from attestor.errors import Error, InvalidInput, VerificationError
+from attestor.json_strict import loads_strict
 from attestor.verify._bundle_checks import (
     check_base64,
     reason,
@@ -60,13 +60,13 @@ from attestor.verify._bundle_checks import (
 from attestor.verify._bundle_tlog import SignedContent, TlogEntryInfo, verify_tlog_entry
 from attestor.verify._crypto import PublicKey
 from attestor.verify._signing_material import SigningMaterial, keyless_envelope, trusted_key
-from attestor.verify._sigstore_identity import (
+from attestor.verify._sigstore_keyless import KeylessVerifier
+from attestor.verify._verifier import Verifier
+from attestor.verify.identity import (
     CertificateIdentity,
     IdentityPolicy,
     certificate_identity,
 )
-from attestor.verify._sigstore_keyless import KeylessVerifier
-from attestor.verify._verifier import Verifier
 from attestor.verify.keys import TrustedKey
 from attestor.verify.result import VerifiedStatement
 from attestor.verify.trust import SigstoreTrust

@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Trusted public keys, loaded once, handed to the :class:`~attestor.verify.Verifier`."""
+"""Trusted public keys, loaded once, handed to the :class:`~attestor.verify.Verifier`.
+
+Also the public face of the PEM helpers other packages need: the signer checks
+its own key with :func:`load_public_key` and names it with :func:`key_algorithm`,
+so that signing and verification agree on which keys and algorithms exist.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # no
 from attestor.errors import InvalidInput
 from attestor.verify._crypto import PublicKey, key_algorithm, load_public_key
 
-__all__ = ["TrustedKey"]
+__all__ = ["PublicKey", "TrustedKey", "key_algorithm", "load_public_key"]
 
 
 @dataclass(frozen=True)

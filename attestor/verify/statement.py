@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from attestor import schemas
-from attestor._json import loads_strict
 from attestor.dsse import IN_TOTO_PAYLOAD_TYPE
 from attestor.errors import InvalidInput, VerificationError
+from attestor.json_strict import loads_strict
 from attestor.verify.result import Subject
 
 __all__ = [

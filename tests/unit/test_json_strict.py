@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: Apache-2.0
-"""attestor._json.loads_strict: the one strict parser for untrusted or signed JSON."""
+"""attestor.json_strict.loads_strict: the one strict parser for untrusted or signed JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attestor._json import loads_strict
 from attestor.errors import InvalidInput, TooLarge
+from attestor.json_strict import loads_strict
 
 
 def test_parses_bytes_and_str_alike() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from attestor.registry import BlobCache, RegistryClient, parse_reference
-from attestor.registry._media_types import OCI_MANIFEST
+from attestor.registry.media_types import OCI_MANIFEST
 from attestor.signing.keys import PublicKeyInfo, generate_key_file, load_signer
 from tests.harness import _proc
 from tests.harness.binaries import require

@@ -15,7 +15,7 @@ import requests
 from attestor.digests import sha256_digest
 from attestor.errors import UpstreamError
 from attestor.registry import BlobCache, RegistryClient, parse_reference
-from attestor.registry._media_types import OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
+from attestor.registry.media_types import OCI_CONFIG, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST
 from attestor.services.attach import AttachItem, AttachResult, attach_attestations
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 from attestor.statement import PREDICATE_TYPE

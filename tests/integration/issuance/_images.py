@@ -13,7 +13,7 @@ from typing import Any
 
 from attestor.digests import sha256_digest
 from attestor.registry import BlobCache, RegistryClient, parse_reference
-from attestor.registry._media_types import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
+from attestor.registry.media_types import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 
 
 @dataclass(frozen=True)

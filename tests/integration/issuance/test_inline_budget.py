@@ -21,7 +21,7 @@ import zstandard
 from attestor.api._state import app_state
 from attestor.digests import sha256_digest
 from attestor.registry import RegistryClient
-from attestor.registry._media_types import OCI_LAYER_ZSTD
+from attestor.registry.media_types import OCI_LAYER_ZSTD
 from attestor.services import _layer_signing
 from tests.integration.issuance._images import push_layers
 from tests.integration.issuance.conftest import Server

@@ -13,7 +13,7 @@ from typing import Any
 
 from attestor.digests import sha256_digest
 from attestor.registry import RegistryClient, parse_reference
-from attestor.registry._media_types import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from attestor.registry.media_types import OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
 
 
 def layer(files: dict[str, bytes]) -> tuple[bytes, bytes]:

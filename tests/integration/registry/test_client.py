@@ -15,7 +15,7 @@ import pytest
 from attestor.digests import sha256_digest
 from attestor.errors import GatewayTimeout, InvalidInput, NotFound, TooLarge, UpstreamError
 from attestor.registry import BlobCache, RegistryClient, RegistryLimits, parse_reference
-from attestor.registry._media_types import OCI_MANIFEST
+from attestor.registry.media_types import OCI_MANIFEST
 from tests.integration.registry._images import descriptor, push_image, push_index
 
 

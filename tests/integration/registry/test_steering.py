@@ -274,7 +274,7 @@ def test_server_settings_wire_policies_lists_and_deadlines(
             )
             assert settings.registry_blob_hosts == {"127.0.0.3:1234", "cdn.example"}
             client = adapters_from_settings(settings).registry
-            assert client._limits.request_deadline_s == 7  # noqa: SLF001 - the wiring under test
+            assert client.limits.request_deadline_s == 7
             assert _fetch_first_layer(client, to_registry.host, pushed).is_file()
             repository = pushed.name.split("/", 1)[1]
             with pytest.raises(UpstreamError, match=f"redirect refused: {spy.host} is not"):

@@ -12,8 +12,8 @@ from attestor.digests import sha256_digest
 from attestor.dsse import Envelope, Signature
 from attestor.errors import Conflict, InvalidInput
 from attestor.registry import BlobCache, RegistryClient, parse_reference
-from attestor.registry import _attach_docs as docs
-from attestor.registry._media_types import OCI_INDEX, OCI_MANIFEST
+from attestor.registry import attach_docs as docs
+from attestor.registry.media_types import OCI_INDEX, OCI_MANIFEST
 from attestor.services.attach import AttachItem, attach_attestations
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE, bundle_from_envelope
 

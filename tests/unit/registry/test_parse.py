@@ -10,7 +10,6 @@ import pytest
 
 from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge, UpstreamError
-from attestor.registry._media_types import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from attestor.registry._parse import (
     loads_strict,
     manifest_media_type,
@@ -19,6 +18,7 @@ from attestor.registry._parse import (
     select_platform,
 )
 from attestor.registry.auth import Credentials, parse_challenge
+from attestor.registry.media_types import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from attestor.registry.models import RegistryLimits
 
 D = sha256_digest(b"x")

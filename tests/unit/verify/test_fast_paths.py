@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attestor._json import loads_strict
 from attestor.dsse import Envelope, Signature, b64decode_strict
 from attestor.errors import InvalidInput, TooLarge
+from attestor.json_strict import loads_strict
 
 # Lone surrogates, quotes, controls and non-ASCII: everything json.dumps escapes.
 texts = st.text(alphabet=st.characters(codec=None), max_size=12)

@@ -36,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from attestor.digests import parse_digest, sha256_digest
 from attestor.errors import Conflict, InvalidInput
-from attestor.registry import _media_types as mt
+from attestor.registry import media_types as mt
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 
 __all__ = [

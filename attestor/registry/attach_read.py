@@ -13,7 +13,7 @@ from typing import Any
 
 from attestor.digests import Digest, parse_digest, sha256_digest
 from attestor.errors import InvalidInput, TooLarge, UpstreamError
-from attestor.registry import _media_types as mt
+from attestor.registry import media_types as mt
 from attestor.registry._parse import loads_strict
 from attestor.registry.client import RegistryClient
 from attestor.registry.reference import ImageReference
@@ -45,10 +45,10 @@ def get_manifest(
         UpstreamError: unreachable, refused, other bytes than the digest named,
             or not a JSON object.
     """
-    http, cap = client._http, client._limits.max_manifest_bytes  # noqa: SLF001 - same package
+    http, cap = client.transport, client.limits.max_manifest_bytes
     host = ref.registry
     with (
-        client._deadline() as deadline,  # noqa: SLF001 - same package
+        client.deadline() as deadline,
         http.request(
             "GET",
             host,
@@ -60,7 +60,7 @@ def get_manifest(
     ):
         if resp.status_code == 404:
             return None
-        client._expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)  # noqa: SLF001
+        client.expect(resp, {200}, f"fetching manifest {ref.name}:{ident}", host)
         body = http.read_capped(resp, host, cap, deadline)
         if body is None:
             raise TooLarge(f"manifest {ref.name}:{ident} exceeds {cap} bytes")
@@ -98,10 +98,10 @@ def list_referrers(
         UpstreamError: unreachable, 5xx, or an index whose ``manifests`` is not a list.
     """
     parse_digest(subject)
-    http, cap = client._http, client._limits.max_manifest_bytes  # noqa: SLF001 - same package
+    http, cap = client.transport, client.limits.max_manifest_bytes
     host = ref.registry
     with (
-        client._deadline() as deadline,  # noqa: SLF001 - same package
+        client.deadline() as deadline,
         http.request(
             "GET",
             host,
