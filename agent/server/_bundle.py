@@ -23,5 +23,5 @@ def fetch_bundle(client: ServerClient, attestation_id: str) -> bytes:
         UpstreamError: the answer is over the cap.
     """
     path = f"/v1/attestations/{quote(attestation_id, safe='')}/bundle"
-    # Same package, same transport settings and cap as the envelope call.
-    return client._request("GET", path, cap=client._limits.max_envelope_bytes)[1]
+    # The same transport settings and cap as the envelope call.
+    return client.request("GET", path, cap=client.limits.max_envelope_bytes)[1]

@@ -98,9 +98,14 @@ class ServerClient:
         """Close the connection pool."""
         self._session.close()
 
-    # -- transport --------------------------------------------------------
+    # -- transport: the seam endpoint modules of this package send through ----
 
-    def _request(
+    @property
+    def limits(self) -> ClientLimits:
+        """The byte and page caps this client reads answers with."""
+        return self._limits
+
+    def request(
         self,
         method: str,
         path: str,
@@ -110,12 +115,19 @@ class ServerClient:
         body: object = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
-        status, content, _ = self._exchange(
+        """One exchange, as :meth:`exchange`, without the answer's headers.
+
+        Raises:
+            Unavailable: the server is unreachable or broke off.
+            UpstreamError: a redirect, an answer over ``cap`` or a TLS failure.
+            Error: the class matching a problem answer.
+        """
+        status, content, _ = self.exchange(
             method, path, cap=cap, params=params, body=body, headers=headers
         )
         return status, content
 
-    def _exchange(
+    def exchange(
         self,
         method: str,
         path: str,
@@ -130,6 +142,11 @@ class ServerClient:
 
         With ``not_modified`` a 304 is an answer (empty body), not an error:
         the conditional GET of the revocation feed needs it and the headers.
+
+        Raises:
+            Unavailable: the server is unreachable or broke off.
+            UpstreamError: a redirect, an answer over ``cap`` or a TLS failure.
+            Error: the class matching a problem answer.
         """
         sent = dict(self._headers)
         data = None
@@ -185,7 +202,7 @@ class ServerClient:
         return bytes(buf)
 
     def _json(self, method: str, path: str, what: str, **kwargs: Any) -> tuple[int, Any]:
-        status, content = self._request(method, path, cap=self._limits.max_json_bytes, **kwargs)
+        status, content = self.request(method, path, cap=self._limits.max_json_bytes, **kwargs)
         return status, loads_strict(content, what) if content else None
 
     # -- endpoints --------------------------------------------------------
@@ -229,7 +246,7 @@ class ServerClient:
             "layers": layers,
             "pending_violations": pending_violations,
         }
-        self._request(
+        self.request(
             "POST", f"/v1/agents/{quote(agent_id, safe='')}/heartbeat", cap=4096, body=body
         )
 
@@ -250,7 +267,7 @@ class ServerClient:
             UpstreamError: the answer is over the cap.
             Error: the class matching the server's problem answer.
         """
-        return self._request("GET", "/v1/keys/set", cap=self._limits.max_json_bytes)[1]
+        return self.request("GET", "/v1/keys/set", cap=self._limits.max_json_bytes)[1]
 
     def attestations(
         self, layer_digest: str, *, status: str = "valid", cursor: str | None = None
@@ -296,7 +313,7 @@ class ServerClient:
             UpstreamError: the answer is over the cap.
         """
         path = f"/v1/attestations/{quote(attestation_id, safe='')}/envelope"
-        return self._request("GET", path, cap=self._limits.max_envelope_bytes)[1]
+        return self.request("GET", path, cap=self._limits.max_envelope_bytes)[1]
 
     def request_attestation(self, image: str) -> IssuedImage | JobAccepted:
         """``POST /v1/attestations`` for ``<registry>/<repo>@sha256:<hex>``.
@@ -319,7 +336,7 @@ class ServerClient:
             Unavailable: the server is unreachable.
         """
         hex_ = parse_digest(sha256 if sha256.startswith("sha256:") else "sha256:" + sha256)
-        data = self._request(
+        data = self.request(
             "GET", f"/v1/manifests/sha256:{hex_}", cap=self._limits.max_manifest_bytes
         )[1]
         if sha256_hex(data) != hex_:
@@ -353,7 +370,7 @@ class ServerClient:
             InvalidInput: the server refused the report as malformed.
             Unavailable: the server is unreachable.
         """
-        self._request("POST", "/v1/reports", cap=self._limits.max_json_bytes, body=report.to_dict())
+        self.request("POST", "/v1/reports", cap=self._limits.max_json_bytes, body=report.to_dict())
 
 
 def violation_sender(client: ServerClient) -> Callable[[Sequence[SpoolEntry]], None]:

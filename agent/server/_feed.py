@@ -56,10 +56,10 @@ def fetch_revocation_feed(
     if etag is not None:
         headers["If-None-Match"] = etag
     where = f"GET {_PATH}"
-    status, content, answered = client._exchange(
+    status, content, answered = client.exchange(
         "GET",
         _PATH,
-        cap=client._limits.max_envelope_bytes,
+        cap=client.limits.max_envelope_bytes,
         params={"since": str(since), "limit": str(limit)},
         headers=headers,
         # A 304 we did not ask for (no If-None-Match) stays an error.
