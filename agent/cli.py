@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """``attestor-agent`` console script: ``run`` (the daemon) and ``check --once``.
 
-Exit codes (issue 5, item 7): 0 clean, 1 violations found, 2 error (one
+Exit codes: 0 clean, 1 violations found, 2 error (one
 line on stderr). Logs are JSON lines on stderr; ``check`` prints its report
 as JSON on stdout.
 

@@ -17,28 +17,20 @@ __all__ = ["cli", "main"]
 EXIT_CONFIG = 2
 EXIT_ERROR = 1
 
-# name -> "module:attribute" of a click command. Later phases add theirs here:
-# "verify-bundle" and "verify" are provided by other modules and appear once present.
+#: name -> "module:attribute" of a click command, imported only when that command runs.
 COMMANDS: dict[str, str] = {
     "serve": "attestor.cli.serve:command",
     "token": "attestor.cli.token:group",
     "admin": "attestor.cli.admin:group",
     "worker": "attestor.cli.worker:command",
-    # --- commands added by later phases (lazy; skipped while the module is absent) ---
     "verify-bundle": "attestor.cli.verify_bundle:command",
     "verify": "attestor.cli.verify:command",
 }
-_OPTIONAL = frozenset({"verify-bundle", "verify"})
 
 
-def _load(name: str) -> click.Command | None:
+def _load(name: str) -> click.Command:
     module_name, _, attr = COMMANDS[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if name in _OPTIONAL and e.name == module_name:
-            return None
-        raise
+    module = importlib.import_module(module_name)
     command = getattr(module, attr)
     assert isinstance(command, click.Command)  # noqa: S101 - programming error
     return command
@@ -64,7 +56,7 @@ class LazyGroup(OneLineUsage, click.Group):
     """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n in COMMANDS if n not in _OPTIONAL or _load(n) is not None]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMANDS:
