@@ -22,7 +22,8 @@ from tests.harness.services import Containerd, Postgres, Redis, Registry
 from tests.harness.sigstore_stack import SigstoreMock, SigstoreStack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ASSET_DIRS = (REPO_ROOT / "tests" / "assets", REPO_ROOT.parent / "shared")
+# Only the checkout itself: a plain clone has nothing beside it.
+ASSET_DIRS = (REPO_ROOT / "tests" / "assets",)
 
 # Where scripts/bootstrap.sh puts a Node 20 when the system's is too old for the
 # interop checks; first on PATH so that every `node` the tests run is that one.
@@ -124,7 +125,7 @@ def sigstore_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sigstor
 
 @pytest.fixture(scope="session")
 def asset() -> Callable[[str], Path]:
-    """Return ``find(relpath) -> Path`` looking in tests/assets/, then ../shared/.
+    """Return ``find(relpath) -> Path`` looking in tests/assets/.
 
     A missing asset skips the test with the paths tried, or fails it under CI=true.
     """

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: Apache-2.0
 """Every sigstore-conformance bundle-verify case, through ``attestor verify-bundle``.
 
-Cases live in ``../shared/conformance/bundle-verify/`` (layout and defaults in
-its README.md); ``ATTESTOR_CONFORMANCE_DIRS`` (os.pathsep-separated) adds more
-case directories, e.g. a checkout of the full upstream suite. Each case runs
+Cases live in ``tests/assets/conformance/bundle-verify/`` (layout and defaults
+in its README.md, origin in tests/assets/SOURCES.md);
+``ATTESTOR_CONFORMANCE_DIRS`` (os.pathsep-separated) adds more case
+directories, e.g. a checkout of the full upstream suite. Each case runs
 twice: with the artifact path and with ``sha256:<hex>``. A ``_fail`` case must
 be rejected (exit 1, one stderr line), any other must verify (exit 0).
 
@@ -24,9 +25,10 @@ import pytest
 from click.testing import CliRunner
 
 from attestor.cli.verify_bundle import command
+from tests.harness.binaries import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT.parent / "shared" / "conformance" / "bundle-verify"
+CASES = REPO_ROOT / "tests" / "assets" / "conformance" / "bundle-verify"
 DEFAULT_IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
@@ -36,7 +38,7 @@ SUBPROCESS_SAMPLE = {"happy-path-v0.3", "managed-key-happy-path", "signature-mis
 
 
 def _roots() -> list[Path]:
-    roots = [SHARED]
+    roots = [CASES]
     extra = os.environ.get("ATTESTOR_CONFORMANCE_DIRS", "")
     roots += [Path(p) for p in extra.split(os.pathsep) if p]
     return [r for r in roots if r.is_dir()]
@@ -70,10 +72,8 @@ def _args(case: Path, mode: str) -> list[str]:
 
 
 def _require_cases() -> None:
-    if not SHARED.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"conformance cases missing under CI: {SHARED}")
-        pytest.skip(f"conformance cases not present: {SHARED}")
+    if not CASES.is_dir():
+        unavailable(f"conformance cases not present: {CASES}")
 
 
 _PARAMS = [
@@ -102,7 +102,7 @@ def test_bundle_verify_case(case: Path | None, mode: str) -> None:
 @pytest.mark.parametrize("name", sorted(SUBPROCESS_SAMPLE))
 def test_bundle_verify_subprocess(name: str) -> None:
     _require_cases()
-    case = SHARED / name
+    case = CASES / name
     proc = subprocess.run(
         [sys.executable, "-m", "attestor.cli.verify_bundle", *_args(case, "digest")],
         cwd=REPO_ROOT,
@@ -135,7 +135,7 @@ def test_usage_error_is_one_line() -> None:
 
 def test_staging_flag_uses_the_staging_root() -> None:
     _require_cases()
-    case = SHARED / "bundle-from-wrong-instance_fail"  # a valid *staging* bundle
+    case = CASES / "bundle-from-wrong-instance_fail"  # a valid *staging* bundle
     args = _args(case, "digest")
     assert CliRunner().invoke(command, args).exit_code == 1
     result = CliRunner().invoke(command, ["--staging", *args])
@@ -144,9 +144,9 @@ def test_staging_flag_uses_the_staging_root() -> None:
 
 def test_regex_identity_flags() -> None:
     _require_cases()
-    case = SHARED / "happy-path-v0.3"
+    case = CASES / "happy-path-v0.3"
     base = ["--bundle", str(case / "bundle.sigstore.json")]
-    artifact = str(SHARED / "a.txt")
+    artifact = str(CASES / "a.txt")
     ok = CliRunner().invoke(
         command,
         [
@@ -176,8 +176,8 @@ def test_regex_identity_flags() -> None:
 
 def test_digest_that_is_also_a_path_is_a_path(tmp_path, monkeypatch) -> None:
     _require_cases()
-    case = SHARED / "happy-path-v0.3"
-    digest = "sha256:" + hashlib.sha256((SHARED / "a.txt").read_bytes()).hexdigest()
+    case = CASES / "happy-path-v0.3"
+    digest = "sha256:" + hashlib.sha256((CASES / "a.txt").read_bytes()).hexdigest()
     monkeypatch.chdir(tmp_path)
     Path(digest).write_bytes(b"not the artifact")
     args = _args(case, "digest")

@@ -76,15 +76,15 @@ def require_static(name: str) -> str:
     return path
 
 
-def require_root() -> None:
-    """Require an effective uid of 0 (containerd and overlayfs need it).
+def require_root(why: str = "containerd, overlayfs") -> None:
+    """Require an effective uid of 0; ``why`` names what needs it, for the reason.
 
     Raises:
         pytest.skip.Exception: when not root, outside CI.
         pytest.fail.Exception: when not root, under ``CI=true``.
     """
     if os.geteuid() != 0:
-        unavailable(f"needs root (containerd, overlayfs), running as uid {os.geteuid()}")
+        unavailable(f"needs root ({why}), running as uid {os.geteuid()}")
 
 
 def _pg_major(path: str) -> int:

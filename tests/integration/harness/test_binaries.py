@@ -33,14 +33,19 @@ def test_missing_binary_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
         require(MISSING)
 
 
-def test_asset_reads_shared_and_fails_under_ci_when_missing(
+def test_asset_reads_only_tests_assets_and_fails_under_ci_when_missing(
     asset: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="no/such/asset"):
         asset("no/such/asset")
+    # A file beside the checkout (../shared/FACTS.md) is not an asset: a
+    # plain clone has no such neighbour.
+    with pytest.raises(pytest.fail.Exception, match="FACTS.md"):
+        asset("FACTS.md")
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="no/such/asset"):
         asset("no/such/asset")
-    assert asset("README.md").parent.name == "assets"
-    assert asset("FACTS.md").read_text().startswith("# Facts")
+    readme = asset("README.md")
+    assert readme == Path(__file__).resolve().parents[2] / "assets" / "README.md"
+    assert readme.read_text().startswith("# tests/assets")

@@ -25,6 +25,7 @@ from attestor.manifest import (
     manifest_from_layer_blob,
     manifest_from_snapshot,
 )
+from tests.harness.binaries import require_root
 from tests.harness.images import BuiltImage, ImageBuilder, RawLayer
 from tests.harness.layers import Entry, whiteout
 from tests.harness.sample import (
@@ -160,7 +161,4 @@ def test_tricky_layers_equal_their_snapshots(
 
 @pytest.fixture(autouse=True)
 def _root_only() -> None:
-    import os
-
-    if os.geteuid() != 0:
-        pytest.skip("containerd needs root")
+    require_root("containerd")

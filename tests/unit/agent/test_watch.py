@@ -18,6 +18,7 @@ import pytest
 
 from agent.integrity.watch import Watcher, default_max_watches
 from attestor.manifest import scan_snapshot
+from tests.harness.binaries import require, unavailable
 
 QUIET = 0.5  # seconds in which "nothing happens" is asserted
 
@@ -311,9 +312,7 @@ w.close()
 def test_the_kernel_limit_degrades_a_root(tmp_path: Path) -> None:
     # A real ENOSPC from inotify_add_watch without touching the host's limit:
     # a user namespace has its own max_inotify_watches, settable by its owner.
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        pytest.skip("unshare (util-linux) is not installed")
+    unshare = require("unshare")
     tree(tmp_path / "small", dirs=1)
     tree(tmp_path / "big", dirs=5)
     res = subprocess.run(
@@ -322,7 +321,7 @@ def test_the_kernel_limit_degrades_a_root(tmp_path: Path) -> None:
         cwd=Path(__file__).resolve().parents[3],
     )  # fmt: skip
     if res.returncode != 0 and "unshare failed" in res.stderr:
-        pytest.skip(f"user namespaces unavailable: {res.stderr.strip()}")
+        unavailable(f"user namespaces unavailable: {res.stderr.strip()}")
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
     assert got["roots"] == 1 and got["watches"] == 2
@@ -336,7 +335,7 @@ def test_a_queue_overflow_asks_for_a_full_sweep(tmp_path: Path) -> None:
     # the changed directories: None tells the daemon to sweep everything.
     limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     if limit > 100_000:
-        pytest.skip(f"max_queued_events is {limit}: too many events to write in a test")
+        unavailable(f"max_queued_events is {limit}: too many events to write in a test")
     a, b = tree(tmp_path / "a"), tree(tmp_path / "b")
     calls = Calls()
     w = Watcher(on_ready=calls, debounce=0.05, min_gap=0.0)

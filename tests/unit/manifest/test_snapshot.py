@@ -23,11 +23,16 @@ from attestor.manifest import (
     manifest_from_tar,
     scan_snapshot,
 )
+from tests.harness.binaries import require_root
 from tests.unit.manifest._layers import T, cap_pax, tar_bytes, unpack_like_containerd
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mknod and trusted.* xattrs need root")
+
+@pytest.fixture(autouse=True)
+def _as_root() -> None:
+    require_root("mknod and trusted.* xattrs")
+
 
 BASE = [
     T("./", "dir", mode=0o755),

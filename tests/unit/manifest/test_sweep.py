@@ -19,6 +19,7 @@ from attestor.manifest import (
     pack_entry,
 )
 from attestor.manifest._compact import file_digest_of, pack_file
+from tests.harness.binaries import require_root
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")
 
@@ -119,8 +120,8 @@ def _mutate(root: Path, rng: random.Random, step: int) -> None:
         os.symlink(f"t{step}", link)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
 def test_incremental_sweeps_agree_with_compare_manifests(tmp_path: Path) -> None:
+    require_root("chown")
     root = _tree(tmp_path / "fs")
     for i in range(20):
         (root / "etc" / f"f{i}").write_bytes(bytes([i]) * (i * 37))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from attestor.manifest import FileManifest, manifest_from_snapshot, manifest_from_tar
+from tests.harness.binaries import require_root
 from tests.unit.manifest._layers import unpack_like_containerd
 
 VECTORS = Path(__file__).parents[2] / "assets" / "manifest-vectors"
@@ -36,8 +36,8 @@ def test_vector(vector: dict[str, object]) -> None:
     assert FileManifest.from_canonical_bytes(expected) == manifest
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod and trusted.* xattrs need root")
 def test_vectors_unpacked_like_containerd_give_the_same_bytes(tmp_path: Path) -> None:
+    require_root("mknod and trusted.* xattrs")
     roots: dict[str, Path] = {}
     for vector in INDEX:
         root = tmp_path / str(vector["name"]) / "fs"

@@ -97,7 +97,13 @@ def test_each_kind_revokes(envelope, target):
     ],
 )
 def test_near_misses_do_not_revoke(envelope, target):
-    _verifier(rev(1, target)).verify_envelope(envelope, artifact_digest=LAYER)
+    v = _verifier(rev(1, target))
+    result = v.verify_envelope(envelope, artifact_digest=LAYER)
+    # Verified as the plain verifier does, with the near miss loaded but not matched.
+    plain = Verifier(keys=[trusted(SIGNER)]).verify_envelope(envelope, artifact_digest=LAYER)
+    assert (result.keys, result.pae_sha256) == ((KEYID,), plain.pae_sha256)
+    assert LAYER in ["sha256:" + s.sha256 for s in result.subjects]
+    assert v.revocation_version == 1
 
 
 def test_forgery_is_reported_as_forgery_not_revoked(envelope):

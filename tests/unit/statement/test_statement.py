@@ -208,12 +208,23 @@ def test_schemas_reject_garbage(mutate: Callable[[dict[str, Any]], None], where:
 
 
 def test_foreign_build_types_get_the_generic_checks_only() -> None:
+    foreign = {"anything": [1, 2]}
     stmt = _build()
     stmt["predicate"]["buildDefinition"] = {
         "buildType": "https://example.com/other/v1",
-        "externalParameters": {"anything": [1, 2]},
+        "externalParameters": foreign,
     }
-    validate_statement(stmt)
+    assert validate_statement(stmt) is None
+    # The same parameters under our build type meet our stricter rules...
+    ours = copy.deepcopy(stmt)
+    ours["predicate"]["buildDefinition"]["buildType"] = BUILD_TYPE
+    with pytest.raises(InvalidInput):
+        validate_statement(ours)
+    # ...and the generic SLSA rules still hold for the foreign type.
+    stmt["predicate"]["runDetails"]["builder"]["id"] = 3
+    with pytest.raises(InvalidInput) as err:
+        validate_statement(stmt)
+    assert err.value.detail["path"] == "$.runDetails.builder.id"
 
 
 def test_slsa_fixture_predicate_validates(asset: Callable[[str], Path]) -> None:
@@ -228,7 +239,16 @@ def test_slsa_fixture_predicate_validates(asset: Callable[[str], Path]) -> None:
     )
     statement = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
     assert statement["predicateType"] == PREDICATE_TYPE
-    validate(statement["predicate"], "slsa-provenance-v1")
+    predicate = statement["predicate"]
+    assert predicate["buildDefinition"]["buildType"] == (
+        "https://slsa.dev/container-based-build/v0.1?draft"
+    )
+    assert validate(predicate, "slsa-provenance-v1") is None
+    # The schema does read this predicate: without its builder it is refused.
+    del predicate["runDetails"]["builder"]
+    with pytest.raises(InvalidInput) as err:
+        validate(predicate, "slsa-provenance-v1")
+    assert err.value.detail["path"] == "$.runDetails"
 
 
 def test_align_history_skips_empty_layers(asset: Callable[[str], Path]) -> None:

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
-import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -79,10 +81,18 @@ def _rejects(raw: bytes, **kwargs: Any) -> None:
 
 
 def test_good_bundles_verify() -> None:
-    for bundle in GOOD.values():
-        VERIFIER.verify(
+    # The baseline the fuzzers mutate must verify as what it is, or a rejection
+    # below could come from a broken fixture rather than from the mutation.
+    spki = SIGNER.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    for content, bundle in GOOD.items():
+        result = VERIFIER.verify(
             encode(bundle), Artifact.from_bytes(ARTIFACT), now=NOW, key=SIGNER.public_key()
         )
+        assert (result.signer, result.content) == ("key", content)
+        assert result.key_id == hashlib.sha256(spki).hexdigest()
+        assert result.artifact_sha256 == hashlib.sha256(ARTIFACT).hexdigest()
+        assert (result.identity, result.issuer) == (None, None)
+        assert len(result.tlog_entries) == 1
 
 
 @FUZZ
@@ -149,8 +159,7 @@ def test_too_many_log_entries_rejected() -> None:
         )
 
 
-_CASES = Path(__file__).resolve().parents[4] / "shared" / "conformance" / "bundle-verify"
-_KEYLESS = _CASES / "happy-path-v0.3" / "bundle.sigstore.json"
+_KEYLESS = "conformance/bundle-verify/happy-path-v0.3/bundle.sigstore.json"
 _BEACON = CertificateIdentity(
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
@@ -159,15 +168,18 @@ _BEACON = CertificateIdentity(
 
 
 @pytest.fixture(scope="module")
-def keyless() -> tuple[BundleVerifier, dict[str, Any], Artifact]:
-    if not _KEYLESS.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing {_KEYLESS}")
-        pytest.skip(f"conformance cases not present: {_CASES}")
+def keyless(
+    asset: Callable[[str], Path],
+) -> tuple[BundleVerifier, dict[str, Any], Artifact]:
     verifier = BundleVerifier(public_good("production"))
-    artifact = Artifact.from_bytes((_CASES / "a.txt").read_bytes())
-    doc = json.loads(_KEYLESS.read_bytes())
-    verifier.verify(encode(doc), artifact, now=NOW, identity=_BEACON)
+    artifact = Artifact.from_bytes(asset("conformance/bundle-verify/a.txt").read_bytes())
+    doc = json.loads(asset(_KEYLESS).read_bytes())
+    # The unmutated bundle verifies as the beacon's, so each rejection below is
+    # the mutation's doing.
+    result = verifier.verify(encode(doc), artifact, now=NOW, identity=_BEACON)
+    assert (result.signer, result.content) == ("keyless", "message")
+    assert (result.identity, result.issuer) == (_BEACON.identity, _BEACON.issuer)
+    assert result.artifact_sha256 == artifact.sha256
     return verifier, doc, artifact
 
 

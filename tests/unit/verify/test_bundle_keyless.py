@@ -1,12 +1,12 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Keyless bundles from the shared conformance cases: identity matching and result values."""
+"""Keyless conformance bundles (tests/assets): identity matching and result values."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.resources
 import json
-import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,7 +19,6 @@ from attestor.verify._crypto import public_key_pem
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
 from attestor.verify.trust import load_trusted_root, public_good
 
-CASES = Path(__file__).resolve().parents[4] / "shared" / "conformance" / "bundle-verify"
 IDENTITY = (
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
@@ -29,12 +28,8 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def cases() -> Path:
-    if not CASES.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing {CASES}")
-        pytest.skip(f"conformance cases not present: {CASES}")
-    return CASES
+def cases(asset: Callable[[str], Path]) -> Path:
+    return asset("conformance/bundle-verify")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +75,8 @@ def test_message_result(cases, production) -> None:
 def test_identity_policy(cases, production, identity, ok) -> None:
     raw = (cases / "happy-path-v0.1" / "bundle.sigstore.json").read_bytes()
     if ok:
-        production.verify(raw, _artifact(cases), now=NOW, identity=identity)
+        result = production.verify(raw, _artifact(cases), now=NOW, identity=identity)
+        assert (result.identity, result.issuer) == (IDENTITY, ISSUER)
     else:
         with pytest.raises(VerificationError):
             production.verify(raw, _artifact(cases), now=NOW, identity=identity)
@@ -180,7 +176,8 @@ def test_trust_root_validity_windows_enforced(cases, section, kwargs, reason) ->
     raw = (cases / "happy-path-v0.1" / "bundle.sigstore.json").read_bytes()
     identity = CertificateIdentity(IDENTITY, ISSUER)
     exact = _root_with(None, lambda d: _set_all(d, "tlogs", end="2023-07-12T15:56:36Z"))
-    exact.verify(raw, _artifact(cases), now=NOW, identity=identity)  # closed interval
+    result = exact.verify(raw, _artifact(cases), now=NOW, identity=identity)  # closed interval
+    assert (result.identity, len(result.tlog_entries)) == (IDENTITY, 1)
     verifier = _root_with(None, lambda d: _set_all(d, section, **kwargs))
     with pytest.raises(VerificationError, match=reason):
         verifier.verify(raw, _artifact(cases), now=NOW, identity=identity)
