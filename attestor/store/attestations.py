@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, and_, func, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from attestor.dsse import parse_envelope
@@ -26,7 +26,6 @@ __all__ = [
     "AttestationRow",
     "NewAttestation",
     "add_attestations",
-    "count_attestations",
     "find_issued",
     "find_layer_scans",
     "get_attestation",
@@ -246,8 +245,3 @@ def revoke_by_key(session: Session, keyid: str) -> int:
         .values(status="revoked")
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def count_attestations(session: Session) -> int:
-    """Number of stored attestations."""
-    return int(session.scalar(select(func.count()).select_from(AttestationModel)) or 0)

@@ -20,7 +20,6 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +29,6 @@ from attestor.errors import Unavailable
 
 __all__ = [
     "current_revision",
-    "head_revision",
     "make_engine",
     "make_session_factory",
     "ping",
@@ -123,18 +121,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(_alembic_config(engine), revision)
     except SQLAlchemyError as e:
         raise Unavailable(f"database migration failed: {type(e).__name__}") from e
-
-
-def head_revision() -> str | None:
-    """The newest migration revision shipped with this code."""
-    script = ScriptDirectory.from_config(_alembic_config_no_engine())
-    return script.get_current_head()
-
-
-def _alembic_config_no_engine() -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return config
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from attestor.errors import NotFound
@@ -16,7 +16,6 @@ from attestor.store.models import FileManifestModel
 
 __all__ = [
     "StoredManifest",
-    "count_manifests",
     "get_manifest",
     "get_manifests",
     "put_manifest",
@@ -90,8 +89,3 @@ def get_manifests(session: Session, digests: Sequence[str]) -> dict[str, StoredM
         )
         for m in session.scalars(query)
     }
-
-
-def count_manifests(session: Session) -> int:
-    """Number of stored manifests."""
-    return int(session.scalar(select(func.count()).select_from(FileManifestModel)) or 0)

@@ -52,7 +52,6 @@ TOKEN_ROLES = ("admin", "pipeline", "agent")
 KEY_ALGORITHMS = ("ecdsa-p256", "ed25519")
 #: Pseudo key rows standing for a keyless (Fulcio) identity; they hold no public key.
 KEYLESS_ALGORITHM = "keyless"
-KEY_STATUSES = ("active", "retired", "revoked")
 ATTESTATION_STATUSES = ("valid", "revoked")
 JOB_STATUSES = ("queued", "running", "finished", "failed")
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import functools
 import threading
-import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from attestor.errors import ConfigError, InvalidInput, NotFound
@@ -49,18 +48,15 @@ __all__ = [
     "AttestationIds",
     "add_revocation",
     "attestation_metas",
-    "count_revocations",
     "current_revocation_set",
     "resolve_attestation",
     "feed_state",
     "find_key_revocation",
     "get_revocation",
-    "is_revoked",
     "list_revocations",
     "mark_revoked",
     "policy_versions_in_use",
     "reserve_sequence",
-    "rotate_feed_id",
     "revocations_after",
 ]
 
@@ -104,26 +100,6 @@ def feed_state(session: Session) -> FeedState:
     if found is None:
         raise ConfigError("the revocation feed row is missing; run the migrations")
     return FeedState(feed_id=found[0], latest=int(found[1]), active_keyid=found[2])
-
-
-def rotate_feed_id(session: Session) -> str:
-    """Give the feed a new id; run it after restoring a database backup.
-
-    Agents then start again from cursor 0 (keeping what they know) instead of
-    skipping sequences that the restored database hands out a second time.
-
-    Raises:
-        ConfigError: the feed row is missing.
-    """
-    new_id = f"feed-{uuid.uuid4()}"
-    result = session.execute(
-        update(RevocationFeedModel)
-        .where(RevocationFeedModel.id == _FEED_ROW)
-        .values(feed_id=new_id)
-    )
-    if not getattr(result, "rowcount", 0):
-        raise ConfigError("the revocation feed row is missing; run the migrations")
-    return new_id
 
 
 def reserve_sequence(session: Session) -> int:
@@ -256,15 +232,6 @@ def current_revocation_set(session: Session) -> RevocationSet:
         if known is None or known.version != result.version:
             _sets[state.feed_id] = result
     return result
-
-
-def is_revoked(session: Session, meta: AttestationMeta) -> Revocation | None:
-    """The revocation that applies to ``meta`` (lowest sequence), or None.
-
-    Issuance calls it before storing a new attestation, so one issued for a
-    revoked key, image, subject or policy version is stored as ``revoked``.
-    """
-    return current_revocation_set(session).match(meta)
 
 
 def _affected(target: Target) -> ColumnElement[bool]:
@@ -426,8 +393,3 @@ def resolve_attestation(
                 f"target.{name} {given[:64]!r} is not that of attestation {found.attestation_id!r}"
             )
     return found
-
-
-def count_revocations(session: Session) -> int:
-    """Number of revocations."""
-    return int(session.scalar(select(func.count()).select_from(RevocationModel)) or 0)

@@ -27,12 +27,12 @@ from attestor.store.attestations import NewAttestation, add_attestations, list_a
 from attestor.store.db import (
     MIGRATIONS_DIR,
     current_revision,
-    head_revision,
     make_session_factory,
     upgrade,
 )
 from attestor.store.models import Base, FileManifestModel, ImageModel
 from attestor.store.revocations import current_revocation_set, mark_revoked
+from tests.alembic_head import head_revision
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 SIGNER = CryptoSigner.generate_ed25519()

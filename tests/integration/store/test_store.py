@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from attestor.errors import Conflict, InvalidInput, NotFound
 from attestor.store import jobs, signing_keys, tokens
-from attestor.store.db import current_revision, head_revision, make_session_factory, ping
+from attestor.store.db import current_revision, make_session_factory, ping
 from attestor.store.models import (
     AttestationModel,
     Base,
@@ -21,6 +21,7 @@ from attestor.store.models import (
     ImageModel,
     TokenModel,
 )
+from tests.alembic_head import head_revision
 
 pytestmark = pytest.mark.integration
 

@@ -19,11 +19,11 @@ from attestor.store import violations
 from attestor.store.db import (
     MIGRATIONS_DIR,
     current_revision,
-    head_revision,
     make_session_factory,
     upgrade,
 )
 from attestor.store.models import Base
+from tests.alembic_head import head_revision
 
 NOW = datetime(2026, 12, 8, tzinfo=UTC)
 BEFORE = "0008"

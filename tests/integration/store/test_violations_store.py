@@ -17,11 +17,11 @@ from attestor.store import agents, reports, violations
 from attestor.store.db import (
     _alembic_config,
     current_revision,
-    head_revision,
     make_session_factory,
     upgrade,
 )
 from attestor.store.models import ReportModel, ViolationModel
+from tests.alembic_head import head_revision
 
 pytestmark = pytest.mark.integration
 

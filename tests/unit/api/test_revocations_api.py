@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from attestor.api._state import app_state
 from attestor.errors import VerificationError
@@ -16,6 +17,7 @@ from attestor.jobs.runner import InlineRunner, submit
 from attestor.revocation import RevocationSet, verify_feed_page
 from attestor.store import jobs as job_store
 from attestor.store import revocations as revocation_store
+from attestor.store.models import RevocationModel
 from attestor.verify import TrustedKey
 from tests.unit.api._revocation_rows import (
     IMG_A,
@@ -341,17 +343,20 @@ def test_feed_after_the_active_key_is_revoked_needs_a_new_key(
     assert revset.is_key_revoked(world.key)
 
 
-def test_is_revoked_for_issuance(
+def test_revocation_set_matches_after_a_revoke(
     app: Flask, client: FlaskClient, role_tokens: dict[str, str], world: World
 ) -> None:
     from attestor.revocation import AttestationMeta
 
     factory = app_state(app).session_factory
     with factory() as session:
-        assert revocation_store.is_revoked(session, AttestationMeta(image_digest=IMG_A)) is None
+        revset = revocation_store.current_revocation_set(session)
+        assert revset.match(AttestationMeta(image_digest=IMG_A)) is None
     revoke(client, role_tokens["admin"], {"kind": "image", "digest": IMG_A}, reason="bad image")
     with factory() as session:
-        hit = revocation_store.is_revoked(session, AttestationMeta(image_digest=IMG_A))
+        hit = revocation_store.current_revocation_set(session).match(
+            AttestationMeta(image_digest=IMG_A)
+        )
         assert hit is not None and hit.reason == "bad image"
         again = revocation_store.current_revocation_set(session)
         assert again is revocation_store.current_revocation_set(session)  # cached by version
@@ -472,7 +477,7 @@ def test_on_key_revoked_records_once(app: Flask, world: World) -> None:
     assert first == again
     assert first.target.to_dict() == {"kind": "key", "keyid": world.key2}
     with factory() as session:
-        assert revocation_store.count_revocations(session) == 1
+        assert session.scalar(select(func.count()).select_from(RevocationModel)) == 1
 
 
 def test_policy_sweeps_only_for_changed_versions(app: Flask, world: World) -> None:

@@ -80,7 +80,7 @@ def test_admin_migrate(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv(k, v)
     code, out, _ = _run(["admin", "migrate"], env)
     assert code == 0
-    from attestor.store.db import head_revision
+    from tests.alembic_head import head_revision
 
     assert f"database at revision {head_revision()}" in out
 

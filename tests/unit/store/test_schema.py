@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 from attestor.store import signing_keys
 from attestor.store.db import (
     current_revision,
-    head_revision,
     make_engine,
     make_session_factory,
     upgrade,
 )
 from attestor.store.models import Base, SigningKeyModel
+from tests.alembic_head import head_revision
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
