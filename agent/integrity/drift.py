@@ -250,7 +250,7 @@ class _DriftWalk(SnapshotWalk):
         self.findings: list[DriftFinding] = []
         self.files = 0
 
-    def _regular(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+    def regular_file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
         self.files += 1
         # A new non-executable file cannot be drift: no hash needed. A file
         # with more links takes the general path: its group decides whether
@@ -260,9 +260,9 @@ class _DriftWalk(SnapshotWalk):
         # upperdir uncheckable.
         if st.st_nlink == 1 and not st.st_mode & _EXEC_BITS and rel not in self.view:
             return
-        super()._regular(rel, name, dir_fd, st, fd)
+        super().regular_file(rel, name, dir_fd, st, fd)
 
-    def _reuse(self, rel: str, st: os.stat_result) -> bytes | None:
+    def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         if self.prior is None:
             return None
         path, key = rel.encode("utf-8"), _key(st)
@@ -271,7 +271,7 @@ class _DriftWalk(SnapshotWalk):
             self._store(path, key, digest)
         return digest
 
-    def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+    def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:
         self._store(rel.encode("utf-8"), _key(st), digest)
 
     def _store(self, path: bytes, key: bytes, digest: bytes) -> None:

@@ -104,9 +104,10 @@ class SnapshotWalk:
     filesystem, every open relative to a directory descriptor reached from
     the root by ``O_NOFOLLOW`` opens), shared by :func:`scan_snapshot`, the
     agent's layer sweep and its upperdir drift check; run it with
-    :func:`run_walk`. Subclasses override :meth:`emit` (each entry),
-    :meth:`_regular` (a regular file's entry, e.g. to compare or skip hashing)
-    and :meth:`_reuse`/:meth:`_keep` (the per-file state kept between sweeps).
+    :func:`run_walk`. Its public extension points, for walks built on it:
+    :meth:`emit` (each entry), :meth:`regular_file` (e.g. to compare or skip
+    hashing) and :meth:`reuse_digest`/:meth:`keep_digest` (per-file state kept
+    between sweeps); the walk itself and its unscannable records are not hooks.
     Entries of files with more than one link are held back (``linked``) until
     the walk ends, because a hardlink group is only known then.
     """
@@ -298,7 +299,7 @@ class SnapshotWalk:
                 try:
                     st = os.fstat(fd)
                     if stat.S_ISREG(st.st_mode) and st.st_dev == device:
-                        self._regular(rel, name, dir_fd, st, fd)
+                        self.regular_file(rel, name, dir_fd, st, fd)
                         return
                 finally:
                     os.close(fd)
@@ -314,7 +315,7 @@ class SnapshotWalk:
                 self._not_entered(rel)
             return
         if stat.S_ISREG(st.st_mode):
-            self._regular(rel, name, dir_fd, st, -1)
+            self.regular_file(rel, name, dir_fd, st, -1)
         elif stat.S_ISDIR(st.st_mode):
             stack.append(rel)  # its entry is emitted when it is opened
         else:
@@ -360,7 +361,8 @@ class SnapshotWalk:
         kind = EntryType.FIFO if fmt == stat.S_IFIFO else EntryType.SOCKET
         return _entry(rel, kind, mode=mode, uid=uid, gid=gid, capability=capability)
 
-    def _regular(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+    def regular_file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+        """Hash (or reuse) and emit regular file ``rel``; a linked one waits for its group."""
         entry = self._file(rel, name, dir_fd, st, fd)
         if st.st_nlink > 1:
             self.linked.append(entry)
@@ -374,11 +376,11 @@ class SnapshotWalk:
 
     def _file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> ManifestEntry:
         self._add_size(st.st_size)
-        digest = self._reuse(rel, st)
+        digest = self.reuse_digest(rel, st)
         if digest is None:
             digest = self.hasher.digest(name, dir_fd, fd, st)
             self.hashed += st.st_size
-            self._keep(rel, st, digest)
+            self.keep_digest(rel, st, digest)
         if st.st_nlink > 1:
             self.inodes.setdefault(st.st_ino, []).append(rel)
         return _entry(
@@ -392,7 +394,7 @@ class SnapshotWalk:
             capability=digest[32:] or None,
         )
 
-    def _reuse(self, rel: str, st: os.stat_result) -> bytes | None:
+    def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         """The previous digest + capability of ``rel`` if its lstat still matches (then kept)."""
         old = self.previous.get(rel)
         if old is not None and old.startswith(_key(st)):
@@ -401,7 +403,7 @@ class SnapshotWalk:
             return old[_KEY_END:]
         return None
 
-    def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+    def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:
         """Remember a freshly hashed ``digest`` + capability of ``rel`` for the next sweep."""
         self.state[rel] = _key(st) + digest
 

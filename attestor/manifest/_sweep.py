@@ -151,14 +151,14 @@ class _Sweep(SnapshotWalk):
     def _index(self, path: str) -> int | None:
         return self.find(path.encode("utf-8"))
 
-    def _regular(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
+    def regular_file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
         # The per-file hot path of every sweep: one lookup, one key,
         # and for an unchanged file nothing else. Helpers are inlined.
         i = self.find(rel.encode("utf-8"))
         if i is None or st.st_nlink > 1:
             # Hardlink groups wait for the end of the walk; an unlisted file is
             # added. Both are rare and take the general path.
-            super()._regular(rel, name, dir_fd, st, fd)
+            super().regular_file(rel, name, dir_fd, st, fd)
             return
         size, mode, uid, gid = st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid
         self.total_size += size
@@ -190,7 +190,7 @@ class _Sweep(SnapshotWalk):
         )  # fmt: skip
         self.changes.extend(diff_entries(unpack_entry(rel, bytes(self.blob[start:end])), seen))
 
-    def _reuse(self, rel: str, st: os.stat_result) -> bytes | None:
+    def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         if self.prior is None:
             return None
         index, key = self._index(rel), _key(st)
@@ -199,7 +199,7 @@ class _Sweep(SnapshotWalk):
             self._store(index, rel, key, digest)
         return digest
 
-    def _keep(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+    def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:
         self._store(self._index(rel), rel, _key(st), digest)
 
     def _store(self, index: int | None, rel: str, key: bytes, digest: bytes) -> None:
