@@ -22,7 +22,7 @@ from attestor.manifest._compact import (
 )
 from attestor.manifest._compare import Change, ChangeKind, compare_manifests
 from attestor.manifest._dirfd import DirChain, open_root
-from attestor.manifest._merkle import inclusion_proof, leaf_hash, root_from_inclusion_proof
+from attestor.manifest._merkle import root_from_inclusion_proof
 from attestor.manifest._model import (
     LAYER_READING_VERSION,
     MEDIA_TYPE,
@@ -43,27 +43,15 @@ from attestor.manifest._sweep import LayerState, SnapshotCheck, compare_snapshot
 from attestor.manifest._unscannable import Unscannable
 
 if TYPE_CHECKING:
-    from attestor.manifest._stream import (
-        LAYER_MEDIA_TYPES,
-        HashingReader,
-        LayerScan,
-        ScanBudgetExceeded,
-        manifest_from_layer_blob,
-        open_decompressed,
-        uncompressed_cap,
-    )
+    from attestor.manifest._stream import LayerScan, ScanBudgetExceeded, manifest_from_layer_blob
     from attestor.manifest._tar import manifest_from_tar
 
 # The tar side (our tar reader, gzip, zstandard) is the server's; the agent, which
 # only compares snapshots, does not load it (it would only add to its memory).
 _LAZY = {
-    "LAYER_MEDIA_TYPES": "attestor.manifest._stream",
-    "HashingReader": "attestor.manifest._stream",
     "LayerScan": "attestor.manifest._stream",
     "ScanBudgetExceeded": "attestor.manifest._stream",
-    "uncompressed_cap": "attestor.manifest._stream",
     "manifest_from_layer_blob": "attestor.manifest._stream",
-    "open_decompressed": "attestor.manifest._stream",
     "manifest_from_tar": "attestor.manifest._tar",
 }
 
@@ -78,7 +66,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "LAYER_MEDIA_TYPES",
     "LAYER_READING_VERSION",
     "AttestedManifest",
     "MEDIA_TYPE",
@@ -88,7 +75,6 @@ __all__ = [
     "EntryType",
     "FileManifest",
     "FileState",
-    "HashingReader",
     "LayerScan",
     "LayerState",
     "ManifestEntry",
@@ -102,17 +88,13 @@ __all__ = [
     "compare_manifests",
     "compact_unhashed",
     "compare_snapshot",
-    "inclusion_proof",
-    "leaf_hash",
     "manifest_from_layer_blob",
     "manifest_from_snapshot",
     "manifest_from_tar",
-    "open_decompressed",
     "open_root",
     "pack_entry",
     "root_from_inclusion_proof",
     "run_walk",
     "scan_snapshot",
-    "uncompressed_cap",
     "unpack_entry",
 ]

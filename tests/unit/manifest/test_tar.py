@@ -15,13 +15,14 @@ from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest import (
     EntryType,
     FileManifest,
-    HashingReader,
     ManifestEntry,
     ManifestLimits,
     manifest_from_layer_blob,
     manifest_from_tar,
-    open_decompressed,
 )
+
+# The stream's own parts, tested where they live: no caller outside the package needs them.
+from attestor.manifest._stream import HashingReader, open_decompressed
 from tests.unit.manifest._layers import T, cap_pax, tar_bytes
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_bind_service
