@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
@@ -58,6 +59,7 @@ __all__ = [
     "policy_versions_in_use",
     "reserve_sequence",
     "revocations_after",
+    "rotate_feed_id",
 ]
 
 MAX_PAGE = 500
@@ -100,6 +102,27 @@ def feed_state(session: Session) -> FeedState:
     if found is None:
         raise ConfigError("the revocation feed row is missing; run the migrations")
     return FeedState(feed_id=found[0], latest=int(found[1]), active_keyid=found[2])
+
+
+def rotate_feed_id(session: Session) -> str:
+    """Give the feed a new id; run it after restoring a database backup.
+
+    A restored database hands out again sequences agents have already seen
+    under the old id. With a new id, agents start again from cursor 0 (keeping
+    what they know) instead of skipping those sequences.
+
+    Raises:
+        ConfigError: the feed row is missing (the migrations have not run).
+    """
+    new_id = f"feed-{uuid.uuid4()}"
+    result = session.execute(
+        update(RevocationFeedModel)
+        .where(RevocationFeedModel.id == _FEED_ROW)
+        .values(feed_id=new_id)
+    )
+    if not getattr(result, "rowcount", 0):
+        raise ConfigError("the revocation feed row is missing; run the migrations")
+    return new_id
 
 
 def reserve_sequence(session: Session) -> int:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from attestor.cli.main import cli
 from attestor.config import load_settings
-from attestor.store import tokens
+from attestor.store import revocations, tokens
 from attestor.store.db import make_engine, make_session_factory
 
 
@@ -102,3 +102,25 @@ def test_usage_errors_are_one_line_exit_2(args: list[str], env: dict[str, str]) 
     assert out == ""
     assert err.count("\n") == 1, err
     assert err.startswith("attestor: usage: ")
+
+
+def test_admin_new_feed_id_gives_the_feed_a_new_id(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a database restore the feed must get a new id, so that agents read it
+    # again from the start instead of skipping sequences numbered a second time.
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert _run(["admin", "migrate"], env)[0] == 0
+    engine = make_engine(load_settings(env).database_url)
+    factory = make_session_factory(engine)
+    with factory() as s:
+        before = revocations.feed_state(s).feed_id
+    code, out, err = _run(["admin", "new-feed-id"], env)
+    with factory() as s:
+        after = revocations.feed_state(s).feed_id
+    engine.dispose()
+    assert (code, err) == (0, "")
+    assert after != before
+    assert after.startswith("feed-")
+    assert out.strip() == f"revocation feed id is now {after}"
