@@ -12,15 +12,26 @@ writing when it translates them (``Unavailable``), or decides to carry on.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from attestor.errors import Error
+from attestor.errors import Error, InvalidInput
+from attestor.json_strict import loads_strict
 
-__all__ = ["TMP_SUFFIX", "fsync_dir", "read_state", "write_atomic", "write_synced"]
+__all__ = [
+    "TMP_SUFFIX",
+    "fsync_dir",
+    "read_state",
+    "seal",
+    "unseal",
+    "write_atomic",
+    "write_synced",
+]
 
 _T = TypeVar("_T")
 log = logging.getLogger("attestor.agent")
@@ -96,3 +107,54 @@ def read_state(
     except Error as e:
         log.log(level, f"{what} discarded", extra={"path": str(path), "error": e.message})
         return None
+
+
+def _canonical(doc: object) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def seal(member: str, file_format: int, body: object) -> bytes:
+    """The bytes of a state file: ``{"format", "sha256", member: body}``.
+
+    The sha256 over the canonical body lets :func:`unseal` tell a torn or
+    hand-edited file from a good one, beyond what the atomic rename promises.
+    """
+    return _canonical(
+        {
+            "format": file_format,
+            "sha256": hashlib.sha256(_canonical(body)).hexdigest(),
+            member: body,
+        }
+    )
+
+
+def unseal(
+    data: bytes,
+    member: str,
+    file_format: int,
+    *,
+    what: str,
+    max_bytes: int,
+    old_formats: Collection[int] = (),
+) -> dict[str, Any]:
+    """The body of a file :func:`seal` wrote, checked whole.
+
+    Raises:
+        InvalidInput: not JSON, other members, an unknown (or, with its own
+            message, an older) format, a body that is not an object, or a
+            sha256 that does not match.
+    """
+    outer = loads_strict(data, what=what, max_bytes=max_bytes)
+    if not isinstance(outer, dict) or set(outer) != {"format", "sha256", member}:
+        raise InvalidInput(f"expected an object with format, sha256 and {member}")
+    found = outer["format"]
+    if type(found) is int and found in old_formats:
+        raise InvalidInput(f"format {found} of an older agent")
+    if type(found) is not int or found != file_format:
+        raise InvalidInput(f"unknown format {str(found)[:20]!r}")
+    body = outer[member]
+    if not isinstance(body, dict):
+        raise InvalidInput(f"{member}: expected an object")
+    if hashlib.sha256(_canonical(body)).hexdigest() != outer["sha256"]:
+        raise InvalidInput(f"sha256 of the {member} does not match (torn or edited file)")
+    return body

@@ -21,17 +21,14 @@ verifier saw (all ``<= offset``); the current feed's sequences are shifted by
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from agent._fs import fsync_dir, write_atomic
+from agent._fs import fsync_dir, seal, unseal, write_atomic
 from attestor.errors import InvalidInput, Unavailable
-from attestor.json_strict import loads_strict
 from attestor.revocation import FeedPage, Revocation, RevocationSet
 from attestor.revocation.model import format_time, parse_time
 
@@ -155,10 +152,6 @@ class LoadedState:
     problem: str | None = None
 
 
-def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _to_doc(state: FeedState) -> dict[str, Any]:
     return {
         "feed_id": state.feed_id,
@@ -187,18 +180,16 @@ def _revocations(doc: dict[str, Any], name: str) -> tuple[Revocation, ...]:
 
 
 def _from_bytes(data: bytes) -> FeedState:
-    outer = loads_strict(data, what="state file", max_bytes=_MAX_STATE_BYTES)
-    if not isinstance(outer, dict) or set(outer) != {"format", "sha256", "state"}:
-        raise InvalidInput("expected an object with format, sha256 and state")
-    if type(outer["format"]) is int and outer["format"] in _OLD_FORMATS:
-        raise InvalidInput(f"format {outer['format']} of an older agent, re-read from the feed")
-    if outer["format"] != _FORMAT or type(outer["format"]) is not int:
-        raise InvalidInput(f"unknown format {str(outer['format'])[:20]!r}")
-    doc = outer["state"]
-    if not isinstance(doc, dict) or set(doc) != _MEMBERS:
+    doc = unseal(
+        data,
+        "state",
+        _FORMAT,
+        what="state file",
+        max_bytes=_MAX_STATE_BYTES,
+        old_formats=_OLD_FORMATS,
+    )
+    if set(doc) != _MEMBERS:
         raise InvalidInput(f"state: expected exactly the members {sorted(_MEMBERS)}")
-    if hashlib.sha256(_dumps(doc)).hexdigest() != outer["sha256"]:
-        raise InvalidInput("sha256 of the state does not match (torn or edited file)")
     issued_at = _opt_str(doc, "issued_at")
     state = FeedState(
         feed_id=_opt_str(doc, "feed_id"),
@@ -250,10 +241,7 @@ def save_state(state_dir: Path, state: FeedState) -> None:
     Raises:
         Unavailable: if the disk refuses (full, read-only, I/O error).
     """
-    doc = _to_doc(state)
-    data = _dumps(
-        {"format": _FORMAT, "sha256": hashlib.sha256(_dumps(doc)).hexdigest(), "state": doc}
-    )
+    data = seal("state", _FORMAT, _to_doc(state))
     path = state_dir / STATE_FILE
     try:
         state_dir.mkdir(parents=True, exist_ok=True)

@@ -11,18 +11,15 @@ stops with a ``ConfigError`` until an operator removes the file or gives
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from agent._fs import write_atomic
+from agent._fs import seal, unseal, write_atomic
 from agent.server import ServerKey
 from attestor.digests import KeyId
 from attestor.errors import ConfigError, InvalidInput, Unavailable
-from attestor.json_strict import loads_strict
 from attestor.verify import TrustedKey
 
 __all__ = ["PINS_FILE", "Pins", "PublicKeyEntry", "load_pins", "save_pins", "trusted_keys"]
@@ -79,10 +76,6 @@ class Pins:
         return trusted_keys(self.keys)
 
 
-def _dumps(doc: object) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _to_doc(pins: Pins) -> dict[str, Any]:
     return {
         "source": pins.source,
@@ -111,16 +104,9 @@ def _key(doc: object) -> ServerKey:
 
 
 def _from_bytes(data: bytes) -> Pins:
-    outer = loads_strict(data, what="pinned keys", max_bytes=_MAX_BYTES)
-    if not isinstance(outer, dict) or set(outer) != {"format", "sha256", "pins"}:
-        raise InvalidInput("expected an object with format, sha256 and pins")
-    if type(outer["format"]) is not int or outer["format"] != _FORMAT:
-        raise InvalidInput(f"unknown format {str(outer['format'])[:20]!r}")
-    doc = outer["pins"]
-    if not isinstance(doc, dict) or set(doc) != _MEMBERS:
+    doc = unseal(data, "pins", _FORMAT, what="pinned keys", max_bytes=_MAX_BYTES)
+    if set(doc) != _MEMBERS:
         raise InvalidInput(f"pins: expected exactly the members {sorted(_MEMBERS)}")
-    if hashlib.sha256(_dumps(doc)).hexdigest() != outer["sha256"]:
-        raise InvalidInput("sha256 of the pins does not match (torn or edited file)")
     if doc["source"] not in ("tofu", "operator"):
         raise InvalidInput("source must be tofu or operator")
     if type(doc["version"]) is not int or doc["version"] < 0:
@@ -167,10 +153,7 @@ def save_pins(state_dir: Path, pins: Pins) -> None:
     Raises:
         Unavailable: if the disk refuses (full, read-only, I/O error).
     """
-    doc = _to_doc(pins)
-    data = _dumps(
-        {"format": _FORMAT, "sha256": hashlib.sha256(_dumps(doc)).hexdigest(), "pins": doc}
-    )
+    data = seal("pins", _FORMAT, _to_doc(pins))
     path = state_dir / PINS_FILE
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
