@@ -27,13 +27,12 @@ from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._merkle import RootBuilder
 from attestor.manifest._model import (
-    _INODE_FIELDS,
     MEDIA_TYPE,
     EntryType,
     FileManifest,
     ManifestEntry,
     ManifestLimits,
-    _parent,
+    check_place,
 )
 
 __all__ = [
@@ -236,7 +235,7 @@ class AttestedManifest:
         for entry, canonical in _entries(data, limits):
             if builder.last is not None and entry.path.encode("utf-8") <= builder.last:
                 raise InvalidInput(f"entries not sorted or duplicated at {entry.path!r}")
-            _check_place(entry, builder)
+            check_place(entry, builder.is_dir, builder.entry)
             builder.add(entry)
             tree.add(canonical)
         return builder.build(sha256_digest(data), "sha256:" + tree.root().hex())
@@ -325,6 +324,14 @@ class _Builder:
             return None
         return bytes(self.blob[self.offsets[i] : self.offsets[i + 1]])
 
+    def is_dir(self, path: str) -> bool:
+        record = self.lookup(path)
+        return record is not None and record[0] in _DIR_INDEXES
+
+    def entry(self, path: str) -> ManifestEntry | None:
+        record = self.lookup(path)
+        return None if record is None else unpack_entry(path, record)
+
     def build(self, sha256: str, tree_digest: str) -> AttestedManifest:
         # Kept as the bytearray: a bytes copy would double the blob at the peak.
         return AttestedManifest(self.paths.finish(), self.offsets, self.blob, sha256, tree_digest)
@@ -379,24 +386,3 @@ def _decode_one(decoder: json.JSONDecoder, data: bytes, pos: int) -> object:
 
 def _no_float(value: str) -> object:
     raise InvalidInput(f"manifest holds a non-integer number: {value[:20]}")
-
-
-def _check_place(entry: ManifestEntry, builder: _Builder) -> None:
-    # FileManifest's constructor checks, against the entries parsed so far:
-    # a parent sorts before its children and a hardlink after its target.
-    parent = _parent(entry.path)
-    if parent:
-        record = builder.lookup(parent)
-        if record is None or record[0] not in _DIR_INDEXES:
-            raise InvalidInput(f"parent of {entry.path!r} is not a directory entry")
-    if entry.type is EntryType.HARDLINK:
-        link = entry.link or ""
-        record = builder.lookup(link)
-        target = None if record is None else unpack_entry(link, record)
-        if target is None or target.type is not EntryType.FILE:
-            raise InvalidInput(f"hardlink {entry.path!r} must name an earlier file, got {link!r}")
-        for name in _INODE_FIELDS:
-            if getattr(entry, name) != getattr(target, name):
-                raise InvalidInput(
-                    f"hardlink {entry.path!r} differs from {target.path!r} in {name}"
-                )

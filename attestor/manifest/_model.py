@@ -14,7 +14,7 @@ import bisect
 import enum
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "ManifestEntry",
     "ManifestLimits",
     "check_path",
+    "check_place",
 ]
 
 #: The ``mediaType`` member of every manifest document (version 1).
@@ -371,12 +372,13 @@ class FileManifest:
                 raise InvalidInput(f"entries not sorted or duplicated at {entry.path!r}")
             previous = entry.path
             by_path[entry.path] = entry
+
+        def is_dir(path: str) -> bool:
+            found = by_path.get(path)
+            return found is not None and found.type in _DIR_TYPES
+
         for entry in self.entries:
-            parent = _parent(entry.path)
-            if parent and (parent not in by_path or by_path[parent].type not in _DIR_TYPES):
-                raise InvalidInput(f"parent of {entry.path!r} is not a directory entry")
-            if entry.type is EntryType.HARDLINK:
-                _check_hardlink(entry, by_path.get(entry.link or ""))
+            check_place(entry, is_dir, by_path.get)
         object.__setattr__(self, "_by_path", by_path)
 
     def get(self, path: str) -> ManifestEntry | None:
@@ -483,11 +485,36 @@ class FileManifest:
 _INODE_FIELDS = ("mode", "uid", "gid", "size", "sha256", "capability")
 
 
-def _check_hardlink(entry: ManifestEntry, target: ManifestEntry | None) -> None:
-    # A link group is written as its first path (type file) plus hardlinks
-    # naming it, each repeating the shared inode's attributes (spec "Hardlinks").
+def check_place(
+    entry: ManifestEntry,
+    is_dir: Callable[[str], bool],
+    lookup: Callable[[str], ManifestEntry | None],
+) -> None:
+    """Check where ``entry`` sits against the entries before it.
+
+    A parent must be a directory entry, and a hardlink must name an earlier
+    file and repeat its inode attributes (spec "Hardlinks"): a link group is
+    written as its first path (type file) plus hardlinks naming it. Both
+    :class:`FileManifest` and the compact form check through this one rule.
+
+    Args:
+        entry: The entry to place.
+        is_dir: Whether a path is a directory (or opaque directory) entry.
+        lookup: The entry at a path, or None.
+
+    Raises:
+        InvalidInput: if the parent is not a directory entry, or a hardlink
+            names no earlier file or differs from it in an inode attribute.
+    """
+    parent = _parent(entry.path)
+    if parent and not is_dir(parent):
+        raise InvalidInput(f"parent of {entry.path!r} is not a directory entry")
+    if entry.type is not EntryType.HARDLINK:
+        return
+    link = entry.link or ""
+    target = lookup(link)
     if target is None or target.type is not EntryType.FILE or not target.path < entry.path:
-        raise InvalidInput(f"hardlink {entry.path!r} must name an earlier file, got {entry.link!r}")
+        raise InvalidInput(f"hardlink {entry.path!r} must name an earlier file, got {link!r}")
     for name in _INODE_FIELDS:
         if getattr(entry, name) != getattr(target, name):
             raise InvalidInput(f"hardlink {entry.path!r} differs from {target.path!r} in {name}")
