@@ -35,25 +35,32 @@ def _split(n: int) -> int:
 
 
 def _root(hashes: Sequence[bytes]) -> bytes:
-    if len(hashes) == 1:
-        return hashes[0]
-    k = _split(len(hashes))
-    return _node(_root(hashes[:k]), _root(hashes[k:]))
+    # MTH of a non-empty run of leaf hashes, as a subtree of an audit path.
+    builder = RootBuilder()
+    for node in hashes:
+        builder.push(node)
+    return builder.root()
 
 
 def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    """MTH(leaves); the empty tree hashes to ``SHA-256("")``."""
-    if not leaves:
-        return hashlib.sha256(b"").digest()
-    return _root([leaf_hash(leaf) for leaf in leaves])
+    """MTH(leaves); the empty tree hashes to ``SHA-256("")``.
+
+    The whole-list form of :class:`RootBuilder`, which computes it.
+    """
+    builder = RootBuilder()
+    for leaf in leaves:
+        builder.add(leaf)
+    return builder.root()
 
 
 class RootBuilder:
     """MTH over leaves added one at a time, in O(log n) memory.
 
-    Keeps the roots of the complete subtrees so far (sizes are distinct
-    powers of two, largest first); folding them right to left gives the
-    RFC 6962 root, whose split is also at the largest power of two.
+    The one tree-hash fold of the package: :func:`merkle_root` and the
+    subtree hashes of :func:`inclusion_proof` go through it too. Keeps the
+    roots of the complete subtrees so far (sizes are distinct powers of two,
+    largest first); folding them right to left gives the RFC 6962 root, whose
+    split is also at the largest power of two.
     """
 
     def __init__(self) -> None:
@@ -61,7 +68,11 @@ class RootBuilder:
 
     def add(self, leaf: bytes) -> None:
         """Append one leaf (its JCS bytes, not its hash)."""
-        size, node = 1, leaf_hash(leaf)
+        self.push(leaf_hash(leaf))
+
+    def push(self, node: bytes) -> None:
+        """Append one leaf given by its :func:`leaf_hash`."""
+        size = 1
         stack = self._stack
         while stack and stack[-1][0] == size:
             left = stack.pop()[1]

@@ -15,7 +15,6 @@ from attestor.manifest import (
     pack_entry,
     unpack_entry,
 )
-from attestor.manifest._merkle import RootBuilder, merkle_root
 
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")
 SHA = "ab" * 32
@@ -78,15 +77,6 @@ def test_pack_entry_round_trips_and_distinguishes() -> None:
 def test_empty_manifest() -> None:
     compact = AttestedManifest.from_canonical_bytes(FileManifest(()).canonical_bytes())
     assert len(compact) == 0 and compact.tree_digest == FileManifest(()).tree_digest
-
-
-def test_root_builder_equals_merkle_root() -> None:
-    for n in range(40):
-        leaves = [bytes([i]) * 3 for i in range(n)]
-        builder = RootBuilder()
-        for leaf in leaves:
-            builder.add(leaf)
-        assert builder.root() == merkle_root(leaves)
 
 
 def _variants(data: bytes) -> list[bytes]:

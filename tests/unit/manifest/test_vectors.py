@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from attestor.manifest import FileManifest, manifest_from_snapshot, manifest_from_tar
+from attestor.manifest import (
+    AttestedManifest,
+    FileManifest,
+    manifest_from_snapshot,
+    manifest_from_tar,
+)
 from tests.harness.binaries import require_root
 from tests.unit.manifest._layers import unpack_like_containerd
 
@@ -34,6 +39,9 @@ def test_vector(vector: dict[str, object]) -> None:
     assert manifest.sha256 == vector["sha256"]
     assert manifest.tree_digest == vector["tree_digest"]
     assert FileManifest.from_canonical_bytes(expected) == manifest
+    # The streaming parse computes the same digests as the whole-list model.
+    compact = AttestedManifest.from_canonical_bytes(expected)
+    assert (compact.sha256, compact.tree_digest) == (vector["sha256"], vector["tree_digest"])
 
 
 def test_vectors_unpacked_like_containerd_give_the_same_bytes(tmp_path: Path) -> None:
