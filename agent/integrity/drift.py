@@ -43,6 +43,7 @@ from agent.integrity.budget import Budget
 # The manifest's own walk and path table, so the upperdir is read exactly as
 # a layer is (same symlink, device and UTF-8 rules).
 from attestor.manifest import (
+    FILE_KEY,
     EntryType,
     FileManifest,
     ManifestEntry,
@@ -50,6 +51,7 @@ from attestor.manifest import (
     PathTable,
     SnapshotWalk,
     Unscannable,
+    file_key,
     run_walk,
 )
 
@@ -174,16 +176,11 @@ def _classify(
         )
 
 
-# ino, size, mtime_ns, ctime_ns (the key), then the raw sha256; a capability
-# xattr, rare, is kept apart. A write, chmod or chown moves ctime, which only
-# the kernel sets; the full re-hash every N checks covers a forged one.
-_RECORD = struct.Struct("<QQqq32s")
+# The manifest's change key (ino, size, mtime_ns, ctime_ns), then the raw
+# sha256; a capability xattr, rare, is kept apart.
+_RECORD = struct.Struct(FILE_KEY.format + "32s")
 _R = _RECORD.size
-_KEY_END = 32
-
-
-def _key(st: os.stat_result) -> bytes:
-    return _RECORD.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"")[:_KEY_END]
+_KEY_END = FILE_KEY.size
 
 
 class UpperState:
@@ -265,14 +262,14 @@ class _DriftWalk(SnapshotWalk):
     def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         if self.prior is None:
             return None
-        path, key = rel.encode("utf-8"), _key(st)
+        path, key = rel.encode("utf-8"), file_key(st)
         digest = self.prior.digest(path, key)
         if digest is not None:
             self._store(path, key, digest)
         return digest
 
     def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:
-        self._store(rel.encode("utf-8"), _key(st), digest)
+        self._store(rel.encode("utf-8"), file_key(st), digest)
 
     def _store(self, path: bytes, key: bytes, digest: bytes) -> None:
         if len(digest) > _R - _KEY_END:

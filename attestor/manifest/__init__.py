@@ -22,6 +22,7 @@ from attestor.manifest._compact import (
 )
 from attestor.manifest._compare import Change, ChangeKind, compare_manifests
 from attestor.manifest._dirfd import DirChain, open_root
+from attestor.manifest._filekey import FILE_KEY, file_key
 from attestor.manifest._merkle import root_from_inclusion_proof
 from attestor.manifest._model import (
     LAYER_READING_VERSION,
@@ -66,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FILE_KEY",
     "LAYER_READING_VERSION",
     "AttestedManifest",
     "MEDIA_TYPE",
@@ -88,6 +90,7 @@ __all__ = [
     "compare_manifests",
     "compact_unhashed",
     "compare_snapshot",
+    "file_key",
     "manifest_from_layer_blob",
     "manifest_from_snapshot",
     "manifest_from_tar",

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._dirfd import DirChain, open_root
+from attestor.manifest._filekey import FILE_KEY, file_key
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 from attestor.manifest._unscannable import MAX_UNSCANNABLE, Unscannable, shown_path
 from attestor.manifest._walk_io import (
@@ -49,13 +50,10 @@ __all__ = [
 _entry = ManifestEntry._trusted
 
 
-# ino, size, mtime_ns, ctime_ns, raw sha256; the capability xattr follows.
-_PACK = struct.Struct("<QQqq32s")
-_KEY_END = 32  # the (ino, size, mtime_ns, ctime_ns) prefix
-
-
-def _key(st: os.stat_result) -> bytes:
-    return _PACK.pack(st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, b"")[:_KEY_END]
+# The change key (ino, size, mtime_ns, ctime_ns), then the raw sha256; the
+# capability xattr follows.
+_PACK = struct.Struct(FILE_KEY.format + "32s")
+_KEY_END = FILE_KEY.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +395,7 @@ class SnapshotWalk:
     def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         """The previous digest + capability of ``rel`` if its lstat still matches (then kept)."""
         old = self.previous.get(rel)
-        if old is not None and old.startswith(_key(st)):
+        if old is not None and old.startswith(file_key(st)):
             # The very value is kept: LayerChecker counts re-hashed bytes by identity.
             self.state[rel] = old
             return old[_KEY_END:]
@@ -405,7 +403,7 @@ class SnapshotWalk:
 
     def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:
         """Remember a freshly hashed ``digest`` + capability of ``rel`` for the next sweep."""
-        self.state[rel] = _key(st) + digest
+        self.state[rel] = file_key(st) + digest
 
     def not_walked(self, path: str) -> bool:
         """Whether ``path`` lies in a part of the tree this walk did not look at."""

@@ -30,16 +30,19 @@ from attestor.manifest._compact import (
     unpack_entry,
 )
 from attestor.manifest._compare import Change, diff_entries
+from attestor.manifest._filekey import FILE_KEY
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
 from attestor.manifest._snapshot import SnapshotWalk, run_walk
 from attestor.manifest._unscannable import Unscannable
 
 __all__ = ["LayerState", "SnapshotCheck", "compare_snapshot"]
 
-# ino, size, mtime_ns, ctime_ns, mode, uid, gid. A write, chmod or chown moves
-# ctime, which only the kernel sets, so a file with an unchanged key still has
-# the record it had; the full re-hash every N sweeps covers a forged ctime.
-_KEY = struct.Struct("<QQqqIII")
+# The change key (FILE_KEY: ino, size, mtime_ns, ctime_ns), then mode, uid and
+# gid: a file whose key is unchanged and whose record matched last time is
+# passed without comparing its record again, so the record's own attributes
+# are in the key too, not left to ctime alone. The full re-hash every N sweeps
+# covers a forged ctime.
+_KEY = struct.Struct(FILE_KEY.format + "III")
 _K = _KEY.size
 _pack_key = _KEY.pack
 # LayerState.flags, one byte per attested entry:
