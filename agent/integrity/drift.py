@@ -39,6 +39,7 @@ from typing import Literal
 from agent.integrity._rehash import RehashSchedule
 from agent.integrity._view import MergedView, merged_view
 from agent.integrity.budget import Budget
+from attestor.errors import Error
 
 # The manifest's own walk and path table, so the upperdir is read exactly as
 # a layer is (same symlink, device and UTF-8 rules).
@@ -331,16 +332,21 @@ class UpperChecker:
     def check(self, upperdir: Path, view: Mapping[str, ManifestEntry]) -> UpperScan:
         """Classify ``upperdir`` against ``view`` (:func:`merged_view`).
 
-        What the walk cannot read (a name that is not UTF-8, too many
-        entries...) is in the scan's ``unscannable``; the rest is classified.
-
-        Raises:
-            InvalidInput: the walk itself failed (see ``run_walk``).
+        Never raises for what the directory holds, as
+        :meth:`agent.integrity.layers.LayerChecker.check`: what the walk
+        cannot read (a name that is not UTF-8, too many entries...) is in the
+        scan's ``unscannable`` and the rest is classified; a walk that fails
+        as a whole (the upperdir cannot be opened) is one ``unscannable``
+        record with no path, and no state is kept.
         """
         state, full = self._schedule.next(upperdir)
         previous = None if full else state
         walk = _DriftWalk(upperdir, view, previous, self._limits)
-        run_walk(walk)
+        try:
+            run_walk(walk)
+        except Error as e:
+            # Not checked at all: a finding, never a clean upperdir.
+            return UpperScan((), 0, 0, False, (Unscannable(None, e.message),))
         self._schedule.record(upperdir, walk.next_state())
         self._budget.spend(walk.hashed)
         walk.findings.sort(key=lambda f: f.path)  # stable: a path's findings keep their order

@@ -87,8 +87,11 @@ class LayerChecker:
     def check(self, snapshot_dir: Path, attested: FileManifest | AttestedManifest) -> LayerCheck:
         """Compare ``snapshot_dir`` with ``attested`` (no observed manifest is built).
 
-        Never raises for what the directory holds: what cannot be read, or a
-        cap that stops the walk, is in the check's ``unscannable``.
+        Never raises for what the directory holds, as
+        :meth:`agent.integrity.drift.UpperChecker.check`: what cannot be read,
+        or a cap that stops the walk, is in the check's ``unscannable``; a walk
+        that fails as a whole (the directory cannot be opened) is one
+        ``unscannable`` record with no path, and no state is kept.
         """
         kept, full = self._schedule.next(snapshot_dir)
         source = attested if isinstance(attested, FileManifest) else None

@@ -36,7 +36,6 @@ from agent.integrity.layers import LayerCheck, LayerChecker
 from agent.integrity.pending import PendingClock
 from agent.report import CheckScope, IntegrityCheck, LayerReport, Violation
 from attestor.digests import Digest
-from attestor.errors import Error
 from attestor.manifest import AttestedManifest, Change, FileManifest, Unscannable
 
 #: Merged attested views kept between sweeps (one per image in use).
@@ -423,16 +422,11 @@ class Sweeper:
                 self._views.clear()
             view = merged_view([m for m in manifests if m is not None])
             self._views[key] = view
-        try:
-            scan = self._upper.check(upperdir, view)
-        except Error as e:
-            # Not checked at all: a finding, never a clean upperdir.
-            whole = (Unscannable(None, e.message),)
-            result = UpperCheck(upperdir, (), 0, False, unscannable=whole)
-        else:
-            result = UpperCheck(
-                upperdir, scan.findings, scan.files, scan.full, unscannable=scan.unscannable
-            )
+        # A walk that failed as a whole comes back as an unscannable record.
+        scan = self._upper.check(upperdir, view)
+        result = UpperCheck(
+            upperdir, scan.findings, scan.files, scan.full, unscannable=scan.unscannable
+        )
         self._last_uppers[upperdir] = (key, result)
         return result, True
 

@@ -7,6 +7,7 @@ pending-grace tests is a table (a server that cannot answer is what they model).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from agent.integrity.sweep import Sweeper
 from agent.report import Violation
 from attestor.digests import Digest
 from attestor.errors import ConfigError, InvalidInput
-from attestor.manifest import FileManifest, ManifestLimits, manifest_from_snapshot
+from attestor.manifest import FileManifest, ManifestLimits, SnapshotWalk, manifest_from_snapshot
 
 T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 BAD = b"bad\xff"
@@ -122,6 +123,32 @@ def test_drift_check_reports_an_unscannable_name_and_still_finds_drift(tmp_path:
         ("evil.sh", "drift-new-executable"),
     }
     assert [u.path for u in scan.unscannable] == ["etc/bad\\xff"]
+
+
+def test_both_checkers_carry_a_failed_walk_as_unscannable_not_an_exception(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One convention for both checkers: a walk that fails as a whole (here an
+    # I/O error, which a real directory does not produce on demand) is one
+    # unscannable record without a path, and no state is kept.
+    lower_root = _tree(tmp_path / "lower")
+    lower = manifest_from_snapshot(lower_root)
+
+    def io_error(self: SnapshotWalk) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(SnapshotWalk, "emit_linked", io_error)
+    failed = f"cannot read snapshot {str(lower_root)!r}: [Errno 5] Input/output error"
+    upper = UpperChecker()
+    scan = upper.check(lower_root, merged_view([lower]))
+    assert (scan.findings, scan.files, scan.hashed, scan.full) == ((), 0, 0, False)
+    assert [(u.path, u.reason) for u in scan.unscannable] == [(None, failed)]
+    assert upper.tracked() == frozenset()
+    layers = LayerChecker()
+    check = layers.check(lower_root, lower)
+    assert (check.changes, check.files_checked, check.full_rehash) == ((), 0, False)
+    assert [(u.path, u.reason) for u in check.unscannable] == [(None, failed)]
+    assert layers.tracked() == frozenset()
 
 
 def test_drift_check_does_not_count_bytes_it_never_reads(tmp_path: Path) -> None:
