@@ -39,7 +39,8 @@ class LayerCheck:
         files_checked: regular files seen.
         bytes_hashed: bytes re-hashed by this scan.
         full_rehash: every file was hashed (no state reused).
-        error: why there was nothing to scan (the layer is not unpacked), else None.
+        error: never set by :class:`LayerChecker` (what it cannot check is in
+            ``unscannable``); kept for the sweep's per-check report field.
         unscannable: what the scan could not check; each is a violation, and
             ``changes`` still covers the rest of the layer.
     """
