@@ -16,6 +16,7 @@ from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput, Unavailable
+from attestor.jobs.issuance import ISSUE_KIND
 from attestor.jobs.runner import submit as submit_job
 from attestor.services.context import IssuanceAdapters, adapters_from_settings, build_context
 from attestor.services.issuance import (
@@ -26,7 +27,6 @@ from attestor.services.issuance import (
     issue_image,
     result_document,
 )
-from attestor.services.issuance_job import ISSUE_KIND
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 from attestor.store import attestations as attestation_store
 from attestor.store.attestations import AttestationRow

@@ -1,24 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Re-verification sweeps: re-check stored attestations and update their status.
+"""Scheduling re-verification sweeps (the job itself is :mod:`attestor.jobs.reverify_task`).
 
-Enqueued after a key or policy revocation (scope ``key`` / ``policy``) and
-periodically (scope ``all``): on rq through ``Queue.enqueue_in`` (run the worker
-with ``--with-scheduler``), without Redis through :class:`SweepTimer`. Either
-way :func:`submit_periodic_sweep` inserts the job row only when no periodic
-sweep is unfinished or younger than 0.9 period, under a lock shared by every
-process on the database: ``serve --workers N`` and replicas sweep once a period.
-
-Each ``valid`` attestation in scope is checked, cheapest first:
-1. the revocation set (server-side meta: id, image, recorded issue time);
-2. a key row revoked through the keys API -> a key revocation is recorded;
-3. the verification core (:class:`attestor.verify.Verifier`) on the stored
-   envelope with every server key and the revocation set;
-4. for a policy whose loaded version differs from the recorded one, the
-   current policy against the attestation's image.
-Whatever fails 3 or 4 gets an attestation revocation (actor
-``system:reverify``), so history, statuses and the agent feed agree. A policy
-that is no longer loaded is skipped, never mass-revoked: an emptied policy
-directory is an operator mistake, and revocation cannot be undone.
+A sweep is enqueued after a key or policy revocation (scope ``key`` /
+``policy``) and periodically (scope ``all``): on rq through
+``Queue.enqueue_in`` (run the worker with ``--with-scheduler``), without Redis
+through :class:`SweepTimer`. Either way :func:`submit_periodic_sweep` inserts
+the job row only when no periodic sweep is unfinished or younger than 0.9
+period, under a lock shared by every process on the database: ``serve
+--workers N`` and replicas sweep once a period.
 """
 
 from __future__ import annotations
@@ -27,42 +16,32 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.errors import ConfigError, Error, InvalidInput, VerificationError
-from attestor.policy import PolicySet, evaluate, load_policies
-from attestor.revocation import AttestationTarget, RevocationSet
+from attestor.errors import ConfigError, Error
+from attestor.jobqueue import JobRunner, submit, utc_now
+from attestor.policy import PolicySet
+from attestor.services.revocation import REVERIFY_KIND
 from attestor.store import jobs as job_store
 from attestor.store import revocations as revocation_store
-from attestor.store import signing_keys
-from attestor.store.revocations import StoredAttestation
-from attestor.verify import TrustedKey, Verifier
-
-if TYPE_CHECKING:  # the task registry imports this module; avoid the cycle at run time
-    from attestor.jobs.runner import JobRunner
-    from attestor.jobs.tasks import TaskContext
 
 __all__ = [
     "PERIODIC_JOB_ID",
     "PERIODIC_SCHEDULE",
-    "SWEEP_ACTOR",
     "SweepTimer",
     "enqueue_policy_sweeps",
     "periodic_sweep_entry",
-    "reverify_task",
     "schedule_periodic_sweep",
     "submit_periodic_sweep",
 ]
 
 log = logging.getLogger(__name__)
 
-SWEEP_ACTOR: Final = "system:reverify"
 #: Prefix of the scheduled rq job id; the slot number makes one schedule per slot.
 PERIODIC_JOB_ID: Final = "attestor-reverify-periodic"
 #: ``jobs.schedule`` of periodic sweeps (the rows the once-a-period check reads).
@@ -71,157 +50,6 @@ PERIODIC_SCHEDULE: Final = "reverify-periodic"
 SWEEP_INTERVAL: Final = timedelta(hours=1)
 #: A periodic sweep is submitted when the last one is older than this share of the period.
 _MIN_GAP: Final = 0.9
-_BATCH: Final = 200
-_SCOPES: Final = ("all", "key", "policy")
-
-
-@dataclass(frozen=True)
-class _Image:
-    registry: str
-    repository: str
-
-
-@dataclass(frozen=True)
-class _Decision:
-    """What to do with one attestation: flip its status, or record a revocation."""
-
-    item: StoredAttestation
-    #: None: the revocation set already covers it; flip the status only.
-    new_reason: str | None
-    revoke_key: bool = False
-
-
-def _trusted_keys(session: Session) -> tuple[list[TrustedKey], frozenset[str]]:
-    rows = signing_keys.list_keys(session)
-    keys = [TrustedKey.from_pem(row.public_key_pem, keyid=row.keyid) for row in rows]
-    return keys, frozenset(row.keyid for row in rows if row.status == "revoked")
-
-
-def _policies(settings_policy_dir: Any) -> PolicySet | None:
-    try:
-        return load_policies(settings_policy_dir)
-    except ConfigError as e:
-        log.warning("re-verification: policies not loaded, policy checks skipped: %s", e)
-        return None
-
-
-def _decide(
-    item: StoredAttestation,
-    *,
-    revset: RevocationSet,
-    revoked_keys: frozenset[str],
-    verifier: Verifier | None,
-    policies: PolicySet | None,
-) -> _Decision | None:
-    meta = item.meta
-    if revset.match(meta) is not None:
-        return _Decision(item, None)
-    if meta.keyid in revoked_keys:
-        return _Decision(item, "signing key revoked", revoke_key=True)
-    if verifier is None:
-        return _Decision(item, "no server key to verify with")
-    try:
-        verifier.verify_envelope(item.envelope, artifact_digest=meta.layer_digest)
-    except VerificationError as e:
-        if e.detail.get("revoked"):
-            return _Decision(item, None)
-        return _Decision(item, f"re-verification failed: {e.message}")
-    except InvalidInput as e:
-        return _Decision(item, f"re-verification failed: {e.message}")
-    if policies is None or meta.policy_id is None or meta.policy_id not in policies.ids:
-        return None
-    policy = policies.get(meta.policy_id)
-    if policy.version == meta.policy_version:
-        return None
-    decision = evaluate(policies, _Image(item.registry, item.repository), policy_id=meta.policy_id)
-    if decision.allowed:
-        return None
-    return _Decision(
-        item,
-        f"policy {policy.id} version {policy.version} no longer admits the image: "
-        + "; ".join(decision.reasons),
-    )
-
-
-def _apply(session: Session, decision: _Decision, *, now: datetime) -> int:
-    from attestor.services import revocation as service
-
-    meta = decision.item.meta
-    if meta.attestation_id is None or meta.pae_sha256 is None:
-        return 0
-    if decision.new_reason is None:
-        target = AttestationTarget(meta.attestation_id, meta.pae_sha256)  # type: ignore[arg-type]
-        return revocation_store.mark_revoked(session, target)
-    if decision.revoke_key and meta.keyid is not None:
-        service.on_key_revoked(
-            session, meta.keyid, reason=decision.new_reason, actor=SWEEP_ACTOR, now=now
-        )
-        return 1
-    service.create_revocation(
-        session,
-        target={"kind": "attestation", "attestation_id": meta.attestation_id},
-        reason=decision.new_reason[:1000],
-        actor=SWEEP_ACTOR,
-        now=now,
-    )
-    return 1
-
-
-def reverify_task(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str, Any]:
-    """Re-verify the ``valid`` attestations in scope and update their status.
-
-    Payload: ``{"scope": "all"}``, ``{"scope": "key", "keyid": K}`` or
-    ``{"scope": "policy", "policy_id": P}``.
-
-    Raises:
-        InvalidInput: an unknown scope or a missing keyid / policy_id.
-    """
-    scope = payload.get("scope", "all")
-    if scope not in _SCOPES:
-        raise InvalidInput(f"scope must be one of {list(_SCOPES)}, got {str(scope)[:40]!r}")
-    keyid = payload.get("keyid") if scope == "key" else None
-    policy_id = payload.get("policy_id") if scope == "policy" else None
-    if scope == "key" and not isinstance(keyid, str):
-        raise InvalidInput("a key sweep needs keyid")
-    if scope == "policy" and not isinstance(policy_id, str):
-        raise InvalidInput("a policy sweep needs policy_id")
-    checked = revoked = 0
-    after = ""
-    while True:
-        with context.session_factory() as session:
-            revset = revocation_store.current_revocation_set(session)
-            keys, revoked_keys = _trusted_keys(session)
-            batch = list(
-                revocation_store.attestation_metas(
-                    session, keyid=keyid, policy_id=policy_id, after=after, limit=_BATCH
-                )
-            )
-        if not batch:
-            break
-        verifier = Verifier(keys=keys, revocations=revset) if keys else None
-        policies = _policies(context.settings.policy_dir) if scope != "key" else None
-        decisions = [
-            d
-            for d in (
-                _decide(
-                    item,
-                    revset=revset,
-                    revoked_keys=revoked_keys,
-                    verifier=verifier,
-                    policies=policies,
-                )
-                for item in batch
-            )
-            if d is not None
-        ]
-        for decision in decisions:
-            # One transaction per decision: each new revocation takes the feed lock.
-            with context.session_factory.begin() as session:
-                revoked += _apply(session, decision, now=context.clock())
-        checked += len(batch)
-        after = batch[-1].meta.attestation_id or ""
-        context.report_progress({"done": checked, "revoked": revoked})
-    return {"scope": scope, "checked": checked, "revoked": revoked}
 
 
 def enqueue_policy_sweeps(
@@ -237,8 +65,6 @@ def enqueue_policy_sweeps(
     policy id that is loaded now. Returns the job ids; a queue outage is logged
     (the periodic sweep covers it).
     """
-    from attestor.jobs.runner import submit
-    from attestor.services.revocation import REVERIFY_KIND
 
     with session_factory() as session:
         in_use = revocation_store.policy_versions_in_use(session)
@@ -274,8 +100,6 @@ def submit_periodic_sweep(
     younger than 0.9 ``interval``) or when the queue is unreachable (logged; the
     row is marked failed and the next period tries again).
     """
-    from attestor.jobs.runner import InlineRunner
-    from attestor.services.revocation import REVERIFY_KIND
 
     payload = {"scope": "all"}
     with session_factory.begin() as session:
@@ -286,7 +110,8 @@ def submit_periodic_sweep(
             payload=payload,
             now=now,
             min_gap=interval * _MIN_GAP,
-            owner=runner.owner if isinstance(runner, InlineRunner) else None,
+            # In-process runners name themselves (``InlineRunner.owner``); rq jobs have no owner.
+            owner=getattr(runner, "owner", None),
         )
     if job is None:
         return None
@@ -396,7 +221,7 @@ def periodic_sweep_entry(interval_s: int) -> None:
         Unavailable: Redis is unreachable.
     """
     from attestor.config import load_settings
-    from attestor.jobs.runner import RQRunner, utc_now
+    from attestor.jobs.runner import RQRunner
     from attestor.store.db import make_engine, make_session_factory
 
     settings = load_settings(os.environ)

@@ -25,15 +25,16 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, load_settings
 from attestor.errors import Error, InvalidInput, Unavailable
-from attestor.jobs.tasks import TASKS, TaskContext, TaskFn
+from attestor.jobqueue import JobRunner, TaskContext, TaskFn, fail_job, settle_job, submit, utc_now
+from attestor.jobs.tasks import TASKS
 from attestor.store import jobs as job_store
 
 __all__ = [
@@ -57,56 +58,6 @@ RETRY_MAX = 2
 RETRY_INTERVALS_S = [10, 60]
 #: Jobs an ``InlineRunner`` holds (running or waiting) before it answers Unavailable.
 INLINE_MAX_PENDING = 256
-
-
-def utc_now() -> datetime:
-    """The wall clock, as an aware UTC datetime (the default ``clock``)."""
-    return datetime.now(UTC)
-
-
-class JobRunner(Protocol):
-    """Runs a job whose row already exists (status ``queued``)."""
-
-    def enqueue(self, kind: str, payload: dict[str, Any], *, job_id: str) -> None:
-        """Schedule ``kind`` with ``payload``; results go to the job row ``job_id``.
-
-        Raises:
-            InvalidInput: Unknown kind.
-            Unavailable: The queue cannot be reached.
-        """
-        ...
-
-
-def submit(
-    session_factory: sessionmaker[Session],
-    runner: JobRunner,
-    *,
-    kind: str,
-    payload: dict[str, Any],
-    now: datetime,
-    created_by: str | None = None,
-) -> job_store.JobRow:
-    """Store a queued job row, commit, then enqueue it; returns the row.
-
-    The row is committed first so that a worker never sees a job id that does
-    not exist yet. If enqueueing fails the row is marked failed.
-
-    Raises:
-        InvalidInput: Unknown kind.
-        Unavailable: The queue cannot be reached.
-    """
-    # An inline job is owned from its first commit: a crash before enqueue still ends it.
-    owner = runner.owner if isinstance(runner, InlineRunner) else None
-    with session_factory.begin() as session:
-        job = job_store.create_job(
-            session, kind=kind, payload=payload, created_by=created_by, now=now, owner=owner
-        )
-    try:
-        runner.enqueue(kind, payload, job_id=job.id)
-    except Error as e:
-        _fail(session_factory, job.id, f"{type(e).__name__}: {e.message}", lambda: now)
-        raise
-    return job
 
 
 def execute(
@@ -141,37 +92,14 @@ def execute(
         task = tasks[kind]
         result = task(payload, context)
     except Error as e:
-        _fail(session_factory, job_id, f"{type(e).__name__}: {e.message}", clock)
+        fail_job(session_factory, job_id, f"{type(e).__name__}: {e.message}", clock)
         return
     except Exception:
         # A bug in a task must not kill the worker thread; the row says it failed.
         log.exception("job %s (%s) crashed", job_id, kind)
-        _fail(session_factory, job_id, "internal error", clock)
+        fail_job(session_factory, job_id, "internal error", clock)
         return
-    _settle(session_factory, job_id, clock, status="finished", result=dict(result or {}))
-
-
-def _fail(
-    factory: sessionmaker[Session], job_id: str, message: str, clock: Callable[[], datetime]
-) -> None:
-    _settle(factory, job_id, clock, status="failed", error=message)
-
-
-def _settle(
-    factory: sessionmaker[Session],
-    job_id: str,
-    clock: Callable[[], datetime],
-    *,
-    status: str,
-    result: Mapping[str, Any] | None = None,
-    error: str | None = None,
-) -> None:
-    with factory.begin() as session:
-        # A job failed meanwhile (reaped as interrupted) keeps its first outcome.
-        if not job_store.transition(
-            session, job_id, status=status, result=result, error=error, now=clock()
-        ):
-            log.warning("job %s already ended; its %s outcome is dropped", job_id, status)
+    settle_job(session_factory, job_id, clock, status="finished", result=dict(result or {}))
 
 
 def reap_abandoned(

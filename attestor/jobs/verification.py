@@ -26,7 +26,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from redis import Redis
@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, load_settings
 from attestor.errors import ConfigError, Unavailable
+from attestor.jobqueue import TaskContext, utc_now
 from attestor.services.bulk_verify import (
     JOB_KIND,
     BulkLimits,
@@ -49,9 +50,6 @@ from attestor.services.bulk_verify import (
 from attestor.store import jobs as job_store
 from attestor.verify.bundle import BundleVerifier
 from attestor.verify.trust import load_client_trust_config, public_good
-
-if TYPE_CHECKING:
-    from attestor.jobs.tasks import TaskContext
 
 __all__ = [
     "CHUNK_FAILURE_TTL_S",
@@ -298,8 +296,6 @@ def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -
         RuntimeError: The chunk's items are gone from Redis while its job is
             still unfinished (the chunk then fails and is retried, then the job).
     """
-    from attestor.jobs.runner import utc_now
-
     settings, factory, connection = _process_state()
     if connection is None:
         raise ConfigError("REDIS_URL is not set; chunk jobs need Redis")
@@ -327,8 +323,6 @@ def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -
 
 def on_chunk_failure(job: Job, connection: Any, *exc_info: Any) -> None:
     """rq failure callback: fail the bulk job once a chunk has no retries left."""
-    from attestor.jobs.runner import utc_now
-
     if job.retries_left:
         return
     parent = str(job.args[0])

@@ -17,11 +17,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.errors import Conflict, Error, InvalidInput, NotFound
+from attestor.jobqueue import JobRunner, submit
 from attestor.revocation import (
     AttestationTarget,
     KeyTarget,
@@ -36,9 +37,6 @@ from attestor.revocation import (
 from attestor.signing.keys import load_signer, sslib_key
 from attestor.store import revocations as store
 from attestor.store import signing_keys as key_store
-
-if TYPE_CHECKING:  # the job registry imports this module (via the sweep); no cycle at run time
-    from attestor.jobs.runner import JobRunner
 
 __all__ = [
     "FEED_DEFAULT_LIMIT",
@@ -60,7 +58,7 @@ log = logging.getLogger(__name__)
 #: How often every agent gets a freshly signed page (the epoch of ``issued_at``).
 FEED_REFRESH: Final = timedelta(minutes=5)
 FEED_DEFAULT_LIMIT: Final = 1000
-#: The job kind of re-verification sweeps (``attestor.jobs.reverify``).
+#: The job kind of re-verification sweeps (``attestor.jobs.reverify_task``).
 REVERIFY_KIND: Final = "reverify"
 
 
@@ -218,8 +216,6 @@ def enqueue_reverify(
     Never raises for a queue outage: the revocation is committed and effective,
     and the periodic sweep re-checks everything.
     """
-    from attestor.jobs.runner import submit
-
     payload = reverify_payload(revocation)
     if payload is None:
         return None

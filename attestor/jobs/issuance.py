@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from attestor.errors import InvalidInput
+from attestor.jobqueue import TaskContext
 from attestor.services.context import adapters_from_settings, build_context
 from attestor.services.issuance import IssueRequest, IssueResult, issue_image, result_document
-
-if TYPE_CHECKING:  # the task registry imports this module; avoid the cycle at run time
-    from attestor.jobs.tasks import TaskContext
 
 __all__ = ["ISSUE_KIND", "issue_task"]
 
