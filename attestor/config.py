@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError
 from attestor.errors import ConfigError
 
 if TYPE_CHECKING:
-    from attestor.signing.keyless import KeylessConfig
+    from attestor.keyless import KeylessConfig
 
 __all__ = ["ENV_VARS", "Settings", "keyless_config", "load_settings"]
 
@@ -227,18 +227,13 @@ def load_settings(environ: Mapping[str, str], config_file: Path | None = None) -
             f"max_bulk_body_bytes ({settings.max_bulk_body_bytes}) must be >= "
             f"max_body_bytes ({settings.max_body_bytes})"
         )
-    _check_signing_mode(settings, environ)
-    if settings.registry_credentials_file is not None:
-        # Parse now so that a bad or world-readable file stops the start.
-        from attestor.registry.credentials import load_registry_credentials
-
-        load_registry_credentials(settings.registry_credentials_file)
+    _check_signing_mode(settings)
     return settings
 
 
 def keyless_config(settings: Settings) -> KeylessConfig:
     """The keyless signer's configuration from validated settings."""
-    from attestor.signing.keyless import KeylessConfig
+    from attestor.keyless import KeylessConfig
 
     return KeylessConfig(
         instance=settings.keyless_instance,
@@ -250,7 +245,7 @@ def keyless_config(settings: Settings) -> KeylessConfig:
     )
 
 
-def _check_signing_mode(settings: Settings, environ: Mapping[str, str]) -> None:
+def _check_signing_mode(settings: Settings) -> None:
     keyless_set = [
         name
         for name in (
@@ -277,11 +272,11 @@ def _check_signing_mode(settings: Settings, environ: Mapping[str, str]) -> None:
         return
     if settings.signing_key is not None:
         raise ConfigError("signing_key is set but signing_mode is 'keyless'; choose one")
-    # Only in keyless mode: the constructor loads the trust config and checks
-    # that the token source yields a usable token now, not at the first request.
-    from attestor.signing.keyless import KeylessSigner
+    # Only the values are checked here. Reading the token and the trust config
+    # is I/O, done at start by `attestor serve` and `attestor worker`.
+    from attestor.keyless import check_config
 
-    KeylessSigner(keyless_config(settings), environ=environ)
+    check_config(keyless_config(settings))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import click
 from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
 from attestor.cli._common import now, settings_from_env
+from attestor.cli._startup import check_start_up
 from attestor.errors import ConfigError
 
 __all__ = ["command"]
@@ -72,6 +74,7 @@ def command(
 
     tls = _check_tls(certfile, keyfile)
     settings = settings_from_env()
+    check_start_up(settings, os.environ)
     configure_logging(settings.log_level)
     engine = make_engine(settings.database_url)
     prepared = prepare(settings, engine, now=now())

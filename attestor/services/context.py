@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, keyless_config
 from attestor.errors import Conflict, NotFound
+from attestor.keyless import KeylessSigner
 from attestor.manifest import ManifestLimits
 from attestor.policy import PolicySet, load_policies
 from attestor.registry import (
@@ -25,7 +26,6 @@ from attestor.services.signers import (
     StatementSigner,
     keyless_statement_signer,
 )
-from attestor.signing.keyless import KeylessSigner
 from attestor.store import signing_keys as key_store
 
 __all__ = ["IssuanceAdapters", "adapters_from_settings", "build_context"]

@@ -23,8 +23,7 @@ from cryptography import x509
 from securesystemslib.signer import Signer  # type: ignore[attr-defined]  # no __all__ upstream
 
 from attestor.errors import UpstreamError
-from attestor.signing.dsse import sign_envelope
-from attestor.signing.keyless import (
+from attestor.keyless import (
     AmbientToken,
     EnvToken,
     FileToken,
@@ -35,6 +34,7 @@ from attestor.signing.keyless import (
     parse_identity_token,
     signing_certificate_pem,
 )
+from attestor.signing.dsse import sign_envelope
 from attestor.verify.identity import certificate_identity
 
 __all__ = [

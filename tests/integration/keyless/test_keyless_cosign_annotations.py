@@ -13,9 +13,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sigstore.sign import SigningContext
 
+from attestor.keyless import load_trust_config, sign_dsse_bundle
 from attestor.registry import attach_docs as docs
-from attestor.signing._keyless_sign import sign_dsse_bundle
-from attestor.signing.keyless import load_trust_config
 from tests.harness.sigstore_stack import SigstoreStack
 
 IDENTITY = "https://kubernetes.io/namespaces/attestor/serviceaccounts/attestor-server"

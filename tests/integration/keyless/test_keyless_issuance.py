@@ -21,8 +21,8 @@ from attestor.api._state import app_state
 from attestor.config import load_settings
 from attestor.errors import VerificationError
 from attestor.jobs.runner import InlineRunner
+from attestor.keyless import signing_certificate_pem
 from attestor.services.signers import keyless_keyid
-from attestor.signing._keyless_sign import signing_certificate_pem
 from attestor.verify import TrustedKey, Verifier
 from attestor.verify.bundle import Artifact, CertificateIdentity, verify_bundle
 from attestor.verify.trust import load_trusted_root

@@ -23,9 +23,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sigstore.sign import SigningContext
 
 from attestor.errors import ConfigError, UpstreamError, VerificationError
-from attestor.signing._keyless_sign import dsse_envelope, sign_dsse_bundle, signing_certificate_pem
+from attestor.keyless import (
+    AmbientToken,
+    KeylessConfig,
+    KeylessSigner,
+    dsse_envelope,
+    load_trust_config,
+    sign_dsse_bundle,
+    signing_certificate_pem,
+)
 from attestor.signing.bundle import bundle_from_envelope
-from attestor.signing.keyless import AmbientToken, KeylessConfig, KeylessSigner, load_trust_config
 from attestor.statement import ImageInfo, ManifestRef, build_layer_statement, statement_bytes
 from attestor.verify import TrustedKey, Verifier
 from attestor.verify.bundle import Artifact, CertificateIdentity, verify_bundle

@@ -28,6 +28,7 @@ from agent.check import pinned_verifier
 from agent.integrity.attestation import KeylessTrust, ServerAttestations
 from attestor.cli.verify_bundle import command
 from attestor.digests import KeyId
+from attestor.keyless import load_trust_config, sign_dsse_bundle
 from attestor.revocation.match import RevocationSet
 from attestor.services._bulk_checks import (
     Keyless,
@@ -38,8 +39,6 @@ from attestor.services._bulk_checks import (
     check_keyless,
     judge,
 )
-from attestor.signing._keyless_sign import sign_dsse_bundle
-from attestor.signing.keyless import load_trust_config
 from attestor.store.verifications import OurAttestation
 from attestor.verify.bundle import BundleVerifier, CertificateIdentity
 from attestor.verify.trust import load_trusted_root

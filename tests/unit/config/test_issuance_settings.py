@@ -14,10 +14,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from attestor.config import keyless_config, load_settings
+from attestor.cli._startup import check_start_up
+from attestor.config import Settings, keyless_config, load_settings
 from attestor.errors import ConfigError
+from attestor.keyless import KeylessConfig, KeylessSigner
 from attestor.registry import Credentials, load_registry_credentials
-from attestor.signing.keyless import KeylessConfig, KeylessSigner
 
 ISSUER = "https://oidc.attestor.test"
 
@@ -35,6 +36,13 @@ def _token(**claims: object) -> str:
     }
     # The signature is Fulcio's to check; a throwaway key is enough here.
     return jwt.encode(body, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+
+
+def _start(env: dict[str, str]) -> Settings:
+    """Settings as `attestor serve` and `attestor worker` accept them at start."""
+    settings = load_settings(env)
+    check_start_up(settings, env)
+    return settings
 
 
 @pytest.fixture
@@ -109,7 +117,7 @@ def test_bad_credentials_files(
 ) -> None:
     path = _creds_file(tmp_path, body, mode)
     with pytest.raises(ConfigError) as err:
-        load_settings({**base, "ATTESTOR_REGISTRY_CREDENTIALS_FILE": str(path)})
+        _start({**base, "ATTESTOR_REGISTRY_CREDENTIALS_FILE": str(path)})
     assert fragment in err.value.message
     assert "pw-secret" not in err.value.message and "\n" not in err.value.message
 
@@ -142,7 +150,7 @@ def test_keyless_token_from_env_variable(base: dict[str, str]) -> None:
         "ATTESTOR_KEYLESS_TOKEN_ENV": "CI_OIDC_TOKEN",
         "CI_OIDC_TOKEN": _token(),
     }
-    assert load_settings(env).keyless_token_env == "CI_OIDC_TOKEN"
+    assert _start(env).keyless_token_env == "CI_OIDC_TOKEN"
 
 
 @pytest.mark.parametrize(
@@ -207,7 +215,7 @@ def test_misconfigured_signing_mode(
     base: dict[str, str], extra: dict[str, str], fragment: str
 ) -> None:
     with pytest.raises(ConfigError) as err:
-        load_settings({**base, **extra})
+        _start({**base, **extra})
     assert fragment in err.value.message
     assert "\n" not in err.value.message
 
@@ -221,7 +229,7 @@ def test_expired_token_fails_at_start(tmp_path: Path, base: dict[str, str]) -> N
         "ATTESTOR_KEYLESS_TOKEN_FILE": str(token_file),
     }
     with pytest.raises(ConfigError, match="identity token unusable"):
-        load_settings(env)
+        _start(env)
 
 
 def test_cli_exits_2_with_one_line_on_bad_signing_mode(tmp_path: Path) -> None:
@@ -230,14 +238,52 @@ def test_cli_exits_2_with_one_line_on_bad_signing_mode(tmp_path: Path) -> None:
         "ATTESTOR_DATA_DIR": str(tmp_path),
         "ATTESTOR_SIGNING_MODE": "keyless",
     }
+    assert "exactly one identity token source" in _one_line_exit_2(env, "admin", "migrate")
+
+
+def test_load_settings_reads_no_token_and_no_credentials_file(
+    tmp_path: Path, base: dict[str, str]
+) -> None:
+    # Parsing settings is pure: the token and the credentials file are read by
+    # the start-up check of `attestor serve` and `attestor worker` only.
+    creds = _creds_file(tmp_path, 'h: {username: u, password: "pw-secret"}', 0o644)
+    env = {
+        **base,
+        "ATTESTOR_SIGNING_MODE": "keyless",
+        "ATTESTOR_KEYLESS_TOKEN_ENV": "UNSET_TOKEN",
+        "ATTESTOR_REGISTRY_CREDENTIALS_FILE": str(creds),
+    }
+    s = load_settings(env)
+    assert (s.keyless_token_env, s.registry_credentials_file) == ("UNSET_TOKEN", creds)
+    with pytest.raises(ConfigError, match="UNSET_TOKEN is unset"):
+        check_start_up(s, env)
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_serve_and_worker_exit_2_with_one_line_on_unusable_token(
+    tmp_path: Path, command: str
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ATTESTOR_DATA_DIR": str(tmp_path),
+        "ATTESTOR_SIGNING_MODE": "keyless",
+        "ATTESTOR_KEYLESS_TOKEN_ENV": "CI_OIDC_TOKEN",
+        "CI_OIDC_TOKEN": "not.a.jwt",
+    }
+    assert "identity token unusable" in _one_line_exit_2(env, command)
+
+
+def _one_line_exit_2(env: dict[str, str], *args: str) -> str:
+    """Run `attestor <args>`, which must exit 2 with one line on stderr; that line."""
     proc = subprocess.run(
-        [sys.executable, "-m", "attestor", "admin", "migrate"],
+        [sys.executable, "-m", "attestor", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "exactly one identity token source" in lines[0]
+    assert len(lines) == 1, lines
+    return lines[0]

@@ -33,12 +33,7 @@ from sigstore.sign import SigningContext
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attestor.errors import ConfigError
-from attestor.signing._keyless_sign import (
-    dsse_envelope,
-    parse_identity_token,
-    sign_dsse_bundle,
-    signing_certificate_pem,
-)
+from attestor.keyless._sign import parse_identity_token, sign_dsse_bundle
 
 __all__ = [
     "AmbientToken",
@@ -47,10 +42,8 @@ __all__ = [
     "KeylessConfig",
     "KeylessSigner",
     "TokenSource",
-    "dsse_envelope",
+    "check_config",
     "load_trust_config",
-    "parse_identity_token",
-    "signing_certificate_pem",
 ]
 
 _EMBEDDED = {
@@ -138,6 +131,26 @@ class KeylessConfig:
     force_tlog_version: int | None = None
 
 
+def check_config(config: KeylessConfig) -> None:
+    """Check the values of a keyless configuration; reads no file, token or variable.
+
+    Raises:
+        ConfigError: one line naming the wrong setting.
+    """
+    sources = [config.token_file is not None, config.token_env is not None, config.ambient_token]
+    if sum(sources) != 1:
+        raise ConfigError(
+            "keyless signing needs exactly one identity token source "
+            f"(token_file, token_env, ambient_token), got {sum(sources)}"
+        )
+    if config.force_tlog_version not in (None, 1, 2):
+        raise ConfigError(f"force_tlog_version must be 1 or 2, got {config.force_tlog_version}")
+    if config.instance == "custom" and config.trust_config is None:
+        raise ConfigError("keyless instance 'custom' needs a trust config file")
+    if config.instance != "custom" and config.trust_config is not None:
+        raise ConfigError(f"keyless instance {config.instance!r} takes no trust config file")
+
+
 def load_trust_config(
     instance: Literal["production", "staging", "custom"], path: Path | None = None
 ) -> ClientTrustConfig:
@@ -187,18 +200,7 @@ class KeylessSigner:
         Raises:
             ConfigError: one line naming the wrong setting.
         """
-        sources = [
-            config.token_file is not None,
-            config.token_env is not None,
-            config.ambient_token,
-        ]
-        if sum(sources) != 1:
-            raise ConfigError(
-                "keyless signing needs exactly one identity token source "
-                f"(token_file, token_env, ambient_token), got {sum(sources)}"
-            )
-        if config.force_tlog_version not in (None, 1, 2):
-            raise ConfigError(f"force_tlog_version must be 1 or 2, got {config.force_tlog_version}")
+        check_config(config)
         self._tokens: TokenSource
         if config.token_file is not None:
             self._tokens = FileToken(config.token_file)

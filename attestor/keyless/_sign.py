@@ -1,38 +1,25 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Helpers for keyless signing: one DSSE signature, the token check, the envelope.
+"""Helpers for keyless signing: one DSSE signature and the identity token check.
 
-Used by :mod:`attestor.signing.keyless`. Signing talks to Fulcio and Rekor
-through sigstore-python; the results are plain JSON documents:
-
-* the Sigstore bundle v0.3 (Fulcio certificate + one Rekor v1 entry);
-* its DSSE envelope alone, as cosign writes it (``keyid: ""``), which
-  ``cosign verify-blob-attestation --certificate`` accepts with the bundle's
-  certificate (:func:`signing_certificate_pem`).
+Used by :mod:`attestor.keyless.signer`. Signing talks to Fulcio and Rekor
+through sigstore-python; the result is a plain JSON document, the Sigstore
+bundle v0.3 (Fulcio certificate + one Rekor entry). Reading parts back out of
+it needs no network and lives in :mod:`attestor.signing.keyless_bundle`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Mapping
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from sigstore.dsse import Statement
 from sigstore.errors import Error as SigstoreError
 from sigstore.oidc import IdentityToken
 from sigstore.sign import SigningContext
 
-from attestor.dsse import Envelope, Signature, parse_envelope
 from attestor.errors import ConfigError, InvalidInput, UpstreamError
 
-__all__ = [
-    "dsse_envelope",
-    "parse_identity_token",
-    "sign_dsse_bundle",
-    "signing_certificate_pem",
-]
+__all__ = ["parse_identity_token", "sign_dsse_bundle"]
 
 
 def parse_identity_token(raw: str) -> IdentityToken:
@@ -90,49 +77,3 @@ def sign_dsse_bundle(context: SigningContext, token: str, statement: bytes) -> d
         raise UpstreamError(f"keyless signing failed: {type(e).__name__}: {first}"[:300]) from e
     doc: dict[str, Any] = json.loads(bundle.to_json())
     return doc
-
-
-def dsse_envelope(bundle: Mapping[str, Any]) -> Envelope:
-    """The bundle's DSSE envelope alone, as cosign writes it (``keyid: ""``).
-
-    The payload and signature bytes are kept verbatim, so the envelope verifies
-    with the bundle certificate's public key.
-
-    Raises:
-        InvalidInput: if the bundle has no well-formed DSSE envelope.
-    """
-    raw = bundle.get("dsseEnvelope")
-    if not isinstance(raw, Mapping):
-        raise InvalidInput("bundle has no dsseEnvelope")
-    envelope = parse_envelope(raw)
-    # Keyless signatures have no key id; cosign writes the empty string.
-    return Envelope(
-        payload_type=envelope.payload_type,
-        payload=envelope.payload,
-        signatures=tuple(Signature(keyid="", sig=s.sig) for s in envelope.signatures),
-    )
-
-
-def signing_certificate_pem(bundle: Mapping[str, Any]) -> bytes:
-    """The Fulcio leaf certificate of a bundle (v0.3 ``certificate`` or a v0.1/0.2 chain), PEM.
-
-    Raises:
-        InvalidInput: if the bundle carries no parsable certificate.
-    """
-    material = bundle.get("verificationMaterial")
-    if not isinstance(material, Mapping):
-        raise InvalidInput("bundle has no verificationMaterial")
-    cert = material.get("certificate")
-    if not isinstance(cert, Mapping):
-        chain = material.get("x509CertificateChain")
-        certs = chain.get("certificates") if isinstance(chain, Mapping) else None
-        cert = certs[0] if isinstance(certs, list) and certs else None
-    raw = cert.get("rawBytes") if isinstance(cert, Mapping) else None
-    if not isinstance(raw, str):
-        raise InvalidInput("bundle has no signing certificate")
-    try:
-        der = base64.b64decode(raw, validate=True)
-        leaf = x509.load_der_x509_certificate(der)
-    except ValueError as e:
-        raise InvalidInput(f"bundle certificate is malformed: {e}") from None
-    return leaf.public_bytes(serialization.Encoding.PEM)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from attestor.errors import ConfigError
-from attestor.signing.keyless import (
+from attestor.keyless import (
     EnvToken,
     FileToken,
     KeylessConfig,

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestor.errors import ConfigError, InvalidInput
-from attestor.signing._keyless_sign import (
+from attestor.keyless import (
     dsse_envelope,
     parse_identity_token,
     signing_certificate_pem,
