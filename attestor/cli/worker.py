@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import gc
+import os
 
 import click
 
 from attestor.cli._common import migrated_engine, settings_from_env
+from attestor.cli._startup import check_start_up
 from attestor.errors import ConfigError
 
 __all__ = ["command"]
@@ -33,6 +35,7 @@ def command(burst: bool, maintenance_interval: int) -> None:
     from attestor.logs import configure_logging
 
     settings = settings_from_env()
+    check_start_up(settings, os.environ)
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set; `attestor worker` needs Redis")
     configure_logging(settings.log_level)
