@@ -40,6 +40,11 @@ def command(burst: bool, maintenance_interval: int) -> None:
         raise ConfigError("REDIS_URL is not set; `attestor worker` needs Redis")
     configure_logging(settings.log_level)
     migrated_engine(settings).dispose()
+    from attestor.jobs.worker_state import build_worker_state, install_worker_state
+
+    # Built once: rq calls our entry points by name with JSON arguments only, and
+    # each job of this process uses this engine and Redis client.
+    install_worker_state(build_worker_state(settings))
     connection = Redis.from_url(settings.redis_url)
     worker = make_worker(connection, maintenance_interval=maintenance_interval)
     from attestor.jobs.reverify import schedule_periodic_sweep

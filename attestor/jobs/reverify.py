@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.errors import ConfigError, Error
 from attestor.jobqueue import JobRunner, submit, utc_now
+from attestor.jobs.worker_state import installed_worker_state, worker_state
 from attestor.policy import PolicySet
 from attestor.services.revocation import REVERIFY_KIND
 from attestor.store import jobs as job_store
@@ -222,20 +223,17 @@ def periodic_sweep_entry(interval_s: int) -> None:
     """
     from attestor.config import load_settings
     from attestor.jobs.runner import RQRunner
-    from attestor.store.db import make_engine, make_session_factory
 
-    settings = load_settings(os.environ)
+    installed = installed_worker_state()
+    settings = installed.settings if installed is not None else load_settings(os.environ)
     if settings.redis_url is None:
         raise ConfigError("the periodic sweep runs on rq, which needs REDIS_URL")
-    engine = make_engine(settings.database_url)
-    try:
+    with worker_state(settings) as state:
         runner = RQRunner(settings.redis_url)
         submit_periodic_sweep(
-            make_session_factory(engine),
+            state.session_factory,
             runner,
             now=utc_now(),
             interval=timedelta(seconds=interval_s),
         )
         schedule_periodic_sweep(runner.queue, interval=timedelta(seconds=interval_s))
-    finally:
-        engine.dispose()

@@ -31,10 +31,11 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.config import Settings, load_settings
+from attestor.config import Settings
 from attestor.errors import Error, InvalidInput, Unavailable
 from attestor.jobqueue import JobRunner, TaskContext, TaskFn, fail_job, settle_job, submit, utc_now
 from attestor.jobs.tasks import TASKS
+from attestor.jobs.worker_state import worker_state
 from attestor.store import jobs as job_store
 
 __all__ = [
@@ -296,18 +297,12 @@ class RQRunner:
 
 
 def rq_entry(kind: str, payload: dict[str, Any], job_id: str) -> None:
-    """Entry point an rq worker calls; builds its context from the environment."""
-    from attestor.store.db import make_engine, make_session_factory
-
-    settings = load_settings(os.environ)
-    engine = make_engine(settings.database_url)
-    try:
+    """Entry point an rq worker calls, with the worker process's state (:mod:`.worker_state`)."""
+    with worker_state() as state:
         execute(
             kind,
             payload,
             job_id=job_id,
-            settings=settings,
-            session_factory=make_session_factory(engine),
+            settings=state.settings,
+            session_factory=state.session_factory,
         )
-    finally:
-        engine.dispose()

@@ -33,12 +33,12 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry, SimpleWorker
 from rq.job import Job
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings, load_settings
 from attestor.errors import ConfigError, Unavailable
 from attestor.jobqueue import TaskContext, utc_now
+from attestor.jobs.worker_state import WorkerState, build_worker_state, installed_worker_state
 from attestor.services.bulk_verify import (
     JOB_KIND,
     BulkLimits,
@@ -272,21 +272,19 @@ def verify_task(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str
     return {"results_url": results_url(context.job_id)}
 
 
-# One engine and one Redis connection per worker process: SimpleWorker runs
-# every chunk in this process, so they are built once, not per chunk.
-_PROCESS: dict[str, Any] = {}
+# An rq worker started without ``attestor worker`` has no installed state. Its
+# chunks still share one engine and Redis connection: SimpleWorker runs every
+# chunk in this process, and a chunk is too small to pay for an engine each.
+_FALLBACK: list[WorkerState] = []
 
 
 def _process_state() -> tuple[Settings, sessionmaker[Session], Redis | None]:
-    if "settings" not in _PROCESS:
-        from attestor.store.db import make_engine, make_session_factory
-
-        settings = load_settings(os.environ)
-        engine: Engine = make_engine(settings.database_url)
-        _PROCESS["settings"] = settings
-        _PROCESS["factory"] = make_session_factory(engine)
-        _PROCESS["redis"] = Redis.from_url(settings.redis_url) if settings.redis_url else None
-    return _PROCESS["settings"], _PROCESS["factory"], _PROCESS["redis"]
+    state = installed_worker_state()
+    if state is None:
+        if not _FALLBACK:
+            _FALLBACK.append(build_worker_state(load_settings(os.environ)))
+        state = _FALLBACK[0]
+    return state.settings, state.session_factory, state.redis
 
 
 def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -> int:
