@@ -23,6 +23,7 @@ from attestor.manifest._compact import (
 from attestor.manifest._compare import Change, ChangeKind, compare_manifests
 from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._filekey import FILE_KEY, file_key
+from attestor.manifest._limits import ManifestLimits
 from attestor.manifest._merkle import root_from_inclusion_proof
 from attestor.manifest._model import (
     LAYER_READING_VERSION,
@@ -30,7 +31,6 @@ from attestor.manifest._model import (
     EntryType,
     FileManifest,
     ManifestEntry,
-    ManifestLimits,
 )
 from attestor.manifest._snapshot import (
     FileState,

@@ -25,15 +25,9 @@ from collections.abc import Callable, Iterator
 
 from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
+from attestor.manifest._limits import ManifestLimits
 from attestor.manifest._merkle import RootBuilder
-from attestor.manifest._model import (
-    MEDIA_TYPE,
-    EntryType,
-    FileManifest,
-    ManifestEntry,
-    ManifestLimits,
-    check_place,
-)
+from attestor.manifest._model import MEDIA_TYPE, EntryType, FileManifest, ManifestEntry, check_place
 
 __all__ = [
     "AttestedManifest",

@@ -25,7 +25,8 @@ from pathlib import Path
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._filekey import FILE_KEY, file_key
-from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
+from attestor.manifest._limits import ManifestLimits
+from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 from attestor.manifest._unscannable import MAX_UNSCANNABLE, Unscannable, shown_path
 from attestor.manifest._walk_io import (
     CAPABILITY,

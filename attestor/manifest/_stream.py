@@ -26,7 +26,8 @@ import zstandard
 
 from attestor.digests import Digest
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._model import FileManifest, ManifestLimits
+from attestor.manifest._limits import ManifestLimits
+from attestor.manifest._model import FileManifest
 from attestor.manifest._tar import manifest_from_tar
 
 __all__ = [

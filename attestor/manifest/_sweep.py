@@ -31,7 +31,8 @@ from attestor.manifest._compact import (
 )
 from attestor.manifest._compare import Change, diff_entries
 from attestor.manifest._filekey import FILE_KEY
-from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
+from attestor.manifest._limits import ManifestLimits
+from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 from attestor.manifest._snapshot import SnapshotWalk, run_walk
 from attestor.manifest._unscannable import Unscannable
 

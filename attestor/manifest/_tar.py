@@ -22,12 +22,8 @@ from typing import BinaryIO
 import zstandard
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._model import (
-    EntryType,
-    FileManifest,
-    ManifestLimits,
-    check_path,
-)
+from attestor.manifest._limits import ManifestLimits
+from attestor.manifest._model import EntryType, FileManifest, check_path
 from attestor.manifest._tarreader import TarHeader, TarReader
 from attestor.manifest._tarreplay import OPAQUE, Inode, Node, Replay
 

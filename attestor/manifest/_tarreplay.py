@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attestor.errors import InvalidInput, TooLarge
-from attestor.manifest._model import EntryType, FileManifest, ManifestEntry, ManifestLimits
+from attestor.manifest._limits import ManifestLimits
+from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 
 __all__ = ["IMPLICIT_DIR_MODE", "OPAQUE", "Inode", "Node", "Replay"]
 
