@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.api.metrics import Metrics
 from attestor.config import Settings
-from attestor.jobs.runner import JobRunner
+from attestor.jobqueue import JobRunner
 
 __all__ = ["AppState", "app_state"]
 

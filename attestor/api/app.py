@@ -25,7 +25,8 @@ from attestor.api.observability import install_observability
 from attestor.api.problems import PROBLEM_MEDIA_TYPE, ProblemSchema, register_error_handlers
 from attestor.config import Settings, load_settings
 from attestor.errors import InvalidInput
-from attestor.jobs.runner import InlineRunner, JobRunner, RQRunner, utc_now
+from attestor.jobqueue import JobRunner, utc_now
+from attestor.jobs.runner import InlineRunner, RQRunner
 from attestor.store.bootstrap import prepare
 from attestor.store.db import make_engine, make_session_factory
 

@@ -16,8 +16,8 @@ from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput, Unavailable
+from attestor.jobqueue import submit as submit_job
 from attestor.jobs.issuance import ISSUE_KIND
-from attestor.jobs.runner import submit as submit_job
 from attestor.services.context import IssuanceAdapters, adapters_from_settings, build_context
 from attestor.services.issuance import (
     Deferred,

@@ -33,20 +33,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from attestor.config import Settings
 from attestor.errors import Error, InvalidInput, Unavailable
-from attestor.jobqueue import JobRunner, TaskContext, TaskFn, fail_job, settle_job, submit, utc_now
+from attestor.jobqueue import TaskContext, TaskFn, fail_job, settle_job, utc_now
 from attestor.jobs.tasks import TASKS
 from attestor.jobs.worker_state import worker_state
 from attestor.store import jobs as job_store
 
 __all__ = [
     "InlineRunner",
-    "JobRunner",
     "RQRunner",
     "execute",
     "reap_abandoned",
     "rq_entry",
-    "submit",
-    "utc_now",
 ]
 
 log = logging.getLogger(__name__)

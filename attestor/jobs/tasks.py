@@ -15,7 +15,7 @@ from attestor.jobs.issuance import issue_task
 from attestor.jobs.reverify_task import reverify_task
 from attestor.jobs.verification import verify_task
 
-__all__ = ["TASKS", "TaskContext", "TaskFn", "echo"]
+__all__ = ["TASKS", "echo"]
 
 
 def echo(payload: Mapping[str, Any], context: TaskContext) -> Mapping[str, Any]:

@@ -20,7 +20,8 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from attestor.config import load_settings
-from attestor.jobs.runner import QUEUE_NAME, RQRunner, rq_entry, submit, utc_now
+from attestor.jobqueue import submit, utc_now
+from attestor.jobs.runner import QUEUE_NAME, RQRunner, rq_entry
 from attestor.store import jobs as job_store
 from attestor.store.db import make_engine, make_session_factory, upgrade
 

@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from attestor.config import load_settings
 from attestor.errors import Unavailable
-from attestor.jobs.runner import InlineRunner, submit, utc_now
-from attestor.jobs.tasks import TaskContext
+from attestor.jobqueue import TaskContext, submit, utc_now
+from attestor.jobs.runner import InlineRunner
 from attestor.store import jobs
 from attestor.store.db import make_session_factory
 

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Engine
 
 from attestor.config import load_settings
-from attestor.jobs.runner import InlineRunner, reap_abandoned, submit, utc_now
-from attestor.jobs.tasks import TaskContext
+from attestor.jobqueue import TaskContext, submit, utc_now
+from attestor.jobs.runner import InlineRunner, reap_abandoned
 from attestor.store import jobs
 from attestor.store.db import make_session_factory
 

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from attestor.api._state import app_state
 from attestor.api.app import SWAGGER_UI_ASSETS, SWAGGER_UI_CDN
 from attestor.errors import InvalidInput
-from attestor.jobs.runner import submit
+from attestor.jobqueue import submit
 from attestor.logs import JsonFormatter
 from attestor.store import jobs
 from tests.unit.api.conftest import NOW, bearer

@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from attestor.api._state import app_state
 from attestor.errors import VerificationError
-from attestor.jobs.runner import InlineRunner, submit
+from attestor.jobqueue import submit
+from attestor.jobs.runner import InlineRunner
 from attestor.revocation import RevocationSet, verify_feed_page
 from attestor.store import jobs as job_store
 from attestor.store import revocations as revocation_store
