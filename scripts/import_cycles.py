@@ -3,7 +3,10 @@
 
 Imports under ``if TYPE_CHECKING:`` are ignored: they never run. A cycle here is
 a strongly connected component of the module-level import graph that grimp (the
-library import-linter uses) builds. Exits 1 when there is a module cycle.
+library import-linter uses) builds. Two packages that import each other are
+reported too: importing a submodule first runs its package's ``__init__``, so
+such a pair can fail at load time in one import order even without a module
+cycle. Exits 1 when there is either.
 
 Usage: ``python scripts/import_cycles.py [package ...]`` (default ``attestor``).
 """
@@ -58,7 +61,7 @@ def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
 
 
 def main(packages: list[str]) -> int:
-    """Print the cycles of ``packages``; returns 1 if there is a module cycle."""
+    """Print the cycles of ``packages``; returns 1 if there is a module or package cycle."""
     graph = grimp.build_graph(*packages, exclude_type_checking_imports=True)
     mods = sorted(m for m in graph.modules if m.split(".")[0] in packages)
     edges = {
@@ -81,11 +84,13 @@ def main(packages: list[str]) -> int:
         for x in targets:
             if package(m) != package(x):
                 between.setdefault(package(m), set()).add(package(x))
+    pairs = 0
     for a, targets in sorted(between.items()):
         for b in sorted(targets):
             if a < b and a in between.get(b, set()):
                 print(f"packages importing each other: {a} <-> {b}")
-    return 1 if groups else 0
+                pairs += 1
+    return 1 if groups or pairs else 0
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from typing import Final
 from agent.revocation.state import FeedState, load_state, save_state
 from agent.server import FeedResponse, ServerClient, fetch_revocation_feed
 from attestor.errors import ConfigError, Conflict, Error, InvalidInput, VerificationError
-from attestor.revocation import FeedLimits, FeedPage, KeyTarget, RevocationSet, verify_feed_page
+from attestor.revocation import KeyTarget, RevocationSet
 from attestor.revocation.model import format_time
+from attestor.revocation_feed import FeedLimits, FeedPage, verify_feed_page
 from attestor.verify import TrustedKey
 
 __all__ = ["FeedFetcher", "FeedFollower", "PollResult"]

@@ -29,8 +29,9 @@ from typing import Any, Final
 
 from agent._fs import fsync_dir, seal, unseal, write_atomic
 from attestor.errors import InvalidInput, Unavailable
-from attestor.revocation import FeedPage, Revocation, RevocationSet
+from attestor.revocation import Revocation, RevocationSet
 from attestor.revocation.model import format_time, parse_time
+from attestor.revocation_feed import FeedPage
 
 __all__ = ["STATE_FILE", "FeedState", "LoadedState", "load_state", "save_state"]
 

@@ -18,7 +18,8 @@ from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput
-from attestor.revocation import KINDS, FeedLimits
+from attestor.revocation import KINDS
+from attestor.revocation_feed import FeedLimits
 from attestor.services import revocation as revocation_service
 from attestor.store import revocations as revocation_store
 

@@ -1,23 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Revocation: the model, matching against attestations, and the signed agent feed.
+"""Revocation records and matching them against attestations.
 
-Pure core (no I/O). The server stores revocations and serves the feed; agents
-verify feed pages and keep a :class:`RevocationSet`; the
-:class:`attestor.verify.Verifier` rejects revoked attestations. Spec:
-``docs/revocation-feed.md``.
+Pure core (no I/O). The :class:`attestor.verify.Verifier` rejects attestations
+a :class:`RevocationSet` matches. The signed feed that carries revocations to
+agents is :mod:`attestor.revocation_feed`, a layer above signing and verify
+(it is signed and checked with them), so this package stays below verify.
+Spec: ``docs/revocation-feed.md``.
 """
 
-from attestor.revocation.feed import (
-    FEED_PAYLOAD_TYPE,
-    FeedLimits,
-    FeedPage,
-    build_feed_page,
-    feed_epoch,
-    feed_etag,
-    parse_feed_page,
-    sign_feed_page,
-    verify_feed_page,
-)
 from attestor.revocation.match import AttestationMeta, RevocationSet
 from attestor.revocation.model import (
     KINDS,
@@ -33,12 +23,9 @@ from attestor.revocation.model import (
 )
 
 __all__ = [
-    "FEED_PAYLOAD_TYPE",
     "KINDS",
     "AttestationMeta",
     "AttestationTarget",
-    "FeedLimits",
-    "FeedPage",
     "ImageTarget",
     "KeyTarget",
     "PolicyVersionTarget",
@@ -47,11 +34,5 @@ __all__ = [
     "SubjectTarget",
     "Target",
     "TimeWindowTarget",
-    "build_feed_page",
-    "feed_epoch",
-    "feed_etag",
-    "parse_feed_page",
     "parse_target",
-    "sign_feed_page",
-    "verify_feed_page",
 ]

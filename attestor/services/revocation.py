@@ -28,12 +28,9 @@ from attestor.revocation import (
     KeyTarget,
     PolicyVersionTarget,
     Revocation,
-    build_feed_page,
-    feed_epoch,
-    feed_etag,
     parse_target,
-    sign_feed_page,
 )
+from attestor.revocation_feed import build_feed_page, feed_epoch, feed_etag, sign_feed_page
 from attestor.signing.keys import load_signer, sslib_key
 from attestor.store import revocations as store
 from attestor.store import signing_keys as key_store

@@ -27,6 +27,7 @@ from attestor.revocation.model import format_time, parse_time
 from attestor.schemas import validate
 from attestor.signing.dsse import sign_envelope
 from attestor.signing.keys import public_key_info
+from attestor.verify import Verifier
 from attestor.verify.keys import TrustedKey
 
 __all__ = [
@@ -222,10 +223,6 @@ def verify_key_set(envelope: bytes, keys: Sequence[TrustedKey]) -> KeySet:
         VerificationError: a wrong payload type, no signature by a trusted
             key, or a signed payload that is not a valid key set.
     """
-    # Imported here: attestor.verify imports attestor.revocation, whose feed
-    # module imports attestor.signing, so a module-level import risks a cycle.
-    from attestor.verify import Verifier
-
     if not keys:
         raise VerificationError("no trusted key to verify the key set with")
     # The signature is checked by the one verifier, as every other signed document.

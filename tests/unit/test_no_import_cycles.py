@@ -29,6 +29,7 @@ def test_no_module_cycles(package: str, capsys: pytest.CaptureFixture[str]) -> N
     code = main([package])  # type: ignore[operator]
     out = capsys.readouterr().out
     assert "0 module cycle(s)" in out, out
+    assert "packages importing each other" not in out, out
     assert code == 0
 
 

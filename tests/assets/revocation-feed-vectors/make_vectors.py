@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope
-from attestor.revocation import Revocation, build_feed_page, feed_etag, sign_feed_page
+from attestor.revocation import Revocation
+from attestor.revocation_feed import build_feed_page, feed_etag, sign_feed_page
 from attestor.signing.dsse import sign_envelope
 
 HERE = Path(__file__).resolve().parent

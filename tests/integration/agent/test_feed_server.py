@@ -19,7 +19,8 @@ from agent.server import FeedResponse, ServerClient, fetch_revocation_feed
 from attestor.api import create_app
 from attestor.api._state import app_state
 from attestor.config import load_settings
-from attestor.revocation import AttestationMeta, feed_epoch
+from attestor.revocation import AttestationMeta
+from attestor.revocation_feed import feed_epoch
 from attestor.services.revocation import FEED_REFRESH
 from attestor.store import tokens as token_store
 from tests.conftest import REPO_ROOT

@@ -23,7 +23,8 @@ from attestor.dsse import Envelope, Signature, parse_envelope
 from attestor.errors import VerificationError
 from attestor.jobs.reverify import PERIODIC_JOB_ID, schedule_periodic_sweep
 from attestor.jobs.runner import InlineRunner, RQRunner
-from attestor.revocation import RevocationSet, verify_feed_page
+from attestor.revocation import RevocationSet
+from attestor.revocation_feed import verify_feed_page
 from attestor.store import jobs as job_store
 from attestor.store import tokens as token_store
 from attestor.store.models import JobModel

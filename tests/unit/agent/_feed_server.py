@@ -15,15 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from securesystemslib.signer import CryptoSigner
 
-from attestor.revocation import (
-    Revocation,
-    SubjectTarget,
-    Target,
-    build_feed_page,
-    feed_epoch,
-    feed_etag,
-    sign_feed_page,
-)
+from attestor.revocation import Revocation, SubjectTarget, Target
+from attestor.revocation_feed import build_feed_page, feed_epoch, feed_etag, sign_feed_page
 from attestor.verify import TrustedKey
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

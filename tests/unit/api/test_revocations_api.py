@@ -15,7 +15,8 @@ from attestor.api._state import app_state
 from attestor.errors import VerificationError
 from attestor.jobqueue import submit
 from attestor.jobs.runner import InlineRunner
-from attestor.revocation import RevocationSet, verify_feed_page
+from attestor.revocation import RevocationSet
+from attestor.revocation_feed import verify_feed_page
 from attestor.store import jobs as job_store
 from attestor.store import revocations as revocation_store
 from attestor.store.models import RevocationModel

@@ -9,10 +9,9 @@ from securesystemslib.signer import CryptoSigner
 
 from attestor.dsse import Envelope
 from attestor.errors import Conflict, InvalidInput, VerificationError
-from attestor.revocation import (
+from attestor.revocation import KeyTarget, RevocationSet
+from attestor.revocation_feed import (
     FEED_PAYLOAD_TYPE,
-    KeyTarget,
-    RevocationSet,
     build_feed_page,
     feed_epoch,
     feed_etag,

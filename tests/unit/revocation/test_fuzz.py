@@ -15,11 +15,10 @@ from securesystemslib.signer import CryptoSigner
 
 from attestor.dsse import Envelope, parse_envelope
 from attestor.errors import InvalidInput, VerificationError
-from attestor.revocation import (
-    Revocation,
+from attestor.revocation import Revocation, parse_target
+from attestor.revocation_feed import (
     build_feed_page,
     parse_feed_page,
-    parse_target,
     sign_feed_page,
     verify_feed_page,
 )

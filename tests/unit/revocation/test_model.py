@@ -126,8 +126,11 @@ def test_constructor_checks_what_the_schema_checks():
         Revocation.from_dict(doc)
 
 
-@pytest.mark.parametrize("first", ["attestor.revocation.feed", "attestor.verify"])
+@pytest.mark.parametrize(
+    "first",
+    ["attestor.revocation_feed", "attestor.verify", "attestor.revocation", "attestor.signing"],
+)
 def test_imports_in_any_order(first):
-    # feed -> attestor.verify -> attestor.revocation.match: no import order may break.
-    code = f"import {first}; import attestor.revocation, attestor.verify"
+    # revocation_feed -> signing, verify -> revocation: no import order may break.
+    code = f"import {first}; import attestor.revocation, attestor.verify, attestor.revocation_feed"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])

@@ -14,14 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from attestor import errors
-from attestor.revocation import (
-    Revocation,
-    build_feed_page,
-    feed_etag,
-    sign_feed_page,
-    verify_feed_page,
-)
+from attestor.revocation import Revocation
 from attestor.revocation.model import parse_time
+from attestor.revocation_feed import build_feed_page, feed_etag, sign_feed_page, verify_feed_page
 from attestor.verify import TrustedKey
 
 DIR = "revocation-feed-vectors"
