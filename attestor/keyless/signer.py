@@ -18,7 +18,6 @@ Signing itself talks to Fulcio, Rekor and any TSA: failures there are
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +33,11 @@ from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attestor.errors import ConfigError
 from attestor.keyless._sign import parse_identity_token, sign_dsse_bundle
+from attestor.sigstore_internals import (
+    EMBEDDED_INSTANCES,
+    client_trust_config_from_model,
+    embedded_trust_file,
+)
 
 __all__ = [
     "AmbientToken",
@@ -46,10 +50,6 @@ __all__ = [
     "load_trust_config",
 ]
 
-_EMBEDDED = {
-    "production": "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
-    "staging": "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
-}
 _CONFIG_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 _MAX_TOKEN_BYTES = 64 * 1024
 
@@ -167,22 +167,21 @@ def load_trust_config(
             inner = trustroot_v1.ClientTrustConfig.from_json(data)
             if inner.media_type != _CONFIG_MEDIA_TYPE:
                 raise ConfigError(f"trust config {path}: unsupported mediaType {inner.media_type}")
-        elif instance in _EMBEDDED:
+        elif instance in EMBEDDED_INSTANCES:
             if path is not None:
                 raise ConfigError(f"keyless instance {instance!r} takes no trust config file")
-            base = importlib.resources.files("sigstore._store").joinpath(_EMBEDDED[instance])
             inner = trustroot_v1.ClientTrustConfig(
                 media_type=_CONFIG_MEDIA_TYPE,
                 trusted_root=trustroot_v1.TrustedRoot.from_json(
-                    base.joinpath("trusted_root.json").read_bytes()
+                    embedded_trust_file(instance, "trusted_root.json")
                 ),
                 signing_config=trustroot_v1.SigningConfig.from_json(
-                    base.joinpath("signing_config.v0.2.json").read_bytes()
+                    embedded_trust_file(instance, "signing_config.v0.2.json")
                 ),
             )
         else:
             raise ConfigError(f"unknown keyless instance {instance!r}")
-        return ClientTrustConfig(inner)
+        return client_trust_config_from_model(inner)
     except OSError as e:
         raise ConfigError(f"trust config {path}: {e.strerror}") from None
     except ValidationError as e:

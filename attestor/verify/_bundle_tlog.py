@@ -5,8 +5,9 @@ sigstore-python verifies log entries only inside its certificate flow, so for
 key-signed bundles we drive its entry checks ourselves:
 
 * the Merkle inclusion proof, the signed checkpoint and the SET are verified by
-  sigstore-python's ``TransparencyLogEntry._verify`` against the trusted root's
-  Rekor keys (RFC 6962 / signed-note code we would otherwise duplicate);
+  sigstore-python's log entry checks against the trusted root's Rekor keys
+  (RFC 6962 / signed-note code we would otherwise duplicate), an internal
+  reached through :func:`attestor.sigstore_internals.verify_log_entry_proofs`;
 * the canonicalized body must describe *this* signature, key and artifact
   (CVE-2022-36056 class): that comparison is written here by hand because
   sigstore-python only implements it for certificates.
@@ -23,13 +24,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
-from sigstore._internal.trust import KeyringPurpose
 from sigstore.errors import Error as SigstoreError
-from sigstore.models import TransparencyLogEntry, TrustedRoot
+from sigstore.models import TrustedRoot
 from sigstore_models.rekor import v1 as rekor_v1
 from sigstore_models.rekor.v2 import entry as rekor_v2_entry
 
 from attestor.errors import VerificationError
+from attestor.sigstore_internals import verify_log_entry_proofs
 from attestor.verify._crypto import PublicKey
 from attestor.verify._sigstore_keyless import tlog_for_entry
 
@@ -84,8 +85,7 @@ def verify_tlog_entry(
         # sigstore-python would skip such a SET unverified; a present SET must verify.
         raise VerificationError("log entry has an inclusion promise but no integrated time")
     try:
-        entry = TransparencyLogEntry(inner)
-        entry._verify(root.rekor_keyring(KeyringPurpose.VERIFY))
+        verify_log_entry_proofs(inner, root)
     except (SigstoreError, ValueError) as e:
         raise VerificationError(f"invalid log entry: {e}") from None
     integrated: datetime | None = None

@@ -18,6 +18,7 @@ from sigstore.models import Bundle as SigstoreBundle
 from attestor.digests import Sha256Hex
 from attestor.dsse import Envelope, Signature, parse_envelope
 from attestor.errors import InvalidInput, VerificationError
+from attestor.sigstore_internals import bundle_dsse_envelope
 from attestor.verify._bundle_tlog import TlogEntryInfo
 from attestor.verify._crypto import public_key_pem
 from attestor.verify.keys import TrustedKey
@@ -77,7 +78,7 @@ def keyless_envelope(doc: dict[str, Any], bundle: SigstoreBundle) -> Envelope:
         VerificationError: if the two parsers read different envelopes.
     """
     parsed = parse_envelope(doc.get("dsseEnvelope") or {})
-    inner = bundle._inner.dsse_envelope
+    inner = bundle_dsse_envelope(bundle)
     if inner is None or (
         parsed.payload_type != inner.payload_type
         or parsed.payload != inner.payload

@@ -21,10 +21,9 @@ sigstore-python (``verify_dsse_material``). Additions:
    whose ``validFor`` covers every verified signing time; the SCT must come
    from a CT log of the trusted root whose key was valid at the SCT time.
 
-The ``_establish_time`` / ``_verify_common_signing_cert`` overrides and the
-entry-body checks of ``sigstore.verify.verifier`` use
-sigstore-python private methods; ``sigstore>=4.5,<4.6`` pins them and the
-conformance tests catch a change.
+The verifier steps overridden here and the entry-body checks reused are
+sigstore-python internals, reached through :mod:`attestor.sigstore_internals`
+only (whose tests pin them); the conformance tests catch a change in behaviour.
 """
 
 from __future__ import annotations
@@ -51,20 +50,27 @@ from cryptography.x509.verification import (
     Store,
 )
 from cryptography.x509.verification import VerificationError as X509VerificationError
-from sigstore._internal.rekor import _hashedrekord_from_parts
-from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
-from sigstore.errors import Error as SigstoreError
 from sigstore.errors import VerificationError as SigstoreVerificationError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle, TrustedRoot
-from sigstore.verify import Verifier
 from sigstore.verify.policy import VerificationPolicy
-from sigstore.verify.verifier import (
-    _validate_dsse_v001_entry_body,
-    _validate_hashedrekord_v002_dsse_entry_body,
-)
 from sigstore_models.common.v1 import HashAlgorithm
 from sigstore_models.trustroot import v1 as trustroot_v1
+
+from attestor.dsse import pae
+from attestor.sigstore_internals import (
+    EnvelopeModel,
+    ExtensibleVerifier,
+    TimestampSource,
+    TimestampVerificationResult,
+    bundle_dsse_envelope,
+    hashedrekord_from_parts,
+    log_entry_model,
+    trusted_root_from_model,
+    trusted_root_model,
+    validate_dsse_v001_entry_body,
+    validate_hashedrekord_v002_dsse_entry_body,
+)
 
 __all__ = ["KeylessVerifier", "closed_interval_root", "tlog_for_entry"]
 
@@ -75,19 +81,19 @@ _TIME_KINDS = {("dsse", "0.0.1"), ("hashedrekord", "0.0.1"), _INTOTO}
 
 def closed_interval_root(root: TrustedRoot) -> TrustedRoot:
     """A copy of ``root`` whose TSA validity ends are inclusive for sigstore-python."""
-    inner = root._inner.model_copy(deep=True)
+    inner = trusted_root_model(root).model_copy(deep=True)
     for authority in inner.timestamp_authorities:
         valid_for = authority.valid_for
         if valid_for is not None and valid_for.end is not None:
             valid_for.end = valid_for.end + timedelta(microseconds=1)
-    return TrustedRoot(inner)
+    return trusted_root_from_model(inner)
 
 
 def tlog_for_entry(
     root: TrustedRoot, log_key_id: bytes
 ) -> trustroot_v1.TransparencyLogInstance | None:
     """The trusted root's transparency log whose log id is ``log_key_id``."""
-    for tlog in root._inner.tlogs:
+    for tlog in trusted_root_model(root).tlogs:
         if tlog.log_id is not None and tlog.log_id.key_id == log_key_id:
             return tlog
     return None
@@ -102,33 +108,31 @@ def _in_range(valid_for: Any, when: datetime) -> bool:
     return valid_for.end is None or when <= valid_for.end
 
 
-class KeylessVerifier(Verifier):
-    """sigstore-python's ``Verifier`` with the additions in the module docstring."""
+class KeylessVerifier(ExtensibleVerifier):
+    """sigstore-python's ``Verifier`` with the additions in the module docstring.
+
+    A root with only Rekor keys (or only TSAs) still serves key-signed bundles
+    and timestamps; keyless verification with it is refused (``unusable``).
+    """
 
     def __init__(self, *, trusted_root: TrustedRoot) -> None:
         self._original_root = trusted_root
-        root = closed_interval_root(trusted_root)
-        #: Why keyless bundles cannot be verified with this root, if they cannot.
-        self.unusable: str | None = None
-        try:
-            super().__init__(trusted_root=root)
-        except SigstoreError as e:
-            # A root with only Rekor keys (or only TSAs) still serves key-signed
-            # bundles and timestamps; keyless verification is refused below.
-            self._trusted_root = root
-            self._fulcio_certificate_chain = []
-            self.unusable = str(e)
+        super().__init__(trusted_root=closed_interval_root(trusted_root))
 
-    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
-        # Same as sigstore-python 4.5.1, plus intoto 0.0.2 (cosign's Rekor v1 DSSE kind).
+    def establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+        """Same as sigstore-python 4.5.1, plus intoto 0.0.2 (cosign's Rekor v1 DSSE kind).
+
+        Raises:
+            sigstore.errors.VerificationError: if a time source cannot be used.
+        """
         verified: list[TimestampVerificationResult] = []
         if bundle.verification_material.timestamp_verification_data:
-            if not self._trusted_root.get_timestamp_authorities():
+            if not self.trusted_root.get_timestamp_authorities():
                 raise SigstoreVerificationError(
                     "bundle has a signed timestamp but the trusted root has no TSA"
                 )
-            verified.extend(self._verify_timestamp_authority(bundle))
-        inner = bundle.log_entry._inner
+            verified.extend(self.verify_timestamp_authority(bundle))
+        inner = log_entry_model(bundle.log_entry)
         if (timestamp := inner.integrated_time) and inner.inclusion_promise:
             kv = (inner.kind_version.kind, inner.kind_version.version)
             if kv not in _TIME_KINDS:
@@ -143,13 +147,18 @@ class KeylessVerifier(Verifier):
             )
         return verified
 
-    def _verify_common_signing_cert(self, bundle: Bundle, policy: VerificationPolicy) -> None:
+    def verify_signing_cert(self, bundle: Bundle, policy: VerificationPolicy) -> None:
+        """sigstore-python's certificate checks, then the log, CA and CT log validity.
+
+        Raises:
+            sigstore.errors.VerificationError: on any failure, or an unusable root.
+        """
         if self.unusable is not None:
             raise SigstoreVerificationError(f"trusted root unusable for keyless: {self.unusable}")
-        super()._verify_common_signing_cert(bundle, policy)
+        super().verify_signing_cert(bundle, policy)
         # Past this point the SET and TSA signatures are verified, so the times are trusted.
-        times = [vts.time for vts in self._establish_time(bundle)]
-        inner = bundle.log_entry._inner
+        times = [vts.time for vts in self.establish_time(bundle)]
+        inner = log_entry_model(bundle.log_entry)
         tlog = tlog_for_entry(self._original_root, inner.log_id.key_id)
         if tlog is None:
             raise SigstoreVerificationError(
@@ -174,7 +183,7 @@ class KeylessVerifier(Verifier):
             ctlog = next(
                 (
                     c
-                    for c in self._original_root._inner.ctlogs
+                    for c in trusted_root_model(self._original_root).ctlogs
                     if c.log_id is not None and c.log_id.key_id == sct.log_id
                 ),
                 None,
@@ -197,7 +206,7 @@ class KeylessVerifier(Verifier):
             ExtendedKeyUsage, Criticality.NON_CRITICAL, None
         )
         for when in times:
-            for authority in self._original_root._inner.certificate_authorities:
+            for authority in trusted_root_model(self._original_root).certificate_authorities:
                 if not _in_range(authority.valid_for, when):
                     continue
                 certs = [
@@ -251,46 +260,47 @@ class KeylessVerifier(Verifier):
         Raises:
             sigstore.errors.VerificationError: on any failure.
         """
-        self._verify_common_signing_cert(bundle, policy)
-        envelope = bundle._dsse_envelope
+        self.verify_signing_cert(bundle, policy)
+        envelope = bundle_dsse_envelope(bundle)
         if envelope is None:
             raise SigstoreVerificationError("DSSE log entry but the bundle has no DSSE envelope")
-        if len(envelope._inner.signatures) != 1:
-            count = len(envelope._inner.signatures)
+        if len(envelope.signatures) != 1:
+            count = len(envelope.signatures)
             raise SigstoreVerificationError(f"DSSE: exactly 1 signature allowed, got {count}")
-        kv = bundle.log_entry._inner.kind_version
+        kv = log_entry_model(bundle.log_entry).kind_version
         kind = (kv.kind, kv.version)
         if kind == _INTOTO:
-            _check_intoto_body(bundle)
+            _check_intoto_body(bundle, envelope)
         elif kind == _HASHEDREKORD_V1:
-            _check_hashedrekord_dsse_body(bundle)
+            _check_hashedrekord_dsse_body(bundle, envelope)
         elif kind == ("dsse", "0.0.1"):
-            _validate_dsse_v001_entry_body(bundle)
+            validate_dsse_v001_entry_body(bundle)
         elif kind == ("hashedrekord", "0.0.2"):
-            _validate_hashedrekord_v002_dsse_entry_body(bundle)
+            validate_hashedrekord_v002_dsse_entry_body(bundle)
         else:
             raise SigstoreVerificationError(
                 f"Unsupported DSSE log entry type: {kv.kind}/{kv.version}"
             )
 
 
-def _check_hashedrekord_dsse_body(bundle: Bundle) -> None:
+def _check_hashedrekord_dsse_body(bundle: Bundle, envelope: EnvelopeModel) -> None:
     """A Rekor v1 hashedrekord 0.0.1 entry over sha256(PAE) (client spec allows it).
 
     The same comparison sigstore-python makes for message signatures, with the
     PAE digest and the envelope signature in their places.
     """
-    envelope = bundle._dsse_envelope
-    assert envelope is not None  # noqa: S101 - checked by the caller
-    if len(envelope._inner.signatures) != 1:
+    if len(envelope.signatures) != 1:
         raise SigstoreVerificationError("DSSE envelope must have exactly one signature")
-    hashed = Hashed(
-        algorithm=HashAlgorithm.SHA2_256, digest=hashlib.sha256(envelope.pae()).digest()
-    )
-    expected = _hashedrekord_from_parts(bundle.signing_certificate, envelope.signature, hashed)
+    # The PAE the one DSSE verifier checks the signature over. (sigstore-python's
+    # counts the type in characters, not bytes: the same for the in-toto type,
+    # the only one that verifier accepts.)
+    digest = hashlib.sha256(pae(envelope.payload_type, envelope.payload)).digest()
+    hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=digest)
+    signature = envelope.signatures[0].sig
+    expected = hashedrekord_from_parts(bundle.signing_certificate, signature, hashed)
     try:
         actual = rekor_types.Hashedrekord.model_validate_json(
-            bundle.log_entry._inner.canonicalized_body
+            log_entry_model(bundle.log_entry).canonicalized_body
         )
     except ValueError as e:
         raise SigstoreVerificationError(f"malformed hashedrekord log entry: {e}") from None
@@ -300,7 +310,7 @@ def _check_hashedrekord_dsse_body(bundle: Bundle) -> None:
         )
 
 
-def _check_intoto_body(bundle: Bundle) -> None:
+def _check_intoto_body(bundle: Bundle, envelope: EnvelopeModel) -> None:
     """Rekor v1 intoto 0.0.2 body vs the bundle (sigstore-go ``validateIntoto``).
 
     The entry stores ``payloadHash`` = sha256(payload) and each signature as
@@ -308,10 +318,8 @@ def _check_intoto_body(bundle: Bundle) -> None:
     envelope ``hash`` covers Rekor's own re-serialisation and cannot be
     recomputed, as with dsse 0.0.1 entries.
     """
-    envelope = bundle._dsse_envelope
-    assert envelope is not None  # noqa: S101 - checked by the caller
     try:
-        body = json.loads(bundle.log_entry._inner.canonicalized_body)
+        body = json.loads(log_entry_model(bundle.log_entry).canonicalized_body)
         content = body["spec"]["content"]
         payload_hash = content["payloadHash"]
         entry_env = content["envelope"]
@@ -320,14 +328,14 @@ def _check_intoto_body(bundle: Bundle) -> None:
             raise SigstoreVerificationError("intoto entry body has the wrong kind or version")
         if payload_hash.get("algorithm") != "sha256":
             raise SigstoreVerificationError("intoto entry payload hash is not sha256")
-        expected = hashlib.sha256(envelope._inner.payload).hexdigest()
+        expected = hashlib.sha256(envelope.payload).hexdigest()
         if payload_hash.get("value") != expected:
             raise SigstoreVerificationError("log entry payload hash does not match bundle")
-        if entry_env.get("payloadType") != envelope._inner.payload_type:
+        if entry_env.get("payloadType") != envelope.payload_type:
             raise SigstoreVerificationError("log entry payload type does not match bundle")
         if "payload" in entry_env:
             logged = base64.b64decode(base64.b64decode(entry_env["payload"], validate=True))
-            if logged != envelope._inner.payload:
+            if logged != envelope.payload:
                 raise SigstoreVerificationError("log entry payload does not match bundle")
         der = bundle.signing_certificate.public_bytes(serialization.Encoding.DER)
         # Compare certificates, not PEM text: line wrapping is not part of the identity.
@@ -344,6 +352,6 @@ def _check_intoto_body(bundle: Bundle) -> None:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise SigstoreVerificationError(f"malformed intoto log entry: {e}") from None
-    bundle_sigs = [(s.sig, der) for s in envelope._inner.signatures]
+    bundle_sigs = [(s.sig, der) for s in envelope.signatures]
     if sorted(logged_sigs) != sorted(bundle_sigs):
         raise SigstoreVerificationError("log entry signatures do not match bundle")

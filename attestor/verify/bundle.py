@@ -40,8 +40,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_der_x509_certificate
 from pydantic import ValidationError
 from rfc3161_client import decode_timestamp_response
-from sigstore._internal.timestamp import TimestampSource
-from sigstore._utils import cert_is_root_ca
 from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle as SigstoreBundle
@@ -52,6 +50,14 @@ from attestor.digests import Sha256Hex, parse_digest
 from attestor.dsse import IN_TOTO_PAYLOAD_TYPE, Envelope, parse_envelope
 from attestor.errors import Error, InvalidInput, VerificationError
 from attestor.json_strict import loads_strict
+from attestor.sigstore_internals import (
+    TimestampSource,
+    bundle_certificate_chain,
+    bundle_dsse_envelope,
+    bundle_media_type,
+    cert_is_root_ca,
+    log_entry_model,
+)
 from attestor.verify._bundle_checks import (
     check_base64,
     reason,
@@ -291,7 +297,7 @@ class BundleVerifier:
         policy = IdentityPolicy(identity)
         verifier = self._keyless
         envelope: Envelope | None = None
-        if bundle._inner.dsse_envelope is not None:
+        if bundle_dsse_envelope(bundle) is not None:
             verifier.verify_dsse_material(bundle, policy)
             envelope = keyless_envelope(doc, bundle)
             content: Literal["message", "dsse"] = "dsse"
@@ -299,7 +305,7 @@ class BundleVerifier:
             hashed = Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(artifact.sha256))
             verifier.verify_artifact(hashed, bundle, policy)
             content = "message"
-        entry = bundle.log_entry._inner
+        entry = log_entry_model(bundle.log_entry)
         integrated = (
             datetime.fromtimestamp(entry.integrated_time, tz=UTC)
             if entry.integrated_time and entry.inclusion_promise
@@ -307,7 +313,7 @@ class BundleVerifier:
         )
         tsa_times = tuple(
             t.time
-            for t in verifier._establish_time(bundle)
+            for t in verifier.establish_time(bundle)
             if t.source is TimestampSource.TIMESTAMP_AUTHORITY
         )
         for when in (*tsa_times, *([integrated] if integrated else [])):
@@ -315,7 +321,7 @@ class BundleVerifier:
                 raise VerificationError(f"signed time {when.isoformat()} is in the future")
         san, issuer = certificate_identity(bundle.signing_certificate)
         return SigningMaterial(
-            media_type=bundle._inner.media_type,
+            media_type=bundle_media_type(bundle),
             signer="keyless",
             identity=san,
             issuer=issuer,
@@ -435,7 +441,7 @@ class BundleVerifier:
                 raise VerificationError("malformed RFC 3161 timestamp") from None
             # sigstore-python's per-TSA check (chain, message imprint, TSA validFor),
             # with our inclusive validity end (see _sigstore_keyless).
-            result = self._keyless._verify_signed_timestamp(response, signature)
+            result = self._keyless.verify_signed_timestamp(response, signature)
             if result is None:
                 # Fail closed: a timestamp we cannot verify is not ignored.
                 raise VerificationError("signed timestamp does not verify against the trust root")
@@ -473,9 +479,6 @@ def verify_bundle(
 
 def _reject_root_in_chain(bundle: SigstoreBundle) -> None:
     # protobuf-specs: the chain MUST NOT include a root CA; sigstore-python only warns.
-    chain = bundle._inner.verification_material.x509_certificate_chain
-    if chain is None:
-        return
-    for cert in chain.certificates[1:]:
-        if cert_is_root_ca(load_der_x509_certificate(cert.raw_bytes)):
+    for der in bundle_certificate_chain(bundle)[1:]:
+        if cert_is_root_ca(load_der_x509_certificate(der)):
             raise VerificationError("bundle certificate chain contains a root CA")

@@ -4,9 +4,9 @@
 Three sources:
 
 * the Sigstore public-good production and staging trusted roots that ship
-  inside sigstore-python (``sigstore/_store/<quoted TUF URL>/``), read as
-  package resources. No TUF refresh is ever attempted here: the core does no
-  network I/O (STYLE.md rule 3; ``Verifier.production()`` refreshes online);
+  inside sigstore-python (:func:`attestor.sigstore_internals.embedded_trust_file`).
+  No TUF refresh is ever attempted here: the core does no network I/O
+  (STYLE.md rule 3; ``Verifier.production()`` refreshes online);
 * custom ``trusted_root.json`` files (private deployments, conformance cases);
 * ClientTrustConfig files (a trusted root plus a signing config).
 
@@ -17,7 +17,6 @@ its required ``start``) is rejected rather than read as "unbounded".
 
 from __future__ import annotations
 
-import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,12 @@ from sigstore.models import ClientTrustConfig, TrustedRoot
 from sigstore_models.trustroot import v1 as trustroot_v1
 
 from attestor.errors import InvalidInput, TooLarge
+from attestor.sigstore_internals import (
+    EMBEDDED_INSTANCES,
+    client_trust_config_from_model,
+    embedded_trust_file,
+    trusted_root_from_model,
+)
 
 __all__ = [
     "TrustSource",
@@ -40,11 +45,6 @@ __all__ = [
 #: Where a trust root came from: a public-good instance or a file we were given.
 TrustSource = Literal["production", "staging", "custom"]
 
-# sigstore-python embeds the TUF targets under the percent-quoted TUF URL.
-_EMBEDDED = {
-    "production": "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
-    "staging": "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
-}
 _MAX_TRUST_BYTES = 4 * 1024 * 1024
 
 
@@ -63,7 +63,7 @@ def _parse_trusted_root(data: bytes, name: str) -> TrustedRoot:
     if len(data) > _MAX_TRUST_BYTES:
         raise TooLarge(f"trusted root {name}: {len(data)} bytes, over {_MAX_TRUST_BYTES}")
     try:
-        return TrustedRoot(trustroot_v1.TrustedRoot.from_json(data))
+        return trusted_root_from_model(trustroot_v1.TrustedRoot.from_json(data))
     except ValidationError as e:
         raise InvalidInput(f"trusted root {name}: {_first_error(e)}") from None
     except (SigstoreError, ValueError) as e:
@@ -99,14 +99,10 @@ def public_good(instance: Literal["production", "staging"] = "production") -> Si
     Raises:
         InvalidInput: if ``instance`` is unknown or the embedded file is missing.
     """
-    if instance not in _EMBEDDED:
+    if instance not in EMBEDDED_INSTANCES:
         raise InvalidInput(f"unknown Sigstore instance {instance!r}")
     try:
-        data = (
-            importlib.resources.files("sigstore._store")
-            .joinpath(_EMBEDDED[instance], "trusted_root.json")
-            .read_bytes()
-        )
+        data = embedded_trust_file(instance, "trusted_root.json")
     except (OSError, ModuleNotFoundError) as e:
         raise InvalidInput(f"embedded {instance} trusted root missing: {e}") from None
     return SigstoreTrust(
@@ -142,7 +138,7 @@ def load_client_trust_config(source: Path | bytes, *, name: str | None = None) -
         inner = trustroot_v1.ClientTrustConfig.from_json(data)
         if inner.media_type != ClientTrustConfig.ClientTrustConfigType.CONFIG_0_1.value:
             raise InvalidInput(f"trust config {label}: unsupported mediaType {inner.media_type!r}")
-        config = ClientTrustConfig(inner)
+        config = client_trust_config_from_model(inner)
         root = config.trusted_root
         config.signing_config  # noqa: B018 - validates the signing half now
     except ValidationError as e:
