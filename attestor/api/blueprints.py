@@ -18,4 +18,6 @@ BLUEPRINT_MODULES: tuple[str, ...] = (
     "attestor.api.keys",
     "attestor.api.verifications",
     "attestor.api.revocations",
+    "attestor.api.policies",
+    "attestor.api.audit",
 )

@@ -34,10 +34,15 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "AgentModel",
     "AttestationModel",
+    "AuditHeadModel",
+    "AuditLogModel",
     "Base",
     "FileManifestModel",
     "ImageModel",
     "JobModel",
+    "PolicyGenerationModel",
+    "PolicyModel",
+    "PolicyVersionModel",
     "ReportModel",
     "RevocationFeedModel",
     "RevocationModel",
@@ -353,6 +358,72 @@ class RevocationFeedModel(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     feed_id: Mapped[str] = mapped_column(String(64))
     last_sequence: Mapped[int] = mapped_column(BigInteger)
+
+
+class PolicyModel(Base):
+    """A centrally managed policy (migration 0010): its current version and soft delete."""
+
+    __tablename__ = "policies"
+
+    #: The document's own ``id``.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    current_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    #: Set when deleted; the versions stay, and a later create revives the id.
+    deleted_at: Mapped[datetime | None]
+
+
+class PolicyVersionModel(Base):
+    """One immutable version of a policy: the document bytes exactly as given."""
+
+    __tablename__ = "policy_versions"
+
+    policy_id: Mapped[str] = mapped_column(ForeignKey("policies.id"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Hex sha256 of ``document``.
+    sha256: Mapped[str] = mapped_column(String(64))
+    #: The document's own ``version`` field, which attestations record.
+    label: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+
+
+class PolicyGenerationModel(Base):
+    """One row counting policy changes; replicas poll it to know when to reload."""
+
+    __tablename__ = "policy_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
+class AuditLogModel(Base):
+    """One hash-chained audit row (migration 0010); never updated or deleted."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(512))
+    #: Canonical JSON text of the change, hashed as stored.
+    change: Mapped[str] = mapped_column(Text)
+    # Unique: two appenders that read the same head cannot both commit (no fork).
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHeadModel(Base):
+    """The chain's head (one row); updating it first serialises appends."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 # Revocation queries flip attestation statuses by these columns (migration 0004).

@@ -1,0 +1,197 @@
+# SPDX-License-Identifier: Apache-2.0
+# flask-smorest ships no type hints; its decorators keep our signatures at run time.
+# mypy: disable-error-code="untyped-decorator"
+"""``/v1/policies``: central policy management for admins (immutable versions).
+
+A document is sent as text (YAML or JSON) in ``{"document": ...}`` and stored
+byte for byte. An invalid document is refused with 422 and one
+``{pointer, message}`` per error; nothing is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import marshmallow as ma
+
+from attestor.api._json_body import Blueprint
+from attestor.api._state import app_state
+from attestor.api.auth import current_principal, require_roles
+from attestor.errors import InvalidInput
+from attestor.services import policies as policy_service
+
+__all__ = ["blp"]
+
+blp = Blueprint("policies", __name__, url_prefix="/v1/policies", description="Policy management.")
+
+_MAX_VERSION = 2**31 - 1
+
+
+class PolicyDocumentSchema(ma.Schema):
+    document = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=policy_service.MAX_DOCUMENT_BYTES),
+        metadata={"description": "The policy document, YAML or JSON text, stored as given."},
+    )
+
+    @ma.validates("document")
+    def _valid(self, value: str, **_: Any) -> None:
+        try:
+            policy_service.validate_document(value.encode(), source="document")
+        except InvalidInput as e:
+            raise ma.ValidationError(policy_service.document_errors(e)) from e
+
+
+class PolicySchema(ma.Schema):
+    id = ma.fields.String(required=True)
+    version = ma.fields.Integer(
+        required=True, metadata={"description": "Stored version number (1, 2, ...)."}
+    )
+    label = ma.fields.String(
+        required=True,
+        metadata={"description": "The document's own `version`, recorded in attestations."},
+    )
+    sha256 = ma.fields.String(required=True, metadata={"description": "Of the document bytes."})
+    created_at = ma.fields.DateTime(required=True)
+    updated_at = ma.fields.DateTime(required=True)
+    deleted = ma.fields.Boolean(required=True)
+    created_by = ma.fields.String(required=True, metadata={"description": "Actor of the version."})
+    document = ma.fields.String(required=True)
+
+
+class PolicyChangeSchema(PolicySchema):
+    outcome = ma.fields.String(
+        required=True,
+        metadata={"enum": ["created", "updated", "unchanged", "rolled-back"]},
+    )
+
+
+class PolicyListSchema(ma.Schema):
+    policies = ma.fields.List(ma.fields.Nested(PolicySchema), required=True)
+
+
+class PolicyListQuerySchema(ma.Schema):
+    include_deleted = ma.fields.Boolean(load_default=False)
+
+
+class VersionSchema(ma.Schema):
+    policy_id = ma.fields.String(required=True)
+    version = ma.fields.Integer(required=True)
+    sha256 = ma.fields.String(required=True)
+    label = ma.fields.String(required=True)
+    created_at = ma.fields.DateTime(required=True)
+    created_by = ma.fields.String(required=True)
+
+
+class VersionDocumentSchema(VersionSchema):
+    document = ma.fields.String(required=True)
+
+
+class VersionListSchema(ma.Schema):
+    versions = ma.fields.List(ma.fields.Nested(VersionSchema), required=True)
+
+
+class RollbackSchema(ma.Schema):
+    version = ma.fields.Integer(
+        required=True, strict=True, validate=ma.validate.Range(min=1, max=_MAX_VERSION)
+    )
+
+
+def _actor() -> str:
+    return f"token:{current_principal().token_id}"
+
+
+def _change(applied: policy_service.Applied) -> dict[str, Any]:
+    return {**applied.policy.__dict__, "outcome": applied.outcome}
+
+
+@blp.route("", methods=["GET"])
+@require_roles("admin")
+@blp.arguments(PolicyListQuerySchema, location="query")
+@blp.response(200, PolicyListSchema)
+def list_policies(query: dict[str, Any]) -> dict[str, Any]:
+    """Every policy with its current version and document, ordered by id."""
+    with app_state().session_factory() as session:
+        found = policy_service.list_policies(session, include_deleted=query["include_deleted"])
+    return {"policies": found}
+
+
+@blp.route("", methods=["POST"])
+@require_roles("admin")
+@blp.arguments(PolicyDocumentSchema)
+@blp.response(201, PolicyChangeSchema)
+def create_policy(body: dict[str, Any]) -> dict[str, Any]:
+    """Create a policy (version 1), or bring back a deleted id as a new version.
+    409 when the id exists."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        applied = policy_service.create(
+            session, body["document"].encode(), actor=_actor(), now=state.clock()
+        )
+    return _change(applied)
+
+
+@blp.route("/<string:policy_id>", methods=["GET"])
+@require_roles("admin")
+@blp.response(200, PolicySchema)
+def get_policy(policy_id: str) -> policy_service.PolicyView:
+    """One policy with its current document."""
+    with app_state().session_factory() as session:
+        return policy_service.get(session, policy_id)
+
+
+@blp.route("/<string:policy_id>", methods=["PUT"])
+@require_roles("admin")
+@blp.arguments(PolicyDocumentSchema)
+@blp.response(200, PolicyChangeSchema)
+def update_policy(body: dict[str, Any], policy_id: str) -> dict[str, Any]:
+    """Store a new immutable version; the same bytes as the current ones change nothing.
+    409 when the document's `version` was used before for other content."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        applied = policy_service.update(
+            session, policy_id, body["document"].encode(), actor=_actor(), now=state.clock()
+        )
+    return _change(applied)
+
+
+@blp.route("/<string:policy_id>", methods=["DELETE"])
+@require_roles("admin")
+@blp.response(204)
+def delete_policy(policy_id: str) -> None:
+    """Delete (soft): the policy leaves the set in force; its versions stay."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        policy_service.delete(session, policy_id, actor=_actor(), now=state.clock())
+
+
+@blp.route("/<string:policy_id>/versions", methods=["GET"])
+@require_roles("admin")
+@blp.response(200, VersionListSchema)
+def list_versions(policy_id: str) -> dict[str, Any]:
+    """Every version, oldest first (documents at ``/versions/{version}``)."""
+    with app_state().session_factory() as session:
+        return {"versions": policy_service.versions(session, policy_id)}
+
+
+@blp.route("/<string:policy_id>/versions/<int:version>", methods=["GET"])
+@require_roles("admin")
+@blp.response(200, VersionDocumentSchema)
+def get_version(policy_id: str, version: int) -> policy_service.VersionView:
+    """One version with its document."""
+    with app_state().session_factory() as session:
+        return policy_service.version(session, policy_id, version)
+
+
+@blp.route("/<string:policy_id>/rollback", methods=["POST"])
+@require_roles("admin")
+@blp.arguments(RollbackSchema)
+@blp.response(200, PolicyChangeSchema)
+def rollback_policy(body: dict[str, Any], policy_id: str) -> dict[str, Any]:
+    """Make a new version whose content is that of ``version`` (also undeletes)."""
+    state = app_state()
+    with state.session_factory.begin() as session:
+        applied = policy_service.rollback(
+            session, policy_id, body["version"], actor=_actor(), now=state.clock()
+        )
+    return _change(applied)
