@@ -81,7 +81,7 @@ class HashingReader(io.RawIOBase):
 
     def __init__(self, inner: BinaryIO) -> None:
         super().__init__()
-        self._inner = inner
+        self._source = inner
         self._hash = hashlib.sha256()
         self.bytes_read = 0
 
@@ -91,7 +91,7 @@ class HashingReader(io.RawIOBase):
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         """Read into ``buffer`` and hash what was read."""
-        data = self._inner.read(len(buffer))
+        data = self._source.read(len(buffer))
         n = len(data)
         buffer[:n] = data
         if self._hashing:
@@ -101,7 +101,7 @@ class HashingReader(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         """Read up to ``size`` bytes (all when negative) and hash them."""
-        data = self._inner.read() if size is None or size < 0 else self._inner.read(size)
+        data = self._source.read() if size is None or size < 0 else self._source.read(size)
         if self._hashing:
             self._hash.update(data)
         self.bytes_read += len(data)
@@ -162,7 +162,7 @@ class _BoundedReader(io.RawIOBase):
         budget: int | None,
     ) -> None:
         super().__init__()
-        self._inner = inner
+        self._source = inner
         self._compressed = compressed
         self._cap = uncompressed_cap(limits)
         self._budget = budget
@@ -186,11 +186,11 @@ class _BoundedReader(io.RawIOBase):
         if want <= 0:
             return 0  # zstd fails on an empty output buffer
         view = memoryview(buffer)[:want]
-        readinto = getattr(self._inner, "readinto", None)
+        readinto = getattr(self._source, "readinto", None)
         if readinto is not None:
             n = int(readinto(view) or 0)
         else:
-            data = self._inner.read(want)
+            data = self._source.read(want)
             n = len(data)
             view[:n] = data
         self.bytes_read += n
