@@ -25,6 +25,8 @@ COMMANDS: dict[str, str] = {
     "worker": "attestor.cli.worker:command",
     "verify-bundle": "attestor.cli.verify_bundle:command",
     "verify": "attestor.cli.verify:command",
+    "policy": "attestor.cli.policy:group",
+    "audit": "attestor.cli.audit:group",
 }
 
 
