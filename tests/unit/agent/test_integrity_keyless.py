@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from agent.integrity.attestation import (
 )
 from attestor.digests import KeyId
 from attestor.errors import ConfigError
+from attestor.sigstore_internals import embedded_trust_file
 from attestor.verify.bundle import BundleVerifier, CertificateIdentity
 from attestor.verify.trust import public_good
 from tests.unit.agent._integrity_sim import SimServer
@@ -130,11 +130,7 @@ def test_instance_and_file_roots_load(tmp_path: Path) -> None:
     pinned = {"keyless_identity": "a@b", "keyless_issuer": "https://i"}
     trust = _config(tmp_path, keyless_instance="staging", **pinned).keyless_trust(lambda _: b"")
     assert trust is not None and trust.identity == CertificateIdentity("a@b", "https://i")
-    embedded = (
-        importlib.resources.files("sigstore._store")
-        .joinpath("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
-        .read_bytes()
-    )
+    embedded = embedded_trust_file("production", "trusted_root.json")
     root = tmp_path / "trusted_root.json"
     root.write_bytes(embedded)
     assert _config(tmp_path, keyless_trusted_root=root, **pinned).keyless_trust(lambda _: b"")

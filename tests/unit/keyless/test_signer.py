@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 
 import pytest
@@ -16,6 +15,7 @@ from attestor.keyless import (
     KeylessSigner,
     load_trust_config,
 )
+from attestor.sigstore_internals import embedded_trust_file
 
 
 def _jwt() -> str:
@@ -74,13 +74,10 @@ def test_signer_builds_with_env_token() -> None:
 
 
 def test_custom_config_file(tmp_path) -> None:
-    base = importlib.resources.files("sigstore._store").joinpath(
-        "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
-    )
     doc = {
         "mediaType": "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json",
-        "trustedRoot": json.loads(base.joinpath("trusted_root.json").read_bytes()),
-        "signingConfig": json.loads(base.joinpath("signing_config.v0.2.json").read_bytes()),
+        "trustedRoot": json.loads(embedded_trust_file("staging", "trusted_root.json")),
+        "signingConfig": json.loads(embedded_trust_file("staging", "signing_config.v0.2.json")),
     }
     path = tmp_path / "trust.json"
     path.write_text(json.dumps(doc))

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestor.errors import VerificationError
+from attestor.sigstore_internals import embedded_trust_file
 from attestor.verify import TrustedKey, Verifier
 from attestor.verify._crypto import public_key_pem
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
@@ -145,9 +145,7 @@ def _root_with(doc_path: Path | None, mutate) -> BundleVerifier:
     raw = (
         doc_path.read_bytes()
         if doc_path is not None
-        else importlib.resources.files("sigstore._store")
-        .joinpath("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev", "trusted_root.json")
-        .read_bytes()
+        else embedded_trust_file("production", "trusted_root.json")
     )
     doc = json.loads(raw)
     mutate(doc)

@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 
 import pytest
 
 from attestor.errors import InvalidInput
+from attestor.sigstore_internals import embedded_trust_file, trusted_root_model
 from attestor.verify.trust import load_client_trust_config, load_trusted_root, public_good
 
-_STAGING = "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev"
 
-
-def _embedded(name: str) -> bytes:
-    return importlib.resources.files("sigstore._store").joinpath(_STAGING, name).read_bytes()
+def _embedded(name) -> bytes:
+    return embedded_trust_file("staging", name)
 
 
 @pytest.mark.parametrize("instance", ["production", "staging"])
@@ -25,12 +23,12 @@ def test_public_good_roots_load_offline(instance, monkeypatch) -> None:
     trust = public_good(instance)
     assert trust.source == instance
     assert trust.trusted_root.get_fulcio_certs()
-    assert trust.trusted_root._inner.tlogs
+    assert trusted_root_model(trust.trusted_root).tlogs
 
 
 def test_production_and_staging_differ() -> None:
-    prod = public_good("production").trusted_root._inner.tlogs
-    staging = public_good("staging").trusted_root._inner.tlogs
+    prod = trusted_root_model(public_good("production").trusted_root).tlogs
+    staging = trusted_root_model(public_good("staging").trusted_root).tlogs
     assert {t.log_id.key_id for t in prod}.isdisjoint({t.log_id.key_id for t in staging})
 
 
@@ -78,7 +76,7 @@ def test_client_trust_config() -> None:
     }
     trust = load_client_trust_config(json.dumps(config).encode())
     assert trust.client_trust_config is not None
-    assert trust.trusted_root._inner.tlogs
+    assert trusted_root_model(trust.trusted_root).tlogs
     config["signingConfig"]["rekorTlogUrls"] = []
     with pytest.raises(InvalidInput, match="Rekor"):
         load_client_trust_config(json.dumps(config).encode())
