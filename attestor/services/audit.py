@@ -157,8 +157,10 @@ def verify_entries(
         return ChainReport(False, rows, expected_seq - 1, prev_hash, seq, problem)
 
     for entry in entries:
+        if entry.seq > expected_seq:
+            return broken(expected_seq, f"row {expected_seq} is missing (next is row {entry.seq})")
         if entry.seq != expected_seq:
-            return broken(entry.seq, f"expected row {expected_seq} here, found row {entry.seq}")
+            return broken(entry.seq, f"row {entry.seq} is out of place, not {expected_seq}")
         if entry.prev_hash != prev_hash:
             return broken(entry.seq, "prev_hash does not match the previous row's hash")
         recomputed = store.entry_hash(

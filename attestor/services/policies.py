@@ -238,6 +238,7 @@ def _put(
     source: str,
     policy_id: str | None = None,
 ) -> Applied:
+    audit_store.check_field("actor", actor)
     policy = validate_document(data, source=source)
     if policy_id is not None and policy.id != policy_id:
         raise InvalidInput(
@@ -311,6 +312,7 @@ def delete(session: Session, policy_id: str, *, actor: str, now: datetime) -> No
     Raises:
         NotFound: no such policy, or already deleted.
     """
+    audit_store.check_field("actor", actor)
     audit_store.lock_chain(session)
     row = _load(session, policy_id)
     store.set_deleted(session, policy_id, now=now)
@@ -337,6 +339,7 @@ def rollback(
         NotFound: no such policy or version.
         InvalidInput: the old document is no longer valid.
     """
+    audit_store.check_field("actor", actor)
     audit_store.lock_chain(session)
     row = _load(session, policy_id, deleted_ok=True)
     old = _get_version(session, policy_id, version)

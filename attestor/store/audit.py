@@ -20,9 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from attestor.errors import ConfigError, InvalidInput
+from attestor.errors import ConfigError, Conflict, InvalidInput
 from attestor.store.models import AuditHeadModel, AuditLogModel
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "AuditEntry",
     "append",
     "canonical_change",
+    "check_field",
     "entries_after",
     "entry_hash",
     "head",
@@ -103,6 +105,17 @@ def entry_hash(
     return hashlib.sha256(encoded).hexdigest()
 
 
+def check_field(name: str, value: str) -> None:
+    """Check an actor, action or target before anything is written.
+
+    Raises:
+        InvalidInput: empty, too long for its column, or holding NUL.
+    """
+    limit = _LIMITS[name]
+    if not value or len(value) > limit or "\x00" in value:
+        raise InvalidInput(f"audit {name} must be 1..{limit} characters without NUL")
+
+
 def lock_chain(session: Session) -> None:
     """Take the append lock now, before reading what the change depends on.
 
@@ -137,8 +150,7 @@ def append(
         ConfigError: the head row is missing.
     """
     for name, value in (("actor", actor), ("action", action), ("target", target)):
-        if not value or len(value) > _LIMITS[name] or "\x00" in value:
-            raise InvalidInput(f"audit {name} must be 1..{_LIMITS[name]} characters without NUL")
+        check_field(name, value)
     change_text = canonical_change(change)
     found = session.execute(
         update(AuditHeadModel)
@@ -170,10 +182,18 @@ def append(
         hash=digest,
     )
     session.add(model)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        # Only rows written past the head (a restore or an edit) make seq or
+        # prev_hash collide; the caller's change is rolled back with this row.
+        raise Conflict(
+            f"audit row {seq} exists already: the log does not match its head; "
+            "run attestor audit verify"
+        ) from e
     session.execute(
         update(AuditHeadModel).where(AuditHeadModel.id == _HEAD_ROW).values(last_hash=digest)
     )
-    session.flush()
     return _entry(model)
 
 
