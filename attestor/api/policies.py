@@ -174,7 +174,18 @@ def list_versions(policy_id: str) -> dict[str, Any]:
         return {"versions": policy_service.versions(session, policy_id)}
 
 
-@blp.route("/<string:policy_id>/versions/<int:version>", methods=["GET"])
+@blp.route(
+    "/<string:policy_id>/versions/<int:version>",
+    methods=["GET"],
+    parameters=[
+        {
+            "in": "path",
+            "name": "version",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": _MAX_VERSION},
+        }
+    ],
+)
 @require_roles("admin")
 @blp.response(200, VersionDocumentSchema)
 def get_version(policy_id: str, version: int) -> policy_service.VersionView:

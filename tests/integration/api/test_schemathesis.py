@@ -163,7 +163,8 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 
 def _existing_ids(app: Flask, tokens: dict[str, str]) -> dict[str, str]:
-    """Create a report and a finished verification job through the API; return their ids."""
+    """Create a report, a stored policy and a finished verification job through the API;
+    return their ids."""
     client = app.test_client()
 
     def post(role: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -173,13 +174,14 @@ def _existing_ids(app: Flask, tokens: dict[str, str]) -> dict[str, str]:
         return document
 
     report = post("agent", "/v1/reports", REPORT)
+    policy = post("admin", "/v1/policies", {"document": POLICY})
     job = post("admin", "/v1/verifications", VERIFICATION)["job"]
     headers = {"Authorization": f"Bearer {tokens['admin']}"}
     deadline = time.monotonic() + 10
     while client.get(job["url"], headers=headers).get_json()["status"] != "finished":
         assert time.monotonic() < deadline, "the verification job did not finish"
         time.sleep(0.05)
-    return {"report_id": report["id"], "job_id": job["id"]}
+    return {"report_id": report["id"], "job_id": job["id"], "policy_id": policy["id"]}
 
 
 def _operations(schema: Any) -> list[Any]:
