@@ -15,6 +15,8 @@ refuses an underscore name of sigstore anywhere else.
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Literal
 
 import rekor_types
@@ -60,10 +62,12 @@ __all__ = [
 
 #: The public-good instances whose trust files sigstore-python embeds, and the
 #: directory of each under ``sigstore._store`` (the percent-quoted TUF URL).
-EMBEDDED_INSTANCES: dict[str, str] = {
-    "production": "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
-    "staging": "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
-}
+EMBEDDED_INSTANCES: Mapping[str, str] = MappingProxyType(
+    {
+        "production": "https%3A%2F%2Ftuf-repo-cdn.sigstore.dev",
+        "staging": "https%3A%2F%2Ftuf-repo-cdn.sigstage.dev",
+    }
+)
 
 # ``TimestampSource`` and ``TimestampVerificationResult`` (sigstore._internal.timestamp)
 # are re-exported: the verifier steps below return them, and the public API
