@@ -91,6 +91,8 @@ class Verifier:
         self._revocations = revocations if revocations is not None else RevocationSet()
         self._schemas = dict(predicate_schemas)
         self._limits = limits
+        # An empty set matches nothing (raise_if_revoked returns at once).
+        self._any_revocations = len(self._revocations) > 0
         # Without a time window, no verification needs to parse a finish time.
         self._with_issued_at = has_time_windows(self._revocations)
         # Keys revoked outright are tried last (see _verify_signatures).
@@ -167,8 +169,8 @@ class Verifier:
             if isinstance(envelope, Envelope)
             else parse_envelope(envelope, limits=self._limits)
         )
-        envelope_sha256 = hashlib.sha256(parsed.to_json()).hexdigest()
         if self._revoked and (signed := parsed.pae_sha256()) in self._revoked:
+            envelope_sha256 = hashlib.sha256(parsed.to_json()).hexdigest()
             raise VerificationError(
                 f"attestation pae sha256:{signed} is revoked",
                 detail={"revoked": True, "envelope_sha256": envelope_sha256, "pae_sha256": signed},
@@ -186,13 +188,14 @@ class Verifier:
         result = VerifiedStatement(
             statement=statement,
             payload=parsed.payload,
-            envelope_sha256=envelope_sha256,
+            envelope=parsed,
             keys=tuple(k.keyid for k in signers),
             predicate_type=predicate_type,
             subjects=subjects,
             matched_subject=matched,
         )
-        raise_if_revoked(self._revocations, result, with_issued_at=self._with_issued_at)
+        if self._any_revocations:
+            raise_if_revoked(self._revocations, result, with_issued_at=self._with_issued_at)
         return result
 
     def verify_payload(
