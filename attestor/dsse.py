@@ -237,6 +237,33 @@ def _text(value: object, *, field: str, max_chars: int, allow_empty: bool) -> st
     return value
 
 
+def _b64_canonical(value: object, max_bytes: int) -> bytes | None:
+    """The bytes of canonical standard padded base64 within the cap, else None.
+
+    Accepts a subset of what :func:`b64decode_strict` accepts and gives the
+    same bytes: a string whose decoding encodes back to the very same string
+    is canonical. None sends the caller to :func:`b64decode_strict`, which
+    decides and words the error.
+    """
+    if type(value) is not str or len(value) % 4 or len(value) > (max_bytes + 2) // 3 * 4:
+        return None
+    try:
+        decoded = pybase64.b64decode(value, validate=True)
+    except ValueError:  # binascii.Error, also for a non-ASCII character
+        return None
+    if len(decoded) > max_bytes or pybase64.b64encode_as_string(decoded) != value:
+        return None
+    return decoded
+
+
+def _short_ascii(value: object, max_chars: int) -> str | None:
+    # Accepts a subset of what _text accepts: an ASCII string always encodes
+    # to UTF-8, so the encode check is redundant for it (isascii is O(1)).
+    if type(value) is str and len(value) <= max_chars and value.isascii():
+        return value
+    return None
+
+
 def parse_envelope(
     data: bytes | Mapping[str, object], *, limits: EnvelopeLimits = EnvelopeLimits()
 ) -> Envelope:
@@ -259,13 +286,20 @@ def parse_envelope(
         for name in ("payloadType", "payload", "signatures"):
             if name not in doc:
                 raise InvalidInput(f"envelope: missing member {name!r}")
-    payload_type = _text(
+    # Each value first tries a shortcut that accepts only what the full check
+    # accepts and gives the same value; the full check runs (and names the
+    # field) otherwise. The field names are built only then.
+    payload_type = _short_ascii(doc["payloadType"], limits.max_payload_type_chars) or _text(
         doc["payloadType"],
         field="payloadType",
         max_chars=limits.max_payload_type_chars,
         allow_empty=False,
     )
-    payload = b64decode_strict(doc["payload"], field="payload", max_bytes=limits.max_payload_bytes)
+    payload = _b64_canonical(doc["payload"], limits.max_payload_bytes)
+    if payload is None:
+        payload = b64decode_strict(
+            doc["payload"], field="payload", max_bytes=limits.max_payload_bytes
+        )
     raw_sigs = doc["signatures"]
     if not isinstance(raw_sigs, list):
         raise InvalidInput(f"signatures: expected a list, got {type(raw_sigs).__name__}")
@@ -273,27 +307,35 @@ def parse_envelope(
         raise InvalidInput("signatures: at least 1 signature required, got 0")
     if len(raw_sigs) > limits.max_signatures:
         raise TooLarge(f"signatures: at most {limits.max_signatures} allowed, got {len(raw_sigs)}")
-    signatures: list[Signature] = []
-    for i, raw in enumerate(raw_sigs):
-        where = f"signatures[{i}]"
-        if type(raw) is not dict and not isinstance(raw, Mapping):
-            raise InvalidInput(f"{where}: expected an object, got {type(raw).__name__}")
+    return Envelope(
+        payload_type=payload_type,
+        payload=payload,
+        signatures=tuple(_signature(i, raw, limits) for i, raw in enumerate(raw_sigs)),
+    )
+
+
+def _signature(i: int, raw: object, limits: EnvelopeLimits) -> Signature:
+    if type(raw) is not dict and not isinstance(raw, Mapping):
+        raise InvalidInput(f"signatures[{i}]: expected an object, got {type(raw).__name__}")
+    if not raw.keys() <= _SIGNATURE_FIELDS:
         unknown = set(raw) - _SIGNATURE_FIELDS
-        if unknown:
-            raise InvalidInput(f"{where}: unknown member(s) {sorted(map(str, unknown))[:5]}")
-        if "sig" not in raw:
-            raise InvalidInput(f"{where}: missing member 'sig'")
-        # keyid is optional in DSSE and cosign writes "" for keyless; absent == "".
+        raise InvalidInput(f"signatures[{i}]: unknown member(s) {sorted(map(str, unknown))[:5]}")
+    if "sig" not in raw:
+        raise InvalidInput(f"signatures[{i}]: missing member 'sig'")
+    # keyid is optional in DSSE and cosign writes "" for keyless; absent == "".
+    keyid = raw.get("keyid", "")
+    if _short_ascii(keyid, limits.max_keyid_chars) is None:
         keyid = _text(
-            raw.get("keyid", ""),
-            field=f"{where}.keyid",
+            keyid,
+            field=f"signatures[{i}].keyid",
             max_chars=limits.max_keyid_chars,
             allow_empty=True,
         )
+    sig = _b64_canonical(raw["sig"], limits.max_signature_bytes)
+    if sig is None:
         sig = b64decode_strict(
-            raw["sig"], field=f"{where}.sig", max_bytes=limits.max_signature_bytes
+            raw["sig"], field=f"signatures[{i}].sig", max_bytes=limits.max_signature_bytes
         )
-        if not sig:
-            raise InvalidInput(f"{where}.sig: empty signature")
-        signatures.append(Signature(keyid=keyid, sig=sig))
-    return Envelope(payload_type=payload_type, payload=payload, signatures=tuple(signatures))
+    if not sig:
+        raise InvalidInput(f"signatures[{i}].sig: empty signature")
+    return Signature(keyid=keyid, sig=sig)

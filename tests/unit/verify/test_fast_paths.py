@@ -3,8 +3,9 @@
 
 ``Envelope.to_json`` is assembled by hand (its sha256 is the envelope id),
 ``b64decode_strict`` has a fast path for canonical standard base64, and
-``loads_strict`` uses prebuilt decoders: each is checked against the
-straightforward version it replaced.
+``loads_strict`` uses prebuilt decoders, ``parse_envelope`` tries shortcuts
+for ASCII text and canonical base64, and each trusted key carries a checker
+built once: each is checked against the straightforward version it replaced.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ import base64
 import json
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attestor.dsse import Envelope, Signature, b64decode_strict
+from attestor.dsse import (
+    Envelope,
+    Signature,
+    _b64_canonical,
+    _short_ascii,
+    _text,
+    b64decode_strict,
+    parse_envelope,
+)
 from attestor.errors import InvalidInput, TooLarge
 from attestor.json_strict import loads_strict
+from attestor.verify import TrustedKey
+from attestor.verify._crypto import verify_signature
 
 # Lone surrogates, quotes, controls and non-ASCII: everything json.dumps escapes.
 texts = st.text(alphabet=st.characters(codec=None), max_size=12)
@@ -90,3 +103,76 @@ def test_loads_strict_decoders_are_reusable() -> None:
         loads_strict(b'{"a": 1.5}', what="d", integers_only=True)
     assert loads_strict(b'{"a": 1.5}', what="d") == {"a": 1.5}
     assert loads_strict(bytearray(b'{"a": [1, {"b": 2}]}'), what="d") == {"a": [1, {"b": 2}]}
+
+
+# Any string, canonical base64 of some bytes, or such base64 with one change.
+b64_texts = st.one_of(
+    texts,
+    st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+    st.binary(max_size=30).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    st.binary(min_size=1, max_size=30).map(lambda b: base64.b64encode(b).decode()[:-1] + "B"),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(b64_texts, st.integers(min_value=0, max_value=40))
+def test_b64_shortcut_accepts_only_what_the_full_check_accepts(value: str, cap: int) -> None:
+    fast = _b64_canonical(value, cap)
+    if fast is not None:
+        assert b64decode_strict(value, field="f", max_bytes=cap) == fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(texts, st.integers(), st.none()), st.integers(min_value=0, max_value=12))
+def test_text_shortcut_accepts_only_what_the_full_check_accepts(value: object, cap: int) -> None:
+    fast = _short_ascii(value, cap)
+    if fast is not None:
+        assert _text(value, field="f", max_chars=cap, allow_empty=True) == fast is value
+
+
+@settings(max_examples=200, deadline=None)
+@given(envelopes)
+def test_parse_envelope_round_trips_what_to_json_writes(envelope: Envelope) -> None:
+    # Every field through the shortcuts or the full checks: the same envelope,
+    # or a refusal (an empty payloadType, a lone surrogate) that names the field.
+    try:
+        parsed = parse_envelope(envelope.to_json())
+    except InvalidInput as e:
+        assert e.message.startswith(("payloadType", "signatures[")), e.message
+        return
+    assert parsed == envelope
+
+
+KEYS = {
+    "ecdsa-p256": ec.generate_private_key(ec.SECP256R1()),
+    "ecdsa-p384": ec.generate_private_key(ec.SECP384R1()),
+    "ed25519": ed25519.Ed25519PrivateKey.generate(),
+    "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+}
+
+
+def _sign(private: object, data: bytes) -> bytes:
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        digest = hashes.SHA384() if private.curve.name == "secp384r1" else hashes.SHA256()
+        return private.sign(data, ec.ECDSA(digest))
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    return private.sign(data)
+
+
+@pytest.mark.parametrize("name", sorted(KEYS))
+def test_per_key_checker_answers_as_verify_signature(name: str) -> None:
+    private = KEYS[name]
+    public = private.public_key()  # type: ignore[attr-defined]
+    check = TrustedKey(keyid="k", public_key=public, algorithm=name).check
+    data = b"DSSEv1 1 t 4 data"
+    good = _sign(private, data)
+    for sig, message in [
+        (good, data),
+        (good, data + b"!"),
+        (b"\x30\x00garbage", data),
+        (good[:-1] + bytes([good[-1] ^ 1]), data),
+    ]:
+        assert check(sig, message) is verify_signature(public, sig, message)
+    assert check(good, data) is True
