@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from attestor.dsse import Envelope
 from attestor.errors import VerificationError
-from attestor.verify._crypto import verify_signature
 from attestor.verify.keys import TrustedKey
 
 __all__ = ["verify_envelope_signatures"]
@@ -38,11 +37,14 @@ def verify_envelope_signatures(
     data = envelope.pae()
     verified: list[TrustedKey] = []
     for signature in envelope.signatures:
-        remaining = [k for k in keys if all(k is not v for v in verified)] if verified else [*keys]
-        # The hint only orders the attempts; every remaining key is tried.
-        remaining.sort(key=lambda k: k.keyid != signature.keyid)
+        if len(keys) == 1 and not verified:  # one key: nothing to order
+            remaining: Sequence[TrustedKey] = keys
+        else:
+            remaining = [k for k in keys if all(k is not v for v in verified)]
+            # The hint only orders the attempts; every remaining key is tried.
+            remaining.sort(key=lambda k: k.keyid != signature.keyid)
         for key in remaining:
-            if verify_signature(key.public_key, signature.sig, data):
+            if key.check(signature.sig, data):
                 verified.append(key)
                 break
         if len(verified) >= threshold:

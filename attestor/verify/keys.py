@@ -8,13 +8,19 @@ so that signing and verification agree on which keys and algorithms exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]  # no __all__ upstream
 
 from attestor.errors import InvalidInput
-from attestor.verify._crypto import PublicKey, key_algorithm, load_public_key
+from attestor.verify._crypto import (
+    PublicKey,
+    key_algorithm,
+    load_public_key,
+    signature_checker,
+)
 
 __all__ = ["PublicKey", "TrustedKey", "key_algorithm", "load_public_key"]
 
@@ -26,6 +32,9 @@ class TrustedKey:
     keyid: str
     public_key: PublicKey
     algorithm: str
+    #: ``check(signature, data) -> bool`` with this key (built once, see
+    #: ``signature_checker``).
+    check: Callable[[bytes, bytes], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         """Refuse key objects the verifier cannot use.
@@ -38,6 +47,7 @@ class TrustedKey:
             ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey,
         ):
             raise InvalidInput(f"unsupported public key type {type(self.public_key).__name__}")
+        object.__setattr__(self, "check", signature_checker(self.public_key))
 
     @classmethod
     def from_pem(cls, pem: bytes | str, keyid: str | None = None) -> TrustedKey:
