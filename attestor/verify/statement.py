@@ -45,7 +45,7 @@ SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
 DEFAULT_PREDICATE_SCHEMAS: Mapping[str, str] = {SLSA_PROVENANCE_V1: "slsa-provenance-v1"}
 
 _TOP_LEVEL = frozenset({"_type", "subject", "predicateType", "predicate"})
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" would let a final "\n" through
 _ARTIFACT_DIGEST = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$")
 _MAX_SUBJECTS = 1024
 
@@ -80,8 +80,8 @@ def parse_statement(
         raise VerificationError(e.message) from None
     if not isinstance(statement, dict):
         raise VerificationError(f"statement: expected an object, got {type(statement).__name__}")
-    unknown = set(statement) - _TOP_LEVEL
-    if unknown:
+    if not statement.keys() <= _TOP_LEVEL:
+        unknown = set(statement) - _TOP_LEVEL
         raise VerificationError(f"statement: unknown member(s) {sorted(unknown)[:5]}")
     if statement.get("_type") != STATEMENT_V1_TYPE:
         got = str(statement.get("_type"))[:80]
@@ -115,7 +115,7 @@ def _subjects(raw: object) -> tuple[Subject, ...]:
                 raise VerificationError(
                     f"statement: subject[{i}].digest must map strings to strings"
                 )
-        if not _SHA256_HEX.match(digest.get("sha256", "")):
+        if not _SHA256_HEX.fullmatch(digest.get("sha256", "")):
             raise VerificationError(f"statement: subject[{i}] has no lowercase sha256 digest")
         subjects.append(Subject(name=name, digest=tuple(pairs)))
     return tuple(subjects)

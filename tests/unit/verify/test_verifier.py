@@ -109,6 +109,8 @@ def test_revoked_envelope(signers):
         (statement(subject=[]), "non-empty list"),
         (statement(subject=[{"name": "x", "digest": {"sha512": "ab"}}]), "no lowercase sha256"),
         (statement(subject=[{"name": "x", "digest": {"sha256": ARTIFACT.upper()}}]), "sha256"),
+        # "$" in a match() would accept a final newline; the rule is 64 hex, nothing else.
+        (statement(subject=[{"name": "x", "digest": {"sha256": ARTIFACT + "\n"}}]), "sha256"),
         (statement(subject=[{"name": 1, "digest": {"sha256": ARTIFACT}}]), "name must be"),
         (statement(predicateType="https://other/v1"), "not allowed"),
         (statement(predicate=[]), "predicate must be an object"),
