@@ -4,15 +4,16 @@
 1. Full re-hash through the agent's path (LayerChecker: scan + compare with
    the attested manifest), next to two hashlib sha256 baselines over the same
    files in the same run, page cache warmed the same way, best of 5 rounds
-   interleaved (target: >= 80 %):
+   interleaved (target: >= 90 % of the tuned loop):
    - ``hashlib.file_digest`` on each file from ``os.walk`` (the issue's figure);
    - a tuned loop: a path list made beforehand, ``os.open`` + ``os.readv`` into
      one reused buffer, no walk, no stat, no xattr (the ceiling for reading
      and hashing these files from Python).
-2. An incremental sweep over 50,000 unchanged files, scan + compare
-   (target: < 1 s), next to a bare os.scandir + lstat walk.
+2. An incremental sweep over 50,000 unchanged files, scan + compare, next
+   to a bare os.scandir + lstat walk of the same tree, best of 5 interleaved
+   (target: <= 1.2x the walk).
 3. The RSS of a child process that imports the whole agent (CLI, daemon,
-   gRPC stubs, server client) and runs those sweeps (target: < 80 MB).
+   gRPC stubs, server client) and runs those sweeps (target: < 60 MB).
 4. The upperdir drift state: RSS a child gains (held after two checks, and
    peak) with a 50,000-file upperdir, through the agent's ``UpperChecker``
    next to the route it replaced (``LayerChecker.scan`` keeping a
@@ -44,6 +45,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _files import bare_walk, hashlib_baseline, tuned_baseline  # bench/_files.py, beside this file
+from _host import print_host  # bench/_host.py, beside this file
 
 from agent.integrity.drift import UpperChecker, find_drift, merged_view
 from agent.integrity.layers import LayerChecker
@@ -71,6 +73,12 @@ def best_of(n: int, fn: object) -> float:
         fn()  # type: ignore[operator]
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def timed(fn: Callable[..., object], *args: object) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
 
 
 def attested_form(root: Path, manifest_file: Path | None) -> AttestedManifest:
@@ -110,8 +118,11 @@ def sweep_figures(
     assert first.full_rehash and not first.changes
     out["files"] = first.files_checked
     del first  # the daemon keeps no observed manifest between sweeps either
-    out["incremental_s"] = best_of(3, lambda: inc.check(small, attested_small))
-    out["walk_s"] = min(bare_walk(small) for _ in range(3))
+    inc_s, walk_s = float("inf"), float("inf")
+    for _ in range(5):  # interleaved, as above
+        walk_s = min(walk_s, bare_walk(small))
+        inc_s = min(inc_s, timed(inc.check, small, attested_small))
+    out["incremental_s"], out["walk_s"] = inc_s, walk_s
     return out
 
 
@@ -254,6 +265,7 @@ def main() -> None:
     if args.upper_child:
         upper_child(*args.upper_child)
         return
+    print_host()
     with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
         big, small = Path(tmp) / "big", Path(tmp) / "small"
         make_tree(big, args.files, args.mb * 1_000_000)
@@ -271,17 +283,19 @@ def main() -> None:
         view = view_figures(small)
     ratio = f["full_mb_s"] / f["hashlib_mb_s"]
     tuned = f["full_mb_s"] / f["tuned_mb_s"]
+    walk = f["incremental_s"] / f["walk_s"]
     print(f"full re-hash ({f['bytes'] / 1e6:.0f} MB, {args.files} files, best of 5):")
     print(f"  agent LayerChecker   {f['full_mb_s']:8.0f} MB/s")
+    print(f"  hashlib.file_digest  {f['hashlib_mb_s']:8.0f} MB/s   agent/this {ratio:.0%}")
     print(
-        f"  hashlib.file_digest  {f['hashlib_mb_s']:8.0f} MB/s   ratio {ratio:.0%} (target >= 80%)"
+        f"  hashlib tuned loop   {f['tuned_mb_s']:8.0f} MB/s   agent/this {tuned:.0%}"
+        " (target >= 90%)"
     )
-    print(f"  hashlib tuned loop   {f['tuned_mb_s']:8.0f} MB/s   ratio {tuned:.0%}")
-    print(f"incremental sweep, {int(f['files'])} unchanged files (scan + compare):")
-    print(f"  agent LayerChecker   {f['incremental_s']:8.3f} s      (target < 1 s)")
-    print(f"  bare scandir+lstat   {f['walk_s']:8.3f} s")
+    print(f"incremental sweep, {int(f['files'])} unchanged files (scan + compare, best of 5):")
+    print(f"  agent LayerChecker   {f['incremental_s']:8.3f} s      {walk:.2f}x the walk")
+    print(f"  bare scandir+lstat   {f['walk_s']:8.3f} s      (target <= 1.2x)")
     print(f"agent RSS: {f['imports_mb']:.1f} MB after imports, {f['rss_mb']:.1f} MB peak after")
-    print("  both sweeps (50,000-file layer state held)   (target < 80 MB)")
+    print("  both sweeps (50,000-file layer state held)   (target < 60 MB)")
 
     print("upperdir drift state, 50,000 files (RSS gained after imports + view; own child each):")
     for shape in ("new files", "copy-ups"):
