@@ -1,29 +1,64 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Admission policies: which registries and repositories may be attested.
+"""Admission policies: which images may be attested, and why (pure, no I/O).
 
-Load once with :func:`load_policies`, then call :func:`evaluate` (returns a
-frozen :class:`Decision`) or :func:`require_admitted` (raises
-``PolicyDenied``). Pure: no network, no database.
+Parse documents with :func:`parse_policy` (or a directory with
+:func:`load_policies`). Before any network I/O, :func:`evaluate` /
+:func:`require_admitted` check an image's name; with the image's verified
+evidence (:class:`Evidence`), :func:`evaluate_image` /
+:func:`require_image_admitted` check every rule. Both return a frozen
+:class:`Decision` with one entry per rule (``Decision.to_dict()`` meets
+``schemas/policy-decision.schema.json``).
 """
 
+from attestor.policy.decision import Decision, PolicyResult, RuleResult
+from attestor.policy.engine import evaluate_image, require_image_admitted
 from attestor.policy.evaluate import evaluate, require_admitted
+from attestor.policy.evidence import (
+    Evidence,
+    EvidenceLimits,
+    ImageEvidence,
+    VerifiedAttestation,
+    VerifiedSignature,
+    VerifiedSigner,
+)
 from attestor.policy.loader import load_policies, parse_policy
 from attestor.policy.model import (
-    Decision,
     ImageRef,
     Policy,
     PolicySet,
     RegistryRule,
 )
+from attestor.policy.sections import (
+    AttestationRequirement,
+    Authority,
+    CelRule,
+    Conditions,
+    SignatureRequirement,
+)
 
 __all__ = [
+    "AttestationRequirement",
+    "Authority",
+    "CelRule",
+    "Conditions",
     "Decision",
+    "Evidence",
+    "EvidenceLimits",
+    "ImageEvidence",
     "ImageRef",
     "Policy",
+    "PolicyResult",
     "PolicySet",
     "RegistryRule",
+    "RuleResult",
+    "SignatureRequirement",
+    "VerifiedAttestation",
+    "VerifiedSignature",
+    "VerifiedSigner",
     "evaluate",
+    "evaluate_image",
     "load_policies",
     "parse_policy",
     "require_admitted",
+    "require_image_admitted",
 ]

@@ -1,16 +1,23 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Decide whether a policy set admits an image (pure, no I/O).
+"""The name-only check: may this registry and repository be fetched? (pure, no I/O).
 
-Policies are allow-lists: an image is admitted when some policy admits it.
-Within one policy the first rule whose host and repository match decides.
-Everything not admitted is refused, with the reason of every policy that
-looked at the image, so an operator sees why (STYLE.md rule 10).
+Issuance calls :func:`require_admitted` before any network I/O, so a registry
+no policy names is never contacted. Only the image's name is known then, so
+every rule that needs the fetched image (signatures, attestations, age, base
+layers, CEL) is either failed (the default: a caller that never checks the
+evidence must not admit on the name alone) or, with ``evidence_follows=True``,
+skipped because the caller promises to call ``evaluate_image`` with the
+gathered evidence before issuing. Policies combine as in
+``attestor.policy.engine``.
 """
 
 from __future__ import annotations
 
 from attestor.errors import InvalidInput, PolicyDenied
-from attestor.policy.model import Decision, ImageRef, Policy, PolicySet
+from attestor.policy.decision import Decision
+from attestor.policy.engine import combine, evaluate_policy
+from attestor.policy.evidence import Evidence, ImageEvidence
+from attestor.policy.model import ImageRef, PolicySet
 
 __all__ = ["evaluate", "require_admitted"]
 
@@ -25,43 +32,22 @@ def _image_name(image: ImageRef) -> tuple[str, str]:
     return registry, repository
 
 
-def _evaluate_one(policy: Policy, registry: str, repository: str) -> tuple[bool, str]:
-    name = f"{registry}/{repository}"
-    head = f"policy {policy.id} version {policy.version}"
-    host_matched = False
-    for index, rule in enumerate(policy.registries):
-        if not rule.matches_host(registry):
-            continue
-        host_matched = True
-        if not rule.matches_repository(repository):
-            continue
-        where = f"rule {index} (host {rule.host}, repositories {', '.join(rule.repositories)})"
-        # Fail closed on what this version can't check yet: silently skipping
-        # a signature requirement would admit unsigned images.
-        if policy.unenforced_sections:
-            sections = ", ".join(policy.unenforced_sections)
-            return False, (
-                f"{head} matches {name} by {where} but uses sections not enforced yet "
-                f"({sections}); refusing"
-            )
-        if rule.require_signatures:
-            return False, (
-                f"{head} matches {name} by {where} but requires signatures, which are "
-                "not enforced yet; refusing"
-            )
-        return True, f"{head} admits {name} by {where}"
-    if host_matched:
-        return False, f"{head}: registry {registry} is listed but repository {repository} is not"
-    return False, f"{head}: registry {registry} is not listed"
-
-
-def evaluate(policy_set: PolicySet, image: ImageRef, *, policy_id: str | None = None) -> Decision:
-    """Evaluate ``image`` against ``policy_set`` (or only ``policy_id`` in it).
+def evaluate(
+    policy_set: PolicySet,
+    image: ImageRef,
+    *,
+    policy_id: str | None = None,
+    evidence_follows: bool = False,
+) -> Decision:
+    """Evaluate ``image``'s name against ``policy_set`` (or only ``policy_id`` in it).
 
     Args:
         policy_set: The policies in force.
         image: Anything with ``.registry`` (``host[:port]``) and ``.repository``.
         policy_id: Evaluate only this policy, e.g. when a request names one.
+        evidence_follows: Skip, rather than fail, the rules that need the
+            fetched image; only for a caller that then calls
+            ``evaluate_image`` and obeys it.
 
     Returns:
         A frozen decision. Refusals list the reason of every policy consulted.
@@ -71,32 +57,27 @@ def evaluate(policy_set: PolicySet, image: ImageRef, *, policy_id: str | None = 
         NotFound: if ``policy_id`` names no policy in the set.
     """
     registry, repository = _image_name(image)
-    if not policy_set.policies:
-        where = f" in {policy_set.source}" if policy_set.source else ""
-        return Decision(
-            allowed=False,
-            policy_id=None,
-            policy_version=None,
-            reasons=(f"no policies are loaded{where}; every image is refused",),
-        )
+    evidence = Evidence(ImageEvidence(registry=registry, repository=repository))
     policies = policy_set.policies if policy_id is None else (policy_set.get(policy_id),)
-    refusals: list[str] = []
-    for policy in policies:
-        allowed, reason = _evaluate_one(policy, registry, repository)
-        if allowed:
-            return Decision(
-                allowed=True,
-                policy_id=policy.id,
-                policy_version=policy.version,
-                reasons=(reason,),
-                policy_sha256=policy.sha256 or None,
+    results = [
+        r
+        for p in policies
+        if (
+            r := evaluate_policy(
+                p, evidence, None, name_only=True, evidence_follows=evidence_follows
             )
-        refusals.append(reason)
-    return Decision(allowed=False, policy_id=None, policy_version=None, reasons=tuple(refusals))
+        )
+        is not None
+    ]
+    return combine(policies, results, evidence, source=policy_set.source)
 
 
 def require_admitted(
-    policy_set: PolicySet, image: ImageRef, *, policy_id: str | None = None
+    policy_set: PolicySet,
+    image: ImageRef,
+    *,
+    policy_id: str | None = None,
+    evidence_follows: bool = False,
 ) -> Decision:
     """Like :func:`evaluate`, but raise when the image is refused.
 
@@ -104,16 +85,21 @@ def require_admitted(
         The admitting decision.
 
     Raises:
-        PolicyDenied: if no policy admits the image; ``detail["reasons"]``
-            lists why and ``detail["image"]`` names it.
+        PolicyDenied: if the image is refused; ``detail["reasons"]`` lists
+            why, ``detail["image"]`` names it and ``detail["decision"]`` is
+            the decision's ``to_dict()``.
         InvalidInput: if ``image`` lacks a registry or repository string.
         NotFound: if ``policy_id`` names no policy in the set.
     """
-    decision = evaluate(policy_set, image, policy_id=policy_id)
+    decision = evaluate(policy_set, image, policy_id=policy_id, evidence_follows=evidence_follows)
     if not decision.allowed:
         name = f"{image.registry}/{image.repository}"
         raise PolicyDenied(
             f"no policy admits {name}: {decision.reasons[0]}",
-            detail={"reasons": list(decision.reasons), "image": name},
+            detail={
+                "reasons": list(decision.reasons),
+                "image": name,
+                "decision": decision.to_dict(),
+            },
         )
     return decision

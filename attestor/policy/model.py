@@ -1,25 +1,32 @@
 # SPDX-License-Identifier: Apache-2.0
-"""Frozen policy model: rules, policies, sets and decisions (pure, no I/O)."""
+"""Frozen policy model: scope rules, policies and policy sets (pure, no I/O).
+
+Decisions live in ``attestor.policy.decision``, requirement sections in
+``attestor.policy.sections``.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
 from attestor.errors import ConfigError, InvalidInput, NotFound
+from attestor.policy.decision import MODES, Mode
+from attestor.policy.sections import AttestationRequirement, CelRule, SignatureRequirement
 
 __all__ = [
     "UNENFORCED_SECTIONS",
-    "Decision",
     "ImageRef",
     "Policy",
     "PolicySet",
     "RegistryRule",
 ]
 
-#: Policy sections the schema accepts but this version cannot enforce yet.
-#: A policy that uses one refuses every image (fail closed, STYLE.md rule 10).
+#: Deprecated sections the schema still accepts but that are never enforced
+#: (``signatures`` and ``attestations`` replace them). A policy that uses one
+#: refuses every image it applies to (fail closed, STYLE.md rule 10).
 UNENFORCED_SECTIONS: tuple[str, ...] = ("signing_keys", "keyless_identities", "builders")
 
 _HOST_RE = re.compile(
@@ -106,8 +113,10 @@ class RegistryRule:
             reference without a port.
         repositories: Globs over the repository path; ``*`` and ``?`` stay in
             one segment, ``**`` crosses segments.
-        require_signatures: Images must carry signatures. Not enforced yet, so
-            a matching rule with ``True`` refuses (fail closed).
+        require_signatures: Images must carry signatures. The policy's
+            ``signatures`` section says whose; without one, a matching rule
+            with ``True`` refuses (fail closed). Scope entries set ``False``:
+            there the ``signatures`` section alone decides.
     """
 
     host: str
@@ -156,18 +165,28 @@ class RegistryRule:
 
 @dataclass(frozen=True)
 class Policy:
-    """One admission policy, as loaded from one file.
+    """One admission policy, as parsed from one document.
 
     Attributes:
         id: Stable policy name, recorded in attestations.
-        version: The file's explicit ``version`` field, recorded in attestations.
-        registries: Rules in file order; the first matching one decides.
+        version: The document's explicit ``version`` field, recorded in attestations.
+        registries: The scope: rules in document order, the first matching
+            one decides (``scope`` entries become rules without
+            ``require_signatures``).
         description: Free text for humans.
-        unenforced_sections: Sections present in the file that this version
-            cannot enforce (see ``UNENFORCED_SECTIONS``); non-empty means the
-            policy refuses every image.
+        unenforced_sections: Deprecated sections present in the document
+            (see ``UNENFORCED_SECTIONS``); non-empty means the policy refuses
+            every image it applies to.
         source: Where the policy came from (a path), for messages and audit.
-        sha256: ``sha256:<hex>`` of the file's exact bytes, for audit.
+        sha256: ``sha256:<hex>`` of the document's exact bytes, for audit.
+        mode: ``enforce`` refuses on a failed rule; ``warn`` and ``audit``
+            admit and record it (``audit`` also raises a finding).
+        signatures: Required image signatures, if any.
+        attestations: Required attestations.
+        max_age: Maximum age from the config's ``created``.
+        forbidden_base_layers: ``sha256:`` digests or prefixes (of layer
+            digests or diffIDs) that refuse an image.
+        rules: CEL rules, compiled.
     """
 
     id: str
@@ -177,13 +196,20 @@ class Policy:
     unenforced_sections: tuple[str, ...] = ()
     source: str = ""
     sha256: str = ""
+    mode: Mode = "enforce"
+    signatures: SignatureRequirement | None = None
+    attestations: tuple[AttestationRequirement, ...] = ()
+    max_age: timedelta | None = None
+    forbidden_base_layers: tuple[str, ...] = ()
+    rules: tuple[CelRule, ...] = ()
 
     def __post_init__(self) -> None:
         """Check invariants.
 
         Raises:
-            InvalidInput: if the id or version is malformed, there are no
-                registry rules, or a section name is unknown.
+            InvalidInput: if the id, version or mode is malformed, there are no
+                registry rules, a section name is unknown, or two
+                attestation requirements or rules share a name.
         """
         if not isinstance(self.id, str) or _ID_RE.match(self.id) is None:
             raise InvalidInput(f"invalid policy id: {str(self.id)[:80]!r}")
@@ -194,6 +220,34 @@ class Policy:
         unknown = set(self.unenforced_sections) - set(UNENFORCED_SECTIONS)
         if unknown:
             raise InvalidInput(f"policy {self.id!r}: unknown sections {sorted(unknown)}")
+        if self.mode not in MODES:
+            raise InvalidInput(f"policy {self.id!r}: unknown mode {str(self.mode)[:20]!r}")
+        for what, names in (
+            ("attestation", [a.name for a in self.attestations]),
+            ("rule", [r.name for r in self.rules]),
+        ):
+            if len(set(names)) != len(names):
+                raise InvalidInput(f"policy {self.id!r}: two {what}s share a name")
+        if self.max_age is not None and self.max_age <= timedelta(0):
+            raise InvalidInput(f"policy {self.id!r}: max_age must be positive")
+
+    def matching_rule(self, registry: str, repository: str) -> tuple[int, RegistryRule] | None:
+        """The first scope rule matching the image, with its index."""
+        for index, rule in enumerate(self.registries):
+            if rule.matches_host(registry) and rule.matches_repository(repository):
+                return index, rule
+        return None
+
+    @property
+    def needs_evidence(self) -> bool:
+        """Whether any requirement can only be checked with the fetched image."""
+        return bool(
+            self.signatures
+            or self.attestations
+            or self.max_age
+            or self.forbidden_base_layers
+            or self.rules
+        )
 
 
 @dataclass(frozen=True)
@@ -241,34 +295,3 @@ class PolicySet:
             if policy.id == policy_id:
                 return policy
         raise NotFound(f"no policy with id {policy_id[:80]!r}", detail={"policy": policy_id[:80]})
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome of evaluating an image against a policy set.
-
-    Attributes:
-        allowed: Whether the image is admitted.
-        policy_id: The admitting policy (None when refused).
-        policy_version: Its version (None when refused).
-        reasons: Why, for humans and audit logs; never empty.
-        policy_sha256: sha256 of the admitting policy file (None when refused).
-    """
-
-    allowed: bool
-    policy_id: str | None
-    policy_version: str | None
-    reasons: tuple[str, ...]
-    policy_sha256: str | None = None
-
-    def __post_init__(self) -> None:
-        """Check invariants.
-
-        Raises:
-            ValueError: if a decision has no reason, or an admission names no policy.
-        """
-        # ValueError, not an attestor error: only our own code builds Decisions.
-        if not self.reasons:
-            raise ValueError("a decision must carry at least one reason")
-        if self.allowed and (self.policy_id is None or self.policy_version is None):
-            raise ValueError("an admission must name its policy id and version")

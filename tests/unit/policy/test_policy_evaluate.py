@@ -95,13 +95,10 @@ def test_require_admitted_raises_with_reasons(dev: PolicySet) -> None:
 
 def test_require_admitted_returns_decision(dev: PolicySet) -> None:
     decision = require_admitted(dev, Ref("localhost:5000", "app"))
-    assert decision == Decision(
-        allowed=True,
-        policy_id="dev",
-        policy_version="1",
-        reasons=decision.reasons,
-        policy_sha256=decision.policy_sha256,
-    )
+    assert (decision.allowed, decision.policy_id, decision.policy_version) == (True, "dev", "1")
+    assert decision.image == "localhost:5000/app"
+    (result,) = decision.results
+    assert [(r.rule, r.status, r.effect) for r in result.rules] == [("scope", "passed", "none")]
 
 
 @pytest.mark.parametrize(
@@ -164,7 +161,7 @@ def test_first_matching_rule_decides_signatures_fail_closed() -> None:
     unsigned = RegistryRule(host="r.example.com", require_signatures=False)
     decision = evaluate(_set(signed, unsigned), Ref("r.example.com", "prod/app"))
     assert not decision.allowed
-    assert "requires signatures, which are not enforced yet" in decision.reasons[0]
+    assert "requires signatures but the policy has no signatures section" in decision.reasons[0]
     assert evaluate(_set(signed, unsigned), Ref("r.example.com", "dev/app")).allowed
 
 
@@ -173,10 +170,12 @@ def test_unenforced_sections_refuse() -> None:
     ps = _set(rule, unenforced_sections=("builders",))
     decision = evaluate(ps, Ref("r.example.com", "app"))
     assert not decision.allowed
-    assert "sections not enforced yet (builders)" in decision.reasons[0]
+    assert "deprecated sections that are never enforced (builders)" in decision.reasons[0]
 
 
-def test_any_admitting_policy_wins_and_refusals_list_all() -> None:
+def test_every_applying_policy_must_pass_and_refusals_list_all() -> None:
+    # Policies combine with AND: a loose policy cannot override a strict one
+    # that also applies (it used to be "any admitting policy wins").
     strict = Policy(id="a-strict", version="1", registries=(RegistryRule(host="r.example.com"),))
     loose = Policy(
         id="b-loose",
@@ -186,11 +185,21 @@ def test_any_admitting_policy_wins_and_refusals_list_all() -> None:
     ps = PolicySet((loose, strict))
     assert ps.ids == ("a-strict", "b-loose")
     decision = evaluate(ps, Ref("r.example.com", "app"))
-    assert (decision.allowed, decision.policy_id, decision.policy_version) == (True, "b-loose", "2")
+    assert not decision.allowed
+    assert decision.reasons == (
+        "policy a-strict version 1: rule 0 (host r.example.com, repositories **) requires "
+        "signatures but the policy has no signatures section naming whose; refusing",
+    )
+    assert [r.policy_id for r in decision.results] == ["a-strict", "b-loose"]
+    assert [r.passed for r in decision.results] == [False, True]
     refused = evaluate(ps, Ref("other.example.com", "app"))
     assert len(refused.reasons) == 2
-    only_strict = evaluate(ps, Ref("r.example.com", "app"), policy_id="a-strict")
-    assert not only_strict.allowed
+    only_loose = evaluate(ps, Ref("r.example.com", "app"), policy_id="b-loose")
+    assert (only_loose.allowed, only_loose.policy_id, only_loose.policy_version) == (
+        True,
+        "b-loose",
+        "2",
+    )
     with pytest.raises(NotFound):
         evaluate(ps, Ref("r.example.com", "app"), policy_id="nope")
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,6 +36,13 @@ _keys = st.sampled_from(
         "description",
         "signing_keys",
         "builders",
+        "scope",
+        "mode",
+        "signatures",
+        "attestations",
+        "max_age",
+        "forbidden_base_layers",
+        "rules",
         "x",
     ]
 )
@@ -53,6 +62,102 @@ _near_valid = st.fixed_dictionaries(
         "registries": st.lists(_rule, max_size=3) | _values,
     },
     optional={"signing_keys": _values, "builders": _values},
+)
+
+
+_authority = st.fixed_dictionaries(
+    {"name": st.sampled_from(["a", "b", "B", ""]) | st.text(max_size=8)},
+    optional={
+        "key": st.fixed_dictionaries(
+            {},
+            optional={
+                "keyid": st.text(max_size=8),
+                "public_key_pem": st.text(max_size=40),
+                "signer_uri": st.sampled_from(["kms://x", "x"]) | st.text(max_size=10),
+            },
+        )
+        | _values,
+        "keyless": st.fixed_dictionaries(
+            {"issuer": st.text(max_size=10)},
+            optional={
+                "subject": st.text(max_size=10),
+                "subject_regex": st.sampled_from(["(", ".*", "a{2,1}", r"\pL{1000}"])
+                | st.text(max_size=10),
+            },
+        )
+        | _values,
+    },
+)
+_sections = st.fixed_dictionaries(
+    {
+        "apiVersion": st.just("attestor.dev/v1alpha1"),
+        "kind": st.just("Policy"),
+        "id": st.just("p"),
+        "version": st.just("1"),
+        "scope": st.lists(
+            st.fixed_dictionaries(
+                {"registry": st.sampled_from(["localhost:*", "*.a.b", "x y"])},
+                optional={"repositories": st.lists(st.text(max_size=6), max_size=2)},
+            ),
+            max_size=2,
+        ),
+    },
+    optional={
+        "mode": st.sampled_from(["enforce", "warn", "audit", "x"]) | _values,
+        "signatures": st.fixed_dictionaries(
+            {"authorities": st.lists(_authority, max_size=3) | _values},
+            optional={
+                "threshold": st.integers(-1, 5) | _values,
+                "require_same_repository": _values,
+            },
+        ),
+        "attestations": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["p", "q"]),
+                    "predicate_type": st.sampled_from(
+                        ["https://slsa.dev/provenance/v1", "https://x", ""]
+                    ),
+                    "authorities": st.lists(_authority, max_size=2),
+                },
+                optional={
+                    "conditions": st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "builder_id": st.lists(st.text(max_size=5), max_size=2),
+                            "fields": st.lists(
+                                st.fixed_dictionaries(
+                                    {
+                                        "path": st.sampled_from(["$.a", "$", "$[0]", "$..a", "a"])
+                                        | st.text(max_size=8),
+                                        "values": st.lists(_scalars, max_size=2),
+                                    }
+                                ),
+                                max_size=2,
+                            ),
+                        },
+                    )
+                },
+            ),
+            max_size=2,
+        ),
+        "max_age": st.sampled_from(["1d", "0d", "99999999w", "1x"]) | _values,
+        "forbidden_base_layers": st.lists(
+            st.sampled_from(["sha256:" + "a" * 12, "sha256:a"]) | st.text(max_size=8), max_size=2
+        ),
+        "rules": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["r", "s"]),
+                    "expression": st.sampled_from(
+                        ["true", "1 +", "image.x", "size(config) > 0", "((((", "foo"]
+                    )
+                    | st.text(max_size=20),
+                }
+            ),
+            max_size=2,
+        ),
+    },
 )
 
 
@@ -80,6 +185,13 @@ def test_random_documents(doc: object) -> None:
 @given(_near_valid)
 def test_near_valid_documents(doc: dict[str, object]) -> None:
     _check(yaml.safe_dump(doc, allow_unicode=True).encode())
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_sections)
+def test_near_valid_sections(doc: dict[str, object]) -> None:
+    _check(yaml.safe_dump(doc, allow_unicode=True).encode())
+    _check(json.dumps(doc).encode())
 
 
 @settings(max_examples=200, deadline=None)

@@ -51,7 +51,7 @@ def test_defaults_every_repository_and_signatures_required() -> None:
     ("change", "fragment"),
     [
         ((b"id: team-a", b"id: team-a\nextra: 1"), "Additional properties"),
-        ((b"    require_signatures: false", b"    require_signature: false"), "$.registries[0]"),
+        ((b"    require_signatures: false", b"    require_signature: false"), "/registries/0"),
         ((b'version: "3"', b"version: 3"), "version"),
         ((b'version: "3"', b"version: 2026-11-27"), "version"),
         ((b"kind: Policy", b"kind: Other"), "kind"),
@@ -167,5 +167,6 @@ def test_shipped_policies_load() -> None:
     assert shipped.ids == ("dev",)
     assert shipped.get("dev").version == "1"
     example = load_policies(REPO / "policies" / "examples")
-    assert example.ids == ("production",)
-    assert example.get("production").unenforced_sections == ("signing_keys", "builders")
+    assert example.ids == ("production", "team-b-signing-rollout")
+    assert example.get("production").unenforced_sections == ()
+    assert example.get("team-b-signing-rollout").mode == "audit"

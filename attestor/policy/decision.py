@@ -1,0 +1,201 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Explainable decisions: one entry per rule, serialized deterministically (pure).
+
+``Decision.to_dict()`` meets ``schemas/policy-decision.schema.json``; it is
+stored with attestations and refusals and returned by the API, so its shape
+is a compatibility promise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "EFFECTS",
+    "MODES",
+    "STATUSES",
+    "Decision",
+    "Effect",
+    "Mode",
+    "PolicyResult",
+    "RuleResult",
+    "Status",
+    "effect_of",
+]
+
+Mode = Literal["enforce", "warn", "audit"]
+Status = Literal["passed", "failed", "skipped"]
+#: What a rule's outcome does: refuse the image, warn, raise a finding, or nothing.
+Effect = Literal["refuse", "warn", "finding", "none"]
+MODES: tuple[Mode, ...] = ("enforce", "warn", "audit")
+STATUSES: tuple[Status, ...] = ("passed", "failed", "skipped")
+EFFECTS: tuple[Effect, ...] = ("refuse", "warn", "finding", "none")
+_FAILED_EFFECT: dict[str, Effect] = {"enforce": "refuse", "warn": "warn", "audit": "finding"}
+
+#: Version of the ``to_dict`` shape.
+DECISION_FORMAT = "attestor.dev/policy-decision/v1"
+
+
+def effect_of(mode: Mode, status: Status) -> Effect:
+    """The effect of a rule with ``status`` in a policy of ``mode``."""
+    return _FAILED_EFFECT[mode] if status == "failed" else "none"
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """One rule's outcome.
+
+    Attributes:
+        rule: Stable rule id within its policy: ``scope``, ``signatures``,
+            ``attestations/<name>``, ``max_age``, ``forbidden_base_layers``,
+            ``rules/<name>``, ``legacy_sections``, ``require_signatures``.
+        status: passed, failed or skipped.
+        reason: For a person: what was required and what was found.
+        effect: What the outcome does given the policy's mode.
+        authorities: Names of the authorities that satisfied it (sorted).
+    """
+
+    rule: str
+    status: Status
+    reason: str
+    effect: Effect = "none"
+    authorities: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (see ``schemas/policy-decision.schema.json``)."""
+        out: dict[str, Any] = {
+            "rule": self.rule,
+            "status": self.status,
+            "reason": self.reason,
+            "effect": self.effect,
+        }
+        if self.authorities:
+            out["authorities"] = list(self.authorities)
+        return out
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """One applying policy's outcome: passed when no rule failed."""
+
+    policy_id: str
+    policy_version: str
+    mode: Mode
+    rules: tuple[RuleResult, ...]
+    policy_sha256: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        """Whether no rule failed."""
+        return all(r.status != "failed" for r in self.rules)
+
+    @property
+    def failed_rules(self) -> tuple[RuleResult, ...]:
+        """The rules that failed, in order."""
+        return tuple(r for r in self.rules if r.status == "failed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (see ``schemas/policy-decision.schema.json``)."""
+        return {
+            "id": self.policy_id,
+            "version": self.policy_version,
+            "sha256": self.policy_sha256,
+            "mode": self.mode,
+            "passed": self.passed,
+            "rules": [r.to_dict() for r in self.rules],
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of evaluating an image against a policy set.
+
+    Attributes:
+        allowed: Whether the image is admitted.
+        policy_id: The primary admitting policy, recorded in attestations:
+            the first applying ``enforce`` policy by id, else the first
+            applying one (None when refused).
+        policy_version: Its version (None when refused).
+        reasons: Why, for humans and audit logs; never empty.
+        policy_sha256: sha256 of the primary policy's document (None when refused).
+        image: ``registry/repository[@digest]`` evaluated ("" for legacy callers).
+        results: Every applying policy's per-rule outcome, by policy id.
+        evaluated_at: RFC 3339 UTC time of the evaluation ("" when no time was given).
+    """
+
+    allowed: bool
+    policy_id: str | None
+    policy_version: str | None
+    reasons: tuple[str, ...]
+    policy_sha256: str | None = None
+    image: str = ""
+    results: tuple[PolicyResult, ...] = ()
+    evaluated_at: str = ""
+
+    def __post_init__(self) -> None:
+        """Check invariants.
+
+        Raises:
+            ValueError: if a decision has no reason, or an admission names no policy.
+        """
+        # ValueError, not an attestor error: only our own code builds Decisions.
+        if not self.reasons:
+            raise ValueError("a decision must carry at least one reason")
+        if self.allowed and (self.policy_id is None or self.policy_version is None):
+            raise ValueError("an admission must name its policy id and version")
+
+    @property
+    def rules(self) -> tuple[tuple[str, RuleResult], ...]:
+        """Every rule outcome as ``(policy_id, result)``, in order."""
+        return tuple((p.policy_id, r) for p in self.results for r in p.rules)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Reasons of failed rules of ``warn`` and ``audit`` policies (recorded, not refusing)."""
+        return tuple(
+            f"policy {p}: {r.reason}" for p, r in self.rules if r.effect in ("warn", "finding")
+        )
+
+    @property
+    def findings(self) -> tuple[tuple[str, RuleResult], ...]:
+        """Failed rules of ``audit`` policies: each raises a finding."""
+        return tuple((p, r) for p, r in self.rules if r.effect == "finding")
+
+    @property
+    def satisfied_authorities(self) -> tuple[str, ...]:
+        """``policy/rule/authority`` of every authority that satisfied a passed rule."""
+        return tuple(
+            sorted(
+                f"{p}/{r.rule}/{a}"
+                for p, r in self.rules
+                if r.status == "passed"
+                for a in r.authorities
+            )
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``schemas/policy-decision.schema.json``), deterministic."""
+        primary = None
+        if self.policy_id is not None:
+            primary = {
+                "id": self.policy_id,
+                "version": self.policy_version,
+                "sha256": self.policy_sha256,
+            }
+        return {
+            "format": DECISION_FORMAT,
+            "allowed": self.allowed,
+            "image": self.image,
+            "evaluated_at": self.evaluated_at,
+            "policy": primary,
+            "reasons": list(self.reasons),
+            "policies": [p.to_dict() for p in self.results],
+        }
+
+    def to_json(self) -> bytes:
+        """Canonical JSON bytes of ``to_dict()`` (sorted keys, no spaces, UTF-8)."""
+        return json.dumps(
+            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
