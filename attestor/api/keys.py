@@ -12,10 +12,12 @@ from typing import Any
 
 import marshmallow as ma
 from flask import Response
+from sqlalchemy.orm import Session
 
 from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
+from attestor.services import audit as audit_service
 from attestor.services import keys as key_service
 from attestor.services import revocation as revocation_service
 from attestor.signing.keys import ALGORITHMS
@@ -91,6 +93,18 @@ class RevokeSchema(ma.Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=1000))
 
 
+def _audit(session: Session, action: str, key: key_service.PublicKey, **extra: object) -> None:
+    # In the view's transaction: the key change and its audit row commit together.
+    audit_service.record(
+        session,
+        actor=f"token:{current_principal().token_id}",
+        action=action,
+        target=f"key:{key.keyid}",
+        change={"algorithm": key.algorithm, "status": key.status, **extra},
+        now=app_state().clock(),
+    )
+
+
 @blp.route("", methods=["GET"])
 @require_roles("admin", "pipeline", "agent")
 @blp.response(200, KeyListSchema)
@@ -134,7 +148,7 @@ def create_key(body: dict[str, Any]) -> key_service.PublicKey:
     accepted (409 otherwise): generated or imported files would exist on one replica."""
     state = app_state()
     with state.session_factory.begin() as session:
-        return key_service.add_key(
+        key = key_service.add_key(
             session,
             keys_dir=state.settings.keys_dir,
             algorithm=body["algorithm"],
@@ -147,6 +161,10 @@ def create_key(body: dict[str, Any]) -> key_service.PublicKey:
             replica_dir=state.settings.data_dir,
             now=state.clock(),
         )
+        given = "signer_uri" if body["signer_uri"] else "private_key_pem"
+        source = given if body["algorithm"] is None else "generated"
+        _audit(session, "key.create", key, source=source, activate=body["activate"])
+        return key
 
 
 @blp.route("/rotate", methods=["POST"])
@@ -159,13 +177,15 @@ def rotate_key(body: dict[str, Any]) -> key_service.PublicKey:
     with ``activate`` instead."""
     state = app_state()
     with state.session_factory.begin() as session:
-        return key_service.rotate_key(
+        key = key_service.rotate_key(
             session,
             keys_dir=state.settings.keys_dir,
             algorithm=body["algorithm"],
             key_files=state.settings.key_files,
             now=state.clock(),
         )
+        _audit(session, "key.rotate", key)
+        return key
 
 
 @blp.route("/<string:keyid>/revoke", methods=["POST"])
@@ -178,6 +198,7 @@ def revoke_key(body: dict[str, Any], keyid: str) -> key_service.PublicKey:
     state = app_state()
     with state.session_factory.begin() as session:
         key = key_service.revoke_key(session, keyid, reason=body["reason"], now=state.clock())
+        _audit(session, "key.revoke", key, reason=body["reason"])
         # Agents learn of revoked keys only through the revocation feed.
         revocation_service.on_key_revoked(
             session,

@@ -10,6 +10,7 @@ byte for byte. An invalid document is refused with 422 and one
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -25,6 +26,7 @@ __all__ = ["blp"]
 blp = Blueprint("policies", __name__, url_prefix="/v1/policies", description="Policy management.")
 
 _MAX_VERSION = 2**31 - 1
+_NUMBER = re.compile(r"[0-9]{1,10}")
 
 
 class PolicyDocumentSchema(ma.Schema):
@@ -175,7 +177,9 @@ def list_versions(policy_id: str) -> dict[str, Any]:
 
 
 @blp.route(
-    "/<string:policy_id>/versions/<int:version>",
+    # A string, not <int:...>: a non-number then reaches authentication and
+    # answers 404 problem+json like any unknown version, not Flask's bare 404.
+    "/<string:policy_id>/versions/<string:version>",
     methods=["GET"],
     parameters=[
         {
@@ -188,10 +192,12 @@ def list_versions(policy_id: str) -> dict[str, Any]:
 )
 @require_roles("admin")
 @blp.response(200, VersionDocumentSchema)
-def get_version(policy_id: str, version: int) -> policy_service.VersionView:
+def get_version(policy_id: str, version: str) -> policy_service.VersionView:
     """One version with its document."""
+    # 0 names no version: the service answers 404 for it.
+    number = int(version) if _NUMBER.fullmatch(version) else 0
     with app_state().session_factory() as session:
-        return policy_service.version(session, policy_id, version)
+        return policy_service.version(session, policy_id, number)
 
 
 @blp.route("/<string:policy_id>/rollback", methods=["POST"])

@@ -11,7 +11,8 @@ import marshmallow as ma
 
 from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
-from attestor.api.auth import require_roles
+from attestor.api.auth import current_principal, require_roles
+from attestor.services import tokens as token_service
 from attestor.store import tokens as token_store
 
 __all__ = ["blp"]
@@ -63,11 +64,12 @@ def create_token(body: dict[str, Any]) -> dict[str, Any]:
     """Create a token; the plaintext is returned once and never stored."""
     state = app_state()
     with state.session_factory.begin() as session:
-        plaintext, row = token_store.create_token(
+        plaintext, row = token_service.create_token(
             session,
             role=body["role"],
             agent_id=body["agent_id"],
             name=body["name"],
+            actor=f"token:{current_principal().token_id}",
             now=state.clock(),
         )
     return {**row.__dict__, "token": plaintext}
@@ -89,4 +91,9 @@ def revoke_token(token_id: str) -> None:
     """Revoke a token; it stops authenticating at once."""
     state = app_state()
     with state.session_factory.begin() as session:
-        token_store.revoke_token(session, token_id, now=state.clock())
+        token_service.revoke_token(
+            session,
+            token_id,
+            actor=f"token:{current_principal().token_id}",
+            now=state.clock(),
+        )

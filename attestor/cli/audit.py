@@ -8,6 +8,8 @@ even a migration.
 
 from __future__ import annotations
 
+import getpass
+
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,7 +18,16 @@ from attestor.errors import Unavailable, VerificationError
 from attestor.services import audit as audit_service
 from attestor.store.db import make_engine, make_session_factory
 
-__all__ = ["group"]
+__all__ = ["cli_actor", "group"]
+
+
+def cli_actor() -> str:
+    """``cli:<local user>``: who ran a changing command on the database, for the audit log."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    return f"cli:{user}"[:256]
 
 
 @click.group("audit")

@@ -10,26 +10,17 @@ change up within 5 s.
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 
 import click
 
 from attestor.cli._common import migrated_engine, now, settings_from_env
+from attestor.cli.audit import cli_actor
 from attestor.services import policies as policy_service
 from attestor.store.db import make_session_factory
 
-__all__ = ["cli_actor", "group"]
-
-
-def cli_actor() -> str:
-    """``cli:<local user>``: who ran a changing command, for the audit log."""
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = "unknown"
-    return f"cli:{user}"[:256]
+__all__ = ["group"]
 
 
 @click.group("policy")

@@ -8,6 +8,8 @@ import json
 import click
 
 from attestor.cli._common import migrated_engine, now, settings_from_env
+from attestor.cli.audit import cli_actor
+from attestor.services import tokens as token_service
 from attestor.store import tokens as token_store
 from attestor.store.db import make_session_factory
 
@@ -27,8 +29,8 @@ def create(role: str, agent_id: str | None, name: str) -> None:
     """Create a token; the token itself is the last line of stdout."""
     factory = make_session_factory(migrated_engine(settings_from_env()))
     with factory.begin() as session:
-        plaintext, row = token_store.create_token(
-            session, role=role, agent_id=agent_id, name=name, now=now()
+        plaintext, row = token_service.create_token(
+            session, role=role, agent_id=agent_id, name=name, actor=cli_actor(), now=now()
         )
     click.echo(f"# token id {row.id}, role {row.role}; shown only once")
     click.echo(plaintext)
@@ -49,5 +51,5 @@ def revoke(token_id: str) -> None:
     """Revoke a token by id."""
     factory = make_session_factory(migrated_engine(settings_from_env()))
     with factory.begin() as session:
-        token_store.revoke_token(session, token_id, now=now())
+        token_service.revoke_token(session, token_id, actor=cli_actor(), now=now())
     click.echo(f"revoked {token_id}")

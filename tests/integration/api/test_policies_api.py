@@ -112,6 +112,9 @@ def test_policy_lifecycle_through_the_api(apps: tuple[Flask, Flask]) -> None:
     assert [(v["version"], v["label"]) for v in body["versions"]] == [(1, "1"), (2, "2")]
     status, body = _json(client, "GET", "/v1/policies/team/versions/1", admin)
     assert (status, body["document"]) == (200, v1)
+    for missing in ("9", "x", "0", "99999999999", "-1"):
+        response = client.get(f"/v1/policies/team/versions/{missing}", headers=admin)
+        assert (response.status_code, response.mimetype) == (404, "application/problem+json")
 
     status, body = _json(client, "POST", "/v1/policies/team/rollback", admin, json={"version": 1})
     assert (status, body["version"], body["document"], body["outcome"]) == (

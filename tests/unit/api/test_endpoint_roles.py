@@ -56,6 +56,15 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/revocations"): frozenset({"admin"}),
     ("GET", "/v1/revocations/<revocation_id>"): frozenset({"admin"}),
     ("GET", "/v1/revocations/feed"): frozenset({"admin", "agent"}),
+    ("GET", "/v1/policies"): frozenset({"admin"}),
+    ("POST", "/v1/policies"): frozenset({"admin"}),
+    ("GET", "/v1/policies/<policy_id>"): frozenset({"admin"}),
+    ("PUT", "/v1/policies/<policy_id>"): frozenset({"admin"}),
+    ("DELETE", "/v1/policies/<policy_id>"): frozenset({"admin"}),
+    ("GET", "/v1/policies/<policy_id>/versions"): frozenset({"admin"}),
+    ("GET", "/v1/policies/<policy_id>/versions/<version>"): frozenset({"admin"}),
+    ("POST", "/v1/policies/<policy_id>/rollback"): frozenset({"admin"}),
+    ("GET", "/v1/audit"): frozenset({"admin"}),
 }
 #: Served by flask-smorest for the documentation; public, not part of the API.
 DOC_RULES = frozenset({"/openapi.json", "/docs"})
