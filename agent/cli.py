@@ -307,7 +307,7 @@ def _session(config: AgentConfig) -> Iterator[tuple[ServerClient, list[Container
 
 
 def _check_readable(path: Path) -> None:
-    # requests would only say "invalid path" at the first request, after start-up.
+    # urllib3 would only fail to load it at the first request, after start-up.
     try:
         with open(path, "rb") as f:
             f.read(1)
