@@ -18,6 +18,7 @@ import click
 from attestor.cli._common import migrated_engine, now, settings_from_env
 from attestor.cli.audit import cli_actor
 from attestor.services import policies as policy_service
+from attestor.services import policy_import
 from attestor.store.db import make_session_factory
 
 __all__ = ["group"]
@@ -36,13 +37,13 @@ def apply(path: Path) -> None:
     Like ``kubectl apply``: unchanged documents change nothing; policies not in
     PATH are left alone. All files are checked first; one invalid file stores nothing.
     """
-    files = policy_service.read_policy_files(path)
+    files = policy_import.read_policy_files(path)
     for name, data in files:
         policy_service.validate_document(data, source=name)
     engine = migrated_engine(settings_from_env())
     try:
         with make_session_factory(engine).begin() as session:
-            applied = policy_service.import_files(session, files, actor=cli_actor(), now=now())
+            applied = policy_import.import_files(session, files, actor=cli_actor(), now=now())
     finally:
         engine.dispose()
     for name, result in applied:

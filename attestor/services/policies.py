@@ -19,12 +19,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from attestor.errors import ConfigError, Conflict, InvalidInput, NotFound
+from attestor.errors import Conflict, InvalidInput, NotFound
 from attestor.policy import Policy, parse_policy
 from attestor.services import audit
 from attestor.store import audit as audit_store
@@ -32,8 +31,6 @@ from attestor.store import policies as store
 
 __all__ = [
     "MAX_DOCUMENT_BYTES",
-    "MAX_POLICY_FILES",
-    "POLICY_SUFFIXES",
     "Applied",
     "PolicyView",
     "VersionView",
@@ -43,9 +40,7 @@ __all__ = [
     "diff",
     "document_errors",
     "get",
-    "import_files",
     "list_policies",
-    "read_policy_files",
     "rollback",
     "update",
     "validate_document",
@@ -53,9 +48,6 @@ __all__ = [
     "versions",
 ]
 
-POLICY_SUFFIXES = (".yaml", ".yml", ".json")
-#: Files one import reads at most (a directory of policies, not of anything).
-MAX_POLICY_FILES = 1000
 #: Same cap as the policy loader's: larger is a mistake or an attack.
 MAX_DOCUMENT_BYTES = 1024 * 1024
 _MAX_DIFF_LINES = 20_000
@@ -424,59 +416,3 @@ def diff(
             break
         out.append(line if line.endswith("\n") else line + "\n")
     return "".join(out)
-
-
-def read_policy_files(path: Path) -> list[tuple[str, bytes]]:
-    """``(name, bytes)`` of one file, or of the policy files directly in a directory.
-
-    In a directory only ``*.yaml``, ``*.yml`` and ``*.json`` not starting with
-    a dot are read (subdirectories, e.g. ``examples/``, are not).
-
-    Raises:
-        ConfigError: the path cannot be read, holds too many files, or a file is too large.
-    """
-    try:
-        if path.is_dir():
-            files = sorted(
-                p
-                for p in path.iterdir()
-                if p.suffix in POLICY_SUFFIXES and not p.name.startswith(".") and p.is_file()
-            )
-        else:
-            files = [path]
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror}") from e
-    if len(files) > MAX_POLICY_FILES:
-        raise ConfigError(f"{path} holds {len(files)} policy files, limit {MAX_POLICY_FILES}")
-    out: list[tuple[str, bytes]] = []
-    for file in files:
-        try:
-            with file.open("rb") as f:
-                data = f.read(MAX_DOCUMENT_BYTES + 1)
-        except OSError as e:
-            raise ConfigError(f"cannot read policy file {file}: {e.strerror}") from e
-        if len(data) > MAX_DOCUMENT_BYTES:
-            raise ConfigError(f"{file}: larger than {MAX_DOCUMENT_BYTES} bytes")
-        out.append((str(file), data))
-    return out
-
-
-def import_files(
-    session: Session, files: list[tuple[str, bytes]], *, actor: str, now: datetime
-) -> list[tuple[str, Applied]]:
-    """Apply every file in one transaction; nothing is stored unless all are valid.
-
-    Raises:
-        ConfigError: a file is invalid, or two files declare one id.
-        Conflict: a file reuses a label with other content.
-    """
-    seen: dict[str, str] = {}
-    for name, data in files:
-        try:
-            policy = validate_document(data, source=name)
-        except InvalidInput as e:
-            raise ConfigError(f"invalid policy: {e.message}", detail=e.detail) from e
-        if policy.id in seen:
-            raise ConfigError(f"policy id {policy.id!r} is in both {seen[policy.id]} and {name}")
-        seen[policy.id] = name
-    return [(name, apply(session, data, actor=actor, now=now, source=name)) for name, data in files]

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from attestor.errors import ConfigError, Conflict, InvalidInput, NotFound
-from attestor.services import audit, policies
+from attestor.services import audit, policies, policy_import
 from attestor.store import audit as audit_store
 from attestor.store import policies as policy_store
 from attestor.store.db import make_session_factory
@@ -185,18 +185,19 @@ def test_import_files_is_all_or_nothing(db_engine: Engine, tmp_path: Path) -> No
         ).encode()
     )
     (tmp_path / "notes.txt").write_text("not a policy")
-    files = policies.read_policy_files(tmp_path)
+    files = policy_import.read_policy_files(tmp_path)
     assert [Path(n).name for n, _ in files] == ["a.yaml", "b.json"]
     with factory.begin() as s:
-        first = policies.import_files(s, files, actor="startup", now=NOW)
+        first = policy_import.import_files(s, files, actor="startup", now=NOW)
     assert [a.outcome for _, a in first] == ["created", "created"]
     with factory.begin() as s:
-        second = policies.import_files(s, files, actor="startup", now=NOW)
+        second = policy_import.import_files(s, files, actor="startup", now=NOW)
     assert [a.outcome for _, a in second] == ["unchanged", "unchanged"]
     (tmp_path / "a.yaml").write_bytes(policy_doc("a", label="2", host="a2.example"))
     (tmp_path / "c.yaml").write_bytes(b"kind: Policy\n")
     with pytest.raises(ConfigError, match="c.yaml"), factory.begin() as s:
-        policies.import_files(s, policies.read_policy_files(tmp_path), actor="startup", now=NOW)
+        files = policy_import.read_policy_files(tmp_path)
+        policy_import.import_files(s, files, actor="startup", now=NOW)
     with factory() as s:
         assert policies.get(s, "a").version == 1  # a.yaml's change was not stored either
         assert _count(s, AuditLogModel) == 2
@@ -216,3 +217,17 @@ def test_unknown_ids_and_versions_are_not_found(db_engine: Engine) -> None:
         ):
             with pytest.raises(NotFound):
                 call()
+
+
+def test_the_start_up_import_applies_the_directory(db_engine: Engine, tmp_path: Path) -> None:
+    factory = make_session_factory(db_engine)
+    (tmp_path / "a.yaml").write_bytes(policy_doc("a"))
+    first = policy_import.import_directory(factory, tmp_path, now=NOW)
+    again = policy_import.import_directory(factory, tmp_path, now=NOW)
+    assert [(a.policy.id, a.outcome) for _, a in first] == [("a", "created")]
+    assert [(a.policy.id, a.outcome) for _, a in again] == [("a", "unchanged")]
+    with factory() as s:
+        [entry] = list(audit_store.iter_entries(s))
+    assert (entry.actor, entry.action) == (policy_import.IMPORT_ACTOR, "policy.create")
+    with pytest.raises(ConfigError, match="cannot read"):
+        policy_import.import_directory(factory, tmp_path / "missing", now=NOW)
