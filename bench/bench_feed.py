@@ -17,11 +17,13 @@ Reported per phase: achieved rate, p50/p99 latency, and the server's CPU
 seconds per 1,000 requests (utime + stime of the gunicorn master and workers
 from /proc/<pid>/stat). The same generator first drives a bare ``/healthz``
 at the same rate: that is the cost of HTTP + Flask alone, measured in the same
-run. With ``wrk`` installed, a short closed-loop run of each also gives the
-ceiling (requests/s at full load on these cores).
+run. With ``wrk`` installed, short closed-loop runs of each, alternated
+(``--wrk-rounds``), also give the ceiling (requests/s at full load on these
+cores) and the server CPU per request; the target is a feed 304 costing at most
+1.7x a ``/healthz`` (a ceiling of at least 0.6x), both from the same round.
 
 Usage: .venv/bin/python bench/bench_feed.py [--agents 5000] [--interval 30]
-       [--duration 30] [--baseline 10] [--database-url URL]
+       [--duration 30] [--baseline 10] [--wrk-rounds 3] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from _host import print_host  # bench/_host.py, beside this file
 from sqlalchemy import update
 
 from attestor.config import load_settings
@@ -194,20 +197,40 @@ def revoke(port: int, n: int) -> None:
         raise SystemExit(f"revocation failed: HTTP {response.status}")
 
 
-def wrk_ceiling(port: int, path: str, headers: dict[str, str], seconds: int) -> str:
+@dataclass
+class Ceiling:
+    rate: float
+    p99: str
+    non2xx: str
+    cpu_ms: float  # server CPU (utime + stime) per request, milliseconds
+
+    def line(self) -> str:
+        return (
+            f"{self.rate:8.1f} req/s, p99 {self.p99:>8}, server CPU {self.cpu_ms:5.3f} ms/req"
+            f" {self.non2xx}"
+        )
+
+
+def wrk_ceiling(
+    port: int, path: str, headers: dict[str, str], seconds: int, server_pid: int
+) -> Ceiling | None:
     wrk = shutil.which("wrk")
     if wrk is None:
-        return "wrk not installed (apt-get install wrk): no closed-loop ceiling"
+        return None
     args = [wrk, "-t2", "-c32", f"-d{seconds}s", "--latency"]
     for k, v in headers.items():
         args += ["-H", f"{k}: {v}"]
+    cpu0 = server_cpu_seconds(server_pid)
     out = subprocess.run(  # noqa: S603 - fixed local binary, 127.0.0.1 only
         [*args, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=120
     ).stdout
-    rps = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("Requests/sec")), "?")
-    p99 = next((ln.split()[1] for ln in out.splitlines() if ln.strip().startswith("99%")), "?")
-    non2xx = next((ln.strip() for ln in out.splitlines() if "Non-2xx" in ln), "")
-    return f"{rps} req/s, p99 {p99} {non2xx}"
+    cpu = server_cpu_seconds(server_pid) - cpu0
+    lines = out.splitlines()
+    rps = float(next((ln.split()[1] for ln in lines if ln.startswith("Requests/sec")), "0"))
+    total = next((int(ln.split()[0]) for ln in lines if "requests in" in ln), 0)
+    p99 = next((ln.split()[1] for ln in lines if ln.strip().startswith("99%")), "?")
+    non2xx = next((ln.strip() for ln in lines if "Non-2xx" in ln), "")
+    return Ceiling(rps, p99, non2xx, cpu / total * 1000 if total else 0.0)
 
 
 def main() -> None:
@@ -219,10 +242,12 @@ def main() -> None:
     parser.add_argument("--revocations", type=int, default=50, help="revocations before the run")
     parser.add_argument("--threads", type=int, default=32, help="load generator threads")
     parser.add_argument("--wrk-seconds", type=int, default=5)
+    parser.add_argument("--wrk-rounds", type=int, default=3, help="alternated closed-loop pairs")
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args()
-    if args.duration > 300 or args.agents > 50_000:
-        raise SystemExit("bounded benchmark: --duration <= 300 and --agents <= 50000")
+    if args.duration > 300 or args.agents > 50_000 or args.wrk_rounds > 20:
+        raise SystemExit("bounded benchmark: --duration <= 300, --agents <= 50000, rounds <= 20")
+    print_host()
     rate = args.agents / args.interval
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-feed-"))
@@ -345,10 +370,26 @@ def main() -> None:
         conn.close()
         if check != 304:
             raise SystemExit(f"expected a 304 for the wrk run, got {check}")
-        print("closed-loop ceiling, wrk -t2 -c32 on the same 2 cores (one agent token):")
-        print("  /healthz:   ", wrk_ceiling(port, "/healthz", {}, args.wrk_seconds))
-        print("  feed 304:   ", wrk_ceiling(port, feed_path, {**auth, "If-None-Match": current},
-                                            args.wrk_seconds))  # fmt: skip
+        if shutil.which("wrk") is None:
+            print("wrk not installed (apt-get install wrk): no closed-loop ceiling")
+            return
+        print("closed-loop ceiling, wrk -t2 -c32 on the same 2 cores (one agent token),")
+        print(f"{args.wrk_rounds} rounds, /healthz and the feed 304 alternated:")
+        ratios, cost = [], []
+        for n in range(args.wrk_rounds):
+            hz = wrk_ceiling(port, "/healthz", {}, args.wrk_seconds, server.pid)
+            fd = wrk_ceiling(port, feed_path, {**auth, "If-None-Match": current},
+                             args.wrk_seconds, server.pid)  # fmt: skip
+            assert hz is not None and fd is not None
+            print(f"  round {n + 1} /healthz (raw): {hz.line()}")
+            print(f"  round {n + 1} feed 304:       {fd.line()}")
+            ratios.append(fd.rate / hz.rate if hz.rate else 0.0)
+            cost.append(fd.cpu_ms / hz.cpu_ms if hz.cpu_ms else 0.0)
+        print(
+            f"feed 304 ceiling / /healthz ceiling, same round: {min(ratios):.2f}-{max(ratios):.2f}x"
+            f" (target >= 0.6x); server CPU per 304 / per /healthz: "
+            f"{min(cost):.2f}-{max(cost):.2f}x (target <= 1.7x)"
+        )
         print("(FACTS.md: a bare Flask 304 under gunicorn, 2 sync workers: ~5,300 req/s)")
     finally:
         os.killpg(server.pid, signal.SIGTERM)

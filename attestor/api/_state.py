@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from flask import Flask, current_app
@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.api.metrics import Metrics
 from attestor.config import Settings
 from attestor.jobqueue import JobRunner
+from attestor.services.revocation import FeedStateCache
+from attestor.services.token_cache import TokenCache
 
 __all__ = ["AppState", "app_state"]
 
@@ -30,6 +32,10 @@ class AppState:
     runner: JobRunner
     metrics: Metrics
     clock: Callable[[], datetime]
+    #: Authenticated tokens of this process (bounded staleness, see its module).
+    token_cache: TokenCache = field(default_factory=TokenCache)
+    #: The revocation feed's state, reused only to answer 304.
+    feed_state_cache: FeedStateCache = field(default_factory=FeedStateCache)
 
 
 def app_state(app: Flask | None = None) -> AppState:

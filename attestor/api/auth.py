@@ -59,10 +59,10 @@ def _bearer_token() -> str:
 
 
 def _authenticate() -> Principal:
-    plaintext = _bearer_token()
+    # Only the hash goes further (the cache key, the database lookup).
+    digest = tokens.hash_token(_bearer_token())
     state = app_state()
-    with state.session_factory.begin() as session:
-        row = tokens.authenticate(session, plaintext, now=state.clock())
+    row = state.token_cache.authenticate(state.session_factory, digest, now=state.clock())
     if row is None:
         raise Unauthorized("the bearer token is unknown or revoked")
     return Principal(token_id=row.id, role=row.role, agent_id=row.agent_id)

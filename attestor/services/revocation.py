@@ -10,8 +10,10 @@ already right, the jobs only re-check with the verification core).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -38,10 +40,12 @@ from attestor.store import signing_keys as key_store
 __all__ = [
     "FEED_DEFAULT_LIMIT",
     "FEED_REFRESH",
+    "FEED_STATE_SECONDS",
     "REVERIFY_KIND",
     "CreatedRevocation",
     "FeedAnswer",
     "FeedCache",
+    "FeedStateCache",
     "apply_revocations",
     "create_revocation",
     "enqueue_reverify",
@@ -55,6 +59,9 @@ log = logging.getLogger(__name__)
 #: How often every agent gets a freshly signed page (the epoch of ``issued_at``).
 FEED_REFRESH: Final = timedelta(minutes=5)
 FEED_DEFAULT_LIMIT: Final = 1000
+#: Longest a server process answers 304 from a feed state that another process
+#: or replica has since changed (docs/revocation-feed.md, "Caches").
+FEED_STATE_SECONDS: Final = 1.0
 #: The job kind of re-verification sweeps (``attestor.jobs.reverify_task``).
 REVERIFY_KIND: Final = "reverify"
 
@@ -257,6 +264,51 @@ class FeedCache:
             return known
 
 
+class FeedStateCache:
+    """The feed state of one database, reused for at most ``max_age_seconds``; thread-safe.
+
+    Only ever used to answer 304: anything else re-reads the state first. A
+    feed change committed by this process drops it at once
+    (:func:`attestor.store.revocations.local_feed_changes`).
+    """
+
+    def __init__(
+        self,
+        *,
+        max_age_seconds: float = FEED_STATE_SECONDS,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_age = max_age_seconds
+        self._monotonic = monotonic
+        # (loaded at, local feed changes when read, state); replaced whole.
+        self._entry: tuple[float, int, store.FeedState] | None = None
+
+    def peek(self) -> store.FeedState | None:
+        """The cached state while it is fresh, else None."""
+        entry = self._entry
+        if entry is None:
+            return None
+        loaded_at, changes, state = entry
+        if changes != store.local_feed_changes():
+            return None
+        if self._monotonic() - loaded_at >= self._max_age:
+            return None
+        return state
+
+    def load(self, session: Session) -> store.FeedState:
+        """Read the state from the database and keep it.
+
+        Raises:
+            ConfigError: the feed row is missing.
+        """
+        # Both taken before the read: a change committed during it makes the
+        # entry count as stale, never the reverse.
+        loaded_at, changes = self._monotonic(), store.local_feed_changes()
+        state = store.feed_state(session)
+        self._entry = (loaded_at, changes, state)
+        return state
+
+
 @dataclass(frozen=True)
 class FeedAnswer:
     """What the feed endpoint sends: the ETag, and the body unless it is a 304."""
@@ -266,25 +318,44 @@ class FeedAnswer:
     body: bytes | None
 
 
+def _etag(state: store.FeedState, keyid: str, *, since: int, limit: int, epoch: datetime) -> str:
+    return _etag_of(state.feed_id, state.latest, keyid, since, limit, epoch)
+
+
+# The same few (state, cursor, limit, epoch) come back on every poll; the JSON
+# and the sha256 behind an ETag were a tenth of a 304. A pure function of its
+# arguments, so memoising cannot serve a wrong ETag; bounded, since callers
+# choose ``since`` and ``limit``.
+@functools.lru_cache(maxsize=4096)
+def _etag_of(feed_id: str, latest: int, keyid: str, since: int, limit: int, epoch: datetime) -> str:
+    return feed_etag(
+        server_id=feed_id, since=since, latest=latest, limit=limit, keyid=keyid, issued_at=epoch
+    )
+
+
 def feed_answer(
-    session: Session,
+    session_factory: sessionmaker[Session],
     *,
     since: int,
     limit: int,
     now: datetime,
     cache: FeedCache,
+    state_cache: FeedStateCache,
     etag_matches: Callable[[str], bool],
     refresh: timedelta = FEED_REFRESH,
 ) -> FeedAnswer:
     """Answer ``GET /v1/revocations/feed`` (docs/revocation-feed.md, "Server").
 
-    The 304 path costs one primary-key query and one sha256.
+    A 304 for a state younger than ``state_cache``'s bound costs one sha256 and
+    no query; otherwise one primary-key query and one sha256.
 
     Args:
+        session_factory: opened only when the cached state cannot answer.
         since: the agent's cursor.
         limit: most revocations in the page.
         now: the request time; pages are built at its refresh epoch.
         cache: signed bodies per ETag.
+        state_cache: the feed state, reused only to answer 304.
         etag_matches: whether the request's If-None-Match names this ETag.
         refresh: the epoch length.
 
@@ -292,36 +363,44 @@ def feed_answer(
         Conflict: ``since`` is ahead of the latest sequence (409), or no key is active.
         InvalidInput: a bad ``since`` or ``limit``.
     """
-    state = store.feed_state(session)
-    if since > state.latest:
-        raise Conflict(
-            f"cursor {since} is ahead of the feed's latest sequence {state.latest}",
-            detail={"feed_id": state.feed_id, "latest": state.latest},
-        )
-    if state.active_keyid is None:
-        raise Conflict(
-            "no active signing key to sign the revocation feed; rotate a key in",
-            detail={"reason": "no-active-key"},
-        )
     epoch = feed_epoch(now, refresh)
-    etag = feed_etag(
-        server_id=state.feed_id,
-        since=since,
-        latest=state.latest,
-        limit=limit,
-        keyid=state.active_keyid,
-        issued_at=epoch,
-    )
-    if etag_matches(etag):
-        return FeedAnswer(etag=etag, body=None)
-    body = cache.get(etag)
-    if body is None:
-        rows = store.revocations_after(session, since=since, latest=state.latest, limit=limit)
-        payload = build_feed_page(
-            rows, since=since, limit=limit, now=epoch, server_id=state.feed_id, latest=state.latest
-        )
-        # Sign with the key named in the ETag, even if another became active since.
-        key = key_store.get_key(session, state.active_keyid)
-        signer = load_signer(key.signer_uri, public_key=sslib_key(key.public_key_pem))
-        body = cache.put(etag, sign_feed_page(payload, signer, key.keyid).to_json())
+    cached = state_cache.peek()
+    # A cached state only ever confirms the agent's ETag. A 409, a page or an
+    # ETag for the agent to keep always come from a state read now, so a stale
+    # cache can delay a revocation by at most its bound, and never sign or
+    # refuse anything on old information.
+    if cached is not None and since <= cached.latest and cached.active_keyid is not None:
+        etag = _etag(cached, cached.active_keyid, since=since, limit=limit, epoch=epoch)
+        if etag_matches(etag):
+            return FeedAnswer(etag=etag, body=None)
+    with session_factory() as session:
+        state = state_cache.load(session)
+        if since > state.latest:
+            raise Conflict(
+                f"cursor {since} is ahead of the feed's latest sequence {state.latest}",
+                detail={"feed_id": state.feed_id, "latest": state.latest},
+            )
+        if state.active_keyid is None:
+            raise Conflict(
+                "no active signing key to sign the revocation feed; rotate a key in",
+                detail={"reason": "no-active-key"},
+            )
+        etag = _etag(state, state.active_keyid, since=since, limit=limit, epoch=epoch)
+        if etag_matches(etag):
+            return FeedAnswer(etag=etag, body=None)
+        body = cache.get(etag)
+        if body is None:
+            rows = store.revocations_after(session, since=since, latest=state.latest, limit=limit)
+            payload = build_feed_page(
+                rows,
+                since=since,
+                limit=limit,
+                now=epoch,
+                server_id=state.feed_id,
+                latest=state.latest,
+            )
+            # Sign with the key named in the ETag, even if another became active since.
+            key = key_store.get_key(session, state.active_keyid)
+            signer = load_signer(key.signer_uri, public_key=sslib_key(key.public_key_pem))
+            body = cache.put(etag, sign_feed_page(payload, signer, key.keyid).to_json())
     return FeedAnswer(etag=etag, body=body)

@@ -14,6 +14,7 @@ import functools
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from attestor.revocation import (
     TimeWindowTarget,
     parse_target,
 )
+from attestor.store._commits import CommitCounter
 from attestor.store._cursor import check_limit, decode_cursor, split_page
 from attestor.store.models import (
     AttestationModel,
@@ -55,6 +57,7 @@ __all__ = [
     "find_key_revocation",
     "get_revocation",
     "list_revocations",
+    "local_feed_changes",
     "mark_revoked",
     "policy_versions_in_use",
     "reserve_sequence",
@@ -122,6 +125,7 @@ def rotate_feed_id(session: Session) -> str:
     )
     if not getattr(result, "rowcount", 0):
         raise ConfigError("the revocation feed row is missing; run the migrations")
+    _FEED_CHANGES.mark(session)
     return new_id
 
 
@@ -142,7 +146,19 @@ def reserve_sequence(session: Session) -> int:
     ).scalar()
     if value is None:
         raise ConfigError("the revocation feed row is missing; run the migrations")
+    _FEED_CHANGES.mark(session)
     return int(value)
+
+
+# Feed changes (new sequence, new feed id) committed by this process. A cache
+# of the feed state compares it on every use, so a revocation made here is
+# served at once; other processes see it when their cache expires.
+_FEED_CHANGES: Final = CommitCounter()
+
+
+def local_feed_changes() -> int:
+    """How many feed changes this process has committed (it only grows)."""
+    return _FEED_CHANGES.value
 
 
 def add_revocation(session: Session, revocation: Revocation) -> None:

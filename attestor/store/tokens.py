@@ -15,22 +15,28 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from attestor.errors import Conflict, InvalidInput, NotFound
+from attestor.store._commits import CommitCounter
 from attestor.store.models import TOKEN_ROLES, TokenModel
 
 __all__ = [
     "ROLES",
     "TokenRow",
+    "TokensFingerprint",
     "authenticate",
+    "authenticate_hash",
     "count_tokens",
     "create_token",
     "ensure_token",
+    "fingerprint",
     "hash_token",
     "list_tokens",
+    "local_revocations",
     "revoke_token",
 ]
 
@@ -146,7 +152,11 @@ def authenticate(session: Session, plaintext: str, *, now: datetime) -> TokenRow
     Revoked and unknown tokens both give ``None``. Refreshes ``last_used_at``
     (at most once per minute).
     """
-    digest = hash_token(plaintext)
+    return authenticate_hash(session, hash_token(plaintext), now=now)
+
+
+def authenticate_hash(session: Session, digest: str, *, now: datetime) -> TokenRow | None:
+    """:func:`authenticate` for a token already hashed with :func:`hash_token`."""
     model = session.scalar(select(TokenModel).where(TokenModel.token_hash == digest))
     if model is None or not hmac.compare_digest(model.token_hash, digest):
         return None
@@ -192,4 +202,43 @@ def revoke_token(session: Session, token_id: str, *, now: datetime) -> TokenRow:
             raise Conflict("refusing to revoke the last active admin token")
         model.revoked_at = now
         session.flush()
+        _REVOCATIONS.mark(session)
     return _row(model)
+
+
+# Token revocations committed by this process: a cache of authenticated tokens
+# compares it on every lookup, so a revocation made here is seen at once
+# (other processes see it through :func:`fingerprint`).
+_REVOCATIONS: Final = CommitCounter()
+
+
+def local_revocations() -> int:
+    """How many token revocations this process has committed (it only grows)."""
+    return _REVOCATIONS.value
+
+
+@dataclass(frozen=True)
+class TokensFingerprint:
+    """Aggregates of the token table that change when a token is revoked or deleted."""
+
+    total: int
+    revoked: int
+    newest_created: datetime | None
+    newest_revoked: datetime | None
+
+
+def fingerprint(session: Session) -> TokensFingerprint:
+    """Read :class:`TokensFingerprint` (one aggregate query over the token table).
+
+    A revocation raises ``revoked``; a deletion lowers ``total``; hiding a
+    deletion behind a creation needs a creation time older than the newest one,
+    which only a hand-written SQL edit can do.
+    """
+    t = TokenModel
+    query = select(
+        func.count(), func.count(t.revoked_at), func.max(t.created_at), func.max(t.revoked_at)
+    )
+    row = session.execute(query).one()
+    return TokensFingerprint(
+        total=int(row[0]), revoked=int(row[1]), newest_created=row[2], newest_revoked=row[3]
+    )
