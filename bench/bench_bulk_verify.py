@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
+from _host import print_host  # noqa: E402  # bench/_host.py, beside this file
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from redis import Redis  # noqa: E402
@@ -253,6 +254,7 @@ def main() -> None:
         help="the embedded default, or a throwaway PostgreSQL cluster (initdb + pg_ctl)",
     )
     args = parser.parse_args()
+    print_host()
     redis_server = shutil.which("redis-server")
     if redis_server is None:
         raise SystemExit("redis-server is not installed (apt-get install redis-server)")

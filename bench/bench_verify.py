@@ -8,7 +8,9 @@ ceiling: ``key.verify(sig, pae, ec.ECDSA(hashes.SHA256()))``),
 the full ``Verifier.verify_envelope`` (parse + signature + statement + subject
 + predicate schema). All run in this process on one core, in interleaved
 rounds timed in process CPU time; each figure is the best round, so load from
-other processes on the shared cores skews the ratios less.
+other processes on the shared cores skews the ratios less. The host line
+(CPU model, cores, Python, OpenSSL) comes first: the raw rates move with the
+host, the ratios are what to compare.
 
     .venv/bin/python bench/bench_verify.py [--seconds 4]
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _host import print_host  # noqa: E402  # bench/_host.py, beside this file
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519  # noqa: E402
 from securesystemslib.signer import CryptoSigner  # noqa: E402
@@ -61,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per key type")
     args = parser.parse_args()
+    print_host()
 
     data_len = len(statement_bytes(slsa_statement()))
     print(f"payload: SLSA provenance v1 statement, {data_len} bytes; best of interleaved rounds")
