@@ -198,7 +198,6 @@ def revoke_key(body: dict[str, Any], keyid: str) -> key_service.PublicKey:
     state = app_state()
     with state.session_factory.begin() as session:
         key = key_service.revoke_key(session, keyid, reason=body["reason"], now=state.clock())
-        _audit(session, "key.revoke", key, reason=body["reason"])
         # Agents learn of revoked keys only through the revocation feed.
         revocation_service.on_key_revoked(
             session,
@@ -207,4 +206,7 @@ def revoke_key(body: dict[str, Any], keyid: str) -> key_service.PublicKey:
             actor=f"token:{current_principal().token_id}",
             now=state.clock(),
         )
+        # Last: the audit lock is always taken after the feed's, never before it
+        # (POST /v1/revocations takes them in that order; the other would deadlock).
+        _audit(session, "key.revoke", key, reason=body["reason"])
         return key

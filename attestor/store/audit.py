@@ -8,6 +8,11 @@ the row before (64 zeros for the first). Appending first bumps the one-row
 lock (SQLite) until commit, so a second appender waits and then reads the
 head the first one wrote; the chain cannot fork. The unique ``prev_hash``
 refuses a fork even if that lock were ever bypassed.
+
+Lock order: a transaction that also reserves a revocation sequence takes the
+feed's lock first and appends last; policy changes take this lock first and
+no feed lock. Taking the two in the other order would let two writers
+deadlock on PostgreSQL.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Nothing here updates or deletes a version. Every change also bumps the
 one-row ``policy_generation`` counter, which replicas poll to know when to
-reload (``attestor.services.policies.PolicySource``). Callers serialise
+reload (``attestor.services.policy_db.DatabasePolicies``). Callers serialise
 changes by taking the audit log's append lock first
 (``attestor.store.audit.lock_chain``), so version numbers cannot race.
 """
