@@ -43,8 +43,13 @@ def command(burst: bool, maintenance_interval: int) -> None:
     from attestor.jobs.worker_state import build_worker_state, install_worker_state
 
     # Built once: rq calls our entry points by name with JSON arguments only, and
-    # each job of this process uses this engine and Redis client.
-    install_worker_state(build_worker_state(settings))
+    # each job of this process uses this engine, Redis client, registry client,
+    # policy set and signers. Built now, so a bad policy stops the start here
+    # (one line, exit 2) as it does for `attestor serve`; a policy change then
+    # needs a restart of both.
+    state = build_worker_state(settings)
+    state.issue.get()
+    install_worker_state(state)
     connection = Redis.from_url(settings.redis_url)
     worker = make_worker(connection, maintenance_interval=maintenance_interval)
     from attestor.jobs.reverify import schedule_periodic_sweep

@@ -34,8 +34,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.config import Settings
 from attestor.errors import Error, InvalidInput, Unavailable
 from attestor.jobqueue import TaskContext, TaskFn, fail_job, settle_job, utc_now
-from attestor.jobs.tasks import TASKS
-from attestor.jobs.worker_state import worker_state
+from attestor.jobs.tasks import TASKS, process_tasks
+from attestor.jobs.worker_state import SharedIssueState, worker_state
 from attestor.store import jobs as job_store
 
 __all__ = [
@@ -131,6 +131,9 @@ class InlineRunner:
     Both the threads (``max_workers``) and the backlog (``max_pending``) are
     bounded: layer scans deferred from the API run here, and a client that
     submits faster than they finish gets 503 rather than an ever longer queue.
+
+    Its ``issue`` jobs share one :class:`SharedIssueState` (registry client,
+    policies, signers), built by :meth:`start` or else by the first of them.
     """
 
     def __init__(
@@ -138,14 +141,27 @@ class InlineRunner:
         settings: Settings,
         session_factory: sessionmaker[Session],
         *,
-        tasks: Mapping[str, TaskFn] = TASKS,
+        tasks: Mapping[str, TaskFn] | None = None,
+        issue_state: SharedIssueState | None = None,
         clock: Callable[[], datetime] = utc_now,
         max_workers: int = 2,
         max_pending: int = INLINE_MAX_PENDING,
     ) -> None:
+        """Set up the pool; no thread starts and nothing is built yet.
+
+        Args:
+            settings: the process's settings.
+            session_factory: the database of the job rows.
+            tasks: the job kinds it runs; default, ``process_tasks(issue_state)``.
+            issue_state: what its ``issue`` jobs share; default, one of its own.
+            clock: the time written on the rows.
+            max_workers: threads that run jobs.
+            max_pending: jobs held (running or waiting) before Unavailable.
+        """
         self._settings = settings
         self._factory = session_factory
-        self._tasks = tasks
+        self.issue_state = issue_state if issue_state is not None else SharedIssueState(settings)
+        self._tasks = tasks if tasks is not None else process_tasks(self.issue_state)
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attestor-job")
         self._futures: list[Future[None]] = []
@@ -191,7 +207,15 @@ class InlineRunner:
         self._ensure_thread()
 
     def start(self) -> None:
-        """Run the heartbeat and reaper thread until :meth:`shutdown` (idempotent)."""
+        """Build the issue state, then run the heartbeat and reaper thread until :meth:`shutdown`.
+
+        Idempotent.
+
+        Raises:
+            ConfigError: the policies, the credentials file or keyless signing
+                cannot be loaded (see :func:`attestor.jobs.worker_state.build_issue_state`).
+        """
+        self.issue_state.get()
         with self._lock:
             self._keep_running = True
         self._ensure_thread()
@@ -302,4 +326,5 @@ def rq_entry(kind: str, payload: dict[str, Any], job_id: str) -> None:
             job_id=job_id,
             settings=state.settings,
             session_factory=state.session_factory,
+            tasks=process_tasks(state.issue),
         )
