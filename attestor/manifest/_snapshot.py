@@ -25,6 +25,7 @@ from pathlib import Path
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._dirfd import DirChain, open_root
 from attestor.manifest._filekey import FILE_KEY, file_key
+from attestor.manifest._hashpipe import HashPipe, pipe_wanted
 from attestor.manifest._limits import ManifestLimits
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
 from attestor.manifest._unscannable import MAX_UNSCANNABLE, Unscannable, shown_path
@@ -132,7 +133,7 @@ class SnapshotWalk:
         self.total_size = 0
         #: Bytes read and hashed by this walk (unchanged files cost nothing).
         self.hashed = 0
-        self.hasher = Hasher()
+        self.hasher = Hasher(HashPipe() if pipe_wanted() else None)
         #: What could not be checked (at most MAX_UNSCANNABLE, then a count).
         self.unscannable: list[Unscannable] = []
         self.unscannable_more = 0
@@ -149,16 +150,21 @@ class SnapshotWalk:
         """Walk the tree; what cannot be read is recorded, not raised."""
         try:
             try:
-                root_fd = open_root(self.root)
-            except OSError as e:
-                self._record(None, f"snapshot root cannot be opened: {e.strerror}")
-                raise _Stop from None
-            try:
-                self._walk(root_fd)
-            finally:
-                os.close(root_fd)
-        except _Stop:
-            self.truncated = True
+                try:
+                    root_fd = open_root(self.root)
+                except OSError as e:
+                    self._record(None, f"snapshot root cannot be opened: {e.strerror}")
+                    raise _Stop from None
+                try:
+                    self._walk(root_fd)
+                finally:
+                    os.close(root_fd)
+            except _Stop:
+                self.truncated = True
+            # The files read before a stop count as well: their hashes too.
+            self.hasher.finish()
+        finally:
+            self.hasher.close()
         if self.unscannable_more:
             self.unscannable.append(
                 Unscannable(None, f"{self.unscannable_more} more entries could not be checked")
@@ -361,28 +367,30 @@ class SnapshotWalk:
         return _entry(rel, kind, mode=mode, uid=uid, gid=gid, capability=capability)
 
     def regular_file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
-        """Hash (or reuse) and emit regular file ``rel``; a linked one waits for its group."""
-        entry = self._file(rel, name, dir_fd, st, fd)
-        if st.st_nlink > 1:
-            self.linked.append(entry)
-        else:
-            self.emit(entry)
+        """Hash (or reuse) and emit regular file ``rel``; a linked one waits for its group.
+
+        The entry may be emitted after this returns (the hash is computed on
+        the hasher's worker), but always before :meth:`run` returns.
+        """
+        self._add_size(st.st_size)
+        digest = self.reuse_digest(rel, st)
+        if digest is not None:
+            self._file(rel, st, digest)
+            return
+        self.hashed += st.st_size
+        self.hasher.hash_file(name, dir_fd, fd, st, self._hashed, rel, st)
 
     def _add_size(self, size: int) -> None:
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
             self._stop(f"snapshot content exceeds {self.limits.max_total_size} bytes")
 
-    def _file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> ManifestEntry:
-        self._add_size(st.st_size)
-        digest = self.reuse_digest(rel, st)
-        if digest is None:
-            digest = self.hasher.digest(name, dir_fd, fd, st)
-            self.hashed += st.st_size
-            self.keep_digest(rel, st, digest)
-        if st.st_nlink > 1:
-            self.inodes.setdefault(st.st_ino, []).append(rel)
-        return _entry(
+    def _hashed(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+        self.keep_digest(rel, st, digest)
+        self._file(rel, st, digest)
+
+    def _file(self, rel: str, st: os.stat_result, digest: bytes) -> None:
+        entry = _entry(
             rel,
             EntryType.FILE,
             mode=stat.S_IMODE(st.st_mode),
@@ -392,6 +400,11 @@ class SnapshotWalk:
             sha256=digest[:32].hex(),
             capability=digest[32:] or None,
         )
+        if st.st_nlink > 1:
+            self.inodes.setdefault(st.st_ino, []).append(rel)
+            self.linked.append(entry)
+        else:
+            self.emit(entry)
 
     def reuse_digest(self, rel: str, st: os.stat_result) -> bytes | None:
         """The previous digest + capability of ``rel`` if its lstat still matches (then kept)."""

@@ -180,8 +180,17 @@ class _Sweep(SnapshotWalk):
         else:
             digest = None
         if digest is None:
-            digest = self.hasher.digest(name, dir_fd, fd, st)
+            # The file is read now; its record is compared when its hash is
+            # done (before compare_snapshot returns).
+            self.hasher.hash_file(name, dir_fd, fd, st, self._compare, i, rel, st)
             self.hashed += size
+            return
+        self._compare(i, rel, st, digest)
+
+    def _compare(self, i: int, rel: str, st: os.stat_result, digest: bytes) -> None:
+        """Compare regular file ``rel``, attested at ``i``, with its record."""
+        size, mode, uid, gid = st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid
+        new = self.new
         start, end = self.offsets[i], self.offsets[i + 1]
         if self.blob[start:end] == pack_file(mode, uid, gid, size, digest[:32], digest[32:]):
             new.flags[i] = _MATCH

@@ -13,6 +13,10 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Callable
+from functools import partial
+
+from attestor.manifest._hashpipe import HashPipe
 
 __all__ = [
     "CAPABILITY",
@@ -30,6 +34,12 @@ CAPABILITY = "security.capability"
 _NO_XATTR = frozenset({errno.ENODATA, errno.ENOTSUP, errno.EOPNOTSUPP})
 #: Read size of the file hashing loop (one buffer per walk, reused for every file).
 _BUFFER = 256 * 1024
+#: Sizes of the files a :class:`HashPipe` hashes. Below the minimum the
+#: hand-over costs more than the hash (and hashlib keeps the GIL under 2 KiB);
+#: above the maximum the file is read and hashed in pieces, which the reused
+#: buffer does at the speed of hashlib alone.
+PIPE_MIN = 8 * 1024
+PIPE_MAX = 1024 * 1024
 # O_NOFOLLOW: the name was a regular file at lstat time; never let a swap for
 # a symlink make us read something outside the snapshot. O_NONBLOCK: nor a
 # swap for a FIFO block the walk forever.
@@ -100,25 +110,57 @@ def fcapability(fd: int) -> bytes | None:
 
 
 class Hasher:
-    """Hashes files through one reused buffer.
+    """Hashes files through one reused buffer, or on a worker thread (:class:`HashPipe`).
 
     ``hashlib.file_digest`` allocates (and the kernel zeroes) a 256 KiB buffer
     per file, and ``open()`` builds two objects; for a layer of small files
     that per-file cost is most of the gap to raw sha256.
+
+    Args:
+        pipe: hash files of :data:`PIPE_MIN` to :data:`PIPE_MAX` bytes on a
+            worker thread; None hashes everything inline.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pipe: HashPipe | None = None) -> None:
         self.buffer = bytearray(_BUFFER)
         self.buffers = [self.buffer]
         self.view = memoryview(self.buffer)
+        self.pipe = pipe
 
     def digest(self, name: str, dir_fd: int, fd: int, st: os.stat_result) -> bytes:
         """Raw sha256 of the file ``name`` in ``dir_fd`` followed by its capability, if any.
+
+        :meth:`hash_file`, waiting for the result.
+
+        Raises:
+            EntryChanged: ``name`` is no longer the regular file ``st`` describes.
+            OSError: it cannot be opened or read.
+            RuntimeError: the pipe's worker failed.
+        """
+        out: list[bytes] = []
+        self.hash_file(name, dir_fd, fd, st, out.append)
+        self.finish()
+        return out[0]
+
+    def hash_file(
+        self,
+        name: str,
+        dir_fd: int,
+        fd: int,
+        st: os.stat_result,
+        then: Callable[..., None],
+        *args: object,
+    ) -> None:
+        """Read file ``name`` in ``dir_fd``; ``then(*args, digest)`` gets sha256 + capability.
 
         ``fd`` is the file already open and fstat'ed as ``st`` (the caller
         closes it), or -1: then it is opened here and must still be the inode
         ``st`` describes. The caller keeps ``st``: a write or a swap after it
         moves ctime or the inode number, so the next sweep hashes again.
+
+        Every read happens before this returns; only the hashing of what was
+        read may happen later, on the pipe's worker, and then ``then`` runs
+        when the pipe applies its results (:meth:`HashPipe.drain`).
 
         Raises:
             EntryChanged: ``name`` is no longer the regular file ``st`` describes.
@@ -135,10 +177,20 @@ class Hasher:
                     st.st_dev,
                 ):
                     raise EntryChanged(name)
-            capability = fcapability(fd)
+            capability = fcapability(fd) or b""
+            size = st.st_size
             h = hashlib.sha256()
+            done = 0
+            if self.pipe is not None and PIPE_MIN <= size <= PIPE_MAX:
+                # One read of one byte more than the stat's size: a short read
+                # that ends at that size is the whole file (as in the loop below).
+                data = os.read(fd, size + 1)
+                if len(data) == size:
+                    self.pipe.submit(data, capability, partial(then, *args) if args else then)
+                    return
+                h.update(data)  # it changed size meanwhile: read the rest here
+                done = len(data)
             view, buffers, readv, full = self.view, self.buffers, os.readv, _BUFFER
-            done, size = 0, st.st_size
             while n := readv(fd, buffers):
                 h.update(view[:n])
                 done += n
@@ -149,4 +201,18 @@ class Hasher:
         finally:
             if own:
                 os.close(fd)
-        return h.digest() + (capability or b"")
+        then(*args, h.digest() + capability)
+
+    def finish(self) -> None:
+        """Apply every pending result (each file's ``then``); call before reading them.
+
+        Raises:
+            RuntimeError: the pipe's worker failed.
+        """
+        if self.pipe is not None:
+            self.pipe.drain()
+
+    def close(self) -> None:
+        """Stop the pipe's worker, if any (pending results are dropped)."""
+        if self.pipe is not None:
+            self.pipe.close()
