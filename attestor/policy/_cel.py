@@ -48,6 +48,7 @@ __all__ = [
     "MAX_MACRO_DEPTH",
     "MAX_MACRO_STEPS",
     "CelError",
+    "CelInput",
     "CelProgram",
     "compile_cel",
 ]
@@ -57,6 +58,10 @@ MAX_AST_NODES = 3000
 MAX_MACRO_DEPTH = 2
 MAX_MACRO_STEPS = 1_000
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
+# CEL's built-in type names, usable as values (``type(x) == string``).
+_TYPE_NAMES = frozenset(
+    {"bool", "bytes", "double", "int", "list", "map", "null_type", "string", "type", "uint"}
+)
 #: The variables a rule may name.
 VARIABLES = ("image", "config", "signatures", "attestations")
 
@@ -66,6 +71,45 @@ _env: celpy.Environment | None = None
 
 class CelError(Exception):
     """A rule that does not compile, or an evaluation that failed or ran out of budget."""
+
+
+class CelInput:
+    """Rule variables, converted to CEL values once and shared by many rules.
+
+    Read-only once built; two threads converting the same variable at once
+    only do the work twice.
+    """
+
+    def __init__(self, variables: Mapping[str, Any]) -> None:
+        self._plain = variables
+        self._converted: dict[str, Any] = {}
+
+    def plain(self, name: str) -> Any:
+        """The JSON value of ``name`` (``None`` when absent)."""
+        return self._plain.get(name)
+
+    def values(self, names: Iterable[str]) -> dict[str, Any]:
+        """CEL values of ``names`` (only what a rule uses is converted)."""
+        out = {}
+        for name in names:
+            if name not in self._converted:
+                self._converted[name] = json_to_cel(self._plain.get(name))
+            out[name] = self._converted[name]
+        return out
+
+
+_base: list[Activation] = []
+
+
+def _base_activation() -> Activation:
+    # Built once; each evaluation chains a child activation onto it
+    # (read-only). No protobuf type annotations: the compile check lets a rule
+    # name only VARIABLES and CEL's built-in type names, and resolving names
+    # through the annotations cost more than a small rule.
+    if not _base:
+        env = _environment()
+        _base.append(Activation(package=env.package, annotations=None))
+    return _base[0]
 
 
 def _environment() -> celpy.Environment:
@@ -143,8 +187,10 @@ class CelProgram:
     uses: frozenset[str]
     _code: Any = field(repr=False, compare=False)
 
-    def evaluate(self, variables: Mapping[str, Any]) -> bool:
+    def evaluate(self, variables: Mapping[str, Any] | CelInput) -> bool:
         """Evaluate over JSON-shaped ``variables`` (see ``VARIABLES``).
+
+        Pass a :class:`CelInput` to convert the values once for several rules.
 
         Returns:
             The rule's value, which must be a boolean.
@@ -155,11 +201,8 @@ class CelProgram:
         """
         budget = _Budget()
         evaluation = _Evaluation(**{f"macro_{m}": _guarded(f"macro_{m}", budget) for m in _MACROS})
-        env = _environment()
-        activation = Activation(package=env.package, annotations=env.annotations)
-        activation.identifiers.load_values(
-            {name: json_to_cel(variables.get(name)) for name in VARIABLES}
-        )
+        data = variables if isinstance(variables, CelInput) else CelInput(variables)
+        activation = _base_activation().nested_activation(vars=data.values(self.uses))
         scope = dict(celpy.evaluation.result.__globals__)
         scope["celpy"] = SimpleNamespace(celtypes=celpy.celtypes, evaluation=evaluation)
         scope["base_activation"] = activation
@@ -204,7 +247,7 @@ def compile_cel(expression: str) -> CelProgram:
             raise CelError(f"{nodes} syntax nodes, limit {MAX_AST_NODES}")
         if depth > MAX_MACRO_DEPTH:
             raise CelError(f"macros nested {depth} deep, limit {MAX_MACRO_DEPTH}")
-        unknown = sorted(idents - set(VARIABLES) - _bound_names(tree))
+        unknown = sorted(idents - set(VARIABLES) - _TYPE_NAMES - _bound_names(tree))
         if unknown:
             raise CelError(f"unknown variable {unknown[0]!r}; rules may use {', '.join(VARIABLES)}")
         program = env.program(tree)

@@ -7,11 +7,11 @@ fails it, with a reason that says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from attestor.policy._cel import CelError
+from attestor.policy._cel import CelError, CelInput
 from attestor.policy._provenance import condition_problems
 from attestor.policy.evidence import Evidence, ImageEvidence, VerifiedSigner
 from attestor.policy.model import Policy, split_host_port
@@ -224,14 +224,13 @@ def check_base_layers(forbidden: Iterable[str], image: ImageEvidence) -> Outcome
     return Outcome(True, f"none of {len(image.layer_digests)} layers is a forbidden base layer")
 
 
-def check_rule(rule: CelRule, variables: Callable[[], dict[str, object]]) -> Outcome:
+def check_rule(rule: CelRule, variables: CelInput) -> Outcome:
     """The CEL expression evaluates to true; an error fails it (closed)."""
-    values = variables()
-    missing = sorted(name for name in rule.program.uses if values.get(name) is None)
+    missing = sorted(name for name in rule.program.uses if variables.plain(name) is None)
     if missing:
         return not_gathered(" and ".join(missing))
     try:
-        value = rule.program.evaluate(values)
+        value = rule.program.evaluate(variables)
     except CelError as e:
         return Outcome(False, f"rule {rule.name} could not be evaluated, refusing: {e}")
     if value:

@@ -50,58 +50,6 @@ def _not_listed(policy: Policy, registry: str, repository: str) -> str:
     return f"{head}: registry {registry} is not listed"
 
 
-def _variables(evidence: Evidence) -> Callable[[], dict[str, object]]:
-    """The CEL input, built once per evaluation on first use."""
-    cache: list[dict[str, object]] = []
-
-    def build() -> dict[str, object]:
-        if cache:
-            return cache[0]
-        image = evidence.image
-        digests = set(image.digests())
-        cache.append(
-            {
-                "image": {
-                    "registry": image.registry,
-                    "repository": image.repository,
-                    "manifest_digest": image.manifest_digest,
-                    "index_digest": image.index_digest,
-                    "layers": None if image.layer_digests is None else list(image.layer_digests),
-                    "diff_ids": None if image.diff_ids is None else list(image.diff_ids),
-                },
-                "config": image.config,
-                # Only evidence about this image: a rule cannot be satisfied
-                # by a signature or attestation made for another digest.
-                "signatures": None
-                if evidence.signatures is None
-                else [
-                    {
-                        "signer": s.signer.__dict__.copy(),
-                        "manifest_digest": s.manifest_digest,
-                        "docker_reference": s.docker_reference,
-                    }
-                    for s in evidence.signatures
-                    if s.manifest_digest in digests
-                ],
-                "attestations": None
-                if evidence.attestations is None
-                else [
-                    {
-                        "predicate_type": a.predicate_type,
-                        "predicate": a.predicate,
-                        "signer": a.signer.__dict__.copy(),
-                        "subject_digests": list(a.subject_digests),
-                    }
-                    for a in evidence.attestations
-                    if digests.intersection(a.subject_digests)
-                ],
-            }
-        )
-        return cache[0]
-
-    return build
-
-
 def _checks(policy: Policy, evidence: Evidence, now: datetime) -> list[_Check]:
     image = evidence.image
     checks: list[_Check] = []
@@ -115,7 +63,7 @@ def _checks(policy: Policy, evidence: Evidence, now: datetime) -> list[_Check]:
     if policy.forbidden_base_layers:
         layers = policy.forbidden_base_layers
         checks.append(("forbidden_base_layers", lambda: check_base_layers(layers, image)))
-    variables = _variables(evidence)
+    variables = evidence.rule_input
     for rule in policy.rules:
         checks.append((f"rules/{rule.name}", lambda r=rule: check_rule(r, variables)))  # type: ignore[misc]
     return checks

@@ -32,12 +32,14 @@ The contract between whoever gathers evidence and the engine
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from attestor.errors import InvalidInput
+from attestor.policy._cel import CelInput
 
 __all__ = [
     "Evidence",
@@ -195,6 +197,57 @@ class Evidence:
     signatures: tuple[VerifiedSignature, ...] | None = None
     attestations: tuple[VerifiedAttestation, ...] | None = None
     limits: EvidenceLimits = field(default=DEFAULT_LIMITS, compare=False)
+
+    @functools.cached_property
+    def rule_input(self) -> CelInput:
+        """What CEL rules see, built (and converted) once per evidence object.
+
+        ``image`` (registry, repository, manifest_digest, index_digest,
+        layers, diff_ids), ``config``, and only the ``signatures`` and
+        ``attestations`` that name this image's digests: a rule cannot be
+        satisfied by evidence made for another image. ``None`` stays
+        ``null`` (not gathered).
+        """
+        image = self.image
+        digests = set(image.digests())
+        signatures = None
+        if self.signatures is not None:
+            signatures = [
+                {
+                    "signer": asdict(s.signer),
+                    "manifest_digest": s.manifest_digest,
+                    "docker_reference": s.docker_reference,
+                }
+                for s in self.signatures
+                if s.manifest_digest in digests
+            ]
+        attestations = None
+        if self.attestations is not None:
+            attestations = [
+                {
+                    "predicate_type": a.predicate_type,
+                    "predicate": a.predicate,
+                    "signer": asdict(a.signer),
+                    "subject_digests": list(a.subject_digests),
+                }
+                for a in self.attestations
+                if digests.intersection(a.subject_digests)
+            ]
+        return CelInput(
+            {
+                "image": {
+                    "registry": image.registry,
+                    "repository": image.repository,
+                    "manifest_digest": image.manifest_digest,
+                    "index_digest": image.index_digest,
+                    "layers": None if image.layer_digests is None else list(image.layer_digests),
+                    "diff_ids": None if image.diff_ids is None else list(image.diff_ids),
+                },
+                "config": image.config,
+                "signatures": signatures,
+                "attestations": attestations,
+            }
+        )
 
     def __post_init__(self) -> None:
         """Check the caps.

@@ -134,11 +134,11 @@ def test_concurrent_evaluations_do_not_mix_results() -> None:
     errors: list[str] = []
 
     def run(start: int) -> None:
-        for n in range(start, start + 400):
+        for n in range(start, start + 1500):
             if program.evaluate({"image": {"n": n}}) is not (n % 2 == 0):
                 errors.append(f"wrong result for {n}")
 
-    threads = [threading.Thread(target=run, args=(i * 1000,)) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(i * 10_000,)) for i in range(4)]
     previous = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
