@@ -231,6 +231,18 @@ def test_plan_chunks_groups_equal_items() -> None:
     assert same_but_reordered.content_key == a.content_key
 
 
+def test_content_key_ignores_member_order_and_takes_any_json_value() -> None:
+    def key(document: dict[str, object]) -> str:
+        return BulkItem(kind="envelope", document=document, artifact_digest=digest("x")).content_key
+
+    nested = {"a": 1, "b": {"c": [1, 2], "d": "é"}}
+    assert key(nested) == key({"b": {"d": "é", "c": [1, 2]}, "a": 1})
+    # Values orjson cannot write (json reads them from a request) still get a key.
+    odd = [{"n": 2**70}, {"n": 2**70 + 1}, {"s": "\ud800"}, {"s": "\udfff"}, {"n": 1}, {"s": "x"}]
+    assert len({key(d) for d in odd}) == len(odd)
+    assert key({"n": 2**70, "m": 1}) == key({"m": 1, "n": 2**70})
+
+
 def test_parse_request_limits() -> None:
     item = {"bundle": {}, "artifact_digest": digest("x"), "policy": "dev"}
     parsed = bulk_verify.parse_request({"items": [item]}, limits=BulkLimits(max_items=1))
