@@ -16,16 +16,17 @@ from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
+from google.protobuf.message import DecodeError
 
-from agent.containerd._proto.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
-from agent.containerd._proto.api.services.content.v1 import content_pb2, content_pb2_grpc
-from agent.containerd._proto.api.services.events.v1 import events_pb2, events_pb2_grpc
-from agent.containerd._proto.api.services.images.v1 import images_pb2, images_pb2_grpc
-from agent.containerd._proto.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
-from agent.containerd._proto.api.services.version.v1 import version_pb2_grpc
-from agent.containerd._rpc import Rpc, translate
+from agent.containerd._grpc import Call, RpcError, StatusCode
+from agent.containerd._proto.api.services.containers.v1 import containers_pb2
+from agent.containerd._proto.api.services.content.v1 import content_pb2
+from agent.containerd._proto.api.services.events.v1 import events_pb2
+from agent.containerd._proto.api.services.images.v1 import images_pb2
+from agent.containerd._proto.api.services.tasks.v1 import tasks_pb2
+from agent.containerd._proto.api.services.version.v1 import version_pb2
+from agent.containerd._rpc import Rpc, method, translate, undecodable
 from agent.containerd.events import Event, decode_envelope
 from agent.containerd.snapshots import SnapshotService
 from agent.containerd.types import (
@@ -45,6 +46,20 @@ __all__ = ["DEFAULT_MAX_CONTENT_BYTES", "ContainerdClient", "EventSubscription"]
 
 #: Manifests, indexes and configs are small; a larger blob is refused.
 DEFAULT_MAX_CONTENT_BYTES = 4 * 1024 * 1024
+
+_VERSION = method(version_pb2.DESCRIPTOR, "Version", "Version")
+_IMAGES_LIST = method(images_pb2.DESCRIPTOR, "Images", "List")
+_IMAGES_GET = method(images_pb2.DESCRIPTOR, "Images", "Get")
+_CONTAINERS_GET = method(containers_pb2.DESCRIPTOR, "Containers", "Get")
+_CONTAINERS_LIST = method(containers_pb2.DESCRIPTOR, "Containers", "List")
+_CONTENT_INFO = method(content_pb2.DESCRIPTOR, "Content", "Info")
+_CONTENT_READ = method(content_pb2.DESCRIPTOR, "Content", "Read")
+_TASKS_LIST = method(tasks_pb2.DESCRIPTOR, "Tasks", "List")
+_TASKS_GET = method(tasks_pb2.DESCRIPTOR, "Tasks", "Get")
+_TASKS_PAUSE = method(tasks_pb2.DESCRIPTOR, "Tasks", "Pause")
+_TASKS_RESUME = method(tasks_pb2.DESCRIPTOR, "Tasks", "Resume")
+_TASKS_KILL = method(tasks_pb2.DESCRIPTOR, "Tasks", "Kill")
+_SUBSCRIBE = method(events_pb2.DESCRIPTOR, "Events", "Subscribe")
 
 
 def _utcnow() -> datetime:
@@ -90,7 +105,7 @@ class EventSubscription:
     when the optional deadline passes.
     """
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Call) -> None:
         self._call = call
         self._closed = False
 
@@ -101,16 +116,14 @@ class EventSubscription:
             UpstreamError: the stream failed for another reason.
         """
         try:
-            for envelope in self._call:
-                yield decode_envelope(envelope)
-        except grpc.RpcError as e:
-            code = e.code() if isinstance(e, grpc.Call) else None
-            if self._closed or code in (
-                grpc.StatusCode.CANCELLED,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            ):
+            for raw in self._call:
+                yield decode_envelope(events_pb2.Envelope.FromString(raw))
+        except RpcError as e:
+            if self._closed or e.code in (StatusCode.CANCELLED, StatusCode.DEADLINE_EXCEEDED):
                 return
             raise translate(e, "events subscription") from e
+        except DecodeError as e:
+            raise undecodable(e, "events subscription") from e
 
     def close(self) -> None:
         """Cancel the stream; a blocked iteration returns."""
@@ -155,19 +168,12 @@ class ContainerdClient:
         self.namespace = namespace
         self.snapshotter = snapshotter
         self._max_content = max_content_bytes
-        channel = self._rpc.channel
-        self._version = version_pb2_grpc.VersionStub(channel)
-        self._images = images_pb2_grpc.ImagesStub(channel)
-        self._containers = containers_pb2_grpc.ContainersStub(channel)
-        self._content = content_pb2_grpc.ContentStub(channel)
-        self._tasks = tasks_pb2_grpc.TasksStub(channel)
-        self._events = events_pb2_grpc.EventsStub(channel)
         self._snapshots = SnapshotService(self._rpc, clock=clock, view_ttl=timedelta(hours=1))
 
     # -- lifecycle -----------------------------------------------------------
 
     def close(self) -> None:
-        """Close the channel."""
+        """Release the client (each call holds its own connection)."""
         self._rpc.close()
 
     def __enter__(self) -> ContainerdClient:
@@ -189,7 +195,7 @@ class ContainerdClient:
         Raises:
             UpstreamError: containerd is unreachable or failed.
         """
-        resp = self._rpc.unary("version", self._version.Version, empty_pb2.Empty())
+        resp = self._rpc.unary("version", _VERSION, empty_pb2.Empty())
         return Version(version=resp.version, revision=resp.revision)
 
     def list_images(self, filters: Sequence[str] = ()) -> list[Image]:
@@ -199,7 +205,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = images_pb2.ListImagesRequest(filters=list(filters))
-        return [_image(i) for i in self._rpc.unary("list images", self._images.List, req).images]
+        return [_image(i) for i in self._rpc.unary("list images", _IMAGES_LIST, req).images]
 
     def get_image(self, name: str) -> Image:
         """One image record by name.
@@ -209,7 +215,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = images_pb2.GetImageRequest(name=name)
-        return _image(self._rpc.unary(f"get image {name}", self._images.Get, req).image)
+        return _image(self._rpc.unary(f"get image {name}", _IMAGES_GET, req).image)
 
     def get_container(self, container_id: str) -> Container:
         """One container record by id.
@@ -219,7 +225,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = containers_pb2.GetContainerRequest(id=container_id)
-        resp = self._rpc.unary(f"get container {container_id}", self._containers.Get, req)
+        resp = self._rpc.unary(f"get container {container_id}", _CONTAINERS_GET, req)
         return _container(resp.container)
 
     def list_containers(self, filters: Sequence[str] = ()) -> list[Container]:
@@ -229,7 +235,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = containers_pb2.ListContainersRequest(filters=list(filters))
-        resp = self._rpc.unary("list containers", self._containers.List, req)
+        resp = self._rpc.unary("list containers", _CONTAINERS_LIST, req)
         return [_container(c) for c in resp.containers]
 
     # -- content ---------------------------------------------------------------
@@ -244,7 +250,7 @@ class ContainerdClient:
         """
         parse_digest(digest)
         req = content_pb2.InfoRequest(digest=digest)
-        info = self._rpc.unary(f"content info {digest}", self._content.Info, req).info
+        info = self._rpc.unary(f"content info {digest}", _CONTENT_INFO, req).info
         return ContentInfo(digest=Digest(info.digest), size=info.size, labels=dict(info.labels))
 
     def read_content(self, digest: str, *, max_bytes: int | None = None) -> bytes:
@@ -267,7 +273,7 @@ class ContainerdClient:
         chunks: list[bytes] = []
         total = 0
         for chunk in self._rpc.stream(
-            f"read {digest}", self._content.Read, req, timeout=self._rpc.timeout
+            f"read {digest}", _CONTENT_READ, req, timeout=self._rpc.timeout
         ):
             total += len(chunk.data)
             # Guard again while streaming: the blob could change under us.
@@ -330,7 +336,7 @@ class ContainerdClient:
         Raises:
             UpstreamError: containerd failed.
         """
-        resp = self._rpc.unary("list tasks", self._tasks.List, tasks_pb2.ListTasksRequest())
+        resp = self._rpc.unary("list tasks", _TASKS_LIST, tasks_pb2.ListTasksRequest())
         return [_task(t) for t in resp.tasks]
 
     def get_task(self, container_id: str) -> Task:
@@ -341,7 +347,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = tasks_pb2.GetRequest(container_id=container_id)
-        return _task(self._rpc.unary(f"get task {container_id}", self._tasks.Get, req).process)
+        return _task(self._rpc.unary(f"get task {container_id}", _TASKS_GET, req).process)
 
     def pause(self, container_id: str) -> None:
         """Freeze every process of the container's task.
@@ -351,7 +357,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = tasks_pb2.PauseTaskRequest(container_id=container_id)
-        self._rpc.unary(f"pause {container_id}", self._tasks.Pause, req)
+        self._rpc.unary(f"pause {container_id}", _TASKS_PAUSE, req)
 
     def resume(self, container_id: str) -> None:
         """Thaw a paused task.
@@ -361,7 +367,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = tasks_pb2.ResumeTaskRequest(container_id=container_id)
-        self._rpc.unary(f"resume {container_id}", self._tasks.Resume, req)
+        self._rpc.unary(f"resume {container_id}", _TASKS_RESUME, req)
 
     def kill(
         self,
@@ -377,7 +383,7 @@ class ContainerdClient:
             UpstreamError: containerd failed.
         """
         req = tasks_pb2.KillRequest(container_id=container_id, signal=signal, all=all_processes)
-        self._rpc.unary(f"kill {container_id}", self._tasks.Kill, req)
+        self._rpc.unary(f"kill {container_id}", _TASKS_KILL, req)
 
     # -- events ---------------------------------------------------------------------
 
@@ -390,5 +396,8 @@ class ContainerdClient:
         (``namespace==NS``). ``timeout`` bounds the whole stream.
         """
         req = events_pb2.SubscribeRequest(filters=list(filters))
-        call = self._events.Subscribe(req, timeout=timeout, metadata=self._rpc.metadata())
+        call = self._rpc.call(_SUBSCRIBE, req, timeout=timeout)
+        # Registered now, as grpcio did: events published before the first
+        # iteration are delivered too.
+        call.start()
         return EventSubscription(call)

@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.containerd._proto.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
-from agent.containerd._proto.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-from agent.containerd._rpc import LEASE_KEY, Rpc
+from agent.containerd._proto.api.services.leases.v1 import leases_pb2
+from agent.containerd._proto.api.services.snapshots.v1 import snapshots_pb2
+from agent.containerd._rpc import LEASE_KEY, Rpc, method
 from agent.containerd.types import Mount, SnapshotInfo, SnapshotKind
 from attestor.errors import Error
 
@@ -30,6 +30,14 @@ VIEW_KEY_PREFIX = "attestor-agent-view-"
 # containerd's GC removes a lease (and what it holds) after this label's time.
 _EXPIRE_LABEL = "containerd.io/gc.expire"
 _log = logging.getLogger(__name__)
+
+_STAT = method(snapshots_pb2.DESCRIPTOR, "Snapshots", "Stat")
+_LIST = method(snapshots_pb2.DESCRIPTOR, "Snapshots", "List")
+_MOUNTS = method(snapshots_pb2.DESCRIPTOR, "Snapshots", "Mounts")
+_VIEW = method(snapshots_pb2.DESCRIPTOR, "Snapshots", "View")
+_REMOVE = method(snapshots_pb2.DESCRIPTOR, "Snapshots", "Remove")
+_LEASE_CREATE = method(leases_pb2.DESCRIPTOR, "Leases", "Create")
+_LEASE_DELETE = method(leases_pb2.DESCRIPTOR, "Leases", "Delete")
 
 
 def _mounts(raw: Any) -> list[Mount]:
@@ -58,8 +66,6 @@ class SnapshotService:
         view_ttl: timedelta = timedelta(hours=1),
     ) -> None:
         self._rpc = rpc
-        self._stub = snapshots_pb2_grpc.SnapshotsStub(rpc.channel)
-        self._leases = leases_pb2_grpc.LeasesStub(rpc.channel)
         self._clock = clock
         self._view_ttl = view_ttl
 
@@ -71,7 +77,7 @@ class SnapshotService:
             UpstreamError: containerd failed.
         """
         req = snapshots_pb2.StatSnapshotRequest(snapshotter=snapshotter, key=key)
-        return _info(self._rpc.unary(f"stat snapshot {key}", self._stub.Stat, req).info)
+        return _info(self._rpc.unary(f"stat snapshot {key}", _STAT, req).info)
 
     def list_snapshots(
         self, *, snapshotter: str, filters: tuple[str, ...] = ()
@@ -83,9 +89,7 @@ class SnapshotService:
         """
         req = snapshots_pb2.ListSnapshotsRequest(snapshotter=snapshotter, filters=filters)
         out: list[SnapshotInfo] = []
-        for page in self._rpc.stream(
-            "list snapshots", self._stub.List, req, timeout=self._rpc.timeout
-        ):
+        for page in self._rpc.stream("list snapshots", _LIST, req, timeout=self._rpc.timeout):
             out.extend(_info(i) for i in page.info)
         return out
 
@@ -97,7 +101,7 @@ class SnapshotService:
             UpstreamError: containerd failed, or the key names a committed snapshot.
         """
         req = snapshots_pb2.MountsRequest(snapshotter=snapshotter, key=key)
-        return _mounts(self._rpc.unary(f"mounts of {key}", self._stub.Mounts, req).mounts)
+        return _mounts(self._rpc.unary(f"mounts of {key}", _MOUNTS, req).mounts)
 
     @contextmanager
     def view_mounts(self, parent: str, *, snapshotter: str) -> Iterator[list[Mount]]:
@@ -113,26 +117,24 @@ class SnapshotService:
         expire = (self._clock() + self._view_ttl).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         lease = self._rpc.unary(
             "create lease",
-            self._leases.Create,
+            _LEASE_CREATE,
             leases_pb2.CreateRequest(id=key, labels={_EXPIRE_LABEL: expire}),
         ).lease.id
         try:
             req = snapshots_pb2.ViewSnapshotRequest(snapshotter=snapshotter, key=key, parent=parent)
-            resp = self._rpc.unary(
-                f"view of {parent}", self._stub.View, req, extra=[(LEASE_KEY, lease)]
-            )
+            resp = self._rpc.unary(f"view of {parent}", _VIEW, req, extra=[(LEASE_KEY, lease)])
             try:
                 yield _mounts(resp.mounts)
             finally:
                 self._remove(key, snapshotter)
         finally:
             # Deleting the lease also lets GC collect the view if _remove failed.
-            self._rpc.unary("delete lease", self._leases.Delete, leases_pb2.DeleteRequest(id=lease))
+            self._rpc.unary("delete lease", _LEASE_DELETE, leases_pb2.DeleteRequest(id=lease))
 
     def _remove(self, key: str, snapshotter: str) -> None:
         req = snapshots_pb2.RemoveSnapshotRequest(snapshotter=snapshotter, key=key)
         try:
-            self._rpc.unary(f"remove view {key}", self._stub.Remove, req)
+            self._rpc.unary(f"remove view {key}", _REMOVE, req)
         except Error as e:
             # The lease deletion that follows still releases it to GC; a
             # failing Remove must not hide the body's own exception.
