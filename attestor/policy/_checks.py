@@ -44,7 +44,7 @@ class Outcome:
 
 def not_gathered(what: str) -> Outcome:
     """The fail-closed outcome for evidence that was not gathered."""
-    return Outcome(False, f"{what} of the image were not gathered; refusing (fail closed)")
+    return Outcome(False, f"{what}: not gathered for this image (fail closed)")
 
 
 def _short(digest: str) -> str:
@@ -97,7 +97,7 @@ def check_signatures(policy: Policy, evidence: Evidence) -> Outcome:
         return not_gathered("signatures")
     digests = evidence.image.digests()
     if not digests:
-        return Outcome(False, "the image's manifest digest is unknown; refusing (fail closed)")
+        return Outcome(False, "the image's manifest digest is unknown (fail closed)")
     other_digest: list[str] = []
     other_repo: list[str] = []
     signers: dict[VerifiedSigner, None] = {}
@@ -148,7 +148,7 @@ def check_attestation(req: AttestationRequirement, evidence: Evidence) -> Outcom
         return not_gathered("attestations")
     digests = set(evidence.image.digests())
     if not digests:
-        return Outcome(False, "the image's manifest digest is unknown; refusing (fail closed)")
+        return Outcome(False, "the image's manifest digest is unknown (fail closed)")
     candidates = [a for a in evidence.attestations if a.predicate_type == req.predicate_type]
     if not candidates:
         return Outcome(False, f"no {req.predicate_type} attestation was found")
@@ -187,7 +187,7 @@ def _parse_created(value: object) -> datetime | None:
 def check_max_age(max_age: timedelta, image: ImageEvidence, now: datetime) -> Outcome:
     """The config's ``created`` is at most ``max_age`` before ``now`` (and not in the future)."""
     if image.config is None:
-        return not_gathered("the config")
+        return not_gathered("config")
     raw = image.config.get("created")
     created = _parse_created(raw)
     if created is None:
@@ -212,7 +212,7 @@ def _days(delta: timedelta) -> str:
 def check_base_layers(forbidden: Iterable[str], image: ImageEvidence) -> Outcome:
     """No layer digest or diffID starts with a forbidden prefix."""
     if image.layer_digests is None or image.diff_ids is None:
-        return not_gathered("the layer digests and diffIDs")
+        return not_gathered("layer digests and diffIDs")
     prefixes = tuple(forbidden)
     for kind, values in (("layer", image.layer_digests), ("diffID", image.diff_ids)):
         for index, value in enumerate(values):
@@ -232,7 +232,7 @@ def check_rule(rule: CelRule, variables: CelInput) -> Outcome:
     try:
         value = rule.program.evaluate(variables)
     except CelError as e:
-        return Outcome(False, f"rule {rule.name} could not be evaluated, refusing: {e}")
+        return Outcome(False, f"rule {rule.name} could not be evaluated (fail closed): {e}")
     if value:
         return Outcome(True, f"rule {rule.name} holds")
     return Outcome(

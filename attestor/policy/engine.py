@@ -113,7 +113,7 @@ def evaluate_policy(
                 "legacy_sections",
                 False,
                 f"uses deprecated sections that are never enforced ({sections}); "
-                "use signatures and attestations instead; refusing",
+                "use signatures and attestations instead",
             )
         )
     if scope_rule.require_signatures and policy.signatures is None:
@@ -122,7 +122,7 @@ def evaluate_policy(
                 "require_signatures",
                 False,
                 f"{where} requires signatures but the policy has no signatures section "
-                "naming whose; refusing",
+                "naming whose (fail closed)",
             )
         )
     for rule_id, check in _checks(policy, evidence, now or _EPOCH):
@@ -133,8 +133,8 @@ def evaluate_policy(
                 entry(
                     rule_id,
                     False,
-                    "needs the image's evidence, which this name-only check does not have; "
-                    "refusing (fail closed)",
+                    "needs the image's evidence, which this name-only check does not have "
+                    "(fail closed)",
                 )
             )
         else:
@@ -186,8 +186,9 @@ def combine(
         )
     enforcing = [r for r in results if r.mode == "enforce"]
     primary = (enforcing or list(results))[0]
+    in_scope = f"{name} is in scope by "
     admits = tuple(
-        f"{heads[r.policy_id]} admits {name} by {r.rules[0].reason.split(' by ', 1)[1]}"
+        f"{heads[r.policy_id]} admits {name} by {r.rules[0].reason.removeprefix(in_scope)}"
         + ("" if r.passed else f" ({r.mode} mode: {len(r.failed_rules)} rule(s) failed)")
         for r in results
     )

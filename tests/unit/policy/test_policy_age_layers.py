@@ -72,7 +72,7 @@ def test_max_age_without_created_or_config_fails_closed() -> None:
     assert not ok and "is not an RFC 3339 time" in rule.reason
     ok, rule = _rule("max_age", sections={"max_age": "1w"}, with_config=False)
     assert not ok
-    assert rule.reason == "the config of the image were not gathered; refusing (fail closed)"
+    assert rule.reason == "config: not gathered for this image (fail closed)"
 
 
 @pytest.mark.parametrize(
@@ -96,4 +96,4 @@ def test_forbidden_base_layers_without_layers_fail_closed() -> None:
     for missing in ({"layers": None}, {"diff_ids": None}):
         ok, rule = _rule("forbidden_base_layers", sections=sections, **missing)
         assert not ok
-        assert "not gathered; refusing (fail closed)" in rule.reason
+        assert "not gathered for this image (fail closed)" in rule.reason

@@ -97,9 +97,7 @@ def test_missing_type_and_not_gathered() -> None:
     p = policy(attestations=[_requirement()])
     refused = evaluate_image(one_set(p), evidence(attestations=None), NOW)
     assert not refused.allowed
-    assert (
-        "attestations of the image were not gathered; refusing (fail closed)" in refused.reasons[0]
-    )
+    assert "attestations: not gathered for this image (fail closed)" in refused.reasons[0]
 
 
 def test_one_good_attestation_among_bad_ones_passes() -> None:

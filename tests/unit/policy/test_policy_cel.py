@@ -59,7 +59,7 @@ def test_true_passes_and_false_refuses_with_message() -> None:
 def test_evaluation_error_fails_closed(expression: str, fragment: str) -> None:
     allowed, reason = _decide(expression)
     assert not allowed
-    assert reason.startswith("rule r could not be evaluated, refusing: ")
+    assert reason.startswith("rule r could not be evaluated (fail closed): ")
     assert fragment in reason
 
 
@@ -79,12 +79,12 @@ def test_rule_over_evidence_not_gathered_fails_closed() -> None:
     allowed, reason = _decide("size(signatures) >= 0", signatures=None)
     assert (allowed, reason) == (
         False,
-        "signatures of the image were not gathered; refusing (fail closed)",
+        "signatures: not gathered for this image (fail closed)",
     )
     allowed, reason = _decide("config == null || true", with_config=False)
     assert (allowed, reason) == (
         False,
-        "config of the image were not gathered; refusing (fail closed)",
+        "config: not gathered for this image (fail closed)",
     )
 
 

@@ -188,7 +188,7 @@ def test_every_applying_policy_must_pass_and_refusals_list_all() -> None:
     assert not decision.allowed
     assert decision.reasons == (
         "policy a-strict version 1: rule 0 (host r.example.com, repositories **) requires "
-        "signatures but the policy has no signatures section naming whose; refusing",
+        "signatures but the policy has no signatures section naming whose (fail closed)",
     )
     assert [r.policy_id for r in decision.results] == ["a-strict", "b-loose"]
     assert [r.passed for r in decision.results] == [False, True]

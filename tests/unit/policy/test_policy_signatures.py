@@ -207,7 +207,7 @@ def test_signatures_not_gathered_fail_closed() -> None:
     decision = evaluate_image(one_set(p), evidence(signatures=None), NOW)
     assert not decision.allowed
     assert _rule(decision.results).reason == (
-        "signatures of the image were not gathered; refusing (fail closed)"
+        "signatures: not gathered for this image (fail closed)"
     )
 
 
