@@ -296,6 +296,20 @@ def _process_state() -> tuple[Settings, sessionmaker[Session], Redis | None]:
     return state.settings, state.session_factory, state.redis
 
 
+#: Read size of the connection that fetches a chunk's items. A chunk of 2,000
+#: envelopes is ~4 MB, which redis-py's default 64 KiB reads assemble in Python
+#: (~60 recv calls, a growing buffer and its copies): 7.7 ms of CPU per chunk,
+#: against 3.0 ms with reads this large.
+_CHUNK_READ_SIZE = 4 * 1024 * 1024
+
+
+@functools.cache
+def _chunk_reader(url: str) -> Redis:
+    # Its own connection: every other command's small reply would otherwise
+    # allocate a read buffer this large.
+    return Redis.from_url(url, socket_read_size=_CHUNK_READ_SIZE)
+
+
 def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -> int:
     """rq entry point of chunk ``n``; returns the number of results recorded so far.
 
@@ -306,7 +320,8 @@ def rq_verify_chunk(job_id: str, n: int, chunks: int, options: dict[str, int]) -
     settings, factory, connection = _process_state()
     if connection is None:
         raise ConfigError("REDIS_URL is not set; chunk jobs need Redis")
-    raw = connection.get(CHUNK_PREFIX + chunk_id(job_id, n))
+    reader = _chunk_reader(settings.redis_url) if settings.redis_url else connection
+    raw = reader.get(CHUNK_PREFIX + chunk_id(job_id, n))
     if raw is None:
         with factory() as session:
             status = job_store.get_job(session, job_id).status
