@@ -10,7 +10,7 @@ evidence (:class:`Evidence`), :func:`evaluate_image` /
 ``schemas/policy-decision.schema.json``).
 """
 
-from attestor.policy.decision import Decision, PolicyResult, RuleResult
+from attestor.policy.decision import Decision, PolicyResult, RuleResult, Voucher
 from attestor.policy.engine import evaluate_image, require_image_admitted
 from attestor.policy.evaluate import evaluate, require_admitted
 from attestor.policy.evidence import (
@@ -55,6 +55,7 @@ __all__ = [
     "VerifiedAttestation",
     "VerifiedSignature",
     "VerifiedSigner",
+    "Voucher",
     "evaluate",
     "evaluate_image",
     "load_policies",

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from attestor.policy._cel import CelError, CelInput
 from attestor.policy._provenance import condition_problems
+from attestor.policy.decision import Voucher
 from attestor.policy.evidence import Evidence, ImageEvidence, VerifiedSigner
 from attestor.policy.model import Policy, split_host_port
 from attestor.policy.sections import AttestationRequirement, Authority, CelRule
@@ -39,12 +40,22 @@ class Outcome:
 
     passed: bool
     reason: str
-    authorities: tuple[str, ...] = ()
+    authorities: tuple[Voucher, ...] = ()
 
 
 def not_gathered(what: str) -> Outcome:
     """The fail-closed outcome for evidence that was not gathered."""
     return Outcome(False, f"{what}: not gathered for this image (fail closed)")
+
+
+def _voucher(name: str, signer: VerifiedSigner) -> Voucher:
+    return Voucher(
+        authority=name,
+        keyid=signer.keyid,
+        signer_uri=signer.signer_uri,
+        issuer=signer.issuer,
+        subject=signer.subject,
+    )
 
 
 def _short(digest: str) -> str:
@@ -116,7 +127,8 @@ def check_signatures(policy: Policy, evidence: Evidence) -> Outcome:
     names = tuple(sorted(matched))
     if len(matched) >= need:
         who = ", ".join(by_name[n].describe() for n in names)
-        return Outcome(True, f"signature threshold {need} of {of} met by {who}", names)
+        vouchers = tuple(_voucher(n, matched[n]) for n in names)
+        return Outcome(True, f"signature threshold {need} of {of} met by {who}", vouchers)
     if matched:
         found = "matched " + ", ".join(by_name[n].describe() for n in names) + " only"
     else:
@@ -168,7 +180,7 @@ def check_attestation(req: AttestationRequirement, evidence: Evidence) -> Outcom
             continue
         who = authority.describe()
         reason = f"{req.predicate_type} attestation signed by {who} meets its conditions"
-        return Outcome(True, reason, (authority.name,))
+        return Outcome(True, reason, (_voucher(authority.name, att.signer),))
     shown = "; ".join(notes[:4]) + (f"; and {len(notes) - 4} more" if len(notes) > 4 else "")
     return Outcome(False, f"no {req.predicate_type} attestation qualifies: {shown}")
 

@@ -22,6 +22,7 @@ __all__ = [
     "PolicyResult",
     "RuleResult",
     "Status",
+    "Voucher",
     "effect_of",
 ]
 
@@ -44,6 +45,37 @@ def effect_of(mode: Mode, status: Status) -> Effect:
 
 
 @dataclass(frozen=True)
+class Voucher:
+    """An authority that satisfied a rule, and the verified signer that matched it.
+
+    Attributes:
+        authority: The authority's name in the policy.
+        keyid: The signer's keyid (key authorities).
+        signer_uri: The signer URI the key came from, if any.
+        issuer: The keyless certificate's OIDC issuer.
+        subject: The keyless certificate's subject (the actual one, also
+            when the authority gave a pattern).
+    """
+
+    authority: str
+    keyid: str | None = None
+    signer_uri: str | None = None
+    issuer: str | None = None
+    subject: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON form: ``authority`` and the signer fields that are set."""
+        fields = {
+            "authority": self.authority,
+            "keyid": self.keyid,
+            "signer_uri": self.signer_uri,
+            "issuer": self.issuer,
+            "subject": self.subject,
+        }
+        return {k: v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True)
 class RuleResult:
     """One rule's outcome.
 
@@ -54,14 +86,15 @@ class RuleResult:
         status: passed, failed or skipped.
         reason: For a person: what was required and what was found.
         effect: What the outcome does given the policy's mode.
-        authorities: Names of the authorities that satisfied it (sorted).
+        authorities: The authorities that satisfied it, each with the
+            signer that matched (sorted by authority name; passed rules only).
     """
 
     rule: str
     status: Status
     reason: str
     effect: Effect = "none"
-    authorities: tuple[str, ...] = ()
+    authorities: tuple[Voucher, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (see ``schemas/policy-decision.schema.json``)."""
@@ -72,7 +105,7 @@ class RuleResult:
             "effect": self.effect,
         }
         if self.authorities:
-            out["authorities"] = list(self.authorities)
+            out["authorities"] = [a.to_dict() for a in self.authorities]
         return out
 
 
@@ -164,15 +197,17 @@ class Decision:
         return tuple((p, r) for p, r in self.rules if r.effect == "finding")
 
     @property
-    def satisfied_authorities(self) -> tuple[str, ...]:
-        """``policy/rule/authority`` of every authority that satisfied a passed rule."""
+    def satisfied_authorities(self) -> tuple[dict[str, str], ...]:
+        """Who vouched for the image: every authority of a passed rule, with its signer.
+
+        Each entry is ``Voucher.to_dict()`` plus ``policy`` and ``rule``, in
+        policy, rule and authority order: what a signed predicate lists.
+        """
         return tuple(
-            sorted(
-                f"{p}/{r.rule}/{a}"
-                for p, r in self.rules
-                if r.status == "passed"
-                for a in r.authorities
-            )
+            {"policy": p, "rule": r.rule, **a.to_dict()}
+            for p, r in self.rules
+            if r.status == "passed"
+            for a in r.authorities
         )
 
     def to_dict(self) -> dict[str, Any]:

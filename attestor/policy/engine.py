@@ -31,7 +31,14 @@ from attestor.policy._checks import (
     check_rule,
     check_signatures,
 )
-from attestor.policy.decision import Decision, PolicyResult, RuleResult, Status, effect_of
+from attestor.policy.decision import (
+    Decision,
+    PolicyResult,
+    RuleResult,
+    Status,
+    Voucher,
+    effect_of,
+)
 from attestor.policy.evidence import Evidence
 from attestor.policy.model import Policy, PolicySet
 
@@ -97,7 +104,7 @@ def evaluate_policy(
     mode = policy.mode
 
     def entry(
-        rule: str, passed: bool | None, reason: str, names: tuple[str, ...] = ()
+        rule: str, passed: bool | None, reason: str, names: tuple[Voucher, ...] = ()
     ) -> RuleResult:
         status: Status = "skipped" if passed is None else ("passed" if passed else "failed")
         return RuleResult(rule, status, reason, effect_of(mode, status), names if passed else ())

@@ -51,7 +51,14 @@ def _decide(req: dict[str, Any], *atts: Any, **kw: Any) -> tuple[Decision, RuleR
 def test_builder_condition_met() -> None:
     decision, rule = _decide(_requirement(builder_id=[BUILDER]), attestation(keyless_signer()))
     assert decision.allowed
-    assert (rule.status, rule.authorities) == ("passed", ("ci",))
+    assert rule.status == "passed"
+    assert [a.to_dict() for a in rule.authorities] == [
+        {
+            "authority": "ci",
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subject": WORKFLOW,
+        }
+    ]
     assert rule.reason == (
         f"{SLSA_V1} attestation signed by ci ({WORKFLOW} from "
         "https://token.actions.githubusercontent.com) meets its conditions"

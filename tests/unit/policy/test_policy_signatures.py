@@ -53,8 +53,18 @@ def test_threshold_met_names_authorities() -> None:
     decision = evaluate_image(one_set(_threshold_policy()), ev, NOW)  # type: ignore[arg-type]
     assert decision.allowed
     rule = _rule(decision.results)
-    assert (rule.status, rule.effect, rule.authorities) == ("passed", "none", ("key-a", "release"))
-    assert decision.satisfied_authorities == ("p/signatures/key-a", "p/signatures/release")
+    assert (rule.status, rule.effect) == ("passed", "none")
+    # The decision records who vouched: the authority and the actual signer.
+    assert decision.satisfied_authorities == (
+        {"policy": "p", "rule": "signatures", "authority": "key-a", "keyid": KEY_A},
+        {
+            "policy": "p",
+            "rule": "signatures",
+            "authority": "release",
+            "issuer": "https://token.actions.githubusercontent.com",
+            "subject": WORKFLOW,
+        },
+    )
 
 
 def test_threshold_not_met_says_who_matched() -> None:
