@@ -33,6 +33,7 @@ from attestor.revocation import (
     parse_target,
 )
 from attestor.revocation_feed import build_feed_page, feed_epoch, feed_etag, sign_feed_page
+from attestor.services import audit
 from attestor.signing.keys import load_signer, sslib_key
 from attestor.store import revocations as store
 from attestor.store import signing_keys as key_store
@@ -148,6 +149,20 @@ def create_revocation(
             )
         except NotFound:
             pass  # a key we never held (e.g. a pipeline's): the revocation alone is enough
+    # Last, after the feed's lock (the order store/audit.py sets), in this transaction.
+    audit.record(
+        session,
+        actor=actor,
+        action="revocation.create",
+        target=f"revocation:{revocation.id}",
+        change={
+            "sequence": sequence,
+            "target": revocation.target.to_dict(),
+            "reason": reason,
+            "affected": affected,
+        },
+        now=now,
+    )
     log.info(
         "revocation %s (sequence %d, %s) by %s: %d attestation(s) revoked",
         revocation.id,

@@ -140,3 +140,35 @@ def test_the_token_cli_is_audited_as_the_local_user(app: Flask, tmp_path: Path) 
             {"role": "pipeline", "agent_id": None, "name": ""},
         )
     ]
+
+
+def test_revocations_are_audited_after_their_feed_sequence(app: Flask) -> None:
+    admin_id, headers = _admin(app)
+    client = app.test_client()
+    body = {"target": {"kind": "key", "keyid": "k-elsewhere"}, "reason": "lost laptop"}
+    created = client.post("/v1/revocations", headers=headers, json=body)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    revocation = created.get_json()
+    # A key revoked through the keys API is also a revocation: both rows, feed first.
+    rotated = client.post("/v1/keys/rotate", headers=headers, json={}).get_json()["keyid"]
+    revoked = client.post(f"/v1/keys/{rotated}/revoke", headers=headers, json={"reason": "r"})
+    assert revoked.status_code == 200
+    log = _log(app)
+    assert log[0] == (
+        f"token:{admin_id}",
+        "revocation.create",
+        f"revocation:{revocation['id']}",
+        {
+            "sequence": revocation["sequence"],
+            "target": {"kind": "key", "keyid": "k-elsewhere"},
+            "reason": "lost laptop",
+            "affected": 0,
+        },
+    )
+    assert [action for _, action, _, _ in log] == [
+        "revocation.create",
+        "key.rotate",
+        "revocation.create",
+        "key.revoke",
+    ]
+    assert log[2][3]["target"] == {"kind": "key", "keyid": rotated}
