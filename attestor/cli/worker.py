@@ -38,17 +38,18 @@ def command(burst: bool, maintenance_interval: int) -> None:
     check_start_up(settings, os.environ)
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set; `attestor worker` needs Redis")
-    configure_logging(settings.log_level)
-    migrated_engine(settings).dispose()
     from attestor.jobs.worker_state import build_worker_state, install_worker_state
 
     # Built once: rq calls our entry points by name with JSON arguments only, and
     # each job of this process uses this engine, Redis client, registry client,
-    # policy set and signers. Built now, so a bad policy stops the start here
-    # (one line, exit 2) as it does for `attestor serve`; a policy change then
-    # needs a restart of both.
+    # policy set and signers. Built first (the engine and Redis connect lazily),
+    # so a bad policy or credentials file stops the start with one line (exit 2)
+    # before anything is migrated or dequeued; a policy change then needs a
+    # restart, as for `attestor serve`.
     state = build_worker_state(settings)
     state.issue.get()
+    configure_logging(settings.log_level)
+    migrated_engine(settings).dispose()
     install_worker_state(state)
     connection = Redis.from_url(settings.redis_url)
     worker = make_worker(connection, maintenance_interval=maintenance_interval)

@@ -49,7 +49,14 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class IssueState:
-    """What the ``issue`` job reuses across jobs: policies, registry client, signers."""
+    """What the ``issue`` job reuses across jobs: policies, registry client, signers.
+
+    The registry credentials file and the keyless trust configuration are read
+    when it is built, so a change to either takes effect at the next restart,
+    as for the API of ``attestor serve``. What must follow changes at once is
+    asked per job: the active key (from the database) and the keyless
+    identity token (re-read by its token source).
+    """
 
     #: Asked at the start of each job. Today the set loaded when the process
     #: started (:class:`LoadedPolicies`): a policy change needs a restart of
