@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.errors import ConfigError, InvalidInput, Unavailable
 from attestor.policy import PolicySet, parse_policy
 from attestor.store import policies as store
+from attestor.store.db import make_engine, make_session_factory
 
 __all__ = ["PROPAGATION_BOUND_S", "DatabasePolicies"]
 
@@ -57,6 +58,11 @@ class DatabasePolicies:
         self._set: PolicySet | None = None
         self._generation = -1
         self._checked_at = float("-inf")
+
+    @classmethod
+    def from_url(cls, database_url: str) -> DatabasePolicies:
+        """A source with its own engine (connected lazily), for a process without one."""
+        return cls(make_session_factory(make_engine(database_url)))
 
     @property
     def generation(self) -> int:
