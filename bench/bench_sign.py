@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from _host import print_host  # bench/_host.py, beside this file
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -65,6 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per key type")
     args = parser.parse_args()
+    print_host()
     print(f"{'key':<11} {'what':<36} {'per second':>11} {'vs raw':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for algorithm in ("ecdsa-p256", "ed25519"):

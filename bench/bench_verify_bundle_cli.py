@@ -18,6 +18,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from _host import print_host  # bench/_host.py, beside this file
+
 from attestor.verify import Verifier
 from attestor.verify._crypto import load_public_key
 from attestor.verify.bundle import Artifact, BundleVerifier, CertificateIdentity
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--cases", type=Path, default=CASES)
     opts = parser.parse_args()
+    print_host()
     if not opts.cases.is_dir():
         raise SystemExit(f"no conformance cases at {opts.cases}")
     print(f"raw limit: bare `python -c pass` median {_python_floor(opts.runs) * 1000:.1f} ms")
