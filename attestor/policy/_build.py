@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
@@ -54,7 +55,7 @@ def _keyid_of(pem: str) -> str:
     try:
         key = load_pem_public_key(pem.encode("utf-8"))
         return str(SSlibKey.from_crypto(key).keyid)
-    except (ValueError, TypeError, UnicodeError) as e:
+    except (ValueError, TypeError, UnicodeError, UnsupportedAlgorithm) as e:
         raise InvalidInput(f"public_key_pem is not a usable public key: {str(e)[:120]}") from None
 
 

@@ -109,11 +109,26 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# JSON's "\ud800" escapes decode to lone surrogates, which no UTF-8 consumer
+# (the schema validator, RE2, the database) can take.
+_SURROGATE = "not valid Unicode (a lone surrogate, e.g. from a \\ud800 escape)"
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_json(value: object, path: list[str | int], depth: int) -> PolicyError | None:
     """The first value that JSON cannot carry, or nesting past ``MAX_DEPTH``."""
     if depth > MAX_DEPTH:
         return error(pointer_of(path), f"nested deeper than {MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return None if _encodable(value) else error(pointer_of(path), _SURROGATE)
+    if value is None or isinstance(value, bool | int):
         return None
     if isinstance(value, float):
         if math.isfinite(value):
@@ -123,6 +138,8 @@ def _check_json(value: object, path: list[str | int], depth: int) -> PolicyError
         for key, item in value.items():
             if not isinstance(key, str):
                 return error(pointer_of([*path, str(key)]), f"key {key!r:.80} is not a string")
+            if not _encodable(key):
+                return error(pointer_of(path), f"a key: {_SURROGATE}")
             found = _check_json(item, [*path, key], depth + 1)
             if found:
                 return found

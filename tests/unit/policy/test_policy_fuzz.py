@@ -237,3 +237,20 @@ def test_evaluate_never_crashes(registry: str, repository: str) -> None:
     if decision.allowed:
         # Only loopback hosts admit without signatures.
         assert registry.lower().split(":")[0] in {"localhost", "["}
+
+
+_any_text = st.text(st.characters(blacklist_categories=()), max_size=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.dictionaries(_any_text | _keys, _any_text | st.lists(_any_text, max_size=2), max_size=4),
+    _sections,
+)
+def test_json_with_any_code_point(extra: dict[str, object], doc: dict[str, object]) -> None:
+    # Lone surrogates (Cs) included: JSON's \ud800 escapes produce them.
+    _check(json.dumps({**doc, **extra}).encode())
+    merged = dict(doc)
+    if isinstance(merged.get("scope"), list) and merged["scope"]:
+        merged["scope"] = [{"registry": "localhost:*", "repositories": list(extra)[:2] or ["a"]}]
+    _check(json.dumps(merged).encode())

@@ -255,3 +255,57 @@ def test_shipped_policies_meet_the_schema() -> None:
     assert [a.name for a in strict.attestations] == ["provenance"]
     assert [r.name for r in strict.rules] == ["non-root", "no-debug-env"]
     assert strict.max_age is not None and strict.max_age.days == 90
+
+
+def test_public_key_kinds() -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa, x25519
+
+    def pem_of(key: object) -> str:
+        return (
+            key.public_key()
+            .public_bytes(  # type: ignore[attr-defined]
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+
+    rsa_doc = document(
+        signatures={
+            "authorities": [
+                {
+                    "name": "a",
+                    "key": {"public_key_pem": pem_of(rsa.generate_private_key(65537, 2048))},
+                }
+            ]
+        }
+    )
+    assert parse_policy(yaml.safe_dump(rsa_doc).encode()).signatures is not None
+    x_doc = document(
+        signatures={
+            "authorities": [
+                {"name": "a", "key": {"public_key_pem": pem_of(x25519.X25519PrivateKey.generate())}}
+            ]
+        }
+    )
+    (error,) = _errors(x_doc)
+    assert error["pointer"] == "/signatures/authorities/0/key/public_key_pem"
+    assert "not a usable public key: unsupported key" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("member", "pointer"),
+    [
+        ('"description": "\\ud800"', "/description"),
+        ('"\\udfff": 1', ""),
+        ('"scope": [{"registry": "a", "repositories": ["\\ud800x"]}]', "/scope/0/repositories/0"),
+    ],
+)
+def test_lone_surrogates_are_refused(member: str, pointer: str) -> None:
+    # "\ud800" is valid JSON but decodes to a str that UTF-8 (the schema
+    # validator, RE2) cannot take; it once escaped as UnicodeEncodeError.
+    head = '{"apiVersion": "attestor.dev/v1alpha1", "kind": "Policy", "id": "p", "version": "1"'
+    scope = ', "scope": [{"registry": "a"}]' if "scope" not in member else ""
+    (error,) = _errors(f"{head}{scope}, {member}}}".encode())
+    assert error["pointer"] == pointer
+    assert "lone surrogate" in error["message"]
