@@ -39,6 +39,26 @@ _FAILED_EFFECT: dict[str, Effect] = {"enforce": "refuse", "warn": "warn", "audit
 DECISION_FORMAT = "attestor.dev/policy-decision/v1"
 
 
+#: A reason longer than this is cut; reasons quote evidence (references,
+#: subjects, predicate values) whose size the engine does not choose.
+MAX_REASON_CHARS = 2000
+
+
+def clean_text(text: str) -> str:
+    """``text`` as storable UTF-8: lone surrogates and NUL escaped, length capped.
+
+    Reasons quote attacker-influenced evidence; a lone surrogate would make
+    ``to_json`` fail and PostgreSQL refuses NUL in text.
+    """
+    if len(text) > MAX_REASON_CHARS:
+        text = text[:MAX_REASON_CHARS] + "…"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
+
+
 def effect_of(mode: Mode, status: Status) -> Effect:
     """The effect of a rule with ``status`` in a policy of ``mode``."""
     return _FAILED_EFFECT[mode] if status == "failed" else "none"
@@ -95,6 +115,10 @@ class RuleResult:
     reason: str
     effect: Effect = "none"
     authorities: tuple[Voucher, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Make the reason storable (see :func:`clean_text`)."""
+        object.__setattr__(self, "reason", clean_text(self.reason))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (see ``schemas/policy-decision.schema.json``)."""
@@ -173,6 +197,8 @@ class Decision:
         Raises:
             ValueError: if a decision has no reason, or an admission names no policy.
         """
+        object.__setattr__(self, "reasons", tuple(clean_text(r) for r in self.reasons))
+        object.__setattr__(self, "image", clean_text(self.image))
         # ValueError, not an attestor error: only our own code builds Decisions.
         if not self.reasons:
             raise ValueError("a decision must carry at least one reason")

@@ -104,7 +104,10 @@ class Authority:
                 return False
             if self.subject is not None:
                 return signer.subject == self.subject
-            return self._regex.fullmatch(signer.subject) is not None
+            try:
+                return self._regex.fullmatch(signer.subject) is not None
+            except UnicodeEncodeError:  # a lone surrogate: RE2 takes UTF-8 only
+                return False
         if self.keyid is not None and signer.keyid == self.keyid:
             return True
         return self.signer_uri is not None and signer.signer_uri == self.signer_uri

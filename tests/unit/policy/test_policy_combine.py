@@ -175,3 +175,13 @@ def test_legacy_registries_rule_requiring_signatures_is_met_by_a_signatures_sect
     decision = evaluate_image(one_set(without), evidence(), NOW)
     assert not decision.allowed
     assert decision.results[0].rules[1].rule == "require_signatures"
+
+
+def test_reasons_are_storable_text() -> None:
+    from attestor.policy.decision import MAX_REASON_CHARS, RuleResult
+
+    long = RuleResult("scope", "failed", "x" * (MAX_REASON_CHARS + 50) + "\x00\ud800")
+    assert len(long.reason) == MAX_REASON_CHARS + 1
+    odd = RuleResult("scope", "failed", "nul \x00 and \udfff")
+    assert odd.reason == "nul \\x00 and \\udfff"
+    odd.reason.encode("utf-8")

@@ -123,6 +123,7 @@ def test_random_evidence(data: st.DataObject) -> None:
     evidence = _evidence(data.draw)
     decision = evaluate_image(POLICIES, evidence, NOW)
     schemas.validate(decision.to_dict(), "policy-decision")
+    decision.to_json().decode("utf-8")
     enforce = [r for r in decision.results if r.mode == "enforce"]
     assert decision.allowed == all(r.passed for r in enforce)
     # Evidence about another digest never changes the decision.

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from attestor.errors import PolicyDenied
@@ -247,3 +249,12 @@ def test_verified_signer_must_name_one_kind() -> None:
 
 
 ISSUER_X = "https://issuer.example"
+
+
+def test_subject_that_is_not_unicode_never_matches() -> None:
+    p = policy(signatures={"authorities": [keyless_authority("any", ".*", regex=True)]})
+    odd = evidence(signatures=(signature(keyless_signer("https://x/\ud800")),))
+    decision = evaluate_image(one_set(p), odd, NOW)
+    assert not decision.allowed
+    # The reason quotes the subject; the decision still serializes.
+    assert "identity https://x/\\ud800 from" in json.loads(decision.to_json())["reasons"][0]
