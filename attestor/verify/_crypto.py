@@ -186,10 +186,12 @@ def signature_checker(key: PublicKey) -> Callable[[bytes, bytes], bool]:
     :func:`verify_signature`: ``False`` for a bad or undecodable signature.
 
     Raises:
-        InvalidInput: if the key type is unknown.
+        InvalidInput: if the key type or its curve is not supported.
     """
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return _checker(key.verify, _ecdsa(key, None))
+        if key.curve.name not in _ECDSA_BY_CURVE:
+            raise InvalidInput(f"unsupported ECDSA curve {key.curve.name}")
+        return _checker(key.verify, _ECDSA_BY_CURVE[key.curve.name])
     if isinstance(key, ed25519.Ed25519PublicKey):
         return _checker(key.verify)
     if isinstance(key, rsa.RSAPublicKey):

@@ -40,7 +40,8 @@ class TrustedKey:
         """Refuse key objects the verifier cannot use.
 
         Raises:
-            InvalidInput: if ``public_key`` is not an ECDSA, Ed25519 or RSA key.
+            InvalidInput: if ``public_key`` is not an ECDSA (P-256, P-384,
+                P-521), Ed25519 or RSA key.
         """
         if not isinstance(
             self.public_key,

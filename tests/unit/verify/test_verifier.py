@@ -5,6 +5,7 @@ import hashlib
 import json
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from securesystemslib.signer import CryptoSigner
 
 from attestor.dsse import Envelope, Signature
@@ -218,3 +219,11 @@ def test_slsa_provenance_default_verifier(signers):
 def test_trusted_key_refuses_non_keys():
     with pytest.raises(InvalidInput):
         TrustedKey(keyid="k", public_key="not a key", algorithm="x")  # type: ignore[arg-type]
+
+
+def test_trusted_key_refuses_a_curve_the_verifier_cannot_check():
+    # secp256k1 is a valid ECDSA key, but no scheme here verifies with it: the
+    # key is refused when loaded, with the domain error, not at verification.
+    key = ec.generate_private_key(ec.SECP256K1()).public_key()
+    with pytest.raises(InvalidInput, match="unsupported ECDSA curve secp256k1"):
+        TrustedKey(keyid="k", public_key=key, algorithm="x")
