@@ -20,6 +20,7 @@ echoing it would let a caller map what the server can reach.
 from __future__ import annotations
 
 import http.client
+import http.cookiejar
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -116,6 +117,9 @@ class Transport:
         # Never pick up proxies, CA bundles or ~/.netrc passwords from the
         # environment: what we talk to is decided by configuration alone.
         self._session.trust_env = False
+        # Nor keep cookies: the client serves every job of a worker process, so
+        # a cookie one registry answer sets would ride along on later requests.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         adapter = GuardedAdapter()
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)

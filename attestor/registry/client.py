@@ -17,6 +17,7 @@ Decisions:
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -96,7 +97,11 @@ class RegistryClient:
     ) -> None:
         self._cache = cache
         self._limits = limits
-        self._locks: dict[str, threading.Lock] = {}
+        # Weak values: a lock lives only while a download of its digest runs, so a
+        # client that serves a worker for its whole life does not grow per blob.
+        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._locks_guard = threading.Lock()
         hosts = HostRules(
             registry_admitted=registry_admitted or (lambda _host: False),

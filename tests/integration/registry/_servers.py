@@ -38,6 +38,10 @@ class AuthProxy(ThreadingHTTPServer):
         self.realm: str | None = None
         #: When set, authorized blob GETs are redirected to ``blob_redirect + path``.
         self.blob_redirect: str | None = None
+        #: When set, every answer carries this ``Set-Cookie`` header.
+        self.set_cookie: str | None = None
+        #: The Cookie header of every request (None if absent).
+        self.seen_cookies: list[str | None] = []
 
     @property
     def host(self) -> str:
@@ -56,6 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
+        if self.server.set_cookie is not None:
+            self.send_header("Set-Cookie", self.server.set_cookie)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
@@ -68,6 +74,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
+        self.server.seen_cookies.append(self.headers.get("Cookie"))
         if url.path == "/token":
             query = parse_qs(url.query)
             scope = query.get("scope", [""])[0]

@@ -98,3 +98,20 @@ def test_static_token_cannot_answer_basic(registry: Any, pushed: Any, tmp_path: 
         ref = parse_reference(pushed.name.replace(registry.host, proxy.host) + ":v1")
         with pytest.raises(UpstreamError, match=f"registry {proxy.host} requires credentials"):
             client.resolve(ref)
+
+
+@pytest.mark.parametrize("mode", ["open", "bearer"])
+def test_cookies_a_registry_sets_are_never_sent_back(
+    mode: str, registry: Any, pushed: Any, tmp_path: Path
+) -> None:
+    # The client lives as long as a worker process and serves every job; a
+    # cookie set while one job pulls must not reach the next request.
+    with auth_proxy(registry.host, mode) as proxy:
+        proxy.set_cookie = "sticky=job-1; Path=/"
+        client = _client(proxy.host, tmp_path, Credentials(USER, PASSWORD))
+        ref = parse_reference(pushed.name.replace(registry.host, proxy.host) + ":v1")
+        image = client.resolve(ref)
+        client.fetch_blob(ref, image.layers[0].digest, expected_size=image.layers[0].size)
+        client.resolve(ref)
+        assert len(proxy.seen_cookies) >= 3
+        assert set(proxy.seen_cookies) == {None}

@@ -258,6 +258,9 @@ def test_concurrent_fetches_download_once(
     assert len(paths) == 1
     gets = [url for method, url in session.sent if method == "GET" and url.endswith(digest)]
     assert len(gets) == 1
+    # The per-digest download locks go once the downloads end: a client that
+    # serves a worker process for its whole life does not grow per blob.
+    assert len(client._locks) == 0
 
 
 def test_corrupted_manifest_fails_by_digest_and_by_tag(
