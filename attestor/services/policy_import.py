@@ -20,6 +20,7 @@ __all__ = [
     "IMPORT_ACTOR",
     "MAX_POLICY_FILES",
     "POLICY_SUFFIXES",
+    "check_files",
     "import_directory",
     "import_files",
     "read_policy_files",
@@ -67,14 +68,11 @@ def read_policy_files(path: Path) -> list[tuple[str, bytes]]:
     return out
 
 
-def import_files(
-    session: Session, files: list[tuple[str, bytes]], *, actor: str, now: datetime
-) -> list[tuple[str, Applied]]:
-    """Apply every file in one transaction; nothing is stored unless all are valid.
+def check_files(files: list[tuple[str, bytes]]) -> None:
+    """Validate every file, without the database: a start stops here on a bad one.
 
     Raises:
         ConfigError: a file is invalid, or two files declare one id.
-        Conflict: a file reuses a label with other content.
     """
     seen: dict[str, str] = {}
     for name, data in files:
@@ -85,6 +83,18 @@ def import_files(
         if policy.id in seen:
             raise ConfigError(f"policy id {policy.id!r} is in both {seen[policy.id]} and {name}")
         seen[policy.id] = name
+
+
+def import_files(
+    session: Session, files: list[tuple[str, bytes]], *, actor: str, now: datetime
+) -> list[tuple[str, Applied]]:
+    """Apply every file in one transaction; nothing is stored unless all are valid.
+
+    Raises:
+        ConfigError: a file is invalid, or two files declare one id.
+        Conflict: a file reuses a label with other content.
+    """
+    check_files(files)
     return [(name, apply(session, data, actor=actor, now=now, source=name)) for name, data in files]
 
 
