@@ -28,6 +28,7 @@ from attestor.policy.model import (
     PolicySet,
     RegistryRule,
 )
+from attestor.policy.plan import EvidencePlan, evidence_plan
 from attestor.policy.sections import (
     AttestationRequirement,
     Authority,
@@ -44,6 +45,7 @@ __all__ = [
     "Decision",
     "Evidence",
     "EvidenceLimits",
+    "EvidencePlan",
     "ImageEvidence",
     "ImageRef",
     "Policy",
@@ -58,6 +60,7 @@ __all__ = [
     "Voucher",
     "evaluate",
     "evaluate_image",
+    "evidence_plan",
     "load_policies",
     "parse_policy",
     "require_admitted",
