@@ -17,6 +17,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
+from tests.unit.policy._build import provenance_v1  # noqa: E402
 from tests.unit.policy.test_policy_vectors import decide  # noqa: E402
 
 D = "sha256:" + "a" * 64
@@ -85,18 +86,12 @@ IMAGE = {
 
 
 def provenance(builder: str) -> dict[str, Any]:
+    """A verified SLSA v1 provenance attestation about D, built by ``builder``."""
     return {
-        "buildDefinition": {
-            "buildType": "https://slsa-framework.github.io/github-actions-buildtypes/workflow/v1",
-            "externalParameters": {
-                "workflow": {
-                    "repository": "https://github.com/example/app",
-                    "ref": "refs/heads/main",
-                    "path": ".github/workflows/release.yml",
-                }
-            },
-        },
-        "runDetails": {"builder": {"id": builder}},
+        "predicate_type": "https://slsa.dev/provenance/v1",
+        "predicate": provenance_v1(builder=builder),
+        "signer": KEYLESS,
+        "subject_digests": [D],
     }
 
 
@@ -159,14 +154,7 @@ CASES: list[dict[str, Any]] = [
         "evidence": {
             "image": IMAGE,
             "signatures": [],
-            "attestations": [
-                {
-                    "predicate_type": "https://slsa.dev/provenance/v1",
-                    "predicate": provenance(BUILDER),
-                    "signer": KEYLESS,
-                    "subject_digests": [D],
-                }
-            ],
+            "attestations": [provenance(BUILDER)],
         },
     },
     {
@@ -175,14 +163,7 @@ CASES: list[dict[str, Any]] = [
         "evidence": {
             "image": IMAGE,
             "signatures": [],
-            "attestations": [
-                {
-                    "predicate_type": "https://slsa.dev/provenance/v1",
-                    "predicate": provenance("https://evil.example/builder"),
-                    "signer": KEYLESS,
-                    "subject_digests": [D],
-                }
-            ],
+            "attestations": [provenance("https://evil.example/builder")],
         },
     },
     {
