@@ -105,9 +105,24 @@ def test_loads_strict_decoders_are_reusable() -> None:
     assert loads_strict(bytearray(b'{"a": [1, {"b": 2}]}'), what="d") == {"a": [1, {"b": 2}]}
 
 
-# Any string, canonical base64 of some bytes, or such base64 with one change.
+_STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _last_data_char_replaced(encoded: str, c: str) -> str:
+    # The character before the padding holds the bits the padding leaves unused.
+    i = len(encoded.rstrip("=")) - 1
+    return encoded[:i] + c + encoded[i + 1 :] if i >= 0 else encoded
+
+
+# Any string, canonical base64 of some bytes, or such base64 with one change
+# (non-zero unused bits included).
 b64_texts = st.one_of(
     texts,
+    st.builds(
+        _last_data_char_replaced,
+        st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
+        st.sampled_from(_STD),
+    ),
     st.binary(max_size=30).map(lambda b: base64.b64encode(b).decode()),
     st.binary(max_size=30).map(lambda b: base64.urlsafe_b64encode(b).decode()),
     st.binary(min_size=1, max_size=30).map(lambda b: base64.b64encode(b).decode()[:-1] + "B"),
@@ -176,3 +191,15 @@ def test_per_key_checker_answers_as_verify_signature(name: str) -> None:
     ]:
         assert check(sig, message) is verify_signature(public, sig, message)
     assert check(good, data) is True
+
+
+@pytest.mark.parametrize("encoded", [base64.b64encode(b"AB").decode(), "QUJD" + "QQ=="])
+def test_b64_shortcut_checks_the_bits_padding_leaves_unused(encoded: str) -> None:
+    # Every character before the padding: accepted exactly when canonical.
+    for c in _STD:
+        value = _last_data_char_replaced(encoded, c)
+        try:
+            strict: bytes | None = b64decode_strict(value, field="f", max_bytes=64)
+        except InvalidInput:
+            strict = None
+        assert _b64_canonical(value, 64) == strict, value
