@@ -361,8 +361,8 @@ def feed_answer(
 ) -> FeedAnswer:
     """Answer ``GET /v1/revocations/feed`` (docs/revocation-feed.md, "Server").
 
-    A 304 for a state younger than ``state_cache``'s bound costs one sha256 and
-    no query; otherwise one primary-key query and one sha256.
+    A 304 for a state younger than ``state_cache``'s bound runs no query (and,
+    for an ETag computed before, no sha256); otherwise one primary-key query.
 
     Args:
         session_factory: opened only when the cached state cannot answer.
