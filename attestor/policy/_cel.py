@@ -47,6 +47,7 @@ __all__ = [
     "MAX_EXPRESSION_CHARS",
     "MAX_MACRO_DEPTH",
     "MAX_MACRO_STEPS",
+    "MAX_MATCHED_CHARS",
     "CelError",
     "CelInput",
     "CelProgram",
@@ -57,6 +58,9 @@ MAX_EXPRESSION_CHARS = 2048
 MAX_AST_NODES = 3000
 MAX_MACRO_DEPTH = 2
 MAX_MACRO_STEPS = 1_000
+#: Characters all ``matches()`` calls of one evaluation may scan (twice the
+#: largest config), so a nested macro cannot rescan a big string 1000 times.
+MAX_MATCHED_CHARS = 1024 * 1024
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 # CEL's built-in type names, usable as values (``type(x) == string``).
 _TYPE_NAMES = frozenset(
@@ -149,6 +153,17 @@ def _shape(tree: lark.Tree[Any]) -> tuple[int, int, set[str]]:
 class _Budget:
     def __init__(self) -> None:
         self.steps = 0
+        self.match_calls = 0
+        self.matched_chars = 0
+
+    def matches(self, text: Any, pattern: Any) -> Any:
+        # Each call compiles its pattern and scans the text: the calls are
+        # counted like macro steps, and the text scanned is capped.
+        self.match_calls += 1
+        self.matched_chars += len(text) if isinstance(text, str) else 0
+        if self.match_calls > MAX_MACRO_STEPS or self.matched_chars > MAX_MATCHED_CHARS:
+            raise _OutOfBudget
+        return celpy.evaluation.function_matches(text, pattern)
 
     def count(self, values: Iterable[Any]) -> Iterator[Any]:
         for value in values:
@@ -156,6 +171,12 @@ class _Budget:
             if self.steps > MAX_MACRO_STEPS:
                 raise _OutOfBudget
             yield value
+
+
+_SPENT = (
+    f"stopped: evaluation budget spent ({MAX_MACRO_STEPS} macro steps, {MAX_MACRO_STEPS} "
+    f"matches() calls or {MAX_MATCHED_CHARS} characters matched)"
+)
 
 
 class _OutOfBudget(Exception):  # noqa: N818 - internal signal, not an error type
@@ -200,7 +221,10 @@ class CelProgram:
                 mismatch), a non-boolean result, or a spent step budget.
         """
         budget = _Budget()
-        evaluation = _Evaluation(**{f"macro_{m}": _guarded(f"macro_{m}", budget) for m in _MACROS})
+        evaluation = _Evaluation(
+            **{f"macro_{m}": _guarded(f"macro_{m}", budget) for m in _MACROS},
+            function_matches=budget.matches,
+        )
         data = variables if isinstance(variables, CelInput) else CelInput(variables)
         activation = _base_activation().nested_activation(vars=data.values(self.uses))
         scope = dict(celpy.evaluation.result.__globals__)
@@ -210,14 +234,14 @@ class CelProgram:
             exec(self._code, scope)  # noqa: S102 - code transpiled from the CEL grammar
             value = scope["CEL"]
         except _OutOfBudget:
-            raise CelError(f"stopped after {MAX_MACRO_STEPS} macro steps") from None
+            raise CelError(_SPENT) from None
         except RecursionError:
             raise CelError("evaluation nested too deeply") from None
         except Exception as e:  # noqa: BLE001 - any failure of a rule fails it closed
             raise CelError(f"evaluation error: {_describe(e)}") from None
         if isinstance(value, BaseException):
             if isinstance(value.__cause__, _OutOfBudget) or isinstance(value, _OutOfBudget):
-                raise CelError(f"stopped after {MAX_MACRO_STEPS} macro steps")
+                raise CelError(_SPENT)
             raise CelError(f"evaluation error: {_describe(value)}")
         if not isinstance(value, celpy.celtypes.BoolType):
             raise CelError(f"the rule returned {type(value).__name__}, not a boolean")

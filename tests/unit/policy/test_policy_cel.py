@@ -116,10 +116,22 @@ def test_runaway_evaluation_stops_at_budget() -> None:
     nested = "config.config.Env.all(a, config.config.Env.all(b, a != b || a == b))"
     allowed, reason = _decide(nested, cfg=config(Env=[f"K{i}=v" for i in range(big)]))
     assert not allowed
-    assert reason.endswith(f"stopped after {MAX_MACRO_STEPS} macro steps")
+    assert f"stopped: evaluation budget spent ({MAX_MACRO_STEPS} macro steps" in reason
     # One item fewer stays within the budget and evaluates.
     small = config(Env=[f"K{i}=v" for i in range(big - 1)])
     assert _decide(nested, cfg=small)[0]
+
+
+def test_matches_scans_at_most_the_character_budget() -> None:
+    # 20 strings of 4 KiB rescanned 20 times by a nested macro: 420 steps,
+    # well under the step budget, but 1.6 MiB scanned, over the 1 MiB cap.
+    env = ["a" * 4096 for _ in range(20)]
+    nested = 'config.config.Env.all(a, config.config.Env.all(b, b.matches("^a+$")))'
+    allowed, reason = _decide(nested, cfg=config(Env=env))
+    assert not allowed
+    assert "evaluation budget spent" in reason
+    # Scanning each string once stays within it.
+    assert _decide('config.config.Env.all(b, b.matches("^a+$"))', cfg=config(Env=env))[0]
 
 
 def test_compile_leaves_recursion_limit_alone() -> None:
