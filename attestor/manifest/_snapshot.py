@@ -18,13 +18,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._dirfd import DirChain, open_root
-from attestor.manifest._filekey import FILE_KEY, file_key
+from attestor.manifest._filekey import FILE_KEY, FileState, SnapshotState, file_key
 from attestor.manifest._hashpipe import HashPipe, pipe_wanted
 from attestor.manifest._limits import ManifestLimits
 from attestor.manifest._model import EntryType, FileManifest, ManifestEntry
@@ -50,47 +48,6 @@ __all__ = [
 ]
 
 _entry = ManifestEntry._trusted
-
-
-# The change key (ino, size, mtime_ns, ctime_ns), then the raw sha256; the
-# capability xattr follows.
-_PACK = struct.Struct(FILE_KEY.format + "32s")
-_KEY_END = FILE_KEY.size
-
-
-@dataclass(frozen=True, slots=True)
-class FileState:
-    """What the previous sweep saw of one regular file (the decoded form).
-
-    A change of content, mode, owner or xattrs moves ``ctime_ns``, which only
-    the kernel sets, so an equal tuple lets the sweep reuse ``sha256`` and
-    ``capability``. The state keeps it packed (:meth:`pack`, 97 bytes plus the
-    capability, against about 300 for this object with its ints and hex).
-    """
-
-    ino: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-    sha256: str
-    capability: bytes | None
-
-    def pack(self) -> bytes:
-        """The packed form kept in a :data:`SnapshotState`."""
-        raw = _PACK.pack(
-            self.ino, self.size, self.mtime_ns, self.ctime_ns, bytes.fromhex(self.sha256)
-        )
-        return raw + (self.capability or b"")
-
-    @classmethod
-    def unpack(cls, raw: bytes) -> FileState:
-        """Decode a value of a :data:`SnapshotState`."""
-        ino, size, mtime_ns, ctime_ns, digest = _PACK.unpack_from(raw)
-        return cls(ino, size, mtime_ns, ctime_ns, digest.hex(), raw[_PACK.size :] or None)
-
-
-#: Path -> packed :class:`FileState` of each regular file (:func:`scan_snapshot`).
-SnapshotState = dict[str, bytes]
 
 
 class _Stop(Exception):
@@ -256,36 +213,46 @@ class SnapshotWalk:
         self._directory(rel, dir_fd, stack, device)
 
     def _directory(self, rel_dir: str, dir_fd: int, stack: list[str], device: int) -> None:
-        max_entries, max_path = self.limits.max_entries, self.limits.max_path_bytes
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        visit = self._visit
         with os.scandir(dir_fd) as it:
             for dirent in it:
-                name = dirent.name
-                rel = f"{rel_dir}/{name}" if rel_dir else name
-                if self.count >= max_entries:
-                    self._stop(f"snapshot has more than {max_entries} entries")
-                self.count += 1
-                # scandir gives undecodable bytes as surrogates; the manifest
-                # is UTF-8 only (spec "Paths").
-                try:
-                    size = len(rel.encode("utf-8"))
-                except UnicodeEncodeError:
-                    self._record(rel, "name is not valid UTF-8")
-                    continue
-                if size > max_path:
-                    self._record(rel, f"path is {size} bytes, limit {max_path}", too_large=True)
-                    continue
-                try:
-                    try:
-                        self._one(dirent, rel, dir_fd, stack, device)
-                    except EntryChanged:
-                        # Replaced between stat and open: a live directory does
-                        # that; once more from a fresh lstat, then it counts.
-                        self._one(dirent, rel, dir_fd, stack, device, retry=True)
-                except EntryChanged:
-                    self._record(rel, "replaced twice while it was being read")
-                except OSError as e:
-                    if e.errno != errno.ENOENT:  # ENOENT: gone since the listing
-                        self._record(rel, f"cannot be read: {e.strerror}")
+                visit(dirent, prefix + dirent.name, dir_fd, stack, device)
+
+    def _visit(
+        self, dirent: os.DirEntry[str], rel: str, dir_fd: int, stack: list[str], device: int
+    ) -> None:
+        """Check and take one listed entry (its path ``rel``); what cannot be read is recorded."""
+        limits = self.limits
+        if self.count >= limits.max_entries:
+            self._stop(f"snapshot has more than {limits.max_entries} entries")
+        self.count += 1
+        # scandir gives undecodable bytes as surrogates; the manifest is UTF-8
+        # only (spec "Paths"). An ASCII path is its own UTF-8.
+        if rel.isascii():
+            size = len(rel)
+        else:
+            try:
+                size = len(rel.encode("utf-8"))
+            except UnicodeEncodeError:
+                self._record(rel, "name is not valid UTF-8")
+                return
+        if size > limits.max_path_bytes:
+            limit = limits.max_path_bytes
+            self._record(rel, f"path is {size} bytes, limit {limit}", too_large=True)
+            return
+        try:
+            try:
+                self._one(dirent, rel, dir_fd, stack, device)
+            except EntryChanged:
+                # Replaced between stat and open: a live directory does
+                # that; once more from a fresh lstat, then it counts.
+                self._one(dirent, rel, dir_fd, stack, device, retry=True)
+        except EntryChanged:
+            self._record(rel, "replaced twice while it was being read")
+        except OSError as e:
+            if e.errno != errno.ENOENT:  # ENOENT: gone since the listing
+                self._record(rel, f"cannot be read: {e.strerror}")
 
     def _one(
         self, dirent: os.DirEntry[str], rel: str, dir_fd: int, stack: list[str], device: int,
@@ -412,7 +379,7 @@ class SnapshotWalk:
         if old is not None and old.startswith(file_key(st)):
             # The very value is kept: LayerChecker counts re-hashed bytes by identity.
             self.state[rel] = old
-            return old[_KEY_END:]
+            return old[FILE_KEY.size :]
         return None
 
     def keep_digest(self, rel: str, st: os.stat_result, digest: bytes) -> None:

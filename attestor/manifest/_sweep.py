@@ -17,7 +17,9 @@ resident-memory target with a 50,000-file layer.
 from __future__ import annotations
 
 import os
+import stat
 import struct
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +63,24 @@ def _key(st: os.stat_result) -> bytes:
     )  # fmt: skip
 
 
+_COUNT = struct.Struct("<I")
+
+
+def _pack_names(known: dict[str, int]) -> bytes:
+    """``known`` (name -> attested index) as count, indices, then the NUL-joined UTF-8 names."""
+    head = _COUNT.pack(len(known)) + array("I", known.values()).tobytes()
+    return head + "\0".join(known).encode("utf-8")
+
+
+def _unpack_names(packed: bytes) -> dict[str, int]:
+    """The dict :func:`_pack_names` packed."""
+    (count,) = _COUNT.unpack_from(packed)
+    end = _COUNT.size + 4 * count
+    indices = array("I")
+    indices.frombytes(packed[_COUNT.size : end])
+    return dict(zip(packed[end:].decode("utf-8").split("\0"), indices, strict=True))
+
+
 class LayerState:
     """What one sweep saw of a layer's regular files, for the next sweep.
 
@@ -68,19 +88,28 @@ class LayerState:
         manifest: the attested manifest the state is indexed by.
     """
 
-    __slots__ = ("extra", "flags", "keys", "manifest", "other")
+    __slots__ = ("extra", "flags", "keys", "manifest", "names", "other")
 
-    def __init__(self, manifest: AttestedManifest) -> None:
+    def __init__(self, manifest: AttestedManifest, previous: LayerState | None = None) -> None:
         count = len(manifest)
         self.manifest = manifest
         #: The lstat key of each attested regular file (``_K`` bytes per entry).
-        self.keys = bytearray(count * _K)
+        #: Starts as the previous state's: a key is read only where this
+        #: state's flag says the file was seen with it.
+        self.keys: bytearray = (
+            bytearray(count * _K) if previous is None else bytearray(previous.keys)
+        )
         #: One flag per attested entry (``_UNSEEN`` ... ``_SEEN``).
         self.flags = bytearray(count)
         #: Attested index -> digest + capability of a file that is not as attested.
         self.other: dict[int, bytes] = {}
         #: Path -> key + digest + capability of a file the manifest does not list.
         self.extra: dict[str, bytes] = {}
+        #: Directory path + "/" ("" for the root) -> the names of its regular
+        #: files the manifest lists, with their indices (:func:`_pack_names`):
+        #: what ``find`` answered for them, so that the next sweep looks a
+        #: name up in a dict built for its directory instead of bisecting.
+        self.names: dict[str, bytes] = {} if previous is None else dict(previous.names)
 
     def fits(self, manifest: AttestedManifest) -> bool:
         """True when the state is indexed like ``manifest`` (same entries, same order)."""
@@ -149,21 +178,94 @@ class _Sweep(SnapshotWalk):
         self.find = attested.finder()
         self.offsets, self.blob = attested.columns()
         self.prior = prior
-        self.new = LayerState(attested)
+        self.new = LayerState(attested, prior)
         self.changes: list[Change] = []
+        #: Directory -> names ``find`` placed in this walk (merged into ``new.names``).
+        self.learned: dict[str, dict[str, int]] = {}
 
     def _index(self, path: str) -> int | None:
         return self.find(path.encode("utf-8"))
 
+    def _directory(self, rel_dir: str, dir_fd: int, stack: list[str], device: int) -> None:
+        prefix = f"{rel_dir}/" if rel_dir else ""
+        try:
+            self._list(prefix, rel_dir, dir_fd, stack, device)
+        finally:
+            # Packed now: a walk holds one directory's names as a dict at a time.
+            self._keep_names(prefix)
+
+    def _list(self, prefix: str, rel_dir: str, dir_fd: int, stack: list[str], device: int) -> None:
+        prior = self.prior
+        if prior is None or (packed := prior.names.get(prefix)) is None:
+            super()._directory(rel_dir, dir_fd, stack, device)
+            return
+        # The incremental sweep's hot loop: a listed regular file whose lstat
+        # key is the one it matched with last time. Every check _visit,
+        # _one and regular_file make on it is made here, in the same order,
+        # and the entry is taken as they would take it; anything else (or a
+        # check that fails) goes to _visit, which decides as for any entry.
+        known = _unpack_names(packed)
+        limits, flags, keys, new_flags = self.limits, prior.flags, prior.keys, self.new.flags
+        max_entries, max_total = limits.max_entries, limits.max_total_size
+        # The path length check, once for the directory: every name in
+        # ``known`` is valid UTF-8 (it was decoded from it), and when all are
+        # ASCII and short enough no path here can be over the limit.
+        if not (
+            "".join(known).isascii()
+            and len(prefix.encode("utf-8")) + max(map(len, known), default=0)
+            <= limits.max_path_bytes
+        ):
+            super()._directory(rel_dir, dir_fd, stack, device)
+            return
+        visit, pack, regular, match = self._visit, _pack_key, stat.S_IFREG, _MATCH
+        count, total = self.count, self.total_size
+        try:
+            with os.scandir(dir_fd) as it:
+                for dirent in it:
+                    name = dirent.name
+                    i = known.get(name)
+                    if i is not None and flags[i] == match and count < max_entries:
+                        try:
+                            st = dirent.stat(follow_symlinks=False)
+                        except OSError:
+                            st = None  # _visit records why
+                        if (
+                            st is not None
+                            and st.st_mode & 0o170000 == regular
+                            and st.st_dev == device
+                            and st.st_nlink == 1
+                            and keys.startswith(
+                                pack(
+                                    st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+                                    st.st_mode & 0o7777, st.st_uid, st.st_gid,
+                                ),
+                                i * _K,
+                            )
+                        ):  # fmt: skip
+                            count += 1
+                            total += st.st_size
+                            if total > max_total:
+                                self._stop(f"snapshot content exceeds {max_total} bytes")
+                            # new.keys started as prior.keys: the key is in place.
+                            new_flags[i] = match
+                            continue
+                    self.count, self.total_size = count, total
+                    visit(dirent, prefix + name, dir_fd, stack, device)
+                    count, total = self.count, self.total_size
+        finally:
+            self.count, self.total_size = count, total
+
     def regular_file(self, rel: str, name: str, dir_fd: int, st: os.stat_result, fd: int) -> None:
-        # The per-file hot path of every sweep: one lookup, one key,
-        # and for an unchanged file nothing else. Helpers are inlined.
+        # The per-file path of a full sweep and of files the hot loop above
+        # passes on: one lookup, one key, and for an unchanged file nothing
+        # else. Helpers are inlined.
         i = self.find(rel.encode("utf-8"))
         if i is None or st.st_nlink > 1:
             # Hardlink groups wait for the end of the walk; an unlisted file is
             # added. Both are rare and take the general path.
             super().regular_file(rel, name, dir_fd, st, fd)
             return
+        self.learned.setdefault(rel[: len(rel) - len(name)], {})[name] = i
         size, mode, uid, gid = st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
@@ -235,6 +337,14 @@ class _Sweep(SnapshotWalk):
         record = self.attested.record_at(index)
         if record != pack_entry(entry):
             self.changes.extend(diff_entries(unpack_entry(entry.path, record), entry))
+
+    def _keep_names(self, prefix: str) -> None:
+        """Add the names this walk placed in directory ``prefix`` to the state's."""
+        found = self.learned.pop(prefix, None)
+        if found:
+            names = self.new.names
+            packed = names.get(prefix)
+            names[prefix] = _pack_names(found if packed is None else _unpack_names(packed) | found)
 
     def removed(self) -> None:
         if self.truncated:
