@@ -9,6 +9,7 @@ are exercised against a real gRPC server, without a daemon.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 import pytest
 
 from agent.containerd import ContainerdClient
@@ -142,3 +146,93 @@ def test_unknown_method_is_unimplemented(sock: str) -> None:
         list(call)
     assert info.value.code == StatusCode.UNIMPLEMENTED
     channel.close()
+
+
+# -- a pooled connection the daemon drops while our request is on the way ------
+# grpcio's server cannot be made to lose this race on purpose, so a scripted
+# HTTP/2 server (h2, server side) plays the daemon: it answers the first call,
+# then treats the second call on that connection as the fault says.
+
+
+def _answer(conn: Any, stream: int, revision: str) -> None:
+    conn.send_headers(stream, [(":status", "200"), ("content-type", "application/grpc")])
+    body = version_pb2.VersionResponse(version="1.6.20", revision=revision).SerializeToString()
+    conn.send_data(stream, len(body).to_bytes(5, "big") + body)
+    conn.send_headers(stream, [("grpc-status", "0")], end_stream=True)
+
+
+def _scripted_daemon(path: str, fault: str) -> threading.Thread:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+
+    def one_connection(revision: str) -> None:
+        sock, _ = listener.accept()
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        calls = 0
+        with sock:
+            while data := sock.recv(65536):
+                for event in conn.receive_data(data):
+                    if not isinstance(event, h2.events.StreamEnded):
+                        continue
+                    calls += 1
+                    if revision == "r1" and calls == 2:
+                        if fault == "goaway":
+                            conn.close_connection(last_stream_id=event.stream_id - 2)
+                        elif fault == "answered-then-closed":
+                            conn.send_headers(
+                                event.stream_id,
+                                [(":status", "200"), ("content-type", "application/grpc")],
+                            )
+                        sock.sendall(conn.data_to_send())
+                        return
+                    _answer(conn, event.stream_id, revision)
+                sock.sendall(conn.data_to_send())
+
+    def serve() -> None:
+        with listener:
+            for revision in ("r1", "r2"):
+                try:
+                    one_connection(revision)
+                except OSError:  # the client closed the connection first
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def _version(channel: Channel) -> str:
+    call = channel.call(
+        "/containerd.services.version.v1.Version/Version", b"", metadata=[], timeout=5
+    )
+    [raw] = list(call)
+    return str(version_pb2.VersionResponse.FromString(raw).revision)
+
+
+@pytest.mark.parametrize("fault", ["goaway", "closed"])
+def test_a_request_the_daemon_never_processed_is_sent_again_on_a_new_connection(
+    tmp_path: Path, fault: str
+) -> None:
+    path = str(tmp_path / "scripted.sock")
+    thread = _scripted_daemon(path, fault)
+    channel = Channel(path)
+    assert _version(channel) == "r1"
+    # GOAWAY below our stream, or a close before any answer: not processed.
+    assert _version(channel) == "r2"
+    channel.close()
+    thread.join(timeout=5)
+
+
+def test_a_call_the_daemon_began_answering_is_not_sent_again(tmp_path: Path) -> None:
+    path = str(tmp_path / "scripted.sock")
+    thread = _scripted_daemon(path, "answered-then-closed")
+    channel = Channel(path)
+    assert _version(channel) == "r1"
+    with pytest.raises(RpcError) as info:
+        _version(channel)  # sent again, it would have reached "r2"
+    assert info.value.code == StatusCode.UNAVAILABLE
+    assert _version(channel) == "r2"  # the next call opens a new connection
+    channel.close()
+    thread.join(timeout=5)
