@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from _host import print_host  # bench/_host.py, beside this file
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestor.verify import Verifier
 from attestor.verify._crypto import load_public_key
@@ -96,6 +98,19 @@ def _python_floor(runs: int) -> float:
     return statistics.median(times)
 
 
+def _raw_verify_rate(seconds: float = 1.0) -> float:
+    """ECDSA P-256 verifications per CPU second (what a bundle check does once or twice)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    public, data = key.public_key(), b"x" * 512
+    signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    n, t0 = 0, time.process_time()
+    while time.process_time() - t0 < seconds:
+        for _ in range(100):
+            public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        n += 100
+    return n / (time.process_time() - t0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
@@ -105,6 +120,7 @@ def main() -> None:
     if not opts.cases.is_dir():
         raise SystemExit(f"no conformance cases at {opts.cases}")
     print(f"raw limit: bare `python -c pass` median {_python_floor(opts.runs) * 1000:.1f} ms")
+    print(f"raw rate: {_raw_verify_rate():,.0f} ECDSA P-256 verifies/s (1 core, CPU time)")
     for name in ("happy-path-v0.3", "rekor2-dsse-happy-path", "managed-key-happy-path"):
         if (opts.cases / name).is_dir():
             _bench(opts.cases / name, opts.runs)
