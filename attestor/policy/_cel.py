@@ -20,7 +20,9 @@ Bounds, checked as follows (measured figures in docs/policies.md):
   comprehension macros (``all``, ``exists``, ``exists_one``, ``map``,
   ``filter``) nested in one another, checked at parse time;
 * at run time every element a macro visits is counted against
-  ``MAX_MACRO_STEPS`` per evaluation; past it the rule fails (closed).
+  ``MAX_MACRO_STEPS`` per evaluation, and so are ``matches()`` calls, the
+  text they scan (``MAX_MATCHED_CHARS``) and what ``+`` builds
+  (``MAX_BUILT_ITEMS``); past any of them the rule fails (closed).
   Without a loop construct, CEL does work only in macros, or proportional to
   the expression's length; ``matches()`` uses RE2 (linear time);
 * the input is bounded by ``EvidenceLimits`` (``attestor.policy.evidence``).
@@ -28,6 +30,7 @@ Bounds, checked as follows (measured figures in docs/policies.md):
 
 from __future__ import annotations
 
+import operator
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,6 +50,7 @@ __all__ = [
     "MAX_EXPRESSION_CHARS",
     "MAX_MACRO_DEPTH",
     "MAX_MACRO_STEPS",
+    "MAX_BUILT_ITEMS",
     "MAX_MATCHED_CHARS",
     "CelError",
     "CelInput",
@@ -61,6 +65,8 @@ MAX_MACRO_STEPS = 1_000
 #: Characters all ``matches()`` calls of one evaluation may scan (twice the
 #: largest config), so a nested macro cannot rescan a big string 1000 times.
 MAX_MATCHED_CHARS = 1024 * 1024
+#: Characters, bytes and list items that ``+`` may build in one evaluation.
+MAX_BUILT_ITEMS = 4 * 1024 * 1024
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 # CEL's built-in type names, usable as values (``type(x) == string``).
 _TYPE_NAMES = frozenset(
@@ -155,6 +161,17 @@ class _Budget:
         self.steps = 0
         self.match_calls = 0
         self.matched_chars = 0
+        self.built = 0
+
+    def add(self, left: Any, right: Any) -> Any:
+        # "+" on strings and lists copies its operands; without a cap, a
+        # macro could build gigabytes out of a 512 KiB config.
+        value = operator.add(left, right)
+        if isinstance(value, str | bytes | list):
+            self.built += len(value)
+            if self.built > MAX_BUILT_ITEMS:
+                raise _OutOfBudget
+        return value
 
     def matches(self, text: Any, pattern: Any) -> Any:
         # Each call compiles its pattern and scans the text: the calls are
@@ -175,7 +192,8 @@ class _Budget:
 
 _SPENT = (
     f"stopped: evaluation budget spent ({MAX_MACRO_STEPS} macro steps, {MAX_MACRO_STEPS} "
-    f"matches() calls or {MAX_MATCHED_CHARS} characters matched)"
+    f"matches() calls, {MAX_MATCHED_CHARS} characters matched or {MAX_BUILT_ITEMS} "
+    "items built by +)"
 )
 
 
@@ -190,6 +208,13 @@ def _guarded(name: str, budget: _Budget) -> Callable[..., Any]:
         return real(activation, var, expr, lambda a: budget.count(gen(a)))
 
     return macro
+
+
+class _Operator(SimpleNamespace):
+    """The ``operator`` module as the generated code sees it, with a counted ``add``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(operator, name)
 
 
 class _Evaluation(SimpleNamespace):
@@ -229,6 +254,7 @@ class CelProgram:
         activation = _base_activation().nested_activation(vars=data.values(self.uses))
         scope = dict(celpy.evaluation.result.__globals__)
         scope["celpy"] = SimpleNamespace(celtypes=celpy.celtypes, evaluation=evaluation)
+        scope["operator"] = _Operator(add=budget.add)
         scope["base_activation"] = activation
         try:
             exec(self._code, scope)  # noqa: S102 - code transpiled from the CEL grammar

@@ -166,3 +166,14 @@ def test_concurrent_evaluations_do_not_mix_results() -> None:
 def test_cel_error_type() -> None:
     with pytest.raises(CelError):
         compile_cel("")
+
+
+def test_concatenation_is_capped() -> None:
+    # 30 x 30 pairs, each building strings of 8, 12 and 16 KiB: 32 MiB > 4 Mi.
+    env = ["a" * 4096 for _ in range(30)]
+    built = "config.config.Env.all(a, config.config.Env.all(b, size(a + b + a + b) > 0))"
+    allowed, reason = _decide(built, cfg=config(Env=env))
+    assert not allowed
+    assert "items built by +" in reason
+    assert _decide("config.config.Env.all(a, size(a + a) > 0)", cfg=config(Env=env))[0]
+    assert _decide('[1] + [2] == [1, 2] && "a" + "b" == "ab" && 1 + 2 == 3 && 7 % 4 == 3')[0]
