@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from attestor.errors import InvalidInput
 from attestor.store import audit as store
-from attestor.store._cursor import check_limit, decode_cursor, encode_cursor
 
 __all__ = [
     "ACTIONS",
@@ -48,7 +47,7 @@ ACTIONS = frozenset(
         "revocation.create",
     }
 )
-MAX_PAGE = 500
+MAX_PAGE = store.MAX_PAGE
 
 
 def record(
@@ -89,12 +88,11 @@ def page(
     Raises:
         InvalidInput: a malformed cursor or a limit out of range.
     """
-    check_limit(limit, MAX_PAGE)
-    after = 0 if cursor is None else int(decode_cursor(cursor, (int,))[0])
     head_seq, head_hash = store.head(session)
-    rows = store.entries_after(session, after, limit + 1, action_prefix=action_prefix)
-    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
-    return AuditPage(rows[:limit], next_cursor, head_seq, head_hash)
+    rows, next_cursor = store.list_page(
+        session, cursor=cursor, limit=limit, action_prefix=action_prefix
+    )
+    return AuditPage(rows, next_cursor, head_seq, head_hash)
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from attestor.errors import ConfigError, Conflict, InvalidInput
+from attestor.store._cursor import check_limit, decode_cursor, encode_cursor
 from attestor.store.models import AuditHeadModel, AuditLogModel
 
 __all__ = [
     "GENESIS_HASH",
     "MAX_CHANGE_CHARS",
+    "MAX_PAGE",
     "AuditEntry",
     "append",
     "canonical_change",
@@ -42,6 +44,7 @@ __all__ = [
     "entry_hash",
     "head",
     "iter_entries",
+    "list_page",
     "lock_chain",
     "time_text",
 ]
@@ -49,6 +52,7 @@ __all__ = [
 GENESIS_HASH = "0" * 64
 #: A change records ids, versions and digests, never documents.
 MAX_CHANGE_CHARS = 64 * 1024
+MAX_PAGE = 500
 _HEAD_ROW = 1
 _LIMITS = {"actor": 256, "action": 64, "target": 512}
 
@@ -240,6 +244,21 @@ def entries_after(
         query = query.where(AuditLogModel.action.startswith(action_prefix, autoescape=True))
     query = query.order_by(AuditLogModel.seq).limit(limit)
     return [_entry(m) for m in session.scalars(query)]
+
+
+def list_page(
+    session: Session, *, cursor: str | None, limit: int, action_prefix: str | None = None
+) -> tuple[list[AuditEntry], str | None]:
+    """One page in sequence order after ``cursor``, and the next page's cursor.
+
+    Raises:
+        InvalidInput: a malformed cursor or a limit out of range.
+    """
+    check_limit(limit, MAX_PAGE)
+    after = 0 if cursor is None else int(decode_cursor(cursor, (int,))[0])
+    rows = entries_after(session, after, limit + 1, action_prefix=action_prefix)
+    next_cursor = encode_cursor(rows[limit - 1].seq) if len(rows) > limit else None
+    return rows[:limit], next_cursor
 
 
 def iter_entries(session: Session, *, batch: int = 1000) -> Iterator[AuditEntry]:
