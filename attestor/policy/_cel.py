@@ -18,7 +18,9 @@ Bounds, checked as follows (measured figures in docs/policies.md):
 * an expression is at most ``MAX_EXPRESSION_CHARS`` characters and
   ``MAX_AST_NODES`` parse-tree nodes, with at most ``MAX_MACRO_DEPTH``
   comprehension macros (``all``, ``exists``, ``exists_one``, ``map``,
-  ``filter``) nested in one another, checked at parse time;
+  ``filter``) nested in one another, and no ``string()``/``bytes()``
+  conversion inside a macro (it could copy the whole config at every step),
+  checked at parse time;
 * at run time every element a macro visits is counted against
   ``MAX_MACRO_STEPS`` per evaluation, and so are ``matches()`` calls, the
   text they scan (``MAX_MATCHED_CHARS``) and what ``+`` builds
@@ -67,6 +69,8 @@ MAX_MACRO_STEPS = 1_000
 MAX_MATCHED_CHARS = 1024 * 1024
 #: Characters, bytes and list items that ``+`` may build in one evaluation.
 MAX_BUILT_ITEMS = 4 * 1024 * 1024
+# Conversions whose result can be as large as the whole input.
+_CONVERSIONS = frozenset({"string", "bytes"})
 _MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 # CEL's built-in type names, usable as values (``type(x) == string``).
 _TYPE_NAMES = frozenset(
@@ -136,11 +140,13 @@ def _environment() -> celpy.Environment:
         return _env
 
 
-def _shape(tree: lark.Tree[Any]) -> tuple[int, int, set[str]]:
-    """Node count, deepest macro nesting, and root identifiers of ``tree``."""
+def _shape(tree: lark.Tree[Any]) -> tuple[int, int, set[str], bool]:
+    """Node count, deepest macro nesting, root identifiers of ``tree``, and
+    whether a ``string()``/``bytes()`` conversion sits inside a macro."""
     nodes = 0
     deepest = 0
     idents: set[str] = set()
+    converts = False
     stack: list[tuple[lark.Tree[Any], int]] = [(tree, 0)]
     while stack:
         node, depth = stack.pop()
@@ -152,8 +158,10 @@ def _shape(tree: lark.Tree[Any]) -> tuple[int, int, set[str]]:
             deepest = max(deepest, depth)
         if node.data == "ident":
             idents.update(str(c) for c in node.children if isinstance(c, lark.Token))
+        if depth and node.data == "ident_arg" and node.children:
+            converts = converts or str(node.children[0]) in _CONVERSIONS
         stack.extend((c, depth) for c in node.children if isinstance(c, lark.Tree))
-    return nodes, deepest, idents
+    return nodes, deepest, idents, converts
 
 
 class _Budget:
@@ -292,11 +300,16 @@ def compile_cel(expression: str) -> CelProgram:
     env = _environment()
     try:
         tree = env.compile(expression)
-        nodes, depth, idents = _shape(tree)
+        nodes, depth, idents, converts = _shape(tree)
         if nodes > MAX_AST_NODES:
             raise CelError(f"{nodes} syntax nodes, limit {MAX_AST_NODES}")
         if depth > MAX_MACRO_DEPTH:
             raise CelError(f"macros nested {depth} deep, limit {MAX_MACRO_DEPTH}")
+        if converts:
+            raise CelError(
+                "string() and bytes() are not allowed inside macros: "
+                "at every step they could copy the whole config"
+            )
         unknown = sorted(idents - set(VARIABLES) - _TYPE_NAMES - _bound_names(tree))
         if unknown:
             raise CelError(f"unknown variable {unknown[0]!r}; rules may use {', '.join(VARIABLES)}")
@@ -325,6 +338,6 @@ def _bound_names(tree: lark.Tree[Any]) -> set[str]:
                 if isinstance(child, lark.Tree) and child.data == "exprlist" and child.children:
                     first = child.children[0]
                     if isinstance(first, lark.Tree):
-                        _, _, idents = _shape(first)
+                        idents = _shape(first)[2]
                         names.update(idents)
     return names

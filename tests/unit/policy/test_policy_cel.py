@@ -98,6 +98,7 @@ def test_rule_over_evidence_not_gathered_fails_closed() -> None:
             "image.layers.all(a, image.layers.all(b, image.layers.all(c, true)))",
             "macros nested 3 deep, limit 2",
         ),
+        ("image.layers.map(l, string(config)).size() > 0", "not allowed inside macros"),
         ("(" * 400 + "true" + ")" * 400, ""),
     ],
 )
