@@ -45,8 +45,9 @@ from attestor.digests import parse_digest, sha256_hex
 __all__ = ["ServerClient", "report_sender", "violation_sender"]
 
 _CHUNK = 64 * 1024
-#: Connections kept per host: the main loop, two deliverers and the feed poller.
-_POOL_SIZE = 4
+#: Connections kept per host, as requests kept (its pool_maxsize): the agent's
+#: threads (main loop, deliverers, feed poller) each hold one at a time.
+_POOL_SIZE = 10
 
 
 def _is_loopback(host: str) -> bool:
