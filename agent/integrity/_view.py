@@ -8,6 +8,7 @@ slot per path, the layers' compact manifests holding the entries.
 from __future__ import annotations
 
 import bisect
+import heapq
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -37,14 +38,12 @@ class MergedView(Mapping[str, ManifestEntry]):
 
     __slots__ = ("_layers", "_paths", "_slots")
 
-    def __init__(self, layers: Sequence[AttestedManifest], where: Mapping[str, int]) -> None:
+    def __init__(
+        self, layers: Sequence[AttestedManifest], paths: PathTable, slots: array[int]
+    ) -> None:
         self._layers = tuple(layers)
-        self._paths = PathTable()
-        self._slots = array("Q")
-        for path in sorted(where):  # code point order is the table's UTF-8 byte order
-            self._paths.append(path.encode("utf-8"))
-            self._slots.append(where[path])
-        self._paths.finish()
+        self._paths = paths
+        self._slots = slots
 
     def _slot(self, path: object) -> int | None:
         if not isinstance(path, str):
@@ -98,35 +97,67 @@ _DIR = pack_entry(ManifestEntry("x", EntryType.DIR, mode=0, uid=0, gid=0))[0]
 _DIR_KINDS = frozenset({_OPAQUE, _DIR})
 
 
-def _drop_under(view: dict[str, int], kinds: dict[str, int], path: str) -> None:
-    prefix = path + "/"
-    for p in [p for p in view if p.startswith(prefix)]:
-        del view[p]
-        kinds.pop(p, None)
+def _hidden(path: str, number: int, hide: dict[str, int]) -> bool:
+    """Whether a directory above ``path`` hides layer ``number``'s entries below it."""
+    at = path.find("/")
+    while at != -1:
+        if hide.get(path[: at + 1], -1) > number:
+            return True
+        at = path.find("/", at + 1)
+    return False
+
+
+def _hide(hide: dict[str, int], directory: str, number: int) -> None:
+    below = directory + "/"
+    hide[below] = max(number, hide.get(below, -1))
+
+
+def _layer_paths(number: int, layer: AttestedManifest) -> Iterator[tuple[str, int, int]]:
+    for index in range(len(layer)):
+        yield layer.path_at(index), -number, index
 
 
 def merged_view(layers: Sequence[FileManifest | AttestedManifest]) -> MergedView:
     """The rootfs the attested layers give (bottom layer first), as path -> entry.
 
     Whiteouts remove a path and its descendants; an opaque directory hides
-    what lower layers had below it (OCI image-spec "Whiteouts").
+    what lower layers had below it, and so does a non-directory over a
+    directory (OCI image-spec "Whiteouts").
+
+    The layers' sorted paths are merged in path order (the table's order),
+    topmost layer first for a path, so the view is written as it is read:
+    no dict of every path is built on the way.
     """
     compact = [m if isinstance(m, AttestedManifest) else compact_unhashed(m) for m in layers]
-    view: dict[str, int] = {}
-    dirs: dict[str, int] = {}  # the directories in view (a small share of paths)
-    for number, layer in enumerate(compact):
-        for index in range(len(layer)):
-            path, kind = layer.path_at(index), layer.record_at(index)[0]
-            if kind == _WHITEOUT:
-                view.pop(path, None)
-                dirs.pop(path, None)
-                _drop_under(view, dirs, path)
-                continue
-            if kind == _OPAQUE or (path in dirs and kind not in _DIR_KINDS):
-                _drop_under(view, dirs, path)
-            view[path] = number * _SPAN + index
-            if kind in _DIR_KINDS:
-                dirs[path] = kind
-            else:
-                dirs.pop(path, None)
-    return MergedView(compact, view)
+    paths, slots = PathTable(), array("Q")
+    # "dir/" -> the highest layer whose entry at dir hides the lower layers'
+    # paths below it: a whiteout or an opaque directory, or a non-directory
+    # over a lower layer's directory (only a directory has paths below it in
+    # its layer). An ancestor comes before its descendants in path order, so
+    # it is known by the time they come; entries at one path come together,
+    # the topmost layer first.
+    hide: dict[str, int] = {}
+    last: str | None = None
+    over_dir = -1  # the highest layer with a non-directory at ``last``
+    for path, neg, index in heapq.merge(*(_layer_paths(n, c) for n, c in enumerate(compact))):
+        number = -neg
+        kind = compact[number].record_at(index)[0]
+        if path != last:
+            over_dir = -1
+        if kind == _WHITEOUT:
+            _hide(hide, path, number)
+        elif kind not in _DIR_KINDS:
+            over_dir = max(over_dir, number)
+        else:
+            if kind == _OPAQUE:
+                _hide(hide, path, number)
+            if over_dir > number:
+                _hide(hide, path, over_dir)
+        if path == last:
+            continue  # under the topmost layer's entry at this path
+        last = path
+        if kind == _WHITEOUT or (hide and _hidden(path, number, hide)):
+            continue
+        paths.append(path.encode("utf-8"))
+        slots.append(number * _SPAN + index)
+    return MergedView(compact, paths.finish(), slots)
