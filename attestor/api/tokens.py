@@ -88,7 +88,11 @@ def list_tokens() -> dict[str, Any]:
 @require_roles("admin")
 @blp.response(204)
 def revoke_token(token_id: str) -> None:
-    """Revoke a token; it stops authenticating at once."""
+    """Revoke a token.
+
+    It stops authenticating at once in this server process, and within 1 s in
+    every other process and replica (docs/revocation-feed.md, "Caches").
+    """
     state = app_state()
     with state.session_factory.begin() as session:
         token_service.revoke_token(
