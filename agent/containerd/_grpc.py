@@ -119,6 +119,34 @@ class _Conn:
     def close(self) -> None:
         self.sock.close()
 
+    def usable(self) -> bool:
+        """Whether an idle connection may carry a call: the daemon ended nothing meanwhile.
+
+        Reads what arrived while idle without blocking (pings are answered);
+        a GOAWAY, an end of stream or a protocol error (h2 refuses the ping
+        grpc servers send after their GOAWAY) means it may not.
+        """
+        try:
+            self.sock.setblocking(False)
+            try:
+                while True:
+                    try:
+                        data = self.sock.recv(_READ)
+                    except BlockingIOError:
+                        return True
+                    if not data:
+                        return False
+                    events = self.h2.receive_data(data)
+                    if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+                        return False
+                    out = self.h2.data_to_send()
+                    if out:
+                        self.sock.sendall(out)
+            finally:
+                self.sock.setblocking(True)
+        except (OSError, h2.exceptions.ProtocolError):
+            return False
+
 
 class Channel:
     """Connections to one unix socket, reused by calls one at a time.
@@ -132,6 +160,7 @@ class Channel:
         self.address = address
         self._max_idle = max_idle
         self._idle: list[_Conn] = []
+        self._active: set[Call] = set()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -150,12 +179,26 @@ class Channel:
         )
 
     def close(self) -> None:
-        """Close the idle connections; calls still running close theirs when they end."""
+        """Close the idle connections and cancel the calls still running (as grpcio did)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            active, self._active = self._active, set()
         for conn in idle:
             conn.close()
+        for call in active:
+            call.cancel()
+
+    def _enter(self, call: Call) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            self._active.add(call)
+            return True
+
+    def _leave(self, call: Call) -> None:
+        with self._lock:
+            self._active.discard(call)
 
     def _connect(self, timeout: float | None) -> _Conn:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -168,8 +211,12 @@ class Channel:
         return _Conn(sock)
 
     def _take(self) -> _Conn | None:
-        with self._lock:
-            return self._idle.pop() if self._idle else None
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or conn.usable():
+                return conn
+            conn.close()
 
     def _give(self, conn: _Conn) -> None:
         conn.reused = True
@@ -225,7 +272,7 @@ class Call:
         if self._started:
             return
         self._started = True
-        if self._cancelled.is_set():
+        if self._cancelled.is_set() or not self._channel._enter(self):
             self._failed = RpcError(StatusCode.CANCELLED, "cancelled")
             return
         try:
@@ -269,6 +316,7 @@ class Call:
                 self._channel._give(conn)
             self._finish(*self._ended)
         finally:
+            self._channel._leave(self)
             self._drop()
 
     def _drop(self) -> None:

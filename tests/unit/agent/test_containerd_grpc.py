@@ -90,6 +90,24 @@ def test_a_restarted_daemon_is_reached_through_a_fresh_connection(tmp_path: Path
         srv.stop(grace=None)
 
 
+def test_an_idle_connection_to_a_daemon_shutting_down_is_not_used(tmp_path: Path) -> None:
+    path = str(tmp_path / "ctd.sock")
+    old = _serve(path, "r1")
+    client = ContainerdClient(path, "ns", timeout=5)
+    try:
+        assert client.version().revision == "r1"  # leaves an idle pooled connection
+        # A graceful stop: GOAWAY (and a ping) on the idle connection, which
+        # stays open during the grace period; the socket path is served anew.
+        stopped = old.stop(grace=3)
+        time.sleep(0.3)
+        new = _serve(path, "r2")
+        assert client.version().revision == "r2"
+    finally:
+        client.close()
+        stopped.wait()
+        new.stop(grace=None)
+
+
 def test_concurrent_calls_from_threads_each_get_their_answer(sock: str) -> None:
     client = ContainerdClient(sock, "ns", timeout=5)
     with client, futures.ThreadPoolExecutor(max_workers=6) as pool:
@@ -137,6 +155,22 @@ def test_closing_a_subscription_from_another_thread_ends_its_iteration(sock: str
         thread.join(timeout=5)
     assert not thread.is_alive()
     assert seen == ["/first"]
+
+
+def test_closing_the_client_ends_a_running_subscription(sock: str) -> None:
+    client = ContainerdClient(sock, "ns", timeout=5)
+    sub = client.subscribe()
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.extend(e.topic for e in sub))
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive()
+    client.close()  # as grpcio's channel.close(): active calls end
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert seen == ["/first"]
+    with pytest.raises(UpstreamError, match="CANCELLED|cancelled"):
+        client.version()  # a closed client makes no new call
 
 
 def test_unknown_method_is_unimplemented(sock: str) -> None:
