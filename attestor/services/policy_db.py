@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.errors import ConfigError, InvalidInput, Unavailable
 from attestor.policy import PolicySet, parse_policy
 from attestor.store import policies as store
-from attestor.store.db import make_engine, make_session_factory
 
 __all__ = ["PROPAGATION_BOUND_S", "DatabasePolicies"]
 
@@ -38,6 +37,9 @@ class DatabasePolicies:
     """``current() -> PolicySet``, reloaded from the database when it changed.
 
     Thread-safe; one per process is enough (gunicorn threads and job threads share it).
+    Build it on the process's own session factory, not on a second engine: on
+    SQLite, ``make_engine`` opens and closes the database file, and that close
+    drops the POSIX locks of every connection the process already holds on it.
     """
 
     def __init__(
@@ -58,11 +60,6 @@ class DatabasePolicies:
         self._set: PolicySet | None = None
         self._generation = -1
         self._checked_at = float("-inf")
-
-    @classmethod
-    def from_url(cls, database_url: str) -> DatabasePolicies:
-        """A source with its own engine (connected lazily), for a process without one."""
-        return cls(make_session_factory(make_engine(database_url)))
 
     @property
     def generation(self) -> int:
