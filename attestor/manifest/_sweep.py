@@ -180,14 +180,17 @@ class _Sweep(SnapshotWalk):
         self.prior = prior
         self.new = LayerState(attested, prior)
         self.changes: list[Change] = []
-        #: Directory -> names ``find`` placed in this walk (merged into ``new.names``).
-        self.learned: dict[str, dict[str, int]] = {}
+        #: Names ``find`` placed in the directory being listed (then packed
+        #: into ``new.names``): regular_file is only called while its
+        #: directory is listed, and directories are listed one at a time.
+        self.learned: dict[str, int] = {}
 
     def _index(self, path: str) -> int | None:
         return self.find(path.encode("utf-8"))
 
     def _directory(self, rel_dir: str, dir_fd: int, stack: list[str], device: int) -> None:
         prefix = f"{rel_dir}/" if rel_dir else ""
+        self.learned = {}
         try:
             self._list(prefix, rel_dir, dir_fd, stack, device)
         finally:
@@ -269,7 +272,7 @@ class _Sweep(SnapshotWalk):
             # added. Both are rare and take the general path.
             super().regular_file(rel, name, dir_fd, st, fd)
             return
-        self.learned.setdefault(rel[: len(rel) - len(name)], {})[name] = i
+        self.learned[name] = i
         size, mode, uid, gid = st.st_size, st.st_mode & 0o7777, st.st_uid, st.st_gid
         self.total_size += size
         if self.total_size > self.limits.max_total_size:
@@ -344,7 +347,7 @@ class _Sweep(SnapshotWalk):
 
     def _keep_names(self, prefix: str) -> None:
         """Add the names this walk placed in directory ``prefix`` to the state's."""
-        found = self.learned.pop(prefix, None)
+        found, self.learned = self.learned, {}
         if found:
             names = self.new.names
             packed = names.get(prefix)
