@@ -290,7 +290,7 @@ def main() -> None:
     print(f"full re-hash ({f['bytes'] / 1e6:.0f} MB, {args.files} files, best of 5):")
     print(
         f"  (1-minute load average {f['load_before']:.1f} -> {f['load_after']:.1f}; the walk"
-        " hashes on a second thread only below cores - 0.5)"
+        " hashes on a second thread only below cores - 1)"
     )
     print(f"  agent LayerChecker   {f['full_mb_s']:8.0f} MB/s")
     print(f"  hashlib.file_digest  {f['hashlib_mb_s']:8.0f} MB/s   agent/this {ratio:.0%}")
