@@ -27,6 +27,7 @@ from attestor.config import Settings, load_settings
 from attestor.errors import InvalidInput
 from attestor.jobqueue import JobRunner, utc_now
 from attestor.jobs.runner import InlineRunner, RQRunner
+from attestor.services.policy_import import import_directory
 from attestor.store.bootstrap import prepare
 from attestor.store.db import make_engine, make_session_factory
 
@@ -106,9 +107,12 @@ def create_app(
     app.config.update(overrides or {})
 
     engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
     if not app.config.get(PREPARED_KEY):
         prepare(settings, engine, now=clock())
-    factory = make_session_factory(engine)
+        # The policy files into the database, like kubectl apply (attestor serve
+        # does it once in its master instead).
+        import_directory(factory, settings.policy_dir, now=clock())
     default_runner = runner is None
     if runner is None:
         runner = (

@@ -27,6 +27,7 @@ from attestor.services.issuance import (
     issue_image,
     result_document,
 )
+from attestor.services.policy_db import DatabasePolicies
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 from attestor.store import attestations as attestation_store
 from attestor.store.attestations import AttestationRow
@@ -56,7 +57,11 @@ def issuance_adapters(app: Flask) -> IssuanceAdapters:
         with _ADAPTERS_LOCK:
             adapters = app.extensions.get(_ADAPTERS_KEY)
             if adapters is None:
-                adapters = adapters_from_settings(app_state(app).settings)
+                state = app_state(app)
+                # The database's policies, on this app's own engine.
+                adapters = adapters_from_settings(
+                    state.settings, policies=DatabasePolicies(state.session_factory)
+                )
                 app.extensions[_ADAPTERS_KEY] = adapters
     assert isinstance(adapters, IssuanceAdapters)  # noqa: S101 - set only here
     return adapters

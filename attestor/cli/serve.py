@@ -79,10 +79,16 @@ def command(
     engine = make_engine(settings.database_url)
     prepared = prepare(settings, engine, now=now())
     engine.dispose()
-    # A bad policy file must stop the start here (one line, exit 2), not in a worker.
-    from attestor.policy import load_policies
+    # Policy files go into the database once, before the workers start (like
+    # kubectl apply); a bad file stops the start here (one line, exit 2).
+    from attestor.services.policy_import import import_directory
+    from attestor.store.db import make_session_factory
 
-    load_policies(settings.policy_dir)
+    engine = make_engine(settings.database_url)
+    try:
+        import_directory(make_session_factory(engine), settings.policy_dir, now=now())
+    finally:
+        engine.dispose()
     url = f"{'https' if tls else 'http'}://{host}:{port}"
     click.echo(f"attestor serving on {url} (docs {url}/docs)", err=True)
     if prepared.first_admin_token is not None:

@@ -8,7 +8,7 @@ import os
 
 import click
 
-from attestor.cli._common import migrated_engine, settings_from_env
+from attestor.cli._common import migrated_engine, now, settings_from_env
 from attestor.cli._startup import check_start_up
 from attestor.errors import ConfigError
 
@@ -39,17 +39,25 @@ def command(burst: bool, maintenance_interval: int) -> None:
     if not settings.redis_url:
         raise ConfigError("REDIS_URL is not set; `attestor worker` needs Redis")
     from attestor.jobs.worker_state import build_worker_state, install_worker_state
+    from attestor.services.policy_import import check_files, import_directory, read_policy_files
+    from attestor.store.db import make_session_factory
 
+    # A bad policy file stops the start with one line (exit 2) before anything
+    # is migrated or dequeued.
+    check_files(read_policy_files(settings.policy_dir))
     # Built once: rq calls our entry points by name with JSON arguments only, and
     # each job of this process uses this engine, Redis client, registry client,
-    # policy set and signers. Built first (the engine and Redis connect lazily),
-    # so a bad policy or credentials file stops the start with one line (exit 2)
-    # before anything is migrated or dequeued; a policy change then needs a
-    # restart, as for `attestor serve`.
+    # policy source and signers (the engine and Redis connect lazily).
     state = build_worker_state(settings)
-    state.issue.get()
     configure_logging(settings.log_level)
-    migrated_engine(settings).dispose()
+    engine = migrated_engine(settings)
+    try:
+        # The policy files into the database, like kubectl apply; the jobs then
+        # follow the database, so a later policy change needs no restart.
+        import_directory(make_session_factory(engine), settings.policy_dir, now=now())
+    finally:
+        engine.dispose()
+    state.issue.get()
     install_worker_state(state)
     connection = Redis.from_url(settings.redis_url)
     worker = make_worker(connection, maintenance_interval=maintenance_interval)

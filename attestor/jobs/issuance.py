@@ -43,7 +43,7 @@ def issue_task(
     if not isinstance(image, str):
         raise InvalidInput("issue job payload needs an image reference")
     if state is None:
-        state = build_issue_state(context.settings)
+        state = build_issue_state(context.settings, context.session_factory)
     # The signer (active key or keyless identity) and the policy set are asked
     # for now, so a rotation or revocation since the last job applies.
     ctx = build_context(

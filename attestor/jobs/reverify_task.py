@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from attestor.errors import ConfigError, InvalidInput, VerificationError
+from attestor.errors import ConfigError, InvalidInput, Unavailable, VerificationError
 from attestor.jobqueue import TaskContext
-from attestor.policy import PolicySet, evaluate, load_policies
+from attestor.policy import PolicySet, evaluate
 from attestor.revocation import AttestationTarget, RevocationSet
 from attestor.services import revocation as service
+from attestor.services.policy_db import DatabasePolicies
 from attestor.store import revocations as revocation_store
 from attestor.store import signing_keys
 from attestor.store.revocations import StoredAttestation
@@ -69,10 +70,10 @@ def _trusted_keys(session: Session) -> tuple[list[TrustedKey], frozenset[str]]:
     return keys, frozenset(row.keyid for row in rows if row.status == "revoked")
 
 
-def _policies(settings_policy_dir: Any) -> PolicySet | None:
+def _policies(session_factory: sessionmaker[Session]) -> PolicySet | None:
     try:
-        return load_policies(settings_policy_dir)
-    except ConfigError as e:
+        return DatabasePolicies(session_factory).current()
+    except (ConfigError, Unavailable) as e:
         log.warning("re-verification: policies not loaded, policy checks skipped: %s", e)
         return None
 
@@ -169,7 +170,7 @@ def reverify_task(payload: Mapping[str, Any], context: TaskContext) -> Mapping[s
         if not batch:
             break
         verifier = Verifier(keys=keys, revocations=revset) if keys else None
-        policies = _policies(context.settings.policy_dir) if scope != "key" else None
+        policies = _policies(context.session_factory) if scope != "key" else None
         decisions = [
             d
             for d in (

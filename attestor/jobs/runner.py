@@ -18,6 +18,7 @@ each other (NTP): heartbeats are their wall-clock times.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -35,7 +36,7 @@ from attestor.config import Settings
 from attestor.errors import Error, InvalidInput, Unavailable
 from attestor.jobqueue import TaskContext, TaskFn, fail_job, settle_job, utc_now
 from attestor.jobs.tasks import TASKS, process_tasks
-from attestor.jobs.worker_state import SharedIssueState, worker_state
+from attestor.jobs.worker_state import SharedIssueState, build_issue_state, worker_state
 from attestor.store import jobs as job_store
 
 __all__ = [
@@ -160,7 +161,14 @@ class InlineRunner:
         """
         self._settings = settings
         self._factory = session_factory
-        self.issue_state = issue_state if issue_state is not None else SharedIssueState(settings)
+        self.issue_state = (
+            issue_state
+            if issue_state is not None
+            else SharedIssueState(
+                settings,
+                build=functools.partial(build_issue_state, session_factory=session_factory),
+            )
+        )
         self._tasks = tasks if tasks is not None else process_tasks(self.issue_state)
         self._clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="attestor-job")

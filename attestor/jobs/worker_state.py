@@ -19,6 +19,7 @@ own deadline; the managed signer is re-chosen from the database per job.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from attestor.config import Settings, load_settings
 from attestor.services.context import IssuanceAdapters, adapters_from_settings
+from attestor.services.policy_db import DatabasePolicies
 from attestor.services.policy_source import LoadedPolicies, PolicySource
 
 if TYPE_CHECKING:  # imported when a state is built: the API process imports the runners too
@@ -58,22 +60,29 @@ class IssueState:
     identity token (re-read by its token source).
     """
 
-    #: Asked at the start of each job. Today the set loaded when the process
-    #: started (:class:`LoadedPolicies`): a policy change needs a restart of
-    #: ``attestor worker``, as of ``attestor serve``, whose API loads them once too.
+    #: Asked at the start of each job: the database's set (``DatabasePolicies``),
+    #: so a policy change is in force within 5 s, without a restart.
     policies: PolicySource
     #: Registry client, blob cache, keyless signer, the loaded active key.
     adapters: IssuanceAdapters
 
 
-def build_issue_state(settings: Settings) -> IssueState:
+def build_issue_state(
+    settings: Settings, session_factory: sessionmaker[Session] | None = None
+) -> IssueState:
     """Load the policies and build the registry client and signers.
 
     Raises:
         ConfigError: the policy directory is missing or holds an invalid policy,
             the credentials file is unusable, or keyless signing is misconfigured.
     """
-    policies = LoadedPolicies.load(settings.policy_dir)
+    # The database's set, on the process's own engine; without one (tests of
+    # the registry client alone) the policy directory, read now.
+    policies: PolicySource = (
+        DatabasePolicies(session_factory)
+        if session_factory is not None
+        else LoadedPolicies.load(settings.policy_dir)
+    )
     return IssueState(
         policies=policies, adapters=adapters_from_settings(settings, policies=policies)
     )
@@ -128,7 +137,7 @@ class WorkerState:
 
 
 def build_worker_state(
-    settings: Settings, *, build_issue: Callable[[Settings], IssueState] = build_issue_state
+    settings: Settings, *, build_issue: Callable[[Settings], IssueState] | None = None
 ) -> WorkerState:
     """Build the engine, session factory and Redis client (both connect lazily).
 
@@ -140,12 +149,16 @@ def build_worker_state(
     from attestor.store.db import make_engine, make_session_factory
 
     engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
     return WorkerState(
         settings=settings,
         engine=engine,
-        session_factory=make_session_factory(engine),
+        session_factory=factory,
         redis=Redis.from_url(settings.redis_url) if settings.redis_url else None,
-        issue=SharedIssueState(settings, build=build_issue),
+        issue=SharedIssueState(
+            settings,
+            build=build_issue or functools.partial(build_issue_state, session_factory=factory),
+        ),
     )
 
 

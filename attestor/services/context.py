@@ -94,6 +94,12 @@ class IssuanceAdapters:
     keyless: KeylessSigner | None = None
     #: Managed-key mode: the loaded signer of the active key.
     key_signers: ActiveKeySigners = field(default_factory=ActiveKeySigners)
+    #: Where ``current_policies`` reads the set in force (None: ``policies`` only).
+    policy_source: PolicySource | None = None
+
+    def current_policies(self) -> PolicySet:
+        """The set in force now: the source's (it follows changes), else ``policies``."""
+        return self.policy_source.current() if self.policy_source is not None else self.policies
 
 
 def adapters_from_settings(
@@ -150,6 +156,7 @@ def adapters_from_settings(
         cache=cache,
         policies=source.current(),
         keyless=keyless,
+        policy_source=source,
     )
 
 
@@ -168,7 +175,7 @@ def build_context(
         session_factory: the database.
         adapters: the process's long-lived parts.
         recorder: receives issuance counts (metrics).
-        policies: the set in force now; default, ``adapters.policies``.
+        policies: the set in force now; default, ``adapters.current_policies()``.
 
     Raises:
         Conflict: no signing key is active, or the keyless identity is revoked.
@@ -196,7 +203,7 @@ def build_context(
     return IssuanceContext(
         registry=adapters.registry,
         cache=adapters.cache,
-        policies=policies if policies is not None else adapters.policies,
+        policies=policies if policies is not None else adapters.current_policies(),
         session_factory=session_factory,
         signer=signer,
         builder_id=settings.builder_id,

@@ -13,6 +13,7 @@ import pytest
 
 from attestor.policy import load_policies
 from attestor.registry import BlobCache, RegistryClient
+from attestor.services import policies as policy_service
 from attestor.services.context import IssuanceAdapters
 from tests.integration.issuance._images import push
 from tests.integration.issuance.conftest import Server
@@ -94,13 +95,16 @@ def test_registry_not_admitted_is_never_contacted(
     make_server: Callable[..., Server], listener: _Listener, tmp_path: Path
 ) -> None:
     server = make_server()
-    policy = server.app.extensions["attestor"].settings.policy_dir / "dev.yaml"
-    # Admit only one repository of the loopback registry.
-    policy.write_text(
-        'apiVersion: attestor.dev/v1alpha1\nkind: Policy\nid: dev\nversion: "2"\n'
-        'registries:\n  - host: "127.0.0.1:*"\n    repositories: ["allowed/*"]\n'
-        "    require_signatures: false\n"
+    state = server.app.extensions["attestor"]
+    # Admit only one repository of the loopback registry (a new version of the
+    # policy imported from the policy directory at start).
+    document = (
+        b'apiVersion: attestor.dev/v1alpha1\nkind: Policy\nid: dev\nversion: "only-allowed"\n'
+        b'registries:\n  - host: "127.0.0.1:*"\n    repositories: ["allowed/*"]\n'
+        b"    require_signatures: false\n"
     )
+    with state.session_factory.begin() as session:
+        policy_service.apply(session, document, actor="test", now=state.clock(), source="test")
     body = _refused(server, f"{listener.host}/denied/app:1", 403, "policy-denied")
     assert "denied/app" in body["detail"] and body["reasons"]
     assert listener.accepted == 0
