@@ -18,12 +18,13 @@ the caps in :class:`ManifestLimits`.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import io
 import json
 import struct
 from array import array
 from collections.abc import Callable, Iterator
 
-from attestor.digests import sha256_digest
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest._limits import ManifestLimits
 from attestor.manifest._merkle import RootBuilder
@@ -224,15 +225,37 @@ class AttestedManifest:
         limits = limits or ManifestLimits()
         if len(data) > limits.max_manifest_bytes:
             raise TooLarge(f"manifest is {len(data)} bytes, limit {limits.max_manifest_bytes}")
+        # BytesIO shares the bytes object's buffer until written to: no copy.
+        return cls.from_canonical_stream(io.BytesIO(data).read, limits=limits)
+
+    @classmethod
+    def from_canonical_stream(
+        cls, read: Callable[[int], bytes], *, limits: ManifestLimits | None = None
+    ) -> AttestedManifest:
+        """:meth:`from_canonical_bytes` over what ``read(n)`` returns until ``b""``.
+
+        The same checks, sha256 and tree digest over the same bytes, without
+        holding the whole document: loading a 50,000-entry manifest then
+        peaks at the compact form plus a few chunks, not also its 8 MB of
+        canonical bytes. ``sha256`` is over exactly the bytes read: the caller
+        compares it with the signed statement before trusting the result.
+
+        Raises:
+            InvalidInput: as :meth:`from_canonical_bytes`.
+            TooLarge: as :meth:`from_canonical_bytes` (the stream is read at
+                most one chunk past ``limits.max_manifest_bytes``).
+        """
+        limits = limits or ManifestLimits()
+        source = _Source(read, limits.max_manifest_bytes)
         builder = _Builder()
         tree = RootBuilder()
-        for entry, canonical in _entries(data, limits):
+        for entry, canonical in _entries(source, limits):
             if builder.last is not None and entry.path.encode("utf-8") <= builder.last:
                 raise InvalidInput(f"entries not sorted or duplicated at {entry.path!r}")
             check_place(entry, builder.is_dir, builder.entry)
             builder.add(entry)
             tree.add(canonical)
-        return builder.build(sha256_digest(data), "sha256:" + tree.root().hex())
+        return builder.build("sha256:" + source.hash.hexdigest(), "sha256:" + tree.root().hex())
 
     def __len__(self) -> int:
         return len(self._paths)
@@ -333,47 +356,94 @@ class _Builder:
 
 #: First window decoded around an entry; doubled while an entry does not fit.
 _WINDOW = 512
+#: Bytes asked of the stream at a time.
+_CHUNK = 64 * 1024
 
 
-def _entries(data: bytes, limits: ManifestLimits) -> Iterator[tuple[ManifestEntry, bytes]]:
+class _Source:
+    """A byte stream seen through a sliding buffer, hashed as it is read.
+
+    Every byte read is hashed once and in order, so the digest is that of the
+    bytes the parser read; only a few chunks are held at a time.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], max_bytes: int) -> None:
+        self._read = read
+        self._max = max_bytes
+        self.hash = hashlib.sha256()
+        self.total = 0
+        self.buf = b""
+        self.pos = 0
+        self.eof = False
+
+    def fill(self, n: int) -> bool:
+        """Try to have ``n`` bytes from ``pos`` in the buffer; True if it has."""
+        while len(self.buf) - self.pos < n and not self.eof:
+            chunk = self._read(max(_CHUNK, n))
+            if not chunk:
+                self.eof = True
+                break
+            self.total += len(chunk)
+            if self.total > self._max:
+                raise TooLarge(f"manifest is over {self._max} bytes")
+            self.hash.update(chunk)
+            self.buf = self.buf[self.pos :] + chunk
+            self.pos = 0
+        return len(self.buf) - self.pos >= n
+
+    def startswith(self, prefix: bytes) -> bool:
+        self.fill(len(prefix))
+        return self.buf.startswith(prefix, self.pos)
+
+    def window(self, n: int) -> bytes:
+        """Up to ``n`` bytes from ``pos`` (fewer only at the end of the stream)."""
+        self.fill(n)
+        return self.buf[self.pos : self.pos + n]
+
+    def rest_is(self, suffix: bytes) -> bool:
+        """Whether what is left of the stream is exactly ``suffix``."""
+        return not self.fill(len(suffix) + 1) and self.buf[self.pos :] == suffix
+
+
+def _entries(source: _Source, limits: ManifestLimits) -> Iterator[tuple[ManifestEntry, bytes]]:
     # Walks the one canonical layout, {"entries":[e,e,...],"mediaType":"..."},
     # decoding one entry object at a time from a window of the bytes, so no
     # copy of the whole document is made; each entry must then equal its
     # canonical form byte for byte. surrogateescape keeps a window cut inside
     # a UTF-8 sequence decodable; a stray byte inside an entry fails the path
     # or the byte comparison.
-    if not data.startswith(_PREFIX):
+    if not source.startswith(_PREFIX):
         raise InvalidInput("manifest bytes are not in canonical form")
     decoder = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
-    pos = len(_PREFIX)
+    source.pos += len(_PREFIX)
     count = 0
-    if not data.startswith(b"]", pos):
+    if not source.startswith(b"]"):
         while True:
             count += 1
             if count > limits.max_entries:
                 raise TooLarge(f"more than {limits.max_entries} entries")
-            obj = _decode_one(decoder, data, pos)
+            obj = _decode_one(decoder, source)
             entry = ManifestEntry.from_json(obj)
             canonical = entry.canonical_bytes()
-            if not data.startswith(canonical, pos):
+            if not source.startswith(canonical):
                 raise InvalidInput("manifest bytes are not in canonical form")
             yield entry, canonical
-            pos += len(canonical)
-            if not data.startswith(b",", pos):
+            source.pos += len(canonical)
+            if not source.startswith(b","):
                 break
-            pos += 1
-    if data[pos:] != _SUFFIX:
+            source.pos += 1
+    if not source.rest_is(_SUFFIX):
         raise InvalidInput("manifest bytes are not in canonical form")
 
 
-def _decode_one(decoder: json.JSONDecoder, data: bytes, pos: int) -> object:
+def _decode_one(decoder: json.JSONDecoder, source: _Source) -> object:
     window = _WINDOW
     while True:
-        text = data[pos : pos + window].decode("utf-8", "surrogateescape")
+        raw = source.window(window)
         try:
-            return decoder.raw_decode(text)[0]
+            return decoder.raw_decode(raw.decode("utf-8", "surrogateescape"))[0]
         except ValueError as e:
-            if pos + window >= len(data):
+            if len(raw) < window:  # the whole rest of the stream did not parse
                 raise InvalidInput(f"manifest is not valid JSON: {e}") from None
         window *= 2
 

@@ -3,7 +3,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attestor.errors import InvalidInput, TooLarge
 from attestor.manifest import (
@@ -16,6 +24,8 @@ from attestor.manifest import (
     unpack_entry,
 )
 
+VECTORS = Path(__file__).parents[2] / "assets" / "manifest-vectors"
+VECTOR_INDEX = json.loads((VECTORS / "vectors.json").read_text())
 CAP = bytes.fromhex("0100000200200000000000000000000000000000")
 SHA = "ab" * 32
 
@@ -146,3 +156,62 @@ def test_path_table_finds_every_path_and_nothing_else() -> None:
         assert compact.index(absent) is None
         assert absent not in compact
     assert compact.get(paths[40]) == manifest.get(paths[40])
+
+
+def _reader(data: bytes, sizes: list[int]) -> Callable[[int], bytes]:
+    """A ``read`` that returns short reads of the given sizes (then the rest)."""
+    stream = io.BytesIO(data)
+    left = list(sizes)
+
+    def read(n: int) -> bytes:
+        return stream.read(min(n, left.pop(0)) if left else n)
+
+    return read
+
+
+def _same(a: AttestedManifest, b: AttestedManifest) -> None:
+    assert (a.sha256, a.tree_digest) == (b.sha256, b.tree_digest)
+    assert list(a.records()) == list(b.records())
+
+
+@pytest.mark.parametrize("vector", VECTOR_INDEX, ids=[v["name"] for v in VECTOR_INDEX])
+@pytest.mark.parametrize("chunk", [1, 7, 4096])
+def test_stream_gives_the_vectors_digests(vector: dict[str, str], chunk: int) -> None:
+    data = (VECTORS / vector["manifest"]).read_bytes()
+    streamed = AttestedManifest.from_canonical_stream(_reader(data, [chunk] * len(data)))
+    assert (streamed.sha256, streamed.tree_digest) == (vector["sha256"], vector["tree_digest"])
+    assert streamed.sha256 == "sha256:" + hashlib.sha256(data).hexdigest()
+    _same(streamed, AttestedManifest.from_canonical_bytes(data))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 300), max_size=40),
+    which=st.integers(0, 100),
+    cut=st.integers(0, 10_000),
+    junk=st.binary(max_size=3),
+)
+def test_stream_accepts_exactly_what_bytes_accepts(
+    sizes: list[int], which: int, cut: int, junk: bytes
+) -> None:
+    good = _sample().canonical_bytes()
+    candidates = [good, good + junk, good[: cut % len(good)], *_variants(good)]
+    data = candidates[which % len(candidates)]
+    try:
+        expected: AttestedManifest | type[Exception] = AttestedManifest.from_canonical_bytes(data)
+    except (InvalidInput, TooLarge) as e:
+        expected = type(e)
+    if isinstance(expected, AttestedManifest):
+        _same(AttestedManifest.from_canonical_stream(_reader(data, sizes)), expected)
+    else:
+        with pytest.raises(expected):
+            AttestedManifest.from_canonical_stream(_reader(data, sizes))
+
+
+def test_stream_over_the_byte_cap_stops_reading() -> None:
+    data = _sample().canonical_bytes()
+    stream = io.BytesIO(data * 1000)  # not a manifest past the first copy, nor read that far
+    with pytest.raises(TooLarge):
+        limits = ManifestLimits(max_manifest_bytes=9)
+        AttestedManifest.from_canonical_stream(stream.read, limits=limits)
+    assert stream.tell() < len(data) * 1000
