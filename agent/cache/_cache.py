@@ -26,10 +26,11 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO, TypeVar
 
 from attestor.digests import Digest, KeyId, Sha256Hex, parse_digest
 from attestor.errors import ConfigError, InvalidInput, TooLarge, Unavailable
@@ -37,6 +38,8 @@ from attestor.errors import ConfigError, InvalidInput, TooLarge, Unavailable
 __all__ = ["AttestationCache", "CacheLimits", "CacheStats", "LayerRecord"]
 
 _SCHEMA_VERSION = 1
+_CHUNK = 64 * 1024
+_T = TypeVar("_T")
 _HEX = frozenset("0123456789abcdef")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -234,19 +237,63 @@ class AttestationCache:
             InvalidInput: if ``key`` is not 64 lowercase hex characters.
             Unavailable: if the disk or the index fails.
         """
+        cap = self._limits.max_entry_bytes + 1
+
+        def load(f: BinaryIO) -> tuple[bytes, str]:
+            # Sized by the file: read(cap) would allocate the whole cap (64 MiB
+            # by default) for every read, however small the blob.
+            data = f.read(min(os.fstat(f.fileno()).st_size + 1, cap))
+            return data, hashlib.sha256(data).hexdigest()
+
+        return self._load(key, load)
+
+    def open_blob(self, key: str) -> BinaryIO | None:
+        """The cached blob ``key`` as a file open at its start, or None.
+
+        As :meth:`get`, without reading the blob into memory: the file is
+        hashed in chunks first. The caller closes the file, and must check what
+        it reads (the file could be rewritten in place after this hash): the
+        agent's manifest parser hashes the bytes it parses and compares that
+        with the signed statement.
+
+        Raises:
+            InvalidInput: if ``key`` is not 64 lowercase hex characters.
+            Unavailable: if the disk or the index fails.
+        """
+        cap = self._limits.max_entry_bytes + 1
+
+        def load(f: BinaryIO) -> tuple[BinaryIO, str]:
+            digest = hashlib.sha256()
+            while chunk := f.read(min(_CHUNK, cap - f.tell())):
+                digest.update(chunk)
+            f.seek(0)
+            return f, digest.hexdigest()
+
+        return self._load(key, load)
+
+    def _load(self, key: str, load: Callable[[BinaryIO], tuple[_T, str]]) -> _T | None:
+        # One lookup for get and open_blob: a miss, or a file whose hash is
+        # not its name (deleted, counted as corrupt), is None.
         key = _check_hex(key)
         with self._lock, _disk_errors("read"):
             row = self._db.execute("SELECT size FROM blobs WHERE sha256 = ?", (key,)).fetchone()
             if row is None:
                 self._misses += 1
                 return None
+            value: _T | None = None
+            digest: str | None = None
             try:
-                with open(self._blobs / key, "rb") as f:
-                    data = f.read(self._limits.max_entry_bytes + 1)
+                f = open(self._blobs / key, "rb")  # noqa: SIM115 - handed to the caller on a hit
             except FileNotFoundError:
-                data = None
-            if data is None or hashlib.sha256(data).hexdigest() != key:
-                if data is not None:
+                pass
+            else:
+                try:
+                    value, digest = load(f)
+                finally:
+                    if value is not f or digest != key:
+                        f.close()
+            if value is None or digest != key:
+                if value is not None:
                     self._corrupt += 1
                 self._drop_locked(key, int(row[0]))
                 self._misses += 1
@@ -254,7 +301,7 @@ class AttestationCache:
             self._tick += 1
             self._db.execute("UPDATE blobs SET tick = ? WHERE sha256 = ?", (self._tick, key))
             self._hits += 1
-            return data
+            return value
 
     def discard(self, key: str) -> None:
         """Remove an entry (e.g. bytes that failed signature verification).

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from agent.containerd import LayerInfo
 from agent.integrity._layer_statement import verify_layer
@@ -67,7 +67,7 @@ def verify_keyless_layer(
     verifier: Verifier,
     bundle: bytes,
     layer: LayerInfo,
-    fetch_manifest: Callable[[Sha256Hex], bytes],
+    fetch_manifest: Callable[[Sha256Hex], BinaryIO],
 ) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
     """Verify a keyless bundle for ``layer``, then its statement as :func:`verify_layer` does.
 

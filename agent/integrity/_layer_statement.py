@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from agent.containerd import LayerInfo
 from attestor.digests import Digest, Sha256Hex, parse_digest
-from attestor.errors import InvalidInput, VerificationError
+from attestor.errors import InvalidInput, Unavailable, VerificationError
 from attestor.manifest import AttestedManifest
 from attestor.verify import VerifiedStatement, Verifier
 
@@ -78,7 +78,7 @@ def verify_layer(
     verifier: Verifier,
     envelope: bytes,
     layer: LayerInfo,
-    fetch_manifest: Callable[[Sha256Hex], bytes],
+    fetch_manifest: Callable[[Sha256Hex], BinaryIO],
 ) -> tuple[VerifiedStatement, AttestedManifest]:
     """Verify an envelope for ``layer`` and the manifest its statement names.
 
@@ -87,6 +87,7 @@ def verify_layer(
             chainID, or a manifest that does not match the signed digests
             (``detail["revoked"]`` is True for a revoked attestation).
         InvalidInput: the envelope or the manifest is malformed.
+        Unavailable: the manifest stream failed while it was read.
         Error: whatever ``fetch_manifest`` raises.
     """
     verified = verifier.verify_envelope(envelope, artifact_digest=layer.digest)
@@ -95,10 +96,14 @@ def verify_layer(
         raise VerificationError(f"statement diffID {refs.diff_id} != layer {layer.diff_id}")
     if refs.chain_id != layer.chain_id:
         raise VerificationError(f"statement chainID {refs.chain_id} != layer {layer.chain_id}")
-    data = fetch_manifest(refs.manifest_sha256)
-    # The compact form: the agent keeps one for every lower layer, so its size matters.
-    manifest = AttestedManifest.from_canonical_bytes(data)
-    del data
+    # The compact form (the agent keeps one for every lower layer), parsed as
+    # it is read: the whole canonical bytes are never held. Its sha256 is over
+    # exactly the bytes parsed, and is checked against the statement below.
+    try:
+        with fetch_manifest(refs.manifest_sha256) as stream:
+            manifest = AttestedManifest.from_canonical_stream(stream.read)
+    except OSError as e:
+        raise Unavailable(f"reading manifest {refs.manifest_sha256}: {e}") from None
     if manifest.sha256 != "sha256:" + refs.manifest_sha256:
         raise VerificationError(
             f"manifest is {manifest.sha256}, statement says {refs.manifest_sha256}"

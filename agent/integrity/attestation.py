@@ -11,9 +11,10 @@ layer content).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from agent.cache import AttestationCache, LayerRecord
 from agent.containerd import LayerInfo
@@ -187,15 +188,20 @@ class ServerAttestations:
 
     # -- sources ------------------------------------------------------------
 
-    def _manifest_bytes(self, sha256: Sha256Hex) -> bytes:
+    def _manifest_stream(self, sha256: Sha256Hex) -> BinaryIO:
         if self._cache is not None:
-            data = self._cache.get(sha256)
-            if data is not None:
-                return data
+            cached = self._cache.open_blob(sha256)
+            if cached is not None:
+                return cached
         data = self._server.manifest(sha256)
         if self._cache is not None:
             self._cache.put(data)
-        return data
+            cached = self._cache.open_blob(sha256)
+            if cached is not None:
+                # Parsed from the file: the downloaded bytes are freed on
+                # return, before the compact form is built beside them.
+                return cached
+        return io.BytesIO(data)
 
     def _from_cache(self, layer: LayerInfo) -> LayerAttestation | None:
         if self._cache is None:
@@ -205,8 +211,10 @@ class ServerAttestations:
             return None
         # The envelope, or for a keyless layer the whole bundle (verified again).
         signed = self._cache.get(record.envelope_sha256)
-        if signed is None or self._cache.get(record.manifest_sha256) is None:
+        if signed is None:
             return None
+        # A missing manifest is found by _cache_only_manifest (NotFound, a miss
+        # below), without reading the whole blob here as well.
         try:
             verified, manifest, _ = self._verify(
                 layer, record.keyid, signed, self._cache_only_manifest
@@ -228,7 +236,7 @@ class ServerAttestations:
         layer: LayerInfo,
         keyid: str | None,
         signed: bytes,
-        fetch_manifest: Callable[[Sha256Hex], bytes],
+        fetch_manifest: Callable[[Sha256Hex], BinaryIO],
     ) -> tuple[VerifiedStatement, AttestedManifest, bytes]:
         """Verify ``signed`` (an envelope, or a keyless bundle) for ``layer``."""
         if is_keyless(keyid):
@@ -240,11 +248,11 @@ class ServerAttestations:
         verified, manifest = verify_layer(self._verifier, signed, layer, fetch_manifest)
         return verified, manifest, signed
 
-    def _cache_only_manifest(self, sha256: Sha256Hex) -> bytes:
-        data = self._cache.get(sha256) if self._cache is not None else None
-        if data is None:
+    def _cache_only_manifest(self, sha256: Sha256Hex) -> BinaryIO:
+        cached = self._cache.open_blob(sha256) if self._cache is not None else None
+        if cached is None:
             raise NotFound(f"manifest {sha256} not cached")
-        return data
+        return cached
 
     def _try_refs(self, layer: LayerInfo, refs: list[AttestationRef]) -> LayerAttestation | None:
         failure: LayerAttestation | None = None
@@ -263,13 +271,13 @@ class ServerAttestations:
                 )
                 try:
                     verified, manifest, _ = self._verify(
-                        layer, ref.keyid, signed, self._manifest_bytes
+                        layer, ref.keyid, signed, self._manifest_stream
                     )
                 except VerificationError as e:
                     if keyless or _status_of(e) == "revoked" or not self._new_keys(fetched_at):
                         raise
                     verified, manifest, _ = self._verify(
-                        layer, ref.keyid, signed, self._manifest_bytes
+                        layer, ref.keyid, signed, self._manifest_stream
                     )
             except (VerificationError, InvalidInput) as e:
                 status = _status_of(e) if isinstance(e, VerificationError) else "bad-signature"

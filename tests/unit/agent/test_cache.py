@@ -145,3 +145,28 @@ def test_discard_removes_entry(tmp_path: Path) -> None:
         assert cache.get(key) is None
         assert cache.stats().entries == 0
         assert not (tmp_path / "blobs" / key).exists()
+
+
+def test_open_blob_streams_the_bytes_and_drops_a_corrupt_one(tmp_path: Path) -> None:
+    big = bytes(range(256)) * 1000  # several hashing chunks
+    with AttestationCache.open(tmp_path) as cache:
+        key, bad = cache.put(big), cache.put(b"manifest bytes")
+        f = cache.open_blob(key)
+        assert f is not None
+        with f:
+            assert f.read() == big
+        (tmp_path / "blobs" / bad).write_bytes(b"manifest bytez")
+        assert cache.open_blob(bad) is None
+        assert not (tmp_path / "blobs" / bad).exists()
+        assert cache.open_blob("ab" * 32) is None
+        stats = cache.stats()
+        assert (stats.hits, stats.misses, stats.corrupt, stats.entries) == (1, 2, 1, 1)
+
+
+def test_open_blob_refuses_a_blob_over_the_entry_cap(tmp_path: Path) -> None:
+    # Grown on disk past the cap (its hash is only checked over cap + 1 bytes).
+    with AttestationCache.open(tmp_path, limits=CacheLimits(max_entry_bytes=100)) as cache:
+        key = cache.put(b"x" * 100)
+        (tmp_path / "blobs" / key).write_bytes(b"x" * 100_000)
+        assert cache.open_blob(key) is None
+        assert cache.get(key) is None

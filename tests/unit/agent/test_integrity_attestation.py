@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,34 @@ def test_a_revocation_snapshot_makes_a_valid_layer_revoked() -> None:
     res.replace_verifier(pinned_verifier([server.server_key()], revocations=revoked))
     got = resolve(res, info)
     assert got.status == "revoked" and "leaked" in (got.reason or "")
+
+
+def test_a_cached_manifest_is_parsed_without_holding_its_bytes(tmp_path: Path) -> None:
+    # 4,000 files: about 0.6 MB of canonical bytes, about 0.35 MB in compact form.
+    files = [
+        ManifestEntry(f"d/f{i:05d}", EntryType.FILE, mode=0o644, uid=0, gid=0, size=i,
+                      sha256=hashlib.sha256(b"%d" % i).hexdigest())
+        for i in range(4000)
+    ]  # fmt: skip
+    big = FileManifest.from_entries([ManifestEntry("d", EntryType.DIR, mode=0o755, uid=0, gid=0)])
+    big = FileManifest((*big.entries, *files))
+    layer = SimLayer(_d("big"), _d("bigdiff"), sim_layers(1)[0].media_type, big)
+    server = SimServer()
+    server.attest([layer])
+    info = infos([layer])[0]
+    with AttestationCache.open(tmp_path / "cache") as cache:
+        assert resolve(resolver(server, cache), info).status == "valid"
+    server.down = True
+    size = len(big.canonical_bytes())
+    with AttestationCache.open(tmp_path / "cache") as cache:
+        res = resolver(server, cache)
+        tracemalloc.start()
+        try:
+            got = resolve(res, info)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert got.status == "valid" and got.manifest is not None
+    assert got.manifest.sha256 == big.sha256 and len(got.manifest) == 4001
+    # Reading the blob whole (as before) peaked at the bytes plus the compact form.
+    assert peak < size, (peak, size)
