@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,8 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from attestor.api import create_app
 from attestor.api._state import app_state
@@ -23,6 +21,7 @@ from attestor.services.audit import verify_chain
 from attestor.services.policy_db import PROPAGATION_BOUND_S, DatabasePolicies
 from attestor.store import tokens
 from attestor.store.models import AuditLogModel, PolicyVersionModel
+from tests.harness.databases import fresh_postgres_database
 from tests.policy_docs import policy_doc
 
 pytestmark = pytest.mark.integration
@@ -31,15 +30,8 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 @pytest.fixture
 def pg_database_url(postgres_url: str) -> Iterator[str]:
-    base = make_url(postgres_url)
-    name = f"pol_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database(postgres_url, prefix="pol") as url:
+        yield url
 
 
 def _app(tmp_path: Path, url: str, name: str) -> Flask:
