@@ -63,19 +63,24 @@ def _private_sqlite_file(path: Path) -> None:
     # would create it 0644 under the usual umask. Creating it first, 0600,
     # is enough for the journal files: SQLite copies the database file's mode
     # to its -wal, -shm and -journal files when it creates them.
+    # An existing file is never opened here: POSIX record locks belong to the
+    # process, and closing any descriptor of the file would drop the locks of
+    # this process's open SQLite connections to it (a second engine on the
+    # same file, as several apps or a policy source in one process make).
     if not path.parent.is_dir():
         return  # sqlite3 reports the missing directory itself
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        try:
+            info = os.stat(path)
+            # A file made by an older version (0644) is narrowed too, when it is ours.
+            if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
+                os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError:
+            return  # sqlite3 will say what is wrong on connect
     except PermissionError:
         return  # not ours to write: sqlite3 will say so on connect
-    try:
-        info = os.fstat(fd)
-        # A file made by an older version (0644) is narrowed too, when it is ours.
-        if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) & 0o077:
-            os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
-    finally:
-        os.close(fd)
     for suffix in ("-wal", "-shm", "-journal"):
         sidecar = path.with_name(path.name + suffix)
         try:

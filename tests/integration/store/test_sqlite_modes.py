@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +74,32 @@ def test_a_database_left_world_readable_by_an_older_version_is_narrowed(
     make_engine(f"sqlite:///{db}").dispose()
     assert _mode(db) == 0o600
     assert _mode(wal) == 0o600
+
+
+def test_a_second_engine_keeps_the_locks_of_open_connections(tmp_path: Path) -> None:
+    # POSIX record locks belong to the process and file: closing any fd on the
+    # database file drops every lock this process holds on it, so a second
+    # make_engine (one per app, one per policy source...) must not open the file.
+    db = tmp_path / "attestor.db"
+    sqlite3.connect(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("PRAGMA journal_mode=DELETE")
+        holder.execute("BEGIN EXCLUSIVE")
+        make_engine(f"sqlite:///{db}").dispose()
+        probe = (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n"
+            "    c.execute('BEGIN EXCLUSIVE')\n"
+            "except sqlite3.OperationalError as e:\n"
+            "    print(e)\n"
+            "else:\n"
+            "    print('acquired')\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(db)], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        assert out == "database is locked"
+    finally:
+        holder.close()
