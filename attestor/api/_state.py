@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from attestor.api.metrics import Metrics
 from attestor.config import Settings
 from attestor.jobqueue import JobRunner
+from attestor.jobs.worker_state import SharedIssueState
 from attestor.services.revocation import FeedStateCache
 from attestor.services.token_cache import TokenCache
 
@@ -32,6 +33,9 @@ class AppState:
     runner: JobRunner
     metrics: Metrics
     clock: Callable[[], datetime]
+    #: The registry client, policies and signers of issuance, one set per
+    #: process: the API's inline requests and the in-process runner's jobs share it.
+    issue_state: SharedIssueState
     #: Authenticated tokens of this process (bounded staleness, see its module).
     token_cache: TokenCache = field(default_factory=TokenCache)
     #: The revocation feed's state, reused only to answer 304.

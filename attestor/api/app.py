@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from collections.abc import Callable, Mapping
@@ -27,6 +28,7 @@ from attestor.config import Settings, load_settings
 from attestor.errors import InvalidInput
 from attestor.jobqueue import JobRunner, utc_now
 from attestor.jobs.runner import InlineRunner, RQRunner
+from attestor.jobs.worker_state import SharedIssueState, build_issue_state
 from attestor.services.policy_import import import_directory
 from attestor.store.bootstrap import prepare
 from attestor.store.db import make_engine, make_session_factory
@@ -113,12 +115,15 @@ def create_app(
         # The policy files into the database, like kubectl apply (attestor serve
         # does it once in its master instead).
         import_directory(factory, settings.policy_dir, now=clock())
+    issue_state = SharedIssueState(
+        settings, build=functools.partial(build_issue_state, session_factory=factory)
+    )
     default_runner = runner is None
     if runner is None:
         runner = (
             RQRunner(settings.redis_url)
             if settings.redis_url
-            else InlineRunner(settings, factory, clock=clock)
+            else InlineRunner(settings, factory, clock=clock, issue_state=issue_state)
         )
     app.extensions[EXTENSION_KEY] = AppState(
         settings=settings,
@@ -127,6 +132,7 @@ def create_app(
         runner=runner,
         metrics=Metrics(),
         clock=clock,
+        issue_state=issue_state,
     )
 
     install_observability(app)

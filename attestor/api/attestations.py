@@ -18,7 +18,7 @@ from attestor.api.auth import current_principal, require_roles
 from attestor.errors import InvalidInput, Unavailable
 from attestor.jobqueue import submit as submit_job
 from attestor.jobs.issuance import ISSUE_KIND
-from attestor.services.context import IssuanceAdapters, adapters_from_settings, build_context
+from attestor.services.context import IssuanceAdapters, build_context
 from attestor.services.issuance import (
     Deferred,
     IssueRequest,
@@ -27,7 +27,6 @@ from attestor.services.issuance import (
     issue_image,
     result_document,
 )
-from attestor.services.policy_db import DatabasePolicies
 from attestor.signing.bundle import BUNDLE_V03_MEDIA_TYPE
 from attestor.store import attestations as attestation_store
 from attestor.store.attestations import AttestationRow
@@ -49,19 +48,18 @@ _DIGEST = ma.validate.Regexp(r"^sha256:[0-9a-f]{64}$", error="must be sha256:<64
 def issuance_adapters(app: Flask) -> IssuanceAdapters:
     """The app's registry client, blob cache and policies, built on first use.
 
+    They are the process's issue state, which the in-process runner's
+    ``issue`` jobs share, so one process builds one registry client.
+
     Raises:
-        ConfigError: the policy directory is missing or invalid.
+        ConfigError: the registry credentials file or keyless signing is unusable.
     """
     adapters = app.extensions.get(_ADAPTERS_KEY)
     if adapters is None:
         with _ADAPTERS_LOCK:
             adapters = app.extensions.get(_ADAPTERS_KEY)
             if adapters is None:
-                state = app_state(app)
-                # The database's policies, on this app's own engine.
-                adapters = adapters_from_settings(
-                    state.settings, policies=DatabasePolicies(state.session_factory)
-                )
+                adapters = app_state(app).issue_state.get().adapters
                 app.extensions[_ADAPTERS_KEY] = adapters
     assert isinstance(adapters, IssuanceAdapters)  # noqa: S101 - set only here
     return adapters
