@@ -82,13 +82,12 @@ def timed(fn: Callable[..., object], *args: object) -> float:
 
 
 def attested_form(root: Path, manifest_file: Path | None) -> AttestedManifest:
-    """The agent's form of the layer's manifest, parsed from canonical bytes as the
-    agent receives them (the child reads bytes the parent wrote)."""
+    """The agent's form of the layer's manifest, parsed as the agent parses it:
+    streamed from the file the parent wrote (the agent's cache blob)."""
     if manifest_file is None:
-        data = manifest_from_snapshot(root).canonical_bytes()
-    else:
-        data = manifest_file.read_bytes()
-    return AttestedManifest.from_canonical_bytes(data)
+        return AttestedManifest.from_canonical_bytes(manifest_from_snapshot(root).canonical_bytes())
+    with manifest_file.open("rb") as f:
+        return AttestedManifest.from_canonical_stream(f.read)
 
 
 def sweep_figures(
