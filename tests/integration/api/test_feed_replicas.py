@@ -7,12 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,95 +18,20 @@ from sqlalchemy import create_engine, delete
 from attestor.services.revocation import FEED_STATE_SECONDS
 from attestor.services.token_cache import CHECK_SECONDS
 from attestor.store.models import TokenModel
-from tests.harness.databases import fresh_postgres_database
+from tests.integration.api._replicas import Replica, two_replicas
+from tests.integration.api._replicas import database_url as database_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[3]
 FEED = "/v1/revocations/feed"
 # A poll sent this long after the change was committed must see it. The
 # margin covers only the client's own clock reading, not server-side delays.
 MARGIN = 0.05
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Replica:
-    """``attestor serve --workers 2``, stopped by PID."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "attestor", "serve", "--workers", "2", "--port", str(self.port)],
-            cwd=REPO,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(self.url + "/healthz", timeout=5).status_code == 200:
-                    return
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # not listening yet, or a slow first answer on a busy host
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(log.read_text()[-3000:])
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        (tmp_path / "var").mkdir()
-        yield f"sqlite:///{tmp_path / 'var' / 'shared.db'}"
-        return
-    with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
-
-
 @pytest.fixture
 def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[Replica, Replica, str]]:
-    admin_token = secrets.token_urlsafe(24)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ATTESTOR_", "DATABASE_URL", "REDIS_URL"))
-    }
-    # One data directory (signing key files) and one database, as replicas share them.
-    env.update(
-        ATTESTOR_DATA_DIR=str(tmp_path / "var"),
-        DATABASE_URL=database_url,
-        ATTESTOR_ADMIN_TOKEN=admin_token,
-        ATTESTOR_LOG_LEVEL="WARNING",
-    )
-    first = Replica(env, tmp_path / "a.log")
-    try:
-        second = Replica(env, tmp_path / "b.log")
-    except BaseException:
-        first.stop()
-        raise
-    try:
-        yield first, second, admin_token
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(tmp_path, database_url) as pair:
+        yield pair
 
 
 def _bearer(token: str) -> dict[str, str]:

@@ -4,8 +4,6 @@ issuance on the other within 5 s, without a restart (docs/api.md, "Policies").""
 
 from __future__ import annotations
 
-import os
-import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +12,8 @@ import pytest
 import requests
 
 from attestor.services.policy_db import PROPAGATION_BOUND_S
-from tests.harness.databases import fresh_postgres_database
-from tests.integration.api.test_feed_replicas import Replica
+from tests.integration.api._replicas import Replica, two_replicas
+from tests.integration.api._replicas import database_url as database_url  # noqa: F401 - a fixture
 from tests.policy_docs import policy_doc
 
 pytestmark = pytest.mark.integration
@@ -25,46 +23,16 @@ IMAGE = "127.0.0.1:9/team/app:1"
 DENIED = "urn:attestor:problem:policy-denied"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        (tmp_path / "var").mkdir()
-        yield f"sqlite:///{tmp_path / 'var' / 'shared.db'}"
-        return
-    with fresh_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        yield url
-
-
 @pytest.fixture
 def replicas(tmp_path: Path, database_url: str) -> Iterator[tuple[Replica, Replica, str]]:
-    admin = secrets.token_urlsafe(24)
     (tmp_path / "policies").mkdir()
     # A file at start: imported into the database (by the first replica; the
     # second finds it unchanged).
     (tmp_path / "policies" / "other.yaml").write_bytes(policy_doc("other", host="other.example"))
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ATTESTOR_", "DATABASE_URL", "REDIS_URL"))
-    }
-    env.update(
-        ATTESTOR_DATA_DIR=str(tmp_path / "var"),
-        ATTESTOR_POLICY_DIR=str(tmp_path / "policies"),
-        DATABASE_URL=database_url,
-        ATTESTOR_ADMIN_TOKEN=admin,
-        ATTESTOR_LOG_LEVEL="WARNING",
-    )
-    first = Replica(env, tmp_path / "a.log")
-    try:
-        second = Replica(env, tmp_path / "b.log")
-    except BaseException:
-        first.stop()
-        raise
-    try:
-        yield first, second, admin
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(
+        tmp_path, database_url, ATTESTOR_POLICY_DIR=str(tmp_path / "policies")
+    ) as pair:
+        yield pair
 
 
 def _issue(replica: Replica, admin: str) -> tuple[int, str]:
