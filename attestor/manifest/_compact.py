@@ -3,10 +3,10 @@
 
 A :class:`FileManifest` costs about 370 bytes per entry (a slotted object,
 a hex digest string, int objects, an index dict); the agent holds one per
-lower layer between sweeps, against a target of 80 MB resident memory. This
-form keeps a sorted list of the path strings and one blob of packed records,
-and decodes a :class:`ManifestEntry` only when asked (about 130 bytes per
-entry for a regular file).
+lower layer between sweeps, against a target of 60 MB resident memory. This
+form keeps a sorted table of the paths and one blob of packed records (43
+bytes for most regular files), and decodes a :class:`ManifestEntry` only when
+asked: about 70 bytes per entry for a 50,000-file layer.
 
 :meth:`AttestedManifest.from_canonical_bytes` parses the document one entry at
 a time (no whole-document JSON tree) and applies every check of
@@ -58,6 +58,15 @@ def pack_entry(entry: ManifestEntry) -> bytes:
     for name in _OPTIONAL:
         if getattr(entry, name) is not None:
             bits |= _BIT[name]
+    if entry.type is EntryType.FILE and bits & 0xFF == _FILE_BITS:
+        return pack_file(
+            entry.mode or 0,
+            entry.uid or 0,
+            entry.gid or 0,
+            entry.size or 0,
+            bytes.fromhex(entry.sha256 or ""),
+            entry.capability or b"",
+        )
     link = entry.link.encode("utf-8") if entry.link is not None else b""
     head = _HEAD.pack(
         _TYPE_INDEX[entry.type],
@@ -79,6 +88,14 @@ _FILE_BITS = _BIT["mode"] | _BIT["uid"] | _BIT["gid"] | _BIT["size"] | _BIT["sha
 _FILE_INDEX = _TYPE_INDEX[EntryType.FILE]
 #: Where a regular file's raw sha256 and capability sit in its record (no link).
 _DIGEST_AT, _CAP_AT = _HEAD.size - 34, _HEAD.size
+# Most regular files have a uid and gid under 2**16 and a size under 2**32:
+# their record is the short form, 43 bytes instead of 62 (about 1 MB less
+# for a 50,000-file layer). Its type byte is a value no entry type has, so
+# the two forms never give the same record; which form a file gets depends
+# only on its values, so equal entries still give equal records.
+_SHORT = struct.Struct("<BHHHI32s")  # kind, mode, uid, gid, size, sha256; then the capability
+_SHORT_FILE = 0x80
+_SHORT_DIGEST_AT = _SHORT.size - 32
 
 
 def pack_file(mode: int, uid: int, gid: int, size: int, digest: bytes, capability: bytes) -> bytes:
@@ -87,17 +104,33 @@ def pack_file(mode: int, uid: int, gid: int, size: int, digest: bytes, capabilit
     ``digest`` is the raw sha256 and ``capability`` the xattr value (empty
     when absent). It is on the sweep's per-file hot path.
     """
+    if uid < 0x10000 and gid < 0x10000 and size < 0x100000000:
+        return _SHORT.pack(_SHORT_FILE, mode, uid, gid, size, digest) + capability
     head = _HEAD.pack(_FILE_INDEX, _FILE_BITS, mode, uid, gid, 0, 0, size, digest, 0)
     return head + capability
 
 
 def file_digest_of(record: bytes) -> bytes:
     """Raw sha256 + capability of a record made by :func:`pack_file`."""
+    if record[0] == _SHORT_FILE:
+        return record[_SHORT_DIGEST_AT:]
     return record[_DIGEST_AT : _DIGEST_AT + 32] + record[_CAP_AT:]
 
 
 def unpack_entry(path: str, record: bytes) -> ManifestEntry:
     """Decode a record made by :func:`pack_entry` for ``path``."""
+    if record[0] == _SHORT_FILE:
+        _, mode, uid, gid, size, raw = _SHORT.unpack_from(record)
+        return ManifestEntry._trusted(
+            path,
+            EntryType.FILE,
+            mode=mode,
+            uid=uid,
+            gid=gid,
+            size=size,
+            sha256=raw.hex(),
+            capability=record[_SHORT.size :] or None,
+        )
     kind, bits, mode, uid, gid, major, minor, size, digest, link_len = _HEAD.unpack_from(record)
     link = record[_HEAD.size : _HEAD.size + link_len].decode("utf-8") if link_len else None
     capability = record[_HEAD.size + link_len :] or None

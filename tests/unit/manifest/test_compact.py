@@ -23,6 +23,7 @@ from attestor.manifest import (
     pack_entry,
     unpack_entry,
 )
+from attestor.manifest._compact import file_digest_of, pack_file
 
 VECTORS = Path(__file__).parents[2] / "assets" / "manifest-vectors"
 VECTOR_INDEX = json.loads((VECTORS / "vectors.json").read_text())
@@ -215,3 +216,32 @@ def test_stream_over_the_byte_cap_stops_reading() -> None:
         limits = ManifestLimits(max_manifest_bytes=9)
         AttestedManifest.from_canonical_stream(stream.read, limits=limits)
     assert stream.tell() < len(data) * 1000
+
+
+@pytest.mark.parametrize(
+    ("uid", "gid", "size", "length"),
+    [
+        (0, 0, 0, 43),
+        (65535, 65535, 2**32 - 1, 43),
+        (65536, 0, 1, 62),
+        (0, 65536, 1, 62),
+        (0, 0, 2**32, 62),
+        (2**32 - 1, 7, 2**63 - 1, 62),
+    ],
+)
+@pytest.mark.parametrize("cap", [b"", CAP])
+def test_file_records_short_and_wide(
+    uid: int, gid: int, size: int, length: int, cap: bytes
+) -> None:
+    raw = bytes(range(32))
+    entry = ManifestEntry(
+        "f", EntryType.FILE, mode=0o4755, uid=uid, gid=gid, size=size, sha256=raw.hex(),
+        capability=cap or None,
+    )  # fmt: skip
+    record = pack_entry(entry)
+    assert len(record) == length + len(cap)
+    assert record == pack_file(0o4755, uid, gid, size, raw, cap)
+    assert file_digest_of(record) == raw + cap
+    assert unpack_entry("f", record) == entry
+    # A short record is never a wide one's prefix: the type byte tells them apart.
+    assert record[0] == (0x80 if length == 43 else 0)
