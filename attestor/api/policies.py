@@ -10,6 +10,7 @@ byte for byte. An invalid document is refused with 422 and one
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -18,10 +19,14 @@ import marshmallow as ma
 from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
 from attestor.api.auth import current_principal, require_roles
-from attestor.errors import InvalidInput
+from attestor.errors import Error, InvalidInput
+from attestor.jobs.reverify import enqueue_policy_sweeps
 from attestor.services import policies as policy_service
+from attestor.services.policy_db import DatabasePolicies
 
 __all__ = ["blp"]
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("policies", __name__, url_prefix="/v1/policies", description="Policy management.")
 
@@ -104,7 +109,23 @@ def _actor() -> str:
 
 
 def _change(applied: policy_service.Applied) -> dict[str, Any]:
+    if applied.outcome != "unchanged":
+        _reevaluate()
     return {**applied.policy.__dict__, "outcome": applied.outcome}
+
+
+def _reevaluate() -> None:
+    # Attestations issued under another version of a policy now in force are
+    # checked against it at once, by the sweep the periodic one also runs
+    # (it revokes those the new version no longer admits). The set is read
+    # fresh: the process's policy source may be up to a second behind. If the
+    # sweep cannot be queued, the periodic sweep covers it.
+    state = app_state()
+    try:
+        policies = DatabasePolicies(state.session_factory).current()
+        enqueue_policy_sweeps(state.session_factory, state.runner, policies, now=state.clock())
+    except Error as e:
+        log.warning("policy re-evaluation not queued: %s", e)
 
 
 @blp.route("", methods=["GET"])
