@@ -15,12 +15,16 @@ import re
 from typing import Any
 
 import marshmallow as ma
+from flask import current_app
 
 from attestor.api._json_body import Blueprint
 from attestor.api._state import app_state
+from attestor.api.attestations import issuance_adapters
 from attestor.api.auth import current_principal, require_roles
 from attestor.errors import Error, InvalidInput
 from attestor.jobs.reverify import enqueue_policy_sweeps
+from attestor.policy import evaluate
+from attestor.registry import parse_reference
 from attestor.services import policies as policy_service
 from attestor.services.policy_db import DatabasePolicies
 
@@ -233,3 +237,36 @@ def rollback_policy(body: dict[str, Any], policy_id: str) -> dict[str, Any]:
             session, policy_id, body["version"], actor=_actor(), now=state.clock()
         )
     return _change(applied)
+
+
+class EvaluateSchema(ma.Schema):
+    image = ma.fields.String(
+        required=True,
+        validate=ma.validate.Length(min=1, max=1024),
+        metadata={"example": "127.0.0.1:5000/app@sha256:<hex>"},
+    )
+
+
+class EvaluationSchema(ma.Schema):
+    image = ma.fields.String(required=True, metadata={"description": "registry/repository"})
+    allowed = ma.fields.Boolean(required=True)
+    decision = ma.fields.Dict(
+        required=True, metadata={"description": "schemas/policy-decision.schema.json"}
+    )
+
+
+@blp.route("/evaluate", methods=["POST"])
+@require_roles("admin", "pipeline")
+@blp.arguments(EvaluateSchema)
+@blp.response(200, EvaluationSchema)
+def evaluate_image_policies(body: dict[str, Any]) -> dict[str, Any]:
+    """Dry run: the decision the policies in force give this image now; nothing is
+    fetched, issued or stored. Rules whose evidence issuance does not gather yet
+    (signatures, attestations, age, base layers) fail here as they would there."""
+    ref = parse_reference(body["image"])
+    decision = evaluate(issuance_adapters(current_app).current_policies(), ref)
+    return {
+        "image": f"{ref.registry}/{ref.repository}",
+        "allowed": decision.allowed,
+        "decision": decision.to_dict(),
+    }

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from attestor.api._state import app_state
 from attestor.jobs.runner import InlineRunner
 from attestor.registry import RegistryClient
+from attestor.services.policy_db import PROPAGATION_BOUND_S
 from tests.integration.issuance._images import push
 from tests.integration.issuance.conftest import Server
 
@@ -55,3 +57,43 @@ def test_a_narrowed_policy_revokes_what_it_no_longer_admits_at_once(
     gone = server.get(f"/v1/attestations/{ids['dropped']}").get_json()
     assert gone["status"] == "revoked"
     assert server.get(f"/v1/attestations/{ids['kept']}").get_json()["status"] == "valid"
+
+
+def test_a_dry_run_gives_the_decision_and_issues_nothing(
+    server: Server, pusher: RegistryClient, registry: Any
+) -> None:
+    image = push(pusher, f"{registry.host}/reeval/dry-{uuid.uuid4().hex[:8]}", "v1", layers=1)
+    before = server.counts()
+
+    def dry_run(reference: str) -> Any:
+        return server.client.post(
+            "/v1/policies/evaluate", json={"image": reference}, headers=server.pipeline
+        )
+
+    admitted = dry_run(image.by_digest)
+    assert admitted.status_code == 200, admitted.get_json()
+    body = admitted.get_json()
+    assert body["allowed"] is True
+    assert body["image"] == image.by_digest.split("@")[0]
+    assert body["decision"]["allowed"] is True
+
+    changed = server.client.put(
+        "/v1/policies/dev",
+        json={"document": _dev_policy("2", ["elsewhere/*"])},
+        headers=server.admin,
+    )
+    assert changed.status_code == 200, changed.get_json()
+    # The dry run answers as issuance would: from the process's policy source,
+    # which follows a change within its bound.
+    deadline = time.monotonic() + PROPAGATION_BOUND_S
+    refused = dry_run(image.by_digest).get_json()
+    while refused["allowed"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        refused = dry_run(image.by_digest).get_json()
+    assert refused["allowed"] is False
+    assert refused["decision"]["allowed"] is False
+    assert server.counts() == before  # nothing issued, nothing stored
+
+    bad = dry_run("not a reference")
+    assert bad.status_code == 400
+    assert bad.headers["Content-Type"].startswith("application/problem+json")

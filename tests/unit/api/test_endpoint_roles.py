@@ -64,6 +64,7 @@ EXPECTED: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/policies/<policy_id>/versions"): frozenset({"admin"}),
     ("GET", "/v1/policies/<policy_id>/versions/<version>"): frozenset({"admin"}),
     ("POST", "/v1/policies/<policy_id>/rollback"): frozenset({"admin"}),
+    ("POST", "/v1/policies/evaluate"): frozenset({"admin", "pipeline"}),
     ("GET", "/v1/audit"): frozenset({"admin"}),
 }
 #: Served by flask-smorest for the documentation; public, not part of the API.
