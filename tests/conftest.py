@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import redis
 
 from tests.harness.binaries import require_static, unavailable
 from tests.harness.images import BuiltImage, ImageBuilder, PushedImage
@@ -68,9 +69,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
     yield from _serve("redis", Redis(tmp_path_factory.mktemp("redis")))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_url(redis_server: Redis) -> str:
-    """``redis://127.0.0.1:PORT/0``."""
+    """``redis://127.0.0.1:PORT/0``, emptied for each test.
+
+    The session shares one server: a burst worker would otherwise also run
+    jobs an earlier test left queued (one once waited 60 s at a registry
+    deadline inside another test).
+    """
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
     return redis_server.url
 
 
