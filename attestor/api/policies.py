@@ -113,17 +113,17 @@ def _actor() -> str:
 
 
 def _change(applied: policy_service.Applied) -> dict[str, Any]:
-    if applied.outcome != "unchanged":
-        _reevaluate()
     return {**applied.policy.__dict__, "outcome": applied.outcome}
 
 
-def _reevaluate() -> None:
+def _reevaluate(applied: policy_service.Applied) -> None:
     # Attestations issued under another version of a policy now in force are
     # checked against it at once, by the sweep the periodic one also runs
     # (it revokes those the new version no longer admits). The set is read
     # fresh: the process's policy source may be up to a second behind. If the
     # sweep cannot be queued, the periodic sweep covers it.
+    if applied.outcome == "unchanged":
+        return
     state = app_state()
     try:
         policies = DatabasePolicies(state.session_factory).current()
@@ -155,6 +155,7 @@ def create_policy(body: dict[str, Any]) -> dict[str, Any]:
         applied = policy_service.create(
             session, body["document"].encode(), actor=_actor(), now=state.clock()
         )
+    _reevaluate(applied)
     return _change(applied)
 
 
@@ -179,6 +180,7 @@ def update_policy(body: dict[str, Any], policy_id: str) -> dict[str, Any]:
         applied = policy_service.update(
             session, policy_id, body["document"].encode(), actor=_actor(), now=state.clock()
         )
+    _reevaluate(applied)
     return _change(applied)
 
 
@@ -236,6 +238,7 @@ def rollback_policy(body: dict[str, Any], policy_id: str) -> dict[str, Any]:
         applied = policy_service.rollback(
             session, policy_id, body["version"], actor=_actor(), now=state.clock()
         )
+    _reevaluate(applied)
     return _change(applied)
 
 
